@@ -1,0 +1,639 @@
+"""Person–household checks over linked records: one row per evidence record of a finding.
+
+Grain of the output: one row per (finding, evidence record). A finding that two records
+show (a household register entry and a residence registration) gives two rows, so each
+department sees the finding on its own records.
+
+Households are compared by their members (person ids), never by their numbers: every
+department numbers households in its own scheme.
+
+Kinds (DESIGN.md section 7):
+
+* ``hukou_residence_split`` (人户分离): township/street (9-digit code) of the registered
+  household (``hukou`` sources) differs from the township of the freshest residence
+  evidence (any non-``hukou`` source that gives a residence township: residence
+  registration, rental tenancy, school, employer, roster). Following the statistics
+  bureau (离开户口登记地半年以上), a split whose residence evidence starts less than 182
+  days before ``as_of`` is not reported yet; when the start is unknown it is reported.
+* ``multi_household`` (一人多户): one person in two or more households of the register.
+  Households of different ``hukou`` sources are first matched by members (Jaccard >= 0.5
+  and no disagreeing township), so the same household told by two registers is one.
+* ``roster_conflict``: a ``roster`` household lists members differently from the register
+  household it best matches (most shared members): a member on one side only, or a
+  different head.
+* ``unregistered_resident`` (房不漏户, 户不漏人): a ``rental`` or ``generic`` (school,
+  employer) record places the person in a township where the person has neither a
+  residence registration nor the household registration.
+* Household sanity on register households: ``two_heads``, ``no_head``,
+  ``child_older_than_parent`` (child/grandchild born before the head, or parent/
+  grandparent born after), ``spouse_under_legal_age`` (head or spouse younger than 22 for
+  men, 20 for women, on ``as_of``).
+
+Details are Chinese sentences with region codes, source names, household numbers and
+masked names only: the findings file is published beyond the owning department.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import polars as pl
+
+FINDING_COLUMNS: tuple[str, ...] = ("kind", "person_id", "source", "record_id", "detail")
+EXTRA_COLUMNS: tuple[str, ...] = ("department", "related_department")
+
+FINDING_KINDS: tuple[str, ...] = (
+    "hukou_residence_split",
+    "multi_household",
+    "roster_conflict",
+    "unregistered_resident",
+    "two_heads",
+    "no_head",
+    "child_older_than_parent",
+    "spouse_under_legal_age",
+)
+
+KIND_LABELS: dict[str, str] = {
+    "hukou_residence_split": "人户分离",
+    "multi_household": "一人多户",
+    "roster_conflict": "户成员不一致",
+    "unregistered_resident": "居住未登记",
+    "two_heads": "一户多个户主",
+    "no_head": "户无户主",
+    "child_older_than_parent": "子女年长于父母",
+    "spouse_under_legal_age": "配偶未达法定婚龄",
+}
+
+# The statistics bureau counts 人户分离 only after half a year away.
+SPLIT_MIN_DAYS = 182
+LEGAL_MARRIAGE_AGE = {"M": 22, "F": 20}
+# Two registers' households are the same household when they share this share of members.
+SAME_HOUSEHOLD_JACCARD = 0.5
+
+RELATION_LABELS: dict[str, str] = {
+    "head": "户主",
+    "spouse": "配偶",
+    "child": "子女",
+    "parent": "父母",
+    "grandchild": "孙子女",
+    "grandparent": "祖父母",
+    "sibling": "兄弟姐妹",
+    "child_in_law": "儿媳/女婿",
+    "other": "其他",
+}
+
+# Freshest-evidence ties are broken by how much the source vouches for residence.
+_KIND_PRIORITY = {"residence": 0, "rental": 1, "generic": 2, "roster": 3, "hukou": 4}
+
+_RECORD_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String,
+    "department": pl.String,
+    "source_kind": pl.String,
+    "record_id": pl.String,
+    "name": pl.String,
+    "id_number": pl.String,
+    "sex": pl.String,
+    "id_sex": pl.String,
+    "birth_date": pl.Date,
+    "id_birth_date": pl.Date,
+    "household_id": pl.String,
+    "relation_to_head": pl.String,
+    "hukou_region": pl.String,
+    "hukou_township": pl.String,
+    "residence_region": pl.String,
+    "residence_township": pl.String,
+    "hukou_address": pl.String,
+    "residence_address": pl.String,
+    "house_id": pl.String,
+    "registered_at": pl.Date,
+    "updated_at": pl.Date,
+}
+
+
+def mask_name(name: str | None) -> str | None:
+    """张三丰 -> 张**; ZHANG WEI -> Z********: first character kept, the rest starred."""
+    if name is None or name == "":
+        return name
+    return name[0] + "*" * max(len(name) - 1, 1)
+
+
+def mask_id_number(id_number: str | None) -> str | None:
+    """330602199001011234 -> 330602********1234 (first 6, 8 stars, last 4)."""
+    if id_number is None or id_number == "":
+        return id_number
+    if len(id_number) <= 10:
+        return id_number[:2] + "*" * max(len(id_number) - 2, 1)
+    return id_number[:6] + "********" + id_number[-4:]
+
+
+def person_records(std: pl.DataFrame, entity_map: pl.DataFrame) -> pl.DataFrame:
+    """The standardized records with their ``person_id`` and derived helpers.
+
+    Columns a hand-made or partial ``std`` lacks are added as nulls (a source that does
+    not map a field has it null anyway). Adds ``person_id`` (null for a record the
+    entity map does not hold), ``birth`` (birth date, else the id's), ``sex_any``,
+    ``fresh`` (updated_at, else registered_at) and 9-digit ``hukou_town``/``res_town``.
+    """
+    frame = std
+    for column, dtype in _RECORD_SCHEMA.items():
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=dtype).alias(column))
+    frame = frame.select(
+        [pl.col(c).cast(t) for c, t in _RECORD_SCHEMA.items()]
+        + ([pl.col("record_key")] if "record_key" in frame.columns else [])
+    )
+    frame = frame.with_columns(
+        pl.col("department").fill_null(pl.col("source")),
+        pl.col("source_kind").fill_null("generic"),
+    )
+    persons = entity_map.select(
+        pl.col("source").cast(pl.String),
+        pl.col("record_id").cast(pl.String),
+        pl.col("person_id").cast(pl.String),
+    ).unique(subset=["source", "record_id"], keep="first")
+    frame = frame.join(persons, on=["source", "record_id"], how="left")
+
+    def township(code: str, region: str) -> pl.Expr:
+        region_town = pl.when(pl.col(region).str.len_chars() == 9).then(pl.col(region))
+        return pl.coalesce(pl.col(code), region_town)
+
+    return frame.with_columns(
+        birth=pl.coalesce("birth_date", "id_birth_date"),
+        sex_any=pl.coalesce("sex", "id_sex"),
+        fresh=pl.coalesce("updated_at", "registered_at"),
+        hukou_town=township("hukou_township", "hukou_region"),
+        res_town=township("residence_township", "residence_region"),
+        kind_priority=pl.col("source_kind").replace_strict(_KIND_PRIORITY, default=5, return_dtype=pl.Int8),
+    )
+
+
+def _empty_findings() -> pl.DataFrame:
+    return pl.DataFrame(schema={c: pl.String for c in FINDING_COLUMNS + EXTRA_COLUMNS})
+
+
+def _finding_rows(rows: list[dict[str, str | None]]) -> pl.DataFrame:
+    if not rows:
+        return _empty_findings()
+    return pl.DataFrame(rows, schema={c: pl.String for c in FINDING_COLUMNS + EXTRA_COLUMNS})
+
+
+def _fmt_date(value: date | None) -> str:
+    return value.isoformat() if value is not None else "不详"
+
+
+def _who(name: str | None, person_id: str | None) -> str:
+    masked = mask_name(name)
+    return f"{masked}（{person_id}）" if masked else f"{person_id}"
+
+
+def _hukou_residence_split(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    hukou = (
+        records.filter((pl.col("source_kind") == "hukou") & pl.col("person_id").is_not_null())
+        .filter(pl.col("hukou_town").is_not_null())
+        .sort(
+            ["person_id", "fresh", "source", "record_id"],
+            descending=[False, True, False, False],
+            nulls_last=True,
+        )
+    )
+    evidence = records.filter(
+        (pl.col("source_kind") != "hukou")
+        & pl.col("person_id").is_not_null()
+        & pl.col("res_town").is_not_null()
+    )
+    if hukou.is_empty() or evidence.is_empty():
+        return _empty_findings()
+    freshest = (
+        evidence.sort(
+            ["person_id", "fresh", "kind_priority", "source", "record_id"],
+            descending=[False, True, False, False, False],
+            nulls_last=True,
+        )
+        .group_by("person_id", maintain_order=True)
+        .first()
+        .select("person_id", pl.col("res_town").alias("live_town"))
+    )
+    # Every record of the person that places them in the freshest township shows the split;
+    # the earliest start among them is "since when".
+    at_live = evidence.join(freshest, on="person_id").filter(pl.col("res_town") == pl.col("live_town"))
+    since = at_live.group_by("person_id").agg(since=pl.col("registered_at").min(), seen=pl.col("fresh").max())
+    hukou_of = hukou.group_by("person_id", maintain_order=True).first()
+    split = (
+        hukou_of.join(freshest, on="person_id")
+        .join(since, on="person_id", how="left")
+        .filter(pl.col("hukou_town") != pl.col("live_town"))
+        .filter(pl.col("since").is_null() | (pl.col("since") <= as_of - timedelta(days=SPLIT_MIN_DAYS)))
+    )
+    if split.is_empty():
+        return _empty_findings()
+    live_sources = at_live.group_by("person_id").agg(
+        pl.col("source").unique(maintain_order=True).alias("live_sources"),
+        pl.col("department").unique(maintain_order=True).alias("live_departments"),
+    )
+    split = split.join(live_sources, on="person_id", how="left")
+    details: dict[str, str] = {}
+    rows: list[dict[str, str | None]] = []
+    for s in split.iter_rows(named=True):
+        since_text = (
+            f"自{s['since'].isoformat()}起"
+            if s["since"] is not None
+            else f"起始时间不详（最近记录{_fmt_date(s['seen'])}）"
+        )
+        live_by = "、".join(
+            f"{src}（{dep}）" for src, dep in zip(s["live_sources"], s["live_departments"], strict=False)
+        )
+        detail = (
+            f"人户分离：户籍登记在乡镇街道{s['hukou_town']}（{s['source']}，户号{s['household_id'] or '不详'}），"
+            f"实际居住在乡镇街道{s['live_town']}（据{live_by}，{since_text}）"
+        )
+        details[s["person_id"]] = detail
+        rows.append(_row("hukou_residence_split", s["person_id"], s, detail, s["live_departments"][0]))
+    hukou_department = dict(split.select("person_id", "department").iter_rows())
+    for r in at_live.filter(pl.col("person_id").is_in(list(details))).iter_rows(named=True):
+        person_id = r["person_id"]
+        rows.append(
+            _row("hukou_residence_split", person_id, r, details[person_id], hukou_department[person_id])
+        )
+    return _finding_rows(rows)
+
+
+def _row(
+    kind: str, person_id: str | None, record: dict, detail: str, related_department: str | None = None
+) -> dict[str, str | None]:
+    related = related_department if related_department != record["department"] else None
+    return {
+        "kind": kind,
+        "person_id": person_id,
+        "source": record["source"],
+        "record_id": record["record_id"],
+        "detail": detail,
+        "department": record["department"],
+        "related_department": related,
+    }
+
+
+def register_households(records: pl.DataFrame) -> pl.DataFrame:
+    """Register households matched across ``hukou`` sources by their members.
+
+    One row per register record with a household number and a person: the record's
+    columns plus ``household_key`` (``source`` + household number) and ``household``
+    (the cross-source household: the smallest key of its group).
+    """
+    register = records.filter(
+        (pl.col("source_kind") == "hukou")
+        & pl.col("household_id").is_not_null()
+        & pl.col("person_id").is_not_null()
+    ).with_columns(household_key=pl.concat_str([pl.col("source"), pl.col("household_id")], separator="\x1f"))
+    keys = register.get_column("household_key").unique().sort().to_list()
+    parent = {k: k for k in keys}
+
+    def find(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    if register.get_column("source").n_unique() > 1:
+        members = register.select("household_key", "source", "person_id", "hukou_town").unique(
+            subset=["household_key", "person_id"]
+        )
+        sizes = members.group_by("household_key").agg(
+            size=pl.len(), towns=pl.col("hukou_town").drop_nulls().unique()
+        )
+        pairs = (
+            members.join(members, on="person_id", suffix="_r")
+            .filter(
+                (pl.col("source") != pl.col("source_r"))
+                & (pl.col("household_key") < pl.col("household_key_r"))
+            )
+            .group_by("household_key", "household_key_r")
+            .agg(shared=pl.len())
+            .join(sizes, on="household_key")
+            .join(sizes, left_on="household_key_r", right_on="household_key", suffix="_r")
+        )
+        for pair in pairs.iter_rows(named=True):
+            union = pair["size"] + pair["size_r"] - pair["shared"]
+            towns_l, towns_r = set(pair["towns"]), set(pair["towns_r"])
+            towns_agree = not towns_l or not towns_r or bool(towns_l & towns_r)
+            if pair["shared"] / union >= SAME_HOUSEHOLD_JACCARD and towns_agree:
+                a, b = find(pair["household_key"]), find(pair["household_key_r"])
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    group = pl.DataFrame(
+        {"household_key": keys, "household": [find(k) for k in keys]},
+        schema={"household_key": pl.String, "household": pl.String},
+    )
+    return register.join(group, on="household_key", how="left")
+
+
+def _multi_household(register: pl.DataFrame) -> pl.DataFrame:
+    multi = register.filter(pl.col("household").n_unique().over("person_id") >= 2).sort(
+        ["person_id", "source", "household_id", "record_id"]
+    )
+    if multi.is_empty():
+        return _empty_findings()
+    rows: list[dict[str, str | None]] = []
+    for (person_id,), group in multi.group_by("person_id", maintain_order=True):
+        places = []
+        for r in group.unique(subset=["household"], keep="first", maintain_order=True).iter_rows(named=True):
+            relation = RELATION_LABELS.get(r["relation_to_head"] or "", "关系不详")
+            places.append(
+                f"{r['source']} 户号{r['household_id']}（{relation}，乡镇街道{r['hukou_town'] or '不详'}）"
+            )
+        detail = f"一人多户：同一人登记在{len(places)}个户中：" + "；".join(places)
+        for r in group.iter_rows(named=True):
+            rows.append(_row("multi_household", person_id, r, detail))
+    return _finding_rows(rows)
+
+
+def _household_labels(register: pl.DataFrame) -> pl.DataFrame:
+    """household -> "police_hukou 户号H001" (several numbers when registers agree on it)."""
+    return (
+        register.select("household", "source", "household_id")
+        .unique()
+        .sort("household", "source", "household_id")
+        .group_by("household", maintain_order=True)
+        .agg(label=pl.concat_str([pl.col("source"), pl.lit(" 户号"), pl.col("household_id")]).str.join("、"))
+    )
+
+
+def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFrame:
+    roster = records.filter(
+        (pl.col("source_kind") == "roster")
+        & pl.col("household_id").is_not_null()
+        & pl.col("person_id").is_not_null()
+    )
+    if roster.is_empty() or register.is_empty():
+        return _empty_findings()
+    roster = roster.with_columns(
+        roster_key=pl.concat_str([pl.col("source"), pl.col("household_id")], separator="\x1f")
+    )
+    # Best register household per roster household: the one sharing most members
+    # (ties: the one holding the roster's head, then the smallest key, for a stable answer).
+    # A roster household none of whose members is registered (from outside the city) matches nothing.
+    membership = register.select("person_id", "household").unique()
+    match = (
+        roster.select("roster_key", "person_id", "relation_to_head")
+        .unique(subset=["roster_key", "person_id"])
+        .join(membership, on="person_id")
+        .group_by("roster_key", "household")
+        .agg(shared=pl.len(), holds_head=(pl.col("relation_to_head") == "head").any())
+        .sort(["roster_key", "shared", "holds_head", "household"], descending=[False, True, True, False])
+        .group_by("roster_key", maintain_order=True)
+        .first()
+        .select("roster_key", "household")
+    )
+    labels = _household_labels(register)
+    roster = roster.join(match, on="roster_key").join(labels, on="household")
+    roster_side = roster.select(
+        "roster_key",
+        "household",
+        "label",
+        roster_source="source",
+        roster_hh="household_id",
+        roster_dept="department",
+    ).unique(subset=["roster_key"])
+    reg_department = register.group_by("household").agg(reg_dept=pl.col("department").first())
+
+    elsewhere = register.group_by("person_id").agg(
+        elsewhere=pl.concat_str([pl.col("source"), pl.lit(" 户号"), pl.col("household_id")])
+        .unique()
+        .sort()
+        .str.join("、")
+    )
+    only_roster = (
+        roster.join(membership, on=["person_id", "household"], how="anti")
+        .join(elsewhere, on="person_id", how="left")
+        .join(reg_department, on="household")
+        .sort("roster_key", "person_id", "record_id")
+    )
+    rows: list[dict[str, str | None]] = []
+    register_records = register.select("person_id", "source", "record_id", "department")
+    misplaced = register_records.join(
+        only_roster.select("person_id", roster_dept=pl.col("department")).unique("person_id"), on="person_id"
+    )
+    details: dict[str, str] = {}
+    for r in only_roster.iter_rows(named=True):
+        where = "户籍登记中无此人" if r["elsewhere"] is None else "户籍登记在" + r["elsewhere"]
+        detail = (
+            f"户成员不一致：{r['source']} 户号{r['household_id']}列有成员{_who(r['name'], r['person_id'])}，"
+            f"户籍{r['label']}无此人（{where}）"
+        )
+        rows.append(_row("roster_conflict", r["person_id"], r, detail, r["reg_dept"]))
+        details[r["person_id"]] = detail
+    # The register's own record of a misplaced member shows the conflict to the register's clerk.
+    for e in misplaced.iter_rows(named=True):
+        rows.append(_row("roster_conflict", e["person_id"], e, details[e["person_id"]], e["roster_dept"]))
+
+    roster_members = roster.select("roster_key", "person_id").unique()
+    only_register = (
+        roster_side.join(register, on="household")
+        .join(roster_members, on=["roster_key", "person_id"], how="anti")
+        .sort("roster_key", "person_id", "record_id")
+    )
+    for r in only_register.iter_rows(named=True):
+        relation = RELATION_LABELS.get(r["relation_to_head"] or "", "关系不详")
+        detail = (
+            f"户成员不一致：户籍{r['label']}的成员{_who(r['name'], r['person_id'])}（{relation}）"
+            f"未列入{r['roster_source']} 户号{r['roster_hh']}"
+        )
+        rows.append(_row("roster_conflict", r["person_id"], r, detail, r["roster_dept"]))
+
+    def heads_of(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+        return (
+            frame.filter(pl.col("relation_to_head") == "head")
+            .sort("person_id", "record_id")
+            .group_by(key)
+            .agg(
+                heads=pl.col("person_id").unique(maintain_order=True),
+                head_names=pl.struct("name", "person_id").unique(maintain_order=True),
+                head_records=pl.struct("source", "record_id", "department", "person_id"),
+            )
+        )
+
+    disagree = (
+        roster_side.join(heads_of(roster, "roster_key"), on="roster_key")
+        .join(heads_of(register, "household"), on="household", suffix="_reg")
+        .join(reg_department, on="household")
+        .filter(pl.col("heads").list.set_intersection("heads_reg").list.len() == 0)
+        .sort("roster_key")
+    )
+    for d in disagree.iter_rows(named=True):
+        detail = (
+            f"户主不一致：{d['roster_source']} 户号{d['roster_hh']}户主为"
+            + "、".join(_who(h["name"], h["person_id"]) for h in d["head_names"])
+            + f"，户籍{d['label']}户主为"
+            + "、".join(_who(h["name"], h["person_id"]) for h in d["head_names_reg"])
+        )
+        for r in d["head_records"]:
+            rows.append(_row("roster_conflict", r["person_id"], r, detail, d["reg_dept"]))
+        for r in d["head_records_reg"]:
+            rows.append(_row("roster_conflict", r["person_id"], r, detail, d["roster_dept"]))
+    return _finding_rows(rows)
+
+
+def _unregistered_resident(records: pl.DataFrame) -> pl.DataFrame:
+    living = records.filter(
+        pl.col("source_kind").is_in(["rental", "generic"])
+        & pl.col("person_id").is_not_null()
+        & pl.col("res_town").is_not_null()
+    )
+    if living.is_empty():
+        return _empty_findings()
+    # Places where the person is registered: residence registrations and the household register.
+    registered = (
+        pl.concat(
+            [
+                records.filter(
+                    (pl.col("source_kind") == "residence") & pl.col("res_town").is_not_null()
+                ).select("person_id", town=pl.col("res_town")),
+                records.filter(
+                    (pl.col("source_kind") == "hukou") & pl.col("hukou_town").is_not_null()
+                ).select("person_id", town=pl.col("hukou_town")),
+            ]
+        )
+        .drop_nulls()
+        .unique()
+    )
+    unregistered = living.join(
+        registered, left_on=["person_id", "res_town"], right_on=["person_id", "town"], how="anti"
+    ).sort(["person_id", "source", "record_id"])
+    rows: list[dict[str, str | None]] = []
+    for r in unregistered.iter_rows(named=True):
+        what = "租住" if r["source_kind"] == "rental" else "据记录居住"
+        since = f"，自{r['registered_at'].isoformat()}起" if r["registered_at"] is not None else ""
+        detail = (
+            f"居住未登记：{what}于乡镇街道{r['res_town']}（{r['source']}{since}），"
+            "该地既无居住登记，也非户籍登记地"
+        )
+        rows.append(_row("unregistered_resident", r["person_id"], r, detail))
+    return _finding_rows(rows)
+
+
+def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    if register.is_empty():
+        return _empty_findings()
+    hh = register.with_columns(
+        label=pl.concat_str([pl.col("source"), pl.lit(" 户号"), pl.col("household_id")]),
+        is_head=pl.col("relation_to_head") == "head",
+    ).with_columns(
+        n_heads=pl.col("person_id").filter(pl.col("is_head")).n_unique().over("household_key"),
+        n_persons=pl.col("person_id").n_unique().over("household_key"),
+        relation_known=pl.col("relation_to_head").is_not_null().any().over("household_key"),
+        has_spouse=(pl.col("relation_to_head") == "spouse").any().over("household_key"),
+    )
+    rows: list[dict[str, str | None]] = []
+
+    heads = hh.filter(pl.col("is_head")).sort("household_key", "person_id", "record_id")
+    two = heads.filter(pl.col("n_heads") >= 2)
+    if not two.is_empty():
+        names = (
+            two.unique(subset=["household_key", "person_id"], maintain_order=True)
+            .group_by("household_key", maintain_order=True)
+            .agg(names=pl.struct("name", "person_id"))
+        )
+        for r in two.join(names, on="household_key").iter_rows(named=True):
+            detail = f"一户多个户主：{r['label']}有{r['n_heads']}名户主：" + "、".join(
+                _who(n["name"], n["person_id"]) for n in r["names"]
+            )
+            rows.append(_row("two_heads", r["person_id"], r, detail))
+
+    no_head = hh.filter((pl.col("n_heads") == 0) & pl.col("relation_known"))
+    for r in no_head.sort("household_key", "person_id", "record_id").iter_rows(named=True):
+        detail = f"户无户主：{r['label']}的{r['n_persons']}名成员中无人登记为户主"
+        rows.append(_row("no_head", r["person_id"], r, detail))
+
+    # Generations are checked against the head only: the register records each member's
+    # relation to the head, not to one another.
+    the_head = (
+        heads.filter(pl.col("n_heads") == 1)
+        .unique(subset=["household_key"], keep="first")
+        .select(
+            "household_key",
+            head_person=pl.col("person_id"),
+            head_record=pl.col("record_id"),
+            head_source=pl.col("source"),
+            head_department=pl.col("department"),
+            head_name=pl.col("name"),
+            head_birth=pl.col("birth"),
+        )
+    )
+    paired = hh.join(the_head, on="household_key").filter(
+        pl.col("birth").is_not_null() & pl.col("head_birth").is_not_null()
+    )
+    reversed_generations = paired.filter(
+        (
+            pl.col("relation_to_head").is_in(["child", "grandchild"])
+            & (pl.col("birth") <= pl.col("head_birth"))
+        )
+        | (
+            pl.col("relation_to_head").is_in(["parent", "grandparent"])
+            & (pl.col("birth") >= pl.col("head_birth"))
+        )
+    ).sort("household_key", "person_id", "record_id")
+    for r in reversed_generations.iter_rows(named=True):
+        relation = r["relation_to_head"]
+        detail = (
+            f"子女年长于父母：{r['label']}中{RELATION_LABELS[relation]}{_who(r['name'], r['person_id'])}"
+            f"出生于{r['birth'].isoformat()}，户主{_who(r['head_name'], r['head_person'])}"
+            f"出生于{r['head_birth'].isoformat()}"
+        )
+        head = {"source": r["head_source"], "record_id": r["head_record"], "department": r["head_department"]}
+        rows.append(_row("child_older_than_parent", r["person_id"], r, detail))
+        rows.append(_row("child_older_than_parent", r["head_person"], head, detail))
+
+    couples = hh.filter(
+        pl.col("has_spouse")
+        & pl.col("relation_to_head").is_in(["head", "spouse"])
+        & pl.col("birth").is_not_null()
+        & pl.col("sex_any").is_in(list(LEGAL_MARRIAGE_AGE))
+    ).sort("household_key", "person_id", "record_id")
+    for r in couples.iter_rows(named=True):
+        minimum = LEGAL_MARRIAGE_AGE[r["sex_any"]]
+        age = _age(r["birth"], as_of)
+        if age >= minimum:
+            continue
+        sex = "男" if r["sex_any"] == "M" else "女"
+        role = RELATION_LABELS[r["relation_to_head"]]
+        detail = (
+            f"配偶未达法定婚龄：{r['label']}的{role}{_who(r['name'], r['person_id'])}（{sex}）"
+            f"出生于{r['birth'].isoformat()}，截至{as_of.isoformat()}为{age}岁，低于法定婚龄{minimum}岁"
+        )
+        rows.append(_row("spouse_under_legal_age", r["person_id"], r, detail))
+    return _finding_rows(rows)
+
+
+def _age(birth: date, on: date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def find_household_findings(
+    std: pl.DataFrame, entity_map: pl.DataFrame, as_of: date | None = None
+) -> pl.DataFrame:
+    """Every household finding, one row per evidence record.
+
+    Columns: ``kind, person_id, source, record_id, detail`` then ``department`` (of the
+    evidence record) and ``related_department`` (the other department the finding
+    concerns, when there is one). ``as_of`` is the day ages and the half-year rule are
+    measured on (default: today).
+    """
+    as_of = as_of or date.today()
+    records = person_records(std, entity_map)
+    register = register_households(records)
+    parts = [
+        _hukou_residence_split(records, as_of),
+        _multi_household(register),
+        _roster_conflict(records, register),
+        _unregistered_resident(records),
+        _household_sanity(register, as_of),
+    ]
+    findings = pl.concat(parts, how="vertical")
+    order = {kind: i for i, kind in enumerate(FINDING_KINDS)}
+    return (
+        findings.unique(
+            subset=["kind", "person_id", "source", "record_id"], keep="first", maintain_order=True
+        )
+        .with_columns(_order=pl.col("kind").replace_strict(order, default=len(order), return_dtype=pl.Int32))
+        .sort(["_order", "person_id", "source", "record_id"], nulls_last=True)
+        .drop("_order")
+    )

@@ -1,0 +1,534 @@
+"""Household findings on small hand-made cities.
+
+The clean city: one registered family of three (户主 A, 配偶 B, 子女 C) in township
+330602001, listed the same way by the civil-affairs roster; C's school places C at home;
+a migrant tenant D (hukou 410102, Zhengzhou) rents in 330602003 and has a residence
+registration there. Nothing is wrong, so no finding. Each test then breaks one thing.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from linkage.households import (
+    FINDING_COLUMNS,
+    find_household_findings,
+    mask_id_number,
+    mask_name,
+    person_records,
+    register_households,
+)
+
+AS_OF = date(2026, 11, 23)
+HOME = "330602001"
+ELSEWHERE = "330602003"
+
+DEPARTMENTS = {
+    "police_hukou": ("公安局户政科", "hukou"),
+    "police_hukou_b": ("公安分局户政科", "hukou"),
+    "residence_reg": ("公安局流动人口管理科", "residence"),
+    "civil_roster": ("民政局", "roster"),
+    "rental": ("住建局", "rental"),
+    "school": ("教育局", "generic"),
+}
+
+
+def rec(source: str, record_id: str, person_id: str, **fields: object) -> dict[str, object]:
+    department, kind = DEPARTMENTS[source]
+    return {
+        "source": source,
+        "department": department,
+        "source_kind": kind,
+        "record_id": record_id,
+        "person_id": person_id,
+        **fields,
+    }
+
+
+def city(rows: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """std and entity_map from record dicts (the person_id goes to the entity map only)."""
+    schema = {
+        "source": pl.String,
+        "department": pl.String,
+        "source_kind": pl.String,
+        "record_id": pl.String,
+        "person_id": pl.String,
+        "name": pl.String,
+        "id_number": pl.String,
+        "sex": pl.String,
+        "birth_date": pl.Date,
+        "household_id": pl.String,
+        "relation_to_head": pl.String,
+        "hukou_region": pl.String,
+        "hukou_township": pl.String,
+        "residence_region": pl.String,
+        "residence_township": pl.String,
+        "house_id": pl.String,
+        "registered_at": pl.Date,
+        "updated_at": pl.Date,
+    }
+    frame = pl.DataFrame(rows, schema=schema).with_row_index("record_key")
+    entity_map = frame.select("record_key", "source", "record_id", "person_id")
+    return frame.drop("person_id"), entity_map
+
+
+def clean_rows() -> list[dict[str, object]]:
+    return [
+        rec(
+            "police_hukou",
+            "h1",
+            "PA",
+            name="王建国",
+            sex="M",
+            birth_date=date(1980, 3, 1),
+            household_id="H001",
+            relation_to_head="head",
+            hukou_township=HOME,
+        ),
+        rec(
+            "police_hukou",
+            "h2",
+            "PB",
+            name="李秀英",
+            sex="F",
+            birth_date=date(1982, 5, 2),
+            household_id="H001",
+            relation_to_head="spouse",
+            hukou_township=HOME,
+        ),
+        rec(
+            "police_hukou",
+            "h3",
+            "PC",
+            name="王小明",
+            sex="M",
+            birth_date=date(2010, 9, 9),
+            household_id="H001",
+            relation_to_head="child",
+            hukou_township=HOME,
+        ),
+        rec(
+            "civil_roster",
+            "c1",
+            "PA",
+            name="王建国",
+            household_id="MZ-77",
+            relation_to_head="head",
+            residence_township=HOME,
+        ),
+        rec(
+            "civil_roster",
+            "c2",
+            "PB",
+            name="李秀英",
+            household_id="MZ-77",
+            relation_to_head="spouse",
+            residence_township=HOME,
+        ),
+        rec(
+            "civil_roster",
+            "c3",
+            "PC",
+            name="王小明",
+            household_id="MZ-77",
+            relation_to_head="child",
+            residence_township=HOME,
+        ),
+        rec("school", "s1", "PC", name="王小明", residence_township=HOME, registered_at=date(2016, 9, 1)),
+        rec(
+            "residence_reg",
+            "r1",
+            "PD",
+            name="赵强",
+            sex="M",
+            birth_date=date(1990, 1, 1),
+            hukou_region="410102",
+            residence_township=ELSEWHERE,
+            registered_at=date(2022, 4, 1),
+        ),
+        rec(
+            "rental",
+            "t1",
+            "PD",
+            name="赵强",
+            residence_township=ELSEWHERE,
+            house_id="F-12",
+            registered_at=date(2022, 3, 15),
+        ),
+    ]
+
+
+def findings_of(rows: list[dict[str, object]]) -> pl.DataFrame:
+    std, entity_map = city(rows)
+    return find_household_findings(std, entity_map, as_of=AS_OF)
+
+
+def by_kind(findings: pl.DataFrame, kind: str) -> set[tuple[str, str, str]]:
+    return set(findings.filter(pl.col("kind") == kind).select("person_id", "source", "record_id").iter_rows())
+
+
+def test_clean_city_has_no_finding() -> None:
+    findings = findings_of(clean_rows())
+    assert findings.columns[:5] == list(FINDING_COLUMNS)
+    assert findings.is_empty(), findings.to_dicts()
+
+
+def test_empty_input_gives_empty_frame_with_contract_columns() -> None:
+    std, entity_map = city([])
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    assert findings.columns[:5] == list(FINDING_COLUMNS)
+    assert findings.height == 0
+
+
+def test_hukou_residence_split_names_both_townships_sources_and_since() -> None:
+    rows = clean_rows() + [
+        # A moved out to ELSEWHERE: the residence registration (2024) is fresher than the old school-era one.
+        rec(
+            "residence_reg",
+            "r2",
+            "PA",
+            name="王建国",
+            residence_township=HOME,
+            registered_at=date(2015, 1, 1),
+            updated_at=date(2015, 1, 1),
+        ),
+        rec(
+            "residence_reg",
+            "r3",
+            "PA",
+            name="王建国",
+            residence_township=ELSEWHERE,
+            registered_at=date(2024, 2, 1),
+            updated_at=date(2024, 2, 1),
+        ),
+        rec(
+            "rental", "t2", "PA", name="王建国", residence_township=ELSEWHERE, registered_at=date(2024, 1, 20)
+        ),
+    ]
+    findings = findings_of(rows)
+    # Evidence: the register record and both records placing A in ELSEWHERE; the old one at HOME is not.
+    assert by_kind(findings, "hukou_residence_split") == {
+        ("PA", "police_hukou", "h1"),
+        ("PA", "residence_reg", "r3"),
+        ("PA", "rental", "t2"),
+    }
+    detail = findings.filter(pl.col("kind") == "hukou_residence_split").item(0, "detail")
+    assert HOME in detail and ELSEWHERE in detail and "police_hukou" in detail and "residence_reg" in detail
+    assert "自2024-01-20起" in detail  # earliest start at the present place
+    assert "王建国" not in detail
+    # A is registered in ELSEWHERE, so not an unregistered resident there.
+    assert by_kind(findings, "unregistered_resident") == set()
+
+
+def test_split_younger_than_half_a_year_is_not_yet_reported() -> None:
+    rows = clean_rows() + [
+        rec("residence_reg", "r3", "PA", residence_township=ELSEWHERE, registered_at=date(2026, 8, 1)),
+    ]
+    assert by_kind(findings_of(rows), "hukou_residence_split") == set()
+
+
+def test_freshest_evidence_back_home_means_no_split() -> None:
+    rows = clean_rows() + [
+        rec(
+            "residence_reg",
+            "r3",
+            "PA",
+            residence_township=ELSEWHERE,
+            registered_at=date(2019, 1, 1),
+            updated_at=date(2019, 1, 1),
+        ),
+        rec(
+            "residence_reg",
+            "r4",
+            "PA",
+            residence_township=HOME,
+            registered_at=date(2023, 1, 1),
+            updated_at=date(2023, 6, 1),
+        ),
+    ]
+    assert by_kind(findings_of(rows), "hukou_residence_split") == set()
+
+
+def test_multi_household_in_one_register() -> None:
+    rows = clean_rows() + [
+        rec(
+            "police_hukou",
+            "h9",
+            "PB",
+            name="李秀英",
+            sex="F",
+            birth_date=date(1982, 5, 2),
+            household_id="H042",
+            relation_to_head="head",
+            hukou_township=ELSEWHERE,
+        ),
+    ]
+    findings = findings_of(rows)
+    assert by_kind(findings, "multi_household") == {
+        ("PB", "police_hukou", "h2"),
+        ("PB", "police_hukou", "h9"),
+    }
+    detail = findings.filter(pl.col("kind") == "multi_household").item(0, "detail")
+    assert "H001" in detail and "H042" in detail
+
+
+def test_two_registers_numbering_the_same_household_differently_is_not_multi_household() -> None:
+    # A second register (another district's system) holds family H001 as "0099-1"; matched by members.
+    rows = clean_rows() + [
+        rec(
+            "police_hukou_b", "b1", "PA", household_id="0099-1", relation_to_head="head", hukou_township=HOME
+        ),
+        rec(
+            "police_hukou_b",
+            "b2",
+            "PB",
+            household_id="0099-1",
+            relation_to_head="spouse",
+            hukou_township=HOME,
+        ),
+        rec(
+            "police_hukou_b", "b3", "PC", household_id="0099-1", relation_to_head="child", hukou_township=HOME
+        ),
+    ]
+    findings = findings_of(rows)
+    assert findings.is_empty(), findings.to_dicts()
+    std, entity_map = city(rows)
+    register = register_households(person_records(std, entity_map))
+    assert register.get_column("household").n_unique() == 1
+
+
+def test_two_registers_disagreeing_on_a_person_is_multi_household() -> None:
+    # The second register has B alone in a different household in another township.
+    rows = clean_rows() + [
+        rec(
+            "police_hukou_b",
+            "b2",
+            "PB",
+            household_id="0100-3",
+            relation_to_head="head",
+            hukou_township=ELSEWHERE,
+        ),
+    ]
+    assert by_kind(findings_of(rows), "multi_household") == {
+        ("PB", "police_hukou", "h2"),
+        ("PB", "police_hukou_b", "b2"),
+    }
+
+
+def test_same_household_number_in_two_registers_is_not_a_match_by_itself() -> None:
+    # "H001" in register b is a different family (a different scheme): E and F, not A, B, C.
+    rows = clean_rows() + [
+        rec(
+            "police_hukou_b",
+            "b5",
+            "PE",
+            household_id="H001",
+            relation_to_head="head",
+            hukou_township=ELSEWHERE,
+        ),
+        rec(
+            "police_hukou_b",
+            "b6",
+            "PF",
+            household_id="H001",
+            relation_to_head="spouse",
+            hukou_township=ELSEWHERE,
+        ),
+    ]
+    findings = findings_of(rows)
+    assert findings.is_empty(), findings.to_dicts()
+    std, entity_map = city(rows)
+    register = register_households(person_records(std, entity_map))
+    assert register.get_column("household").n_unique() == 2
+
+
+def test_roster_missing_member_extra_member_and_other_head() -> None:
+    rows = [r for r in clean_rows() if r["record_id"] != "c3"]  # roster omits child C
+    rows += [
+        # roster lists G, registered in another household H050
+        rec("civil_roster", "c4", "PG", name="孙丽", household_id="MZ-77", relation_to_head="other"),
+        rec(
+            "police_hukou",
+            "h50",
+            "PG",
+            name="孙丽",
+            household_id="H050",
+            relation_to_head="head",
+            hukou_township=HOME,
+            sex="F",
+            birth_date=date(1950, 1, 1),
+        ),
+    ]
+    findings = findings_of(rows)
+    assert by_kind(findings, "roster_conflict") == {
+        ("PC", "police_hukou", "h3"),  # in the register's household, not on the roster
+        ("PG", "civil_roster", "c4"),  # on the roster, registered elsewhere
+        ("PG", "police_hukou", "h50"),  # the register's record of that elsewhere
+    }
+    conflicts = findings.filter(pl.col("kind") == "roster_conflict")
+    g = conflicts.filter(pl.col("record_id") == "c4").row(0, named=True)
+    assert "H050" in g["detail"] and "孙*" in g["detail"] and "孙丽" not in g["detail"]
+    assert g["related_department"] == "公安局户政科"
+    c = conflicts.filter(pl.col("record_id") == "h3").row(0, named=True)
+    assert c["related_department"] == "民政局" and "MZ-77" in c["detail"]
+
+
+def test_roster_with_a_different_head() -> None:
+    rows = [r for r in clean_rows() if r["source"] != "civil_roster"] + [
+        rec("civil_roster", "c1", "PA", household_id="MZ-77", relation_to_head="spouse"),
+        rec("civil_roster", "c2", "PB", household_id="MZ-77", relation_to_head="head"),
+        rec("civil_roster", "c3", "PC", household_id="MZ-77", relation_to_head="child"),
+    ]
+    findings = findings_of(rows)
+    assert by_kind(findings, "roster_conflict") == {
+        ("PB", "civil_roster", "c2"),
+        ("PA", "police_hukou", "h1"),
+    }
+    assert "户主不一致" in findings.item(0, "detail")
+
+
+def test_roster_household_of_people_outside_the_register_is_not_a_conflict() -> None:
+    rows = clean_rows() + [
+        rec("civil_roster", "c8", "PD", household_id="MZ-90", relation_to_head="head"),
+    ]
+    assert findings_of(rows).is_empty()
+
+
+def test_unregistered_tenant_and_pupil() -> None:
+    rows = clean_rows() + [
+        # H rents in ELSEWHERE, hukou outside the city, no residence registration at all.
+        rec(
+            "rental", "t5", "PH", name="钱多多", residence_township=ELSEWHERE, registered_at=date(2025, 3, 1)
+        ),
+        # I attends school living in ELSEWHERE; I's residence registration is for HOME, hukou in HOME too.
+        rec("school", "s5", "PI", name="周小雨", residence_township=ELSEWHERE),
+        rec("residence_reg", "r5", "PI", residence_township=HOME, registered_at=date(2020, 1, 1)),
+        rec(
+            "police_hukou",
+            "h60",
+            "PI",
+            household_id="H060",
+            relation_to_head="head",
+            hukou_township=HOME,
+            sex="F",
+            birth_date=date(1990, 1, 1),
+        ),
+    ]
+    findings = findings_of(rows)
+    assert by_kind(findings, "unregistered_resident") == {("PH", "rental", "t5"), ("PI", "school", "s5")}
+    detail = findings.filter(pl.col("record_id") == "t5").item(0, "detail")
+    assert ELSEWHERE in detail and "租住" in detail and "2025-03-01" in detail
+
+
+def test_tenant_registered_by_hukou_at_the_place_is_fine() -> None:
+    rows = clean_rows() + [rec("rental", "t6", "PA", residence_township=HOME)]
+    assert findings_of(rows).is_empty()
+
+
+def test_household_sanity_kinds() -> None:
+    rows = clean_rows() + [
+        # H100: two heads
+        rec("police_hukou", "x1", "PJ", household_id="H100", relation_to_head="head", hukou_township=HOME),
+        rec("police_hukou", "x2", "PK", household_id="H100", relation_to_head="head", hukou_township=HOME),
+        # H101: nobody is head
+        rec("police_hukou", "x3", "PL", household_id="H101", relation_to_head="spouse", hukou_township=HOME),
+        rec("police_hukou", "x4", "PM", household_id="H101", relation_to_head="child", hukou_township=HOME),
+        # H102: child born before the head; the head's parent born after the head
+        rec(
+            "police_hukou",
+            "x5",
+            "PN",
+            household_id="H102",
+            relation_to_head="head",
+            hukou_township=HOME,
+            birth_date=date(1985, 1, 1),
+            sex="M",
+        ),
+        rec(
+            "police_hukou",
+            "x6",
+            "PO",
+            household_id="H102",
+            relation_to_head="child",
+            hukou_township=HOME,
+            birth_date=date(1979, 1, 1),
+            sex="M",
+        ),
+        rec(
+            "police_hukou",
+            "x7",
+            "PQ",
+            household_id="H102",
+            relation_to_head="parent",
+            hukou_township=HOME,
+            birth_date=date(1990, 1, 1),
+            sex="F",
+        ),
+        # H103: 19-year-old husband (under 22), 20-year-old wife (just legal)
+        rec(
+            "police_hukou",
+            "x8",
+            "PR",
+            name="陈大",
+            household_id="H103",
+            relation_to_head="head",
+            hukou_township=HOME,
+            birth_date=date(2007, 6, 1),
+            sex="M",
+        ),
+        rec(
+            "police_hukou",
+            "x9",
+            "PS",
+            household_id="H103",
+            relation_to_head="spouse",
+            hukou_township=HOME,
+            birth_date=date(2006, 11, 23),
+            sex="F",
+        ),
+    ]
+    findings = findings_of(rows)
+    assert by_kind(findings, "two_heads") == {("PJ", "police_hukou", "x1"), ("PK", "police_hukou", "x2")}
+    assert by_kind(findings, "no_head") == {("PL", "police_hukou", "x3"), ("PM", "police_hukou", "x4")}
+    assert by_kind(findings, "child_older_than_parent") == {
+        ("PO", "police_hukou", "x6"),
+        ("PQ", "police_hukou", "x7"),
+        ("PN", "police_hukou", "x5"),
+    }
+    assert by_kind(findings, "spouse_under_legal_age") == {("PR", "police_hukou", "x8")}
+    detail = findings.filter(pl.col("kind") == "spouse_under_legal_age").item(0, "detail")
+    assert "19岁" in detail and "22" in detail and "陈*" in detail and "陈大" not in detail
+
+
+def test_duplicate_register_record_of_one_head_is_not_two_heads() -> None:
+    rows = clean_rows() + [
+        rec("police_hukou", "h1dup", "PA", household_id="H001", relation_to_head="head", hukou_township=HOME),
+    ]
+    assert findings_of(rows).is_empty()
+
+
+def test_records_missing_from_entity_map_are_ignored() -> None:
+    std, entity_map = city(clean_rows() + [rec("rental", "t9", "PZ", residence_township=ELSEWHERE)])
+    findings = find_household_findings(std, entity_map.filter(pl.col("person_id") != "PZ"), as_of=AS_OF)
+    assert findings.is_empty()
+
+
+@pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("330602199001011234", "330602********1234"),
+        ("33060219900101123X", "330602********123X"),
+        (None, None),
+    ],
+)
+def test_mask_id_number(value: str | None, masked: str | None) -> None:
+    assert mask_id_number(value) == masked
+
+
+def test_mask_name() -> None:
+    assert mask_name("张三丰") == "张**"
+    assert mask_name("张") == "张*"
+    assert mask_name("欧阳娜娜") == "欧***"
