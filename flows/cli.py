@@ -1,0 +1,206 @@
+"""The `renhu` command line (CONTRACT.md section 1).
+
+Exit status: 0 when the run published; 2 for a sources file, extract or mapping that
+stops the night (one line on stderr naming the file and column); 1 when the run
+failed after it started (validation found a critical problem, or a stage broke).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _err(message: str) -> None:
+    print(f"renhu: {message}", file=sys.stderr)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="renhu",
+        description="renhu (人户): link a city's population records across departments into one record per "
+        "person (一人一档), check households, validate, and publish share rates and mismatch reports.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="make a synthetic city's department extracts and run the nightly flow on them",
+        description="Generate a realistic synthetic city (seven department extracts with their noise, and the "
+        "ground truth beside them) and run the nightly flow on it.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("renhu-demo"), help="output folder (default: ./renhu-demo)")
+    demo.add_argument("--persons", type=int, default=5000, help="people in the city (default: 5000)")
+    demo.add_argument("--seed", type=int, default=20261123, help="random seed (default: 20261123)")
+
+    run = commands.add_parser(
+        "run",
+        help="the nightly flow: ingest, standardize, link, households, validate, publish",
+        description="Run the nightly flow over every source in the sources file and publish into OUT/runs/<run_id>, "
+        "pointing OUT/latest at it.",
+    )
+    run.add_argument("--sources", type=Path, required=True, help="the sources file (YAML)")
+    run.add_argument("--out", type=Path, required=True, help="output folder")
+    run.add_argument("--db", type=Path, default=None, help="DuckDB file kept between nights (default: OUT/renhu.duckdb)")
+
+    explain = commands.add_parser(
+        "explain",
+        help="why two records are (or are not) one person, or why a record joined its person",
+        add_help=False,
+    )
+    explain.add_argument("rest", nargs=argparse.REMAINDER)
+
+    verify = commands.add_parser("verify", help="re-check a published run folder against its manifest", add_help=False)
+    verify.add_argument("rest", nargs=argparse.REMAINDER)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the nightly flow as a Prefect deployment on a schedule",
+        description="Register and serve a Prefect deployment of the nightly flow (schedule, retries, logs and "
+        "artifacts in the Prefect UI). Needs a Prefect server: set PREFECT_API_URL.",
+    )
+    serve.add_argument("--sources", type=Path, required=True)
+    serve.add_argument("--out", type=Path, required=True)
+    serve.add_argument("--db", type=Path, default=None)
+    serve.add_argument("--cron", default="0 2 * * *", help="schedule (default: 02:00 every night)")
+    serve.add_argument("--name", default="renhu-nightly", help="deployment name")
+    return parser
+
+
+def _announce_server() -> None:
+    from flows.settings import Settings
+
+    if not Settings.prefect_api_configured():
+        print(
+            "renhu: starting Prefect's temporary local server (10-25 s here; set PREFECT_API_URL to use a running one) …",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def run_flow(sources: Path, out: Path, db: Path | None) -> int:
+    from flows.config import ConfigError
+    from flows.preflight import preflight
+
+    try:
+        preflight(sources)
+    except ConfigError as error:
+        _err(str(error))
+        return EXIT_CONFIG
+    _announce_server()
+    from flows.config import ConfigError as FlowConfigError
+    from flows.nightly import RunFailed, nightly
+
+    started = time.perf_counter()
+    try:
+        run_dir = Path(nightly(str(sources), str(out), str(db) if db else None))
+    except FlowConfigError as error:
+        _err(str(error))
+        return EXIT_CONFIG
+    except RunFailed as error:
+        _err(f"the run did not publish: {error}")
+        return EXIT_FAILED
+    except Exception as error:  # a stage broke: one line here, the traceback is in Prefect's log above
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        _err(f"the run did not publish: {type(error).__name__}: {first_line}")
+        return EXIT_FAILED
+    _print_summary(run_dir, time.perf_counter() - started)
+    return 0
+
+
+def _print_summary(run_dir: Path, seconds: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    console = Console(stderr=False)
+    table = Table(title=f"renhu run {metrics['run_id']} published in {seconds:.1f} s", show_header=True)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for label, key in [("records in", "records_in"), ("accepted", "accepted"), ("quarantined", "quarantined"),
+                       ("persons", "persons")]:
+        table.add_row(label, f"{metrics.get(key, 0):,}")
+    for label, key in [("share rate", "share_rate"), ("duplicate rate", "duplicate_rate"),
+                       ("人户一致率", "household_consistency_rate"), ("流动人口登记率", "floating_registration_rate")]:
+        value = metrics.get(key) or {}
+        if isinstance(value, dict) and value.get("value") is not None:
+            table.add_row(label, f"{value['value']:.1%} ({value['numerator']:,}/{value['denominator']:,})")
+    console.print(table)
+    console.print(f"run folder: {run_dir}")
+    console.print(f"dashboard:  {run_dir / 'index.html'}")
+
+
+def demo(out: Path, persons: int, seed: int) -> int:
+    from linkage.demo_city import generate_city
+
+    if persons < 1:
+        _err("--persons must be at least 1")
+        return EXIT_CONFIG
+    city_dir = out / "city"
+    started = time.perf_counter()
+    print(f"renhu: generating a synthetic city of {persons:,} persons in {city_dir} …", file=sys.stderr, flush=True)
+    city = generate_city(city_dir, persons, seed)
+    print(
+        f"renhu: {city.records:,} records in {len(city.extract_files)} extracts, {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return run_flow(city.sources_file, out, None)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from flows.config import ConfigError
+    from flows.preflight import preflight
+
+    try:
+        preflight(args.sources)
+    except ConfigError as error:
+        _err(str(error))
+        return EXIT_CONFIG
+    from flows.nightly import nightly
+
+    nightly.serve(
+        name=args.name,
+        cron=args.cron,
+        parameters={
+            "sources_file": str(args.sources.resolve()),
+            "out_dir": str(args.out.resolve()),
+            "db_path": str(args.db.resolve()) if args.db else None,
+        },
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    if argv and argv[0] == "explain":
+        from flows.explain import explain_command
+
+        return explain_command(argv[1:])
+    if argv and argv[0] == "verify":
+        from flows.manifest import verify_command
+
+        return verify_command(argv[1:])
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    if args.command == "demo":
+        return demo(args.out, args.persons, args.seed)
+    if args.command == "run":
+        return run_flow(args.sources, args.out, args.db)
+    if args.command == "serve":
+        return serve(args)
+    parser.print_help()
+    return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

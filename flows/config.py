@@ -1,0 +1,177 @@
+"""The sources file (CONTRACT.md section 2): parse, check, and resolve each source's files.
+
+Every problem found here is fatal for the night and raised as `ConfigError` with one
+line naming the file and, where there is one, the source and the column: a steward
+reads it on stderr at 2 a.m. and must know what to fix without opening the code.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "record_id",
+    "name",
+    "id_number",
+    "sex",
+    "birth_date",
+    "ethnicity",
+    "phone",
+    "hukou_address",
+    "hukou_region",
+    "residence_address",
+    "residence_region",
+    "household_id",
+    "relation_to_head",
+    "house_id",
+    "employer",
+    "registered_at",
+    "updated_at",
+)
+SOURCE_KINDS: tuple[str, ...] = ("hukou", "residence", "roster", "rental", "generic")
+FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "jsonl")
+_SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
+
+
+class ConfigError(Exception):
+    """A sources file or extract that stops the night before anything is written."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    department: str
+    kind: str
+    path: str
+    format: str
+    encoding: str
+    # canonical field -> the extract's own column names (one, or several joined by a space)
+    columns: dict[str, tuple[str, ...]]
+    files: tuple[Path, ...] = field(default=())
+
+    @property
+    def mapped_columns(self) -> list[str]:
+        return sorted({column for parts in self.columns.values() for column in parts})
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    path: Path
+    sources: tuple[Source, ...]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def relative(self, file: Path) -> str:
+        try:
+            return file.resolve().relative_to(self.base_dir.resolve()).as_posix()
+        except ValueError:
+            return file.resolve().as_posix()
+
+
+def _fail(path: Path, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {message}")
+
+
+def _column_list(path: Path, source: str, canonical: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) and value.strip():
+        return (value.strip(),)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return tuple(v.strip() for v in value)
+    raise _fail(path, f"source '{source}': column mapping for '{canonical}' must be a column name or a list of names")
+
+
+def _parse_source(path: Path, index: int, entry: object, seen: set[str]) -> Source:
+    if not isinstance(entry, dict):
+        raise _fail(path, f"sources[{index}] is not a mapping")
+    name = entry.get("name")
+    if not isinstance(name, str) or not _SOURCE_NAME.match(name):
+        raise _fail(path, f"sources[{index}]: 'name' must match [a-z0-9_]+, got {name!r}")
+    if name in seen:
+        raise _fail(path, f"source '{name}' is named twice")
+    seen.add(name)
+    department = entry.get("department")
+    if not isinstance(department, str) or not department.strip():
+        raise _fail(path, f"source '{name}': 'department' is required")
+    kind = entry.get("kind", "generic")
+    if kind not in SOURCE_KINDS:
+        raise _fail(path, f"source '{name}': kind {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    source_path = entry.get("path")
+    if not isinstance(source_path, str) or not source_path.strip():
+        raise _fail(path, f"source '{name}': 'path' is required")
+    file_format = entry.get("format")
+    if file_format is None:
+        file_format = Path(source_path).suffix.lstrip(".").lower()
+    if file_format not in FORMATS:
+        raise _fail(path, f"source '{name}': format {file_format!r} is not one of {', '.join(FORMATS)}")
+    encoding = entry.get("encoding", "utf-8")
+    if not isinstance(encoding, str):
+        raise _fail(path, f"source '{name}': 'encoding' must be text")
+    try:
+        "renhu".encode(encoding)
+    except LookupError:
+        raise _fail(path, f"source '{name}': unknown encoding {encoding!r}") from None
+    raw_columns = entry.get("columns")
+    if not isinstance(raw_columns, dict) or not raw_columns:
+        raise _fail(path, f"source '{name}': 'columns' must map canonical fields to the extract's columns")
+    columns: dict[str, tuple[str, ...]] = {}
+    for canonical, value in raw_columns.items():
+        if canonical not in CANONICAL_FIELDS:
+            raise _fail(path, f"source '{name}': '{canonical}' is not a canonical field ({', '.join(CANONICAL_FIELDS)})")
+        columns[canonical] = _column_list(path, name, canonical, value)
+    if "record_id" not in columns:
+        raise _fail(path, f"source '{name}': the mapping must name a 'record_id' column")
+    if "name" not in columns and "id_number" not in columns:
+        raise _fail(path, f"source '{name}': the mapping needs at least 'name' or 'id_number'")
+    return Source(
+        name=name,
+        department=department.strip(),
+        kind=kind,
+        path=source_path.strip(),
+        format=file_format,
+        encoding=encoding,
+        columns=columns,
+    )
+
+
+def _resolve_files(config_path: Path, source: Source) -> tuple[Path, ...]:
+    pattern = source.path if Path(source.path).is_absolute() else str(config_path.parent / source.path)
+    if glob.has_magic(pattern):
+        matches = tuple(sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file()))
+        if not matches:
+            raise _fail(config_path, f"source '{source.name}': no file matches {source.path}")
+        return matches
+    file = Path(pattern)
+    if not file.is_file():
+        raise ConfigError(f"{file}: file not found (source '{source.name}' in {config_path})")
+    return (file,)
+
+
+def load_sources(path: Path) -> SourcesConfig:
+    """Parse and check a sources file; every listed file must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: sources file not found")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise _fail(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise _fail(path, f"does not parse as YAML{where}: {problem}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("sources"), list) or not document["sources"]:
+        raise _fail(path, "must have a non-empty 'sources:' list")
+    seen: set[str] = set()
+    sources = [_parse_source(path, i, entry, seen) for i, entry in enumerate(document["sources"])]
+    resolved = tuple(
+        Source(**{**source.__dict__, "files": _resolve_files(path, source)}) for source in sources
+    )
+    return SourcesConfig(path=path, sources=resolved)

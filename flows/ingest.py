@@ -1,0 +1,219 @@
+"""Ingest stage: every source's extracts into `raw_records` and `quarantine`.
+
+All files are read and checked before any table is replaced, so a bad file or
+mapping stops the night with the previous night's tables untouched. Each row
+ends in exactly one of `raw_records` (accepted) or `quarantine` (with a reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import polars as pl
+
+from flows.config import CANONICAL_FIELDS, ConfigError, Source, SourcesConfig
+from flows.readers import Extract, read_csv, read_jsonl, read_parquet, read_xlsx
+from linkage.sql import materialize
+
+RAW_FIELDS: tuple[str, ...] = CANONICAL_FIELDS
+QUARANTINE_COLUMNS = ["source", "file", "row_number", "record_id", "reason_code", "reason"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    rows_in: int
+    accepted: int
+    quarantined: int
+    files: list[dict]
+    per_source: list[dict]
+
+
+def read_extract(source: Source, file) -> Extract:
+    required = source.mapped_columns
+    record_id_column = source.columns["record_id"][0]
+    if source.format == "csv":
+        return read_csv(file, source.encoding, required, source.name, record_id_column)
+    if source.format == "xlsx":
+        return read_xlsx(file, required, source.name)
+    if source.format == "parquet":
+        return read_parquet(file, required, source.name)
+    if source.format == "jsonl":
+        return read_jsonl(file, source.encoding, required, source.name, record_id_column)
+    raise ConfigError(f"{file}: unsupported format {source.format!r}")
+
+
+def _canonical_frame(source: Source, extract: Extract, relative_file: str, order: tuple[int, int]) -> pl.DataFrame:
+    raw = pl.DataFrame({c: pl.Series(c, extract.cells[c], dtype=pl.String) for c in source.mapped_columns})
+    fields: dict[str, pl.Expr] = {}
+    for canonical in RAW_FIELDS:
+        parts = source.columns.get(canonical)
+        if parts is None:
+            fields[canonical] = pl.lit(None, dtype=pl.String)
+        elif len(parts) == 1:
+            fields[canonical] = pl.col(parts[0])
+        else:
+            # A field spread over several columns: join the non-empty parts with one space.
+            joined = pl.concat_str([pl.col(p) for p in parts], separator=" ", ignore_nulls=True)
+            fields[canonical] = pl.when(joined.str.len_chars() > 0).then(joined).otherwise(None)
+    return raw.select(
+        pl.lit(source.name).alias("source"),
+        pl.lit(source.department).alias("department"),
+        pl.lit(source.kind).alias("source_kind"),
+        pl.lit(relative_file).alias("file"),
+        pl.lit(order[0], dtype=pl.Int32).alias("source_order"),
+        pl.lit(order[1], dtype=pl.Int32).alias("file_order"),
+        pl.Series("row_number", extract.row_numbers, dtype=pl.Int32),
+        pl.lit(extract.sha256).alias("file_sha256"),
+        *[expr.alias(name) for name, expr in fields.items()],
+    )
+
+
+def _rejected_frame(source: Source, extract: Extract, relative_file: str, order: tuple[int, int]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "source": [source.name] * len(extract.rejected),
+            "file": [relative_file] * len(extract.rejected),
+            "row_number": [r.row_number for r in extract.rejected],
+            "record_id": [r.record_id for r in extract.rejected],
+            "reason_code": [r.reason_code for r in extract.rejected],
+            "reason": [r.reason for r in extract.rejected],
+            "source_order": [order[0]] * len(extract.rejected),
+            "file_order": [order[1]] * len(extract.rejected),
+        },
+        schema={
+            "source": pl.String,
+            "file": pl.String,
+            "row_number": pl.Int32,
+            "record_id": pl.String,
+            "reason_code": pl.String,
+            "reason": pl.String,
+            "source_order": pl.Int32,
+            "file_order": pl.Int32,
+        },
+    )
+
+
+def ingest_sources(
+    con: duckdb.DuckDBPyConnection,
+    config: SourcesConfig,
+    run_id: str,
+    on_file: Callable[[str, int], None] | None = None,
+) -> IngestResult:
+    """Read every extract, apply the row rules, and replace raw_records and quarantine."""
+    readable: list[pl.DataFrame] = []
+    rejected: list[pl.DataFrame] = []
+    files: list[dict] = []
+    for source_order, source in enumerate(config.sources):
+        for file_order, file in enumerate(source.files):
+            extract = read_extract(source, file)
+            relative = config.relative(file)
+            readable.append(_canonical_frame(source, extract, relative, (source_order, file_order)))
+            rejected.append(_rejected_frame(source, extract, relative, (source_order, file_order)))
+            files.append(
+                {
+                    "source": source.name,
+                    "file": relative,
+                    "size_bytes": extract.size_bytes,
+                    "sha256": extract.sha256,
+                    "rows": extract.rows_in,
+                }
+            )
+            if on_file is not None:
+                on_file(relative, extract.rows_in)
+    ingest_rows = pl.concat(readable, how="vertical")
+    read_rejects = pl.concat(rejected, how="vertical")
+    del readable, rejected
+
+    con.register("ingest_rows", ingest_rows)
+    con.register("read_rejects", read_rejects)
+    con.execute("begin transaction")
+    try:
+        materialize(con, "stg_ingest_rows_checked")
+        con.execute(
+            f"""
+            create or replace table raw_records as
+            select
+                row_number() over (order by source_order, file_order, row_number) - 1 as record_key,
+                source, department, source_kind, file, row_number, file_sha256,
+                $run_id as load_batch,
+                {", ".join(RAW_FIELDS)}
+            from stg_ingest_rows_checked
+            where reason_code is null
+            order by record_key
+            """,
+            {"run_id": run_id},
+        )
+        con.execute(
+            f"""
+            create or replace table quarantine as
+            select {", ".join(QUARANTINE_COLUMNS)} from (
+                select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order
+                from stg_ingest_rows_checked where reason_code is not null
+                union all
+                select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order from read_rejects
+            )
+            order by source_order, file_order, row_number
+            """
+        )
+        con.execute(
+            """
+            create table if not exists ingest_files (
+                run_id varchar, source varchar, file varchar, size_bytes bigint, sha256 varchar, rows bigint
+            )
+            """
+        )
+        con.execute("delete from ingest_files where run_id = $run_id", {"run_id": run_id})
+        files_frame = pl.DataFrame(files, schema={"source": pl.String, "file": pl.String, "size_bytes": pl.Int64,
+                                                  "sha256": pl.String, "rows": pl.Int64})
+        con.register("files_frame", files_frame)
+        con.execute("insert into ingest_files select $run_id, * from files_frame", {"run_id": run_id})
+        con.execute(
+            """
+            create table if not exists run_source_counts (
+                run_id varchar, source varchar, rows_in bigint, accepted bigint, quarantined bigint
+            )
+            """
+        )
+        con.execute("delete from run_source_counts where run_id = $run_id", {"run_id": run_id})
+        source_names = pl.DataFrame({"source": [s.name for s in config.sources],
+                                     "source_order": list(range(len(config.sources)))})
+        con.register("source_names", source_names)
+        con.execute(
+            """
+            insert into run_source_counts
+            select $run_id, s.source,
+                   coalesce(a.n, 0) + coalesce(q.n, 0), coalesce(a.n, 0), coalesce(q.n, 0)
+            from source_names s
+            left join (select source, count(*) n from raw_records group by source) a using (source)
+            left join (select source, count(*) n from quarantine group by source) q using (source)
+            order by s.source_order
+            """,
+            {"run_id": run_id},
+        )
+        con.execute("drop table stg_ingest_rows_checked")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        for view in ("ingest_rows", "read_rejects", "files_frame", "source_names"):
+            con.unregister(view)
+    per_source = (
+        con.execute(
+            "select source, rows_in, accepted, quarantined from run_source_counts where run_id = $run_id",
+            {"run_id": run_id},
+        )
+        .pl()
+        .to_dicts()
+    )
+    accepted = sum(s["accepted"] for s in per_source)
+    quarantined = sum(s["quarantined"] for s in per_source)
+    return IngestResult(
+        rows_in=accepted + quarantined,
+        accepted=accepted,
+        quarantined=quarantined,
+        files=files,
+        per_source=per_source,
+    )

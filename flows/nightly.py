@@ -1,0 +1,165 @@
+"""The nightly Prefect flow: ingest → standardize → link → households → validate → publish.
+
+Tasks are thin: each calls one stage function of `flows/stages.py`. The flow only
+orders them, keeps the run ledger, and decides whether the night published.
+`renhu run` and a Prefect deployment (`renhu serve`) start the same flow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+from contextlib import nullcontext
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows import stages
+from flows.config import load_sources
+from flows.settings import Settings
+from flows.stages import RunContext, StageResult
+
+
+class RunFailed(Exception):
+    """The night did not publish; the message is one line for the steward."""
+
+
+def _progress(settings: Settings):
+    if not settings.show_progress:
+        return nullcontext(None)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
+
+
+def _run_stage(ctx: RunContext, name: str, function, *args) -> StageResult:
+    logger = get_run_logger()
+    logger.info("stage %s: starting", name)
+    with _progress(ctx.settings) as progress:
+        if progress is not None:
+            progress.add_task(f"[bold]{name}[/bold] …", total=None)
+        result = function(ctx, *args)
+    stages.ledger_record_stage(ctx, result)
+    logger.info(
+        "stage %s: %d rows in, %d rows out, %.1f s", name, result.rows_in, result.rows_out, result.seconds
+    )
+    return result
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_task(ctx: RunContext) -> StageResult:
+    logger = get_run_logger()
+
+    def on_file(file: str, rows: int) -> None:
+        logger.info("read %s: %d rows", file, rows)
+
+    return _run_stage(ctx, "ingest", stages.ingest, on_file)
+
+
+@task(name="standardize", cache_policy=NO_CACHE)
+def standardize_task(ctx: RunContext) -> StageResult:
+    return _run_stage(ctx, "standardize", stages.standardize)
+
+
+@task(name="link", cache_policy=NO_CACHE)
+def link_task(ctx: RunContext) -> StageResult:
+    return _run_stage(ctx, "link", stages.link)
+
+
+@task(name="households", cache_policy=NO_CACHE)
+def households_task(ctx: RunContext) -> StageResult:
+    return _run_stage(ctx, "households", stages.households)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_task(ctx: RunContext) -> StageResult:
+    return _run_stage(ctx, "validate", stages.validate)
+
+
+@task(name="publish", cache_policy=NO_CACHE)
+def publish_task(ctx: RunContext) -> Path:
+    from flows.publish import publish
+
+    run_dir, result = publish(ctx)
+    get_run_logger().info("published %s in %.1f s", run_dir, result.seconds)
+    return run_dir
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def open_run(sources_file: Path, out_dir: Path, db_path: Path | None, settings: Settings) -> RunContext:
+    """Check the sources file and open the night's DuckDB; raises ConfigError before writing anything."""
+    config = load_sources(Path(sources_file))
+    out_dir = Path(out_dir)
+    db = Path(db_path) if db_path else out_dir / "renhu.duckdb"
+    started_at = dt.datetime.now(dt.UTC)
+    ctx = RunContext(
+        config=config,
+        out_dir=out_dir,
+        db_path=db,
+        con=stages.connect(db, settings),
+        settings=settings,
+        run_id=stages.new_run_id(started_at),
+        started_at=started_at,
+        sources_sha256=_sha256(config.path),
+    )
+    return ctx
+
+
+@flow(name="nightly", log_prints=True)
+def nightly(sources_file: str, out_dir: str, db_path: str | None = None) -> str:
+    """The nightly run over every source in `sources_file`, published into `out_dir`."""
+    settings = Settings.from_env()
+    ctx = open_run(Path(sources_file), Path(out_dir), Path(db_path) if db_path else None, settings)
+    logger = get_run_logger()
+    logger.info("run %s: %d sources from %s", ctx.run_id, len(ctx.config.sources), ctx.config.path)
+    try:
+        stages.ledger_start(ctx)
+        # Every extract is read and checked before any table is replaced: a bad file stops here.
+        ingest_task(ctx)
+        stages.prepare_staging_dir(ctx)
+        standardize_task(ctx)
+        link_task(ctx)
+        households_task(ctx)
+        validate_task(ctx)
+        critical = list(getattr(ctx.validation, "critical_failures", []) or [])
+        if critical:
+            failed_dir = ctx.out_dir / "runs" / f"{ctx.run_id}-failed"
+            if failed_dir.exists():
+                shutil.rmtree(failed_dir)
+            ctx.staging_dir.rename(failed_dir)
+            message = f"validation failed ({len(critical)} critical): {critical[0]}; Data Docs in {failed_dir / 'validation'}"
+            stages.ledger_finish(ctx, "failed", message)
+            raise RunFailed(message)
+        run_dir = publish_task(ctx)
+        stages.ledger_finish(ctx, "published")
+        _publish_artifacts(ctx, run_dir)
+        return str(run_dir)
+    except RunFailed:
+        raise
+    except Exception as error:
+        if ctx.staging_dir.exists():
+            shutil.rmtree(ctx.staging_dir, ignore_errors=True)
+        try:
+            stages.ledger_finish(ctx, "failed", f"{type(error).__name__}: {error}")
+        except Exception:  # the ledger may not exist yet when ingest itself failed
+            pass
+        raise
+    finally:
+        ctx.con.close()
+
+
+def _publish_artifacts(ctx: RunContext, run_dir: Path) -> None:
+    import json
+
+    from flows.validation import publish_prefect_artifacts
+
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    import polars as pl
+
+    share_rates = pl.read_csv(run_dir / "share_rates.csv")
+    publish_prefect_artifacts(share_rates, metrics, run_dir / "validation" / "index.html")

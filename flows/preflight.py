@@ -1,0 +1,96 @@
+"""Check a night's inputs before anything starts: the sources file parses, every file
+exists, and every mapped column is in its extract's header.
+
+This runs in the CLI before Prefect's server is started, so a steward learns of a
+renamed column in a second, with one line naming the file and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flows.config import ConfigError, Source, SourcesConfig, load_sources
+from flows.readers import cell_text, check_columns, python_encoding
+
+# JSON lines have no header: read until every mapped key has been seen, at most this far.
+_JSONL_SCAN_LINES = 200_000
+
+
+def _csv_header(file: Path, encoding: str) -> list[str]:
+    with file.open("rb") as handle:
+        first_line = handle.readline()
+    try:
+        text = first_line.decode(python_encoding(encoding))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: the header row is not valid {encoding}") from None
+    if not text.strip():
+        raise ConfigError(f"{file}: the file is empty (no header row)")
+    return [h.strip() for h in next(csv.reader(io.StringIO(text)))]
+
+
+def _xlsx_header(file: Path) -> list[str]:
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(file, read_only=True, data_only=True)
+    except Exception as error:  # openpyxl raises several unrelated types for a broken file
+        raise ConfigError(f"{file}: not a readable XLSX workbook ({type(error).__name__})") from None
+    try:
+        first = next(workbook.worksheets[0].iter_rows(values_only=True, max_row=1), None)
+    finally:
+        workbook.close()
+    if first is None:
+        raise ConfigError(f"{file}: the first sheet is empty (no header row)")
+    return [cell_text(v) or "" for v in first]
+
+
+def _parquet_header(file: Path) -> list[str]:
+    try:
+        return list(pq.read_schema(file).names)
+    except (pa.ArrowException, OSError) as error:
+        raise ConfigError(f"{file}: not a readable Parquet file ({error})") from None
+
+
+def _jsonl_keys(file: Path, encoding: str, required: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    missing = set(required)
+    with file.open("rb") as handle:
+        for count, line in enumerate(handle):
+            if count >= _JSONL_SCAN_LINES or not missing:
+                break
+            try:
+                value = json.loads(line.decode(python_encoding(encoding)))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue  # a broken line is the row's problem, quarantined at ingest
+            if isinstance(value, dict):
+                for key in value:
+                    seen.setdefault(key, None)
+                missing -= value.keys()
+    return list(seen)
+
+
+def check_source_files(source: Source) -> None:
+    required = source.mapped_columns
+    for file in source.files:
+        if source.format == "csv":
+            header = _csv_header(file, source.encoding)
+        elif source.format == "xlsx":
+            header = _xlsx_header(file)
+        elif source.format == "parquet":
+            header = _parquet_header(file)
+        else:
+            header = _jsonl_keys(file, source.encoding, required)
+        check_columns(file, header, required, source.name)
+
+
+def preflight(sources_file: Path) -> SourcesConfig:
+    config = load_sources(Path(sources_file))
+    for source in config.sources:
+        check_source_files(source)
+    return config

@@ -1,0 +1,199 @@
+"""Publish stage: the run folder of CONTRACT.md section 3, written whole or not at all.
+
+Files are written into `runs/.<run_id>.partial/` and the folder is renamed to
+`runs/<run_id>/` only when everything is in it; `latest` then moves to it. A run that
+fails leaves the previous night's `latest` untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+from flows import __version__
+from flows.stages import RunContext, StageResult
+
+CONTRACT_FILES = (
+    "entity_map.parquet",
+    "quarantine.parquet",
+    "household_findings.parquet",
+    "share_rates.csv",
+    "metrics.json",
+)
+
+
+def rate(numerator: int, denominator: int) -> dict:
+    return {
+        "numerator": int(numerator),
+        "denominator": int(denominator),
+        "value": round(numerator / denominator, 6) if denominator else None,
+    }
+
+
+def build_metrics(ctx: RunContext, finished_at: dt.datetime) -> dict:
+    con = ctx.con
+    per_source = {row["source"]: row for row in ctx.ingest.per_source}
+    reasons = con.execute(
+        "select source, reason_code, count(*) n from quarantine group by all order by source, reason_code"
+    ).fetchall()
+    rates_metrics: dict = dict(getattr(ctx.rates, "metrics", {}) or {})
+    source_rates: dict = rates_metrics.pop("sources", {}) or {}
+    standardization: dict[str, dict] = {}
+    if ctx.standardization_metrics is not None:
+        for row in ctx.standardization_metrics.iter_rows(named=True):
+            standardization.setdefault(row["source"], {})[row["field"]] = {
+                "filled": row["filled"],
+                "standardized": row["standardized"],
+                "flagged_invalid": row["flagged_invalid"],
+            }
+    sources: dict[str, dict] = {}
+    for source in ctx.config.sources:
+        counts = per_source.get(source.name, {"rows_in": 0, "accepted": 0, "quarantined": 0})
+        entry = {
+            "department": source.department,
+            "kind": source.kind,
+            "format": source.format,
+            "files": [ctx.config.relative(f) for f in source.files],
+            "records_in": counts["rows_in"],
+            "accepted": counts["accepted"],
+            "quarantined": counts["quarantined"],
+            "quarantine_reasons": {code: n for src, code, n in reasons if src == source.name},
+        }
+        entry.update(source_rates.get(source.name, {}))
+        entry["standardization"] = standardization.get(source.name, {})
+        sources[source.name] = entry
+    linkage_metrics = dict(getattr(ctx.linkage, "metrics", {}) or {})
+    persons = con.execute("select count(distinct person_id) from entity_map").fetchone()[0]
+    metrics = {
+        "run_id": ctx.run_id,
+        "renhu_version": __version__,
+        "started_at": ctx.started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+        "sources_file": str(ctx.config.path),
+        "sources_sha256": ctx.sources_sha256,
+        "linkage_method": linkage_metrics.pop("linkage_method", None),
+        "records_in": ctx.ingest.rows_in,
+        "accepted": ctx.ingest.accepted,
+        "quarantined": ctx.ingest.quarantined,
+        "persons": persons,
+    }
+    metrics.update(rates_metrics)
+    metrics["sources"] = sources
+    metrics["linkage"] = linkage_metrics
+    metrics["stages"] = [s.ledger_entry() for s in ctx.stages]
+    validation = ctx.validation
+    metrics["validation"] = validation.as_dict() if hasattr(validation, "as_dict") else (validation or {})
+    return metrics
+
+
+def _write_frame_parquet(ctx: RunContext, query: str, path: Path) -> int:
+    frame = ctx.con.execute(query).pl()
+    frame.write_parquet(path)
+    return frame.height
+
+
+def point_latest(out_dir: Path, run_dir: Path) -> None:
+    latest = out_dir / "latest"
+    temporary = out_dir / ".latest.tmp"
+    if temporary.is_symlink() or temporary.exists():
+        if temporary.is_dir() and not temporary.is_symlink():
+            shutil.rmtree(temporary)
+        else:
+            temporary.unlink()
+    try:
+        temporary.symlink_to(Path("runs") / run_dir.name, target_is_directory=True)
+        os.replace(temporary, latest)
+    except OSError:
+        # Where links are not possible the contract allows a copy.
+        if latest.is_symlink():
+            latest.unlink()
+        elif latest.exists():
+            shutil.rmtree(latest)
+        shutil.copytree(run_dir, latest)
+
+
+def publish(ctx: RunContext) -> tuple[Path, StageResult]:
+    import time
+
+    started = time.perf_counter()
+    staging = ctx.staging_dir
+    staging.mkdir(parents=True, exist_ok=True)
+    entity_rows = _write_frame_parquet(
+        ctx, "select source, record_id, person_id from entity_map order by source, record_id", staging / "entity_map.parquet"
+    )
+    _write_frame_parquet(
+        ctx,
+        "select source, file, row_number, record_id, reason, reason_code from quarantine order by source, file, row_number",
+        staging / "quarantine.parquet",
+    )
+    _write_frame_parquet(ctx, "select * from household_findings", staging / "household_findings.parquet")
+    share_rates = ctx.con.execute(
+        "select source, records, persons, shared_persons, share_rate from share_rates order by source"
+    ).pl()
+    share_rates.write_csv(staging / "share_rates.csv")
+    if ctx.linkage is not None and getattr(ctx.linkage, "model", None) is not None:
+        (staging / "linkage_model.json").write_text(
+            json.dumps(ctx.linkage.model, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+        )
+    write_reports(ctx, staging / "reports")
+    result = StageResult("publish", time.perf_counter() - started, entity_rows, entity_rows)
+    ctx.stages.append(result)
+    finished_at = dt.datetime.now(dt.UTC)
+    metrics = build_metrics(ctx, finished_at)
+    (staging / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    write_dashboard_and_manifest(ctx, staging, metrics, finished_at)
+    result.seconds = time.perf_counter() - started
+    run_dir = ctx.run_dir
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    staging.rename(run_dir)
+    point_latest(ctx.out_dir, run_dir)
+    write_history(ctx.out_dir)
+    return run_dir, result
+
+
+def write_reports(ctx: RunContext, reports_dir: Path) -> None:
+    from linkage.reports import build_department_reports
+
+    from flows.reports import write_department_reports
+
+    standardized = ctx.con.execute("select * from int_persons_standardized order by record_key").pl()
+    entity_map = ctx.con.execute("select * from entity_map order by record_key").pl()
+    findings = ctx.con.execute("select * from household_findings").pl()
+    reports = build_department_reports(standardized, entity_map, findings)
+    # Every department in the sources file gets a folder, even with nothing to correct.
+    for source in ctx.config.sources:
+        (reports_dir / source.department).mkdir(parents=True, exist_ok=True)
+    write_department_reports(reports_dir, reports)
+
+
+def write_dashboard_and_manifest(ctx: RunContext, staging: Path, metrics: dict, finished_at: dt.datetime) -> None:
+    from flows.dashboard import write_run_dashboard
+    from flows.manifest import write_manifest
+
+    write_run_dashboard(staging)
+    lock_file = Path(__file__).resolve().parent.parent / "requirements.lock"
+    write_manifest(
+        staging,
+        run_id=ctx.run_id,
+        started_at=ctx.started_at,
+        finished_at=finished_at,
+        sources_file=ctx.config.path,
+        lock_file=lock_file if lock_file.is_file() else None,
+        input_files=[
+            {"path": f["file"], "size_bytes": f["size_bytes"], "sha256": f["sha256"], "rows": f["rows"], "source": f["source"]}
+            for f in ctx.ingest.files
+        ],
+        stage_counts=[s.ledger_entry() for s in ctx.stages],
+        validation=metrics.get("validation", {}),
+    )
+
+
+def write_history(out_dir: Path) -> None:
+    from flows.dashboard import write_history as write_history_page
+
+    write_history_page(out_dir)
+

@@ -1,0 +1,34 @@
+"""The one reader of environment variables: a typed settings object built once per run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    # DuckDB spills to disk past this; the 10M-record night must stay under 16 GB of RSS.
+    duckdb_memory_limit: str = "6GB"
+    duckdb_threads: int = 0  # 0: DuckDB's default (all cores)
+    duckdb_temp_dir: Path | None = None
+    # A source's row count moving by more than this share against last night is flagged.
+    row_count_band: float = 0.3
+    show_progress: bool = True
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        temp_dir = env.get("RENHU_DUCKDB_TEMP_DIR")
+        return cls(
+            duckdb_memory_limit=env.get("RENHU_DUCKDB_MEMORY_LIMIT", cls.duckdb_memory_limit),
+            duckdb_threads=int(env.get("RENHU_DUCKDB_THREADS", "0")),
+            duckdb_temp_dir=Path(temp_dir) if temp_dir else None,
+            row_count_band=float(env.get("RENHU_ROW_COUNT_BAND", str(cls.row_count_band))),
+            show_progress=env.get("RENHU_PROGRESS", "1") not in {"0", "false", "no"} and env.get("CI") != "true",
+        )
+
+    @staticmethod
+    def prefect_api_configured() -> bool:
+        return bool(os.environ.get("PREFECT_API_URL"))

@@ -1,0 +1,41 @@
+"""Run the project's SQL files: one file per table, the file's stem is the table's name.
+
+`sql/<layer>/<table>.sql` holds a single SELECT (a chain of CTEs ending in
+`select * from <last_cte>`); `materialize` wraps it in CREATE OR REPLACE TABLE.
+Parameters are DuckDB prepared-statement parameters (`$run_id`), never string
+formatting, so a source name or a path cannot change the SQL.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import duckdb
+
+SQL_ROOT = Path(__file__).resolve().parent.parent / "sql"
+LAYERS = ("staging", "intermediate", "marts")
+
+
+@cache
+def sql_path(table: str) -> Path:
+    for layer in LAYERS:
+        candidate = SQL_ROOT / layer / f"{table}.sql"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no SQL file for table '{table}' under {SQL_ROOT}/{{{','.join(LAYERS)}}}")
+
+
+def load_sql(table: str) -> str:
+    return sql_path(table).read_text(encoding="utf-8")
+
+
+def materialize(con: duckdb.DuckDBPyConnection, table: str, **params: object) -> int:
+    """Build `table` from its SQL file; return its row count."""
+    body = load_sql(table).strip().rstrip(";")
+    statement = f"create or replace table {table} as\n{body}"
+    if params:
+        con.execute(statement, params)
+    else:
+        con.execute(statement)
+    return con.execute(f"select count(*) from {table}").fetchone()[0]

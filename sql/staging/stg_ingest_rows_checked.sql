@@ -1,0 +1,70 @@
+-- stg_ingest_rows_checked
+-- Purpose: apply ingest's row rules to every row that could be read from an extract:
+--   a row needs a record_id, and a name or an id number (placeholders such as 无/不详
+--   count as empty); a record_id repeated inside one source keeps its freshest row
+--   (latest updated_at, then the later file, then the later row) and marks the others
+--   superseded, naming the row that replaced them.
+-- Grain: one row per readable input row (source, file, row_number). reason_code is
+--   NULL for a row that is accepted.
+-- Input: ingest_rows (registered by flows/ingest.py), all canonical fields as text.
+with readable as (
+    select * from ingest_rows
+),
+
+flagged as (
+    select
+        *,
+        coalesce(
+            try_strptime(updated_at, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d', '%Y/%m/%d %H:%M:%S',
+                                      '%Y/%m/%d', '%Y%m%d', '%Y.%m.%d', '%Y年%m月%d日']),
+            null
+        ) as updated_at_parsed,
+        case
+            when record_id is null then 'missing_record_id'
+            when (name is null or regexp_full_match(name, '(?i)(无|不详|未知|测试|某某|暂无|空|null|none|n/?a|[\p{P}\p{S}\s]+)'))
+                 and (id_number is null or regexp_full_match(id_number, '(无|不详|[0\-/\s]+)'))
+                then 'no_name_or_id'
+        end as rule_problem
+    from readable
+),
+
+ranked as (
+    select
+        *,
+        row_number() over freshness as freshness_rank,
+        first_value(file) over freshness as kept_file,
+        first_value(row_number) over freshness as kept_row_number,
+        first_value(updated_at) over freshness as kept_updated_at
+    from flagged
+    where rule_problem is null
+    window freshness as (
+        partition by source, record_id
+        order by updated_at_parsed desc nulls last, file_order desc, row_number desc
+    )
+),
+
+checked as (
+    select
+        * exclude (rule_problem, updated_at_parsed),
+        rule_problem as reason_code,
+        case rule_problem
+            when 'missing_record_id' then '缺少记录编号，无法追溯到原始记录 (the record id is empty)'
+            when 'no_name_or_id' then '姓名和身份证号都为空或为占位值(如 无、不详)，无法识别是谁 (neither a name nor an id number)'
+        end as reason
+    from flagged
+    where rule_problem is not null
+
+    union all by name
+
+    select
+        * exclude (rule_problem, updated_at_parsed, freshness_rank, kept_file, kept_row_number, kept_updated_at),
+        case when freshness_rank > 1 then 'superseded_duplicate_record_id' end as reason_code,
+        case when freshness_rank > 1 then
+            '记录编号 ' || record_id || ' 在本来源中重复，已被 ' || kept_file || ' 第' || kept_row_number || '行'
+            || coalesce('(更新时间 ' || kept_updated_at || ')', '') || '取代 (superseded by the fresher row '
+            || kept_row_number || ' of ' || kept_file || ' with the same record id)'
+        end as reason
+    from ranked
+)
+
+select * from checked

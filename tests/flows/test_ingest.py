@@ -1,0 +1,201 @@
+"""Ingest: every format and encoding, every quarantine reason, and the accounting
+rule that each input row ends in exactly one of raw_records or quarantine."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from openpyxl import Workbook
+
+from flows.config import ConfigError, load_sources
+from flows.ingest import ingest_sources
+from flows.preflight import preflight
+
+HEADER = ["记录编号", "姓名", "公民身份号码", "出生日期", "更新时间"]
+ROWS = [
+    ["r1", "张伟", "330602199001021237", "1990-01-02", "2026-01-01"],
+    ["r2", "歐陽娜娜", "", "1990/1/2", ""],
+    ["r3", "阿依古丽·买买提", "650102198503040021", "19850304", ""],
+]
+
+
+def sources_yaml(tmp_path: Path, entries: list[dict]) -> Path:
+    import yaml
+
+    path = tmp_path / "sources.yaml"
+    path.write_text(yaml.safe_dump({"sources": entries}, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def entry(name: str, path: str, fmt: str, encoding: str | None = None, **columns: str) -> dict:
+    mapping = {"record_id": "记录编号", "name": "姓名", "id_number": "公民身份号码", "birth_date": "出生日期",
+               "updated_at": "更新时间"}
+    mapping.update(columns)
+    item = {"name": name, "department": "测试科", "kind": "generic", "path": path, "format": fmt, "columns": mapping}
+    if encoding:
+        item["encoding"] = encoding
+    return item
+
+
+def write_csv(path: Path, rows: list[list[str]], encoding: str, bom: bool = False) -> None:
+    text = "\n".join(",".join(r) for r in [HEADER, *rows]) + "\n"
+    data = text.encode(encoding)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
+
+
+def ingest(tmp_path: Path, entries: list[dict]) -> tuple[duckdb.DuckDBPyConnection, object]:
+    config = load_sources(sources_yaml(tmp_path, entries))
+    con = duckdb.connect()
+    return con, ingest_sources(con, config, "test-run")
+
+
+def raw(con) -> pl.DataFrame:
+    return con.execute("select * from raw_records order by record_key").pl()
+
+
+def quarantine(con) -> pl.DataFrame:
+    return con.execute("select * from quarantine order by source, file, row_number").pl()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [("utf-8", False), ("utf-8", True), ("gb18030", False), ("gbk", False)],
+)
+def test_csv_encodings_read_chinese_text(tmp_path: Path, encoding: str, bom: bool) -> None:
+    write_csv(tmp_path / "a.csv", ROWS, encoding if encoding != "utf-8" else "utf-8", bom)
+    con, result = ingest(tmp_path, [entry("a", "a.csv", "csv", encoding)])
+    frame = raw(con)
+    assert frame["name"].to_list() == ["张伟", "歐陽娜娜", "阿依古丽·买买提"]
+    assert frame["id_number"].to_list() == ["330602199001021237", None, "650102198503040021"]
+    assert frame["row_number"].to_list() == [1, 2, 3]
+    assert result.rows_in == 3 and result.quarantined == 0
+    assert frame["file_sha256"].n_unique() == 1 and len(frame["file_sha256"][0]) == 64
+    assert frame["load_batch"].unique().to_list() == ["test-run"]
+
+
+def test_xlsx_date_cells_and_text_cells_in_one_column(tmp_path: Path) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(HEADER)
+    sheet.append(["r1", "张伟", "330602199001021237", dt.datetime(1990, 1, 2), dt.datetime(2026, 3, 4, 8, 30)])
+    sheet.append(["r2", "李娜", 330602199001021237, "1990年1月2日", None])
+    sheet.append([3, "王芳", None, 19900102, None])
+    sheet.append([None, None, None, None, None])  # an empty row is not a data row
+    workbook.save(tmp_path / "b.xlsx")
+    con, result = ingest(tmp_path, [entry("b", "b.xlsx", "xlsx")])
+    frame = raw(con)
+    assert frame["birth_date"].to_list() == ["1990-01-02", "1990年1月2日", "19900102"]
+    assert frame["updated_at"].to_list() == ["2026-03-04 08:30:00", None, None]
+    # An id typed as a number cell: Excel itself kept 15 significant digits. We show what the
+    # clerk sees in Excel (no float noise, no exponent); standardization flags it invalid.
+    assert frame["id_number"].to_list() == ["330602199001021237", "330602199001021000", None]
+    assert frame["record_id"].to_list() == ["r1", "r2", "3"]
+    assert result.rows_in == 3
+
+
+def test_parquet_and_jsonl_with_list_mapping(tmp_path: Path) -> None:
+    pl.DataFrame(
+        {"id": ["p1", "p2"], "xing": ["欧阳", "ZHANG"], "ming": ["娜娜", None], "sfz": ["1", "2"],
+         "born": [dt.date(1990, 1, 2), None]}
+    ).write_parquet(tmp_path / "c.parquet")
+    lines = [
+        json.dumps({"id": "j1", "xing": "张", "ming": "伟", "sfz": None, "born": "1990-01-02"}, ensure_ascii=False),
+        "{broken",
+        "[1, 2]",
+        json.dumps({"id": "j2", "xing": "李", "ming": "娜", "sfz": 330602199001021237, "born": None}, ensure_ascii=False),
+    ]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    columns = {"record_id": "id", "name": ["xing", "ming"], "id_number": "sfz", "birth_date": "born"}
+    entries = []
+    for name, path, fmt in [("c", "c.parquet", "parquet"), ("d", "d.jsonl", "jsonl")]:
+        entries.append({"name": name, "department": "测试科", "path": path, "format": fmt, "columns": columns})
+    con, result = ingest(tmp_path, entries)
+    frame = raw(con)
+    assert frame["name"].to_list() == ["欧阳 娜娜", "ZHANG", "张 伟", "李 娜"]
+    assert frame["birth_date"].to_list() == ["1990-01-02", None, "1990-01-02", None]
+    assert frame["id_number"].to_list() == ["1", "2", None, "330602199001021237"]
+    bad = quarantine(con)
+    assert bad["reason_code"].to_list() == ["unreadable_row", "unreadable_row"]
+    assert bad["row_number"].to_list() == [2, 3]
+    assert result.rows_in == 6 and result.accepted == 4
+
+
+def test_glob_takes_every_file_in_order(tmp_path: Path) -> None:
+    (tmp_path / "ex").mkdir()
+    write_csv(tmp_path / "ex" / "part2.csv", ROWS[1:], "utf-8")
+    write_csv(tmp_path / "ex" / "part1.csv", ROWS[:1], "utf-8")
+    con, _ = ingest(tmp_path, [entry("g", "ex/part*.csv", "csv")])
+    frame = raw(con)
+    assert frame.select("file", "row_number").rows() == [("ex/part1.csv", 1), ("ex/part2.csv", 1), ("ex/part2.csv", 2)]
+
+
+def test_every_quarantine_reason_and_accounting(tmp_path: Path) -> None:
+    good = ROWS[0]
+    lines = [
+        ",".join(HEADER).encode("gb18030"),
+        ",".join(good).encode("gb18030"),  # 1 accepted (then superseded by row 7)
+        "r2,李四,,1990/1/2".encode("gb18030"),  # 2 wrong_column_count (4 fields)
+        "r3,不详,,1990/1/2,".encode("gb18030"),  # 3 no_name_or_id (placeholder name, no id)
+        ",赵六,330602199001021237,,".encode("gb18030"),  # 4 missing_record_id
+        b"r5,\x81\x20\xff,,,",  # 5 undecodable_bytes
+        "r6,王五,,1990-01-02,2020-01-01".encode("gb18030"),  # 6 accepted
+        "r1,张伟,330602199001021237,1990-01-02,2026-06-01".encode("gb18030"),  # 7 fresher r1: kept
+        "r6,王五,,1990-01-02,2019-01-01".encode("gb18030"),  # 8 older r6: superseded
+        b"",
+    ]
+    (tmp_path / "q.csv").write_bytes(b"\n".join(lines))
+    con, result = ingest(tmp_path, [entry("q", "q.csv", "csv", "gb18030")])
+    accepted = raw(con)
+    assert accepted.select("record_id", "row_number").rows() == [("r6", 6), ("r1", 7)]
+    bad = quarantine(con)
+    assert bad.select("row_number", "reason_code").rows() == [
+        (1, "superseded_duplicate_record_id"),
+        (2, "wrong_column_count"),
+        (3, "no_name_or_id"),
+        (4, "missing_record_id"),
+        (5, "undecodable_bytes"),
+        (8, "superseded_duplicate_record_id"),
+    ]
+    reasons = dict(zip(bad["row_number"], bad["reason"], strict=True))
+    assert "q.csv 第7行" in reasons[1] and "2026-06-01" in reasons[1]
+    assert "q.csv 第6行" in reasons[8]
+    assert "4列" in reasons[2] and "5列" in reasons[2]
+    assert bad.filter(pl.col("row_number") == 2)["record_id"].to_list() == ["r2"]
+    # Accounting: every input row is in exactly one of the two tables.
+    assert result.rows_in == 8 == accepted.height + bad.height
+    counts = con.execute("select rows_in, accepted, quarantined from run_source_counts").fetchall()
+    assert counts == [(8, 2, 6)]
+
+
+def test_missing_mapped_column_is_fatal_in_preflight_and_ingest(tmp_path: Path) -> None:
+    write_csv(tmp_path / "a.csv", ROWS, "utf-8")
+    path = sources_yaml(tmp_path, [entry("a", "a.csv", "csv", phone="联系电话")])
+    with pytest.raises(ConfigError, match=r"a\.csv: column '联系电话' \(mapped for source 'a'\) is not in the extract"):
+        preflight(path)
+    con = duckdb.connect()
+    with pytest.raises(ConfigError, match="联系电话"):
+        ingest_sources(con, load_sources(path), "r")
+    # nothing was written
+    assert con.execute("select count(*) from information_schema.tables").fetchone()[0] == 0
+
+
+def test_jsonl_key_never_present_is_fatal(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"id": "1", "xm": "张伟"}\n', encoding="utf-8")
+    path = sources_yaml(
+        tmp_path, [{"name": "d", "department": "x", "path": "d.jsonl", "columns": {"record_id": "id", "name": "姓名"}}]
+    )
+    with pytest.raises(ConfigError, match="column '姓名'"):
+        preflight(path)
+
+
+def test_rerun_replaces_rather_than_doubles(tmp_path: Path) -> None:
+    write_csv(tmp_path / "a.csv", ROWS, "utf-8")
+    config = load_sources(sources_yaml(tmp_path, [entry("a", "a.csv", "csv")]))
+    con = duckdb.connect()
+    ingest_sources(con, config, "night-1")
+    ingest_sources(con, config, "night-2")
+    assert con.execute("select count(*) from raw_records").fetchone()[0] == 3
+    assert con.execute("select count(*), count(distinct run_id) from run_source_counts").fetchone() == (2, 2)
