@@ -186,24 +186,41 @@ def _who(name: str | None, person_id: str | None) -> str:
     return f"{masked}（{person_id}）" if masked else f"{person_id}"
 
 
-def _hukou_residence_split(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
-    hukou = (
-        records.filter((pl.col("source_kind") == "hukou") & pl.col("person_id").is_not_null())
-        .filter(pl.col("hukou_town").is_not_null())
+def registered_hukou(records: pl.DataFrame) -> pl.DataFrame:
+    """One row per person in the register: their freshest register record with a township."""
+    return (
+        records.filter(
+            (pl.col("source_kind") == "hukou")
+            & pl.col("person_id").is_not_null()
+            & pl.col("hukou_town").is_not_null()
+        )
         .sort(
             ["person_id", "fresh", "source", "record_id"],
             descending=[False, True, False, False],
             nulls_last=True,
         )
+        .group_by("person_id", maintain_order=True)
+        .first()
     )
-    evidence = records.filter(
+
+
+def residence_evidence(records: pl.DataFrame) -> pl.DataFrame:
+    """Every non-register record that places a person in a township (``res_town``)."""
+    return records.filter(
         (pl.col("source_kind") != "hukou")
         & pl.col("person_id").is_not_null()
         & pl.col("res_town").is_not_null()
     )
-    if hukou.is_empty() or evidence.is_empty():
-        return _empty_findings()
-    freshest = (
+
+
+def current_residence(evidence: pl.DataFrame) -> pl.DataFrame:
+    """person_id -> ``live_town``: the township of the freshest residence evidence.
+
+    Freshness is updated_at, else registered_at; undated records lose to dated ones, and
+    ties go to the source kind that vouches most for residence (residence registration
+    first, then rental, then other lists).
+    """
+    return (
         evidence.sort(
             ["person_id", "fresh", "kind_priority", "source", "record_id"],
             descending=[False, True, False, False, False],
@@ -213,11 +230,18 @@ def _hukou_residence_split(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
         .first()
         .select("person_id", pl.col("res_town").alias("live_town"))
     )
+
+
+def _hukou_residence_split(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    hukou_of = registered_hukou(records)
+    evidence = residence_evidence(records)
+    if hukou_of.is_empty() or evidence.is_empty():
+        return _empty_findings()
+    freshest = current_residence(evidence)
     # Every record of the person that places them in the freshest township shows the split;
     # the earliest start among them is "since when".
     at_live = evidence.join(freshest, on="person_id").filter(pl.col("res_town") == pl.col("live_town"))
     since = at_live.group_by("person_id").agg(since=pl.col("registered_at").min(), seen=pl.col("fresh").max())
-    hukou_of = hukou.group_by("person_id", maintain_order=True).first()
     split = (
         hukou_of.join(freshest, on="person_id")
         .join(since, on="person_id", how="left")

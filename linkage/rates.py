@@ -1,0 +1,279 @@
+"""Share rates, overlap, duplicate rates, 人户一致率, 流动人口登记率 and field completeness.
+
+Grain: ``share_rates`` one row per source; ``overlap`` one row per ordered pair of
+different sources; ``metrics`` the run-level figures of DESIGN.md section 5. Every
+run-level rate is ``{numerator, denominator, value}``, ``value`` null when the
+denominator is 0; per-source rates are plain numbers next to their counts, as
+DESIGN.md section 5 shows them.
+
+Definitions, chosen to be recomputable by an auditor from the published files:
+
+* shared person of a source: a person that at least one other source also holds;
+  ``share_rate`` = shared_persons / persons. Overall: persons held by two or more
+  sources / all persons.
+* duplicate records of a source: its records beyond the first for one person.
+* 人户一致率: persons in the household register whose registered township equals the
+  township of their freshest residence evidence (same rule as ``hukou_residence_split``,
+  without the half-year wait), out of persons for whom both are known.
+* 流动人口 (floating person): a person with no household-register record whose hukou
+  region, as any source states it, lies outside the city. The city is the set of
+  prefecture codes (first 4 digits) of the regions in the ``hukou`` sources: a register
+  extract names the city's own counties and townships. 流动人口登记率: floating persons
+  with a ``residence`` registration, out of floating persons.
+* field completeness (人不漏项): share of a source's records with the field filled
+  (standardized value present, so placeholders such as 不详 count as empty), for the
+  fields the source maps (given, or else those filled on at least one of its records).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from linkage.households import (
+    FINDING_KINDS,
+    current_residence,
+    person_records,
+    registered_hukou,
+    residence_evidence,
+)
+
+COMPLETENESS_FIELDS: tuple[str, ...] = (
+    "name",
+    "id_number",
+    "sex",
+    "birth_date",
+    "ethnicity",
+    "phone",
+    "hukou_address",
+    "hukou_region",
+    "residence_address",
+    "residence_region",
+    "household_id",
+    "relation_to_head",
+    "house_id",
+    "employer",
+    "registered_at",
+    "updated_at",
+)
+
+SHARE_RATE_COLUMNS: tuple[str, ...] = ("source", "records", "persons", "shared_persons", "share_rate")
+
+
+@dataclass(frozen=True)
+class Rates:
+    share_rates: pl.DataFrame
+    overlap: pl.DataFrame
+    metrics: dict = field(default_factory=dict)
+
+
+def rate(numerator: int, denominator: int) -> dict[str, int | float | None]:
+    """A rate as published: value null when there is nothing to divide by."""
+    value = round(numerator / denominator, 6) if denominator else None
+    return {"numerator": int(numerator), "denominator": int(denominator), "value": value}
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 6) if denominator else None
+
+
+def _sources(std: pl.DataFrame) -> pl.DataFrame:
+    """source, department, kind in first-seen order (the sources file's order)."""
+    frame = std.select(
+        "source",
+        (pl.col("department") if "department" in std.columns else pl.col("source")).alias("department"),
+        (pl.col("source_kind") if "source_kind" in std.columns else pl.lit("generic")).alias("kind"),
+    )
+    return frame.unique(subset=["source"], keep="first", maintain_order=True)
+
+
+def _share_rates(records: pl.DataFrame, sources: pl.DataFrame) -> pl.DataFrame:
+    linked = records.filter(pl.col("person_id").is_not_null())
+    holders = linked.group_by("person_id").agg(n_sources=pl.col("source").n_unique())
+    per_source = (
+        linked.select("source", "person_id")
+        .unique()
+        .join(holders, on="person_id")
+        .group_by("source")
+        .agg(persons=pl.len(), shared_persons=(pl.col("n_sources") >= 2).sum())
+    )
+    counts = records.group_by("source").agg(records=pl.len())
+    return (
+        sources.select("source")
+        .join(counts, on="source", how="left")
+        .join(per_source, on="source", how="left")
+        .with_columns(pl.col("records", "persons", "shared_persons").fill_null(0).cast(pl.Int64))
+        .with_columns(
+            share_rate=pl.when(pl.col("persons") > 0).then(pl.col("shared_persons") / pl.col("persons"))
+        )
+        .select(SHARE_RATE_COLUMNS)
+    )
+
+
+def _overlap(records: pl.DataFrame, sources: pl.DataFrame) -> pl.DataFrame:
+    held = records.filter(pl.col("person_id").is_not_null()).select("source", "person_id").unique()
+    pairs = (
+        held.join(held, on="person_id", suffix="_r")
+        .filter(pl.col("source") != pl.col("source_r"))
+        .group_by("source", "source_r")
+        .agg(shared_persons=pl.len())
+        .rename({"source": "source_l"})
+    )
+    names = sources.get_column("source").to_list()
+    grid = pl.DataFrame(
+        [(left, right) for left in names for right in names if left != right],
+        schema={"source_l": pl.String, "source_r": pl.String},
+        orient="row",
+    )
+    return (
+        grid.join(pairs, on=["source_l", "source_r"], how="left")
+        .with_columns(pl.col("shared_persons").fill_null(0).cast(pl.Int64))
+        .select("source_l", "source_r", "shared_persons")
+    )
+
+
+def _mapped_fields(std: pl.DataFrame, source: str) -> list[str]:
+    rows = std.filter(pl.col("source") == source)
+    mapped = []
+    for name in COMPLETENESS_FIELDS:
+        candidates = [c for c in (f"{name}_raw", name) if c in rows.columns]
+        if any(rows.get_column(c).is_not_null().any() for c in candidates):
+            mapped.append(name)
+    return mapped
+
+
+def field_completeness(
+    std: pl.DataFrame, mapped_fields: dict[str, list[str]] | None = None
+) -> dict[str, dict[str, float | None]]:
+    """source -> field -> share of its records with the standardized field filled."""
+    result: dict[str, dict[str, float | None]] = {}
+    for source in std.get_column("source").unique(maintain_order=True).to_list():
+        rows = std.filter(pl.col("source") == source)
+        fields = (mapped_fields or {}).get(source)
+        if fields is None:
+            fields = _mapped_fields(std, source)
+        completeness: dict[str, float | None] = {}
+        for name in fields:
+            filled = rows.get_column(name).is_not_null().sum() if name in rows.columns else 0
+            completeness[name] = _ratio(filled, rows.height)
+        result[source] = completeness
+    return result
+
+
+def _household_consistency(records: pl.DataFrame) -> dict[str, int | float | None]:
+    hukou = registered_hukou(records).select("person_id", "hukou_town")
+    both = hukou.join(current_residence(residence_evidence(records)), on="person_id")
+    agree = both.filter(pl.col("hukou_town") == pl.col("live_town")).height
+    return rate(agree, both.height)
+
+
+def city_prefixes(records: pl.DataFrame) -> set[str]:
+    """The city's prefecture codes (4 digits), as the household register's regions name them."""
+    register = records.filter(pl.col("source_kind") == "hukou")
+    codes = pl.concat([register.get_column("hukou_region"), register.get_column("hukou_town")]).drop_nulls()
+    return {code[:4] for code in codes.unique().to_list() if len(code) >= 6}
+
+
+def floating_persons(records: pl.DataFrame) -> pl.DataFrame:
+    """person_id of every person known to hold a hukou outside the city and not in the register."""
+    prefixes = sorted(city_prefixes(records))
+    linked = records.filter(pl.col("person_id").is_not_null())
+    in_register = linked.filter(pl.col("source_kind") == "hukou").select("person_id").unique()
+    stated = (
+        linked.select("person_id", region=pl.coalesce("hukou_town", "hukou_region"))
+        .filter(pl.col("region").str.len_chars() >= 6)
+        .join(in_register, on="person_id", how="anti")
+    )
+    if not prefixes:
+        # Without a register the city is unknown, so nobody can be called floating.
+        return stated.select("person_id").clear()
+    outside = ~pl.col("region").str.slice(0, 4).is_in(prefixes)
+    return stated.filter(outside).select("person_id").unique().sort("person_id")
+
+
+def _floating_registration(records: pl.DataFrame) -> dict[str, int | float | None]:
+    floating = floating_persons(records)
+    registered = records.filter(pl.col("source_kind") == "residence").select("person_id").unique()
+    return rate(floating.join(registered, on="person_id").height, floating.height)
+
+
+def _findings_counts(findings: pl.DataFrame, departments: list[str]) -> dict:
+    kinds = list(FINDING_KINDS) + sorted(
+        set(findings.get_column("kind").unique().to_list()) - set(FINDING_KINDS)
+    )
+    by_kind = {kind: 0 for kind in kinds}
+    persons_by_kind = {kind: 0 for kind in kinds}
+    for kind, rows, persons in (
+        findings.group_by("kind").agg(rows=pl.len(), persons=pl.col("person_id").n_unique()).iter_rows()
+    ):
+        by_kind[kind] = rows
+        persons_by_kind[kind] = persons
+    by_department = {department: {kind: 0 for kind in kinds} for department in departments}
+    if "department" in findings.columns:
+        for department, kind, n in findings.group_by("department", "kind").agg(n=pl.len()).iter_rows():
+            by_department.setdefault(department, {k: 0 for k in kinds})[kind] = n
+    return {"by_kind": by_kind, "persons_by_kind": persons_by_kind, "by_department": by_department}
+
+
+def compute_rates(
+    std: pl.DataFrame,
+    entity_map: pl.DataFrame,
+    findings: pl.DataFrame,
+    mapped_fields: dict[str, list[str]] | None = None,
+) -> Rates:
+    """Share rates, the overlap matrix and the run's rate metrics.
+
+    ``mapped_fields`` (source -> canonical fields its mapping names) makes field
+    completeness follow the sources file; without it a field counts as mapped by a
+    source when at least one of its records has it.
+    """
+    records = person_records(std, entity_map)
+    sources = _sources(std)
+    share_rates = _share_rates(records, sources)
+    overlap = _overlap(records, sources)
+
+    linked = records.filter(pl.col("person_id").is_not_null())
+    persons = linked.get_column("person_id").n_unique()
+    multi_source = (
+        linked.group_by("person_id").agg(n=pl.col("source").n_unique()).filter(pl.col("n") >= 2).height
+    )
+    completeness = field_completeness(std, mapped_fields)
+
+    # Records the entity map does not hold are not duplicates of anybody.
+    duplicates_of = dict(
+        linked.group_by("source").agg(n=pl.len() - pl.col("person_id").n_unique()).iter_rows()
+    )
+    per_source: dict[str, dict] = {}
+    for row in share_rates.join(sources, on="source").iter_rows(named=True):
+        duplicates = int(duplicates_of.get(row["source"], 0))
+        per_source[row["source"]] = {
+            "department": row["department"],
+            "kind": row["kind"],
+            "accepted": row["records"],
+            "persons": row["persons"],
+            "shared_persons": row["shared_persons"],
+            "share_rate": _ratio(row["shared_persons"], row["persons"]),
+            "duplicate_records": duplicates,
+            "duplicate_rate": _ratio(duplicates, row["records"]),
+            "field_completeness": completeness.get(row["source"], {}),
+        }
+    duplicate_records = sum(s["duplicate_records"] for s in per_source.values())
+    overlap_matrix: dict[str, dict[str, int]] = {name: {} for name in sources.get_column("source")}
+    for left, right, n in overlap.iter_rows():
+        overlap_matrix[left][right] = n
+
+    metrics = {
+        "persons": persons,
+        "duplicate_records": duplicate_records,
+        "duplicate_rate": rate(duplicate_records, records.height),
+        "share_rate": rate(multi_source, persons),
+        "household_consistency_rate": _household_consistency(records),
+        "floating_registration_rate": _floating_registration(records),
+        "sources": per_source,
+        "overlap": overlap_matrix,
+        "findings": _findings_counts(
+            findings, sources.get_column("department").unique(maintain_order=True).to_list()
+        ),
+    }
+    return Rates(share_rates=share_rates, overlap=overlap, metrics=metrics)

@@ -1,0 +1,192 @@
+"""Rates on a hand-made city whose every figure is counted in the comments.
+
+Persons: A, B (household register), C (school only), D (migrant, registered), E (migrant,
+rents, not registered), F (rents, hukou unknown). The register names townships of 3306..,
+so the city is prefecture 3306.
+"""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from linkage.households import find_household_findings
+from linkage.rates import compute_rates, rate
+
+HOME = "330602001"
+ELSEWHERE = "330602003"
+KINDS = {"police_hukou": "hukou", "residence_reg": "residence", "rental": "rental", "school": "generic"}
+
+
+def rec(source: str, record_id: str, person_id: str | None, **fields: object) -> dict[str, object]:
+    return {
+        "source": source,
+        "department": f"dept_{source}",
+        "source_kind": KINDS[source],
+        "record_id": record_id,
+        "person_id": person_id,
+        **fields,
+    }
+
+
+def city(rows: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    schema = {
+        "source": pl.String,
+        "department": pl.String,
+        "source_kind": pl.String,
+        "record_id": pl.String,
+        "person_id": pl.String,
+        "name": pl.String,
+        "name_raw": pl.String,
+        "id_number": pl.String,
+        "household_id": pl.String,
+        "relation_to_head": pl.String,
+        "hukou_region": pl.String,
+        "hukou_township": pl.String,
+        "residence_township": pl.String,
+    }
+    frame = pl.DataFrame(rows, schema=schema).with_row_index("record_key")
+    return frame.drop("person_id"), frame.select("record_key", "source", "record_id", "person_id")
+
+
+ROWS = [
+    # police_hukou: 3 records, persons A and B, A registered twice -> 1 duplicate record.
+    rec(
+        "police_hukou",
+        "h1",
+        "A",
+        name="王一",
+        name_raw="王一",
+        household_id="1",
+        relation_to_head="head",
+        hukou_township=HOME,
+    ),
+    rec(
+        "police_hukou",
+        "h2",
+        "B",
+        name="王二",
+        name_raw="王二",
+        household_id="1",
+        relation_to_head="spouse",
+        hukou_township=HOME,
+    ),
+    # A's second entry: the name cell held a placeholder (不详), so the standardized name is empty.
+    rec(
+        "police_hukou",
+        "h3",
+        "A",
+        name=None,
+        name_raw="不详",
+        household_id="1",
+        relation_to_head="head",
+        hukou_township=HOME,
+    ),
+    # residence_reg: A lives at home; D (hukou Zhengzhou 410102) is registered in ELSEWHERE.
+    rec("residence_reg", "r1", "A", name="王一", residence_township=HOME),
+    rec("residence_reg", "r2", "D", name="赵四", hukou_region="410102", residence_township=ELSEWHERE),
+    # rental: D, E (hukou Wuhan 420102, no registration), F (hukou unknown), B renting ELSEWHERE.
+    rec("rental", "t1", "D", name="赵四", residence_township=ELSEWHERE),
+    rec("rental", "t2", "E", name="钱五", hukou_region="420102", residence_township=ELSEWHERE),
+    rec("rental", "t3", "F", name="孙六", residence_township=ELSEWHERE),
+    rec("rental", "t4", "B", name="王二", residence_township=ELSEWHERE),
+    # school: C, hukou 330602 (in the city, though not in the register): not floating.
+    rec("school", "s1", "C", name="王三", hukou_region="330602"),
+]
+
+
+@pytest.fixture(scope="module")
+def rates():
+    std, entity_map = city(ROWS)
+    findings = find_household_findings(std, entity_map)
+    return compute_rates(std, entity_map, findings)
+
+
+def test_share_rates_per_source(rates) -> None:
+    got = {r["source"]: r for r in rates.share_rates.iter_rows(named=True)}
+    assert rates.share_rates.columns == ["source", "records", "persons", "shared_persons", "share_rate"]
+    assert list(got) == ["police_hukou", "residence_reg", "rental", "school"]  # sources-file order
+    # police: A (also residence), B (also rental) -> 2/2
+    assert (
+        got["police_hukou"]["records"],
+        got["police_hukou"]["persons"],
+        got["police_hukou"]["shared_persons"],
+    ) == (3, 2, 2)
+    assert got["police_hukou"]["share_rate"] == 1.0
+    # rental: D (also residence), B (also police) shared; E, F only here -> 2/4
+    assert (got["rental"]["persons"], got["rental"]["shared_persons"], got["rental"]["share_rate"]) == (
+        4,
+        2,
+        0.5,
+    )
+    assert got["school"]["share_rate"] == 0.0
+
+
+def test_overall_share_duplicates_and_overlap(rates) -> None:
+    m = rates.metrics
+    assert m["persons"] == 6
+    # A, B, D are held by two sources or more
+    assert m["share_rate"] == {"numerator": 3, "denominator": 6, "value": 0.5}
+    assert m["duplicate_records"] == 1
+    assert m["duplicate_rate"] == {"numerator": 1, "denominator": 10, "value": 0.1}
+    assert m["sources"]["police_hukou"]["duplicate_records"] == 1
+    assert m["sources"]["police_hukou"]["duplicate_rate"] == pytest.approx(1 / 3, abs=1e-6)
+    assert m["overlap"]["police_hukou"] == {"residence_reg": 1, "rental": 1, "school": 0}
+    assert m["overlap"]["rental"]["residence_reg"] == 1
+    overlap = {(a, b): n for a, b, n in rates.overlap.iter_rows()}
+    assert overlap[("residence_reg", "rental")] == overlap[("rental", "residence_reg")] == 1
+    assert ("school", "school") not in overlap
+
+
+def test_household_consistency_and_floating_registration(rates) -> None:
+    # A at home (agree), B rents ELSEWHERE (disagree); persons without both sides are left out.
+    assert rates.metrics["household_consistency_rate"] == {"numerator": 1, "denominator": 2, "value": 0.5}
+    # floating: D (registered) and E (not); C is from the city, F's hukou is unknown.
+    assert rates.metrics["floating_registration_rate"] == {"numerator": 1, "denominator": 2, "value": 0.5}
+
+
+def test_field_completeness_counts_placeholders_as_empty(rates) -> None:
+    police = rates.metrics["sources"]["police_hukou"]["field_completeness"]
+    assert police["name"] == pytest.approx(2 / 3, abs=1e-6)
+    assert police["household_id"] == 1.0
+    assert "residence_region" not in police  # not mapped by the register
+    school = rates.metrics["sources"]["school"]["field_completeness"]
+    assert set(school) == {"name", "hukou_region"}
+
+
+def test_mapped_fields_given_by_the_sources_file() -> None:
+    std, entity_map = city(ROWS)
+    rates = compute_rates(
+        std,
+        entity_map,
+        find_household_findings(std, entity_map),
+        mapped_fields={"school": ["name", "id_number"]},
+    )
+    assert rates.metrics["sources"]["school"]["field_completeness"] == {"name": 1.0, "id_number": 0.0}
+
+
+def test_findings_counted_by_kind_and_department(rates) -> None:
+    findings = rates.metrics["findings"]
+    # B: register HOME, freshest evidence ELSEWHERE (undated, reported) -> 2 evidence records
+    assert findings["by_kind"]["hukou_residence_split"] == 2
+    assert findings["persons_by_kind"]["hukou_residence_split"] == 1
+    assert findings["by_department"]["dept_police_hukou"]["hukou_residence_split"] == 1
+    assert findings["by_department"]["dept_school"]["two_heads"] == 0
+    # B, E and F rent ELSEWHERE with no registration there; D is registered.
+    assert findings["persons_by_kind"]["unregistered_resident"] == 3
+
+
+def test_metrics_are_json_ready_and_empty_input_gives_null_rates() -> None:
+    std, entity_map = city([])
+    empty = compute_rates(std, entity_map, find_household_findings(std, entity_map))
+    json.dumps(empty.metrics)
+    assert empty.metrics["share_rate"] == {"numerator": 0, "denominator": 0, "value": None}
+    assert empty.metrics["household_consistency_rate"]["value"] is None
+    assert empty.share_rates.height == 0
+
+
+def test_rate_helper() -> None:
+    assert rate(1, 3) == {"numerator": 1, "denominator": 3, "value": 0.333333}
+    assert rate(0, 0)["value"] is None
