@@ -1,0 +1,66 @@
+"""The command line: usage, and the one-line errors that stop a night before anything is written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import EXIT_CONFIG, main
+
+RENHU = [sys.executable, "-m", "flows.cli"]
+
+
+def test_help_lists_the_commands(capsys) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["--help"])
+    assert raised.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("demo", "run", "explain", "verify"):
+        assert command in out
+
+
+def test_run_help_names_its_options(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "--sources" in out and "--out" in out and "--db" in out
+
+
+@pytest.mark.parametrize(
+    ("files", "sources", "expected"),
+    [
+        ({}, None, "sources file not found"),
+        ({}, "sources: [oops\n", "does not parse as YAML"),
+        (
+            {},
+            "sources:\n  - {name: a, department: x, path: gone.csv, columns: {record_id: id, name: xm}}\n",
+            "gone.csv: file not found",
+        ),
+        (
+            {"a.csv": "id,xm\n1,张伟\n"},
+            "sources:\n  - {name: a, department: x, path: a.csv, columns: {record_id: id, name: xm, phone: lxdh}}\n",
+            "a.csv: column 'lxdh' (mapped for source 'a') is not in the extract",
+        ),
+    ],
+)
+def test_fatal_errors_exit_non_zero_with_one_line_and_write_nothing(
+    tmp_path: Path, files: dict, sources: str | None, expected: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    sources_file = tmp_path / "sources.yaml"
+    if sources is not None:
+        sources_file.write_text(sources, encoding="utf-8")
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [*RENHU, "run", "--sources", str(sources_file), "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert completed.returncode == EXIT_CONFIG
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr
+    assert expected in lines[0]
+    assert not out.exists()
