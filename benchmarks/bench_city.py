@@ -1,0 +1,915 @@
+"""City-scale benchmark: renhu's whole nightly flow beside Splink 5, on the same demo city.
+
+One command per size:
+
+    .venv/bin/python benchmarks/bench_city.py --records 200000
+
+1. generates the demo city (`linkage.demo_city.generate_city`, persons = records / 2.2)
+   in a child process;
+2. night 1: `renhu run --sources ... --out ...` as a steward runs it (the real CLI, a
+   child process, Prefect's temporary server included), timed, with the peak RSS of
+   the whole child process tree polled from /proc;
+3. per stage: seconds and rows from the run's metrics.json `stages` and the run ledger,
+   peak tree RSS inside each stage's time window;
+4. accuracy: pairwise precision/recall/F1 of entity_map.parquet against
+   truth/records.parquet on the rows the truth says are accepted, overall and per hard case;
+5. Splink 5 (benchmarks/splink_baseline.py in .venv-bench) on the same extracts, its own
+   reading and standardization included, timed and scored the same way;
+6. night 2: 1% of the records changed (half modified in place, half added as new rows
+   of existing persons) and `renhu run` again on the same out dir;
+7. prints a table and writes benchmarks/results/<UTC time>_records-<N>.json.
+
+`--profile` adds one extra, untimed `renhu run` under py-spy into its own out dir and
+summarises the hottest functions (inclusive and self samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+RENHU = REPO / ".venv" / "bin" / "renhu"
+RUNTIME_PYTHON = REPO / ".venv" / "bin" / "python"
+BENCH_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+PY_SPY = REPO / ".venv-bench" / "bin" / "py-spy"
+RESULTS_DIR = REPO / "benchmarks" / "results"
+RECORDS_PER_PERSON = 2.2
+# Fixed before looking at any result; a user without labels cannot tune it either.
+SPLINK_THRESHOLD = 0.9
+
+
+# ---------------------------------------------------------------- process tree memory
+
+
+def _ppid_map() -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # The command name may hold spaces or parentheses: fields start after the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int, parents: dict[int, int] | None = None) -> list[int]:
+    """pid and every process below it (children, grandchildren, ...)."""
+    parents = _ppid_map() if parents is None else parents
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    tree, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        tree.append(current)
+        stack.extend(children.get(current, []))
+    return tree
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of one process, 0 when it has gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    return 0
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Sum of RSS over the process tree under pid. Shared pages count once per process,
+    so this errs high, never low: the bars are upper limits."""
+    return sum(rss_bytes(p) for p in descendants(pid))
+
+
+@dataclass
+class Measured:
+    command: list[str]
+    returncode: int
+    seconds: float
+    peak_tree_rss: int
+    # wait4's ru_maxrss: the largest single process of the tree that was waited for.
+    max_process_rss: int
+    started_at: float
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    stderr_tail: str = ""
+
+
+def run_measured(
+    command: list[str], *, log_path: Path, interval: float = 0.2, env: dict[str, str] | None = None
+) -> Measured:
+    """Run a command to completion, polling its process tree's RSS every `interval` seconds."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    samples: list[tuple[float, int]] = []
+    with log_path.open("wb") as log:
+        started_at = time.time()
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.is_set():
+                samples.append((time.time(), tree_rss_bytes(process.pid)))
+                done.wait(interval)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        done.set()
+        poller.join()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    tail = log_path.read_bytes()[-3000:].decode("utf-8", errors="replace")
+    return Measured(
+        command=command,
+        returncode=process.returncode,
+        seconds=round(seconds, 3),
+        peak_tree_rss=max((rss for _, rss in samples), default=0),
+        max_process_rss=usage.ru_maxrss * 1024,
+        started_at=started_at,
+        samples=samples,
+        stderr_tail=tail,
+    )
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+def _pair_count(n: pl.Expr) -> pl.Expr:
+    return (n * (n - 1) // 2).sum()
+
+
+def accepted_truth(truth: pl.DataFrame) -> pl.DataFrame:
+    """The truth rows a linker is judged on: accepted ones, one per (source, record_id)."""
+    if "expected_outcome" in truth.columns:
+        truth = truth.filter(pl.col("expected_outcome") == "accepted")
+    truth = truth.filter(pl.col("record_id").is_not_null() & pl.col("true_person_id").is_not_null())
+    return truth.unique(subset=["source", "record_id"], keep="first", maintain_order=True)
+
+
+def pairwise_scores(
+    predicted: pl.DataFrame,
+    truth: pl.DataFrame,
+    *,
+    cluster_col: str = "person_id",
+    hard_cases: bool = True,
+) -> dict:
+    """Pairwise precision, recall and F1 of a clustering against the truth.
+
+    `predicted`: (source, record_id, <cluster_col>); `truth`: (source, record_id,
+    true_person_id[, hard_cases]) already cut to the accepted rows. A truth record that
+    the linker did not output counts as a singleton: dropping a record costs recall.
+    Predicted records the truth does not know are ignored. Per hard case (a tag on a
+    record), a pair counts for the tag when either of its records carries it.
+    """
+    keys = ["source", "record_id"]
+    predicted = predicted.select(*keys, pl.col(cluster_col).cast(pl.Utf8).alias("cluster")).unique(
+        subset=keys, keep="first"
+    )
+    scored = truth.join(predicted, on=keys, how="left")
+    missing = scored.filter(pl.col("cluster").is_null()).height
+    scored = scored.with_columns(
+        pl.when(pl.col("cluster").is_null())
+        .then(pl.lit("__missing__") + pl.col("source") + pl.lit("|") + pl.col("record_id").cast(pl.Utf8))
+        .otherwise(pl.col("cluster"))
+        .alias("cluster")
+    )
+
+    def counts(frame: pl.DataFrame) -> tuple[int, int, int]:
+        predicted_pairs = frame.group_by("cluster").len().select(_pair_count(pl.col("len"))).item() or 0
+        true_pairs = frame.group_by("true_person_id").len().select(_pair_count(pl.col("len"))).item() or 0
+        found = (
+            frame.group_by("cluster", "true_person_id").len().select(_pair_count(pl.col("len"))).item() or 0
+        )
+        return int(predicted_pairs), int(true_pairs), int(found)
+
+    def figures(predicted_pairs: int, true_pairs: int, found: int) -> dict:
+        precision = found / predicted_pairs if predicted_pairs else None
+        recall = found / true_pairs if true_pairs else None
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if precision is not None and recall is not None and precision + recall > 0
+            else None
+        )
+        return {
+            "predicted_pairs": predicted_pairs,
+            "true_pairs": true_pairs,
+            "true_positive_pairs": found,
+            "precision": None if precision is None else round(precision, 5),
+            "recall": None if recall is None else round(recall, 5),
+            "f1": None if f1 is None else round(f1, 5),
+        }
+
+    result = {
+        "records_scored": scored.height,
+        "records_missing_from_output": missing,
+        "persons_true": scored["true_person_id"].n_unique(),
+        "persons_predicted": scored["cluster"].n_unique(),
+        **figures(*counts(scored)),
+    }
+    if hard_cases and "hard_cases" in scored.columns and scored["hard_cases"].dtype == pl.List(pl.Utf8):
+        by_case = {}
+        tags = (
+            scored.select(pl.col("hard_cases").explode().drop_nulls().unique()).to_series().sort().to_list()
+        )
+        for tag in tags:
+            tagged = scored.with_columns(
+                pl.col("hard_cases").list.contains(tag).fill_null(False).alias("_tagged")
+            )
+            untagged = tagged.filter(~pl.col("_tagged"))
+            # Pairs touching a tagged record = all pairs minus the pairs among untagged records.
+            full, rest = counts(tagged), counts(untagged)
+            entry = figures(*(a - b for a, b in zip(full, rest, strict=True)))
+            entry["records"] = int(tagged["_tagged"].sum())
+            by_case[tag] = entry
+        result["by_hard_case"] = by_case
+    return result
+
+
+# ---------------------------------------------------------------- stages
+
+
+def stage_table(metrics: dict, ledger_stages: list[dict] | None, measured: Measured) -> list[dict]:
+    """One row per stage: seconds, rows in/out, and the peak tree RSS in the stage's window.
+
+    Stages run one after another; where a stage carries no start time of its own, its
+    window is placed after the previous one, starting at the run's `started_at`.
+    """
+    stages = list(metrics.get("stages") or ledger_stages or [])
+    try:
+        cursor = dt.datetime.fromisoformat(str(metrics["started_at"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        cursor = measured.started_at
+    rows = []
+    for stage in stages:
+        seconds = float(stage.get("seconds") or 0.0)
+        start = cursor
+        for key in ("started_at", "start"):
+            if stage.get(key):
+                try:
+                    start = dt.datetime.fromisoformat(str(stage[key]).replace("Z", "+00:00")).timestamp()
+                except ValueError:
+                    pass
+        end = start + seconds
+        window = [rss for t, rss in measured.samples if start <= t <= end]
+        rows.append(
+            {
+                "stage": stage.get("stage") or stage.get("name"),
+                "seconds": round(seconds, 3),
+                "rows_in": stage.get("rows_in"),
+                "rows_out": stage.get("rows_out"),
+                "peak_rss": max(window) if window else None,
+            }
+        )
+        cursor = end
+    return rows
+
+
+def read_ledger(db_file: Path) -> dict | None:
+    """The latest run_ledger row of the run's DuckDB file, or None when there is none."""
+    import duckdb
+
+    if not db_file.exists():
+        return None
+    try:
+        con = duckdb.connect(str(db_file), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        row = con.sql("select * from run_ledger order by started_at desc limit 1").pl()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    if row.is_empty():
+        return None
+    ledger = row.to_dicts()[0]
+    stages = ledger.get("stages")
+    if isinstance(stages, str):
+        try:
+            ledger["stages"] = json.loads(stages)
+        except json.JSONDecodeError:
+            pass
+    return {k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in ledger.items()}
+
+
+# ---------------------------------------------------------------- night 2: change 1% of records
+
+
+def _mapped(columns: dict, canonical: str) -> list[str]:
+    value = columns.get(canonical)
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _changeable_column(columns: dict) -> str | None:
+    """A column whose change is a real night's change (someone moved, got a new phone)."""
+    for canonical in ("residence_address", "phone", "hukou_address", "employer", "house_id"):
+        mapped = _mapped(columns, canonical)
+        if mapped:
+            return mapped[-1]
+    return None
+
+
+def _changed_value(value: object, rng: random.Random) -> str:
+    text = "" if value is None else str(value)
+    return f"{text}{rng.randint(1, 99)}号" if text else f"新址{rng.randint(1, 999)}号"
+
+
+def _csv_line(row: list[str], encoding: str, crlf: bool) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(row)
+    return buffer.getvalue().encode(encoding) + (b"\r" if crlf else b"")
+
+
+def mutate_city(city: Path, fraction: float, seed: int) -> dict:
+    """Change `fraction` of all records of the city's extracts in place: half modified
+    (an address or phone changes), half added (a new record_id for an existing row's person).
+
+    Only CSV, JSON-lines and Parquet sources are touched (rewriting an XLSX would put the
+    generator's cell types at risk); their share is raised so the total is still `fraction`.
+    truth/records.parquet gets a row per added record, so night 2 is scored too.
+    Returns counts per source.
+    """
+    rng = random.Random(seed)
+    config = yaml.safe_load((city / "sources.yaml").read_text(encoding="utf-8"))
+    truth_path = city / "truth" / "records.parquet"
+    truth = pl.read_parquet(truth_path)
+    total = truth.height
+    accepted = accepted_truth(truth)
+    editable = [
+        s
+        for s in config["sources"]
+        if (s.get("format") or Path(s["path"]).suffix[1:]) in ("csv", "jsonl", "parquet")
+    ]
+    editable_rows = accepted.filter(pl.col("source").is_in([s["name"] for s in editable])).height
+    share = min(1.0, fraction * total / editable_rows) if editable_rows else 0.0
+    added_truth: list[dict] = []
+    summary: dict[str, dict] = {}
+    for source in editable:
+        file_format = source.get("format") or Path(source["path"]).suffix[1:]
+        files = (
+            sorted(city.glob(source["path"]))
+            if any(c in source["path"] for c in "*?[")
+            else [city / source["path"]]
+        )
+        record_col = _mapped(source["columns"], "record_id")[0]
+        change_col = _changeable_column(source["columns"])
+        source_truth = accepted.filter(pl.col("source") == source["name"])
+        by_record = dict(
+            zip(source_truth["record_id"].to_list(), source_truth["true_person_id"].to_list(), strict=True)
+        )
+        modified = added = 0
+        for file in files:
+            relative = file.relative_to(city).as_posix()
+            if file_format == "parquet":
+                frame = pl.read_parquet(file)
+                ids = frame[record_col].cast(pl.Utf8).to_list()
+                eligible = [i for i, rid in enumerate(ids) if rid in by_record]
+                picks = rng.sample(eligible, min(len(eligible), int(len(eligible) * share)))
+                half = len(picks) // 2
+                to_modify, to_add = picks[:half], picks[half:]
+                if change_col and to_modify:
+                    values = frame[change_col].cast(pl.Utf8).to_list()
+                    for i in to_modify:
+                        values[i] = _changed_value(values[i], rng)
+                    frame = frame.with_columns(
+                        pl.Series(change_col, values, dtype=pl.Utf8).cast(
+                            frame[change_col].dtype, strict=False
+                        )
+                    )
+                    modified += len(to_modify)
+                new_rows = frame[to_add]
+                new_ids = [f"{ids[i]}N2" for i in to_add]
+                new_rows = new_rows.with_columns(
+                    pl.Series(record_col, new_ids).cast(frame[record_col].dtype, strict=False)
+                )
+                start_row = frame.height
+                frame = pl.concat([frame, new_rows], how="vertical_relaxed")
+                frame.write_parquet(file)
+                for offset, i in enumerate(to_add):
+                    added_truth.append(
+                        {
+                            "source": source["name"],
+                            "file": relative,
+                            "row_number": start_row + offset + 1,
+                            "record_id": new_ids[offset],
+                            "true_person_id": by_record[ids[i]],
+                        }
+                    )
+                added += len(to_add)
+            elif file_format == "jsonl":
+                lines = file.read_bytes().split(b"\n")
+                objects = []
+                for number, line in enumerate(lines):
+                    try:
+                        obj = json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        continue
+                    if isinstance(obj, dict) and str(obj.get(record_col)) in by_record:
+                        objects.append((number, obj))
+                picks = rng.sample(objects, min(len(objects), int(len(objects) * share)))
+                half = len(picks) // 2
+                for number, obj in picks[:half]:
+                    if change_col:
+                        obj[change_col] = _changed_value(obj.get(change_col), rng)
+                        lines[number] = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+                        modified += 1
+                body = [line for line in lines if line.strip()]
+                data_rows = len(body)
+                for _number, obj in picks[half:]:
+                    rid = str(obj[record_col])
+                    new = dict(obj)
+                    new[record_col] = f"{rid}N2"
+                    body.append(json.dumps(new, ensure_ascii=False).encode("utf-8"))
+                    data_rows += 1
+                    added_truth.append(
+                        {
+                            "source": source["name"],
+                            "file": relative,
+                            "row_number": data_rows,
+                            "record_id": new[record_col],
+                            "true_person_id": by_record[rid],
+                        }
+                    )
+                    added += 1
+                file.write_bytes(b"\n".join(body) + b"\n")
+            else:
+                encoding = source.get("encoding", "utf-8")
+                raw = file.read_bytes()
+                bom = raw.startswith(b"\xef\xbb\xbf")
+                lines = (raw[3:] if bom else raw).split(b"\n")
+                crlf = lines[0].endswith(b"\r")
+                strip = lambda b: b[:-1] if b.endswith(b"\r") else b  # noqa: E731
+                header = next(csv.reader([strip(lines[0]).decode(encoding)]))
+                record_index = header.index(record_col)
+                change_index = header.index(change_col) if change_col in header else None
+                candidates = []
+                for number in range(1, len(lines)):
+                    try:
+                        row = next(csv.reader([strip(lines[number]).decode(encoding)]))
+                    except (UnicodeDecodeError, StopIteration, csv.Error):
+                        continue
+                    if len(row) == len(header) and row[record_index] in by_record:
+                        candidates.append((number, row))
+                picks = rng.sample(candidates, min(len(candidates), int(len(candidates) * share)))
+                half = len(picks) // 2
+
+                for number, row in picks[:half]:
+                    if change_index is not None:
+                        row = list(row)
+                        row[change_index] = _changed_value(row[change_index], rng)
+                        lines[number] = _csv_line(row, encoding, crlf)
+                        modified += 1
+                while lines and not lines[-1].strip():
+                    lines.pop()
+                data_rows = len(lines) - 1
+                for _, row in picks[half:]:
+                    new = list(row)
+                    new[record_index] = f"{row[record_index]}N2"
+                    lines.append(_csv_line(new, encoding, crlf))
+                    data_rows += 1
+                    added_truth.append(
+                        {
+                            "source": source["name"],
+                            "file": relative,
+                            "row_number": data_rows,
+                            "record_id": new[record_index],
+                            "true_person_id": by_record[row[record_index]],
+                        }
+                    )
+                    added += 1
+                file.write_bytes((b"\xef\xbb\xbf" if bom else b"") + b"\n".join(lines) + b"\n")
+        summary[source["name"]] = {"modified": modified, "added": added}
+    if added_truth:
+        extra = pl.DataFrame(added_truth).with_columns(pl.lit("accepted").alias("expected_outcome"))
+        truth = pl.concat([truth, extra], how="diagonal_relaxed")
+        truth.write_parquet(truth_path)
+    changed = sum(v["modified"] + v["added"] for v in summary.values())
+    return {
+        "records_before": total,
+        "changed": changed,
+        "share": round(changed / total, 5) if total else None,
+        "by_source": summary,
+    }
+
+
+# ---------------------------------------------------------------- profile
+
+
+def summarise_profile(collapsed: Path, top: int = 25) -> dict:
+    """Hottest functions of a py-spy raw (collapsed stacks) profile: inclusive and self share."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        for frame in set(frames):
+            inclusive[frame] += count
+        if frames:
+            own[frames[-1]] += count
+    share = lambda c: round(c / total, 4) if total else None  # noqa: E731
+    return {
+        "samples": total,
+        "top_inclusive": [{"function": f, "share": share(c)} for f, c in inclusive.most_common(top)],
+        "top_self": [{"function": f, "share": share(c)} for f, c in own.most_common(top)],
+    }
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def machine() -> dict:
+    meminfo = Path("/proc/meminfo").read_text().split("\n")
+    total_kb = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = None
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(total_kb / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "renhu_commit": commit,
+    }
+
+
+def gb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e9:.2f} GB"
+
+
+def print_report(result: dict) -> None:
+    records = result["records_requested"]
+    print(
+        f"\n== renhu city benchmark: {records:,} records requested, "
+        f"{result['city'].get('records', '?')} generated, {result['machine']['cores']} cores, "
+        f"{result['machine']['memory_gb']} GB =="
+    )
+    night1 = result.get("renhu_night1")
+    if night1:
+        print(
+            f"\nrenhu night 1: {night1['seconds']:.1f} s, peak tree RSS {gb(night1['peak_tree_rss'])}, "
+            f"largest process {gb(night1['max_process_rss'])}, exit {night1['returncode']}"
+        )
+        print(f"{'stage':<22}{'seconds':>10}{'peak RSS':>12}{'rows in':>12}{'rows out':>12}")
+        for stage in night1.get("stages", []):
+            print(
+                f"{str(stage['stage']):<22}{stage['seconds']:>10.1f}{gb(stage['peak_rss']):>12}"
+                f"{str(stage['rows_in']):>12}{str(stage['rows_out']):>12}"
+            )
+    splink = result.get("splink")
+    print(f"\n{'':<24}{'renhu':>14}{'splink':>14}{'renhu/splink':>14}")
+
+    def line(label: str, a, b, fmt) -> None:
+        ratio = f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) and b else "-"
+        print(f"{label:<24}{fmt(a):>14}{fmt(b):>14}{ratio:>14}")
+
+    secs = lambda v: "-" if v is None else f"{v:.1f} s"  # noqa: E731
+    num = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    r_acc = (night1 or {}).get("accuracy") or {}
+    s_acc = (splink or {}).get("accuracy") or {}
+    line("wall time", (night1 or {}).get("seconds"), (splink or {}).get("seconds"), secs)
+    line(
+        "s per million records",
+        (night1 or {}).get("seconds_per_million"),
+        (splink or {}).get("seconds_per_million"),
+        secs,
+    )
+    line("peak tree RSS", (night1 or {}).get("peak_tree_rss"), (splink or {}).get("peak_tree_rss"), gb)
+    line("pairwise precision", r_acc.get("precision"), s_acc.get("precision"), num)
+    line("pairwise recall", r_acc.get("recall"), s_acc.get("recall"), num)
+    line("pairwise F1", r_acc.get("f1"), s_acc.get("f1"), num)
+    cases = sorted(set(r_acc.get("by_hard_case", {})) | set(s_acc.get("by_hard_case", {})))
+    if cases:
+        print("\nF1 by hard case (pairs touching a tagged record)")
+        for case in cases:
+            line(
+                f"  {case}",
+                (r_acc.get("by_hard_case", {}).get(case) or {}).get("f1"),
+                (s_acc.get("by_hard_case", {}).get(case) or {}).get("f1"),
+                num,
+            )
+    night2 = result.get("renhu_night2")
+    if night2:
+        print(
+            f"\nrenhu night 2 ({night2['mutation']['changed']:,} records changed, "
+            f"{night2['mutation']['share']:.2%}): {night2['seconds']:.1f} s = "
+            f"{night2['relative_to_night1']:.0%} of night 1; peak RSS {gb(night2['peak_tree_rss'])}; "
+            f"F1 {num((night2.get('accuracy') or {}).get('f1'))}; person_id kept by "
+            f"{num(night2.get('person_id_kept_share'))} of night-1 records"
+        )
+    bars = result.get("bars")
+    if bars:
+        print("\nbars:")
+        for name, value in bars.items():
+            print(f"  {name}: {value}")
+    if result.get("profile"):
+        print("\nprofile (py-spy, share of samples, inclusive):")
+        for row in result["profile"]["top_inclusive"][:15]:
+            print(f"  {row['share']:>7.1%}  {row['function']}")
+    print(f"\nresults: {result.get('results_file')}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def generate(city: Path, persons: int, seed: int, logs: Path) -> tuple[dict, Measured]:
+    code = (
+        "import json, sys; from pathlib import Path; from linkage.demo_city import generate_city; "
+        f"c = generate_city(Path({str(city)!r}), {persons}, {seed}); "
+        "print('DEMO_CITY ' + json.dumps({'persons': c.persons, 'records': c.records}))"
+    )
+    measured = run_measured([str(RUNTIME_PYTHON), "-c", code], log_path=logs / "generate.log")
+    if measured.returncode != 0:
+        raise SystemExit(f"demo city generation failed (exit {measured.returncode}):\n{measured.stderr_tail}")
+    info = {}
+    for text in (logs / "generate.log").read_text(encoding="utf-8", errors="replace").splitlines():
+        if text.startswith("DEMO_CITY "):
+            info = json.loads(text[len("DEMO_CITY ") :])
+    return info, measured
+
+
+def renhu_night(city: Path, out: Path, logs: Path, name: str, truth: pl.DataFrame) -> dict:
+    measured = run_measured(
+        [str(RENHU), "run", "--sources", str(city / "sources.yaml"), "--out", str(out)],
+        log_path=logs / f"{name}.log",
+    )
+    night = {
+        "command": " ".join(measured.command),
+        "returncode": measured.returncode,
+        "seconds": measured.seconds,
+        "peak_tree_rss": measured.peak_tree_rss,
+        "max_process_rss": measured.max_process_rss,
+    }
+    if measured.returncode != 0:
+        night["error_tail"] = measured.stderr_tail
+        return night
+    latest = out / "latest"
+    metrics = json.loads((latest / "metrics.json").read_text(encoding="utf-8"))
+    ledger = read_ledger(out / "renhu.duckdb")
+    night["run_id"] = metrics.get("run_id")
+    night["records_in"] = metrics.get("records_in")
+    night["accepted"] = metrics.get("accepted")
+    night["quarantined"] = metrics.get("quarantined")
+    night["persons"] = metrics.get("persons")
+    night["linkage_method"] = metrics.get("linkage_method")
+    night["stages"] = stage_table(metrics, (ledger or {}).get("stages"), measured)
+    night["ledger"] = ledger
+    entity_map = pl.read_parquet(latest / "entity_map.parquet")
+    night["accuracy"] = pairwise_scores(entity_map, accepted_truth(truth))
+    return night
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="renhu city-scale benchmark beside Splink 5")
+    parser.add_argument(
+        "--records", type=int, required=True, help="records to generate (persons = records / 2.2)"
+    )
+    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("/tmp/renhu-bench"),
+        help="where the city, the run's out dir and logs go (default /tmp/renhu-bench)",
+    )
+    parser.add_argument(
+        "--city", type=Path, help="reuse an already generated city folder instead of generating"
+    )
+    parser.add_argument("--skip-splink", action="store_true")
+    parser.add_argument("--skip-night2", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="extra untimed renhu run under py-spy")
+    parser.add_argument(
+        "--u-pairs", type=float, help="Splink u sampling pairs (default 1e6 up to 200k records, else 1e7)"
+    )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%MZ")
+    base = args.work_dir / f"records-{args.records}"
+    logs = base / "logs"
+    if base.exists() and not args.city:
+        shutil.rmtree(base)
+    logs.mkdir(parents=True, exist_ok=True)
+    persons = max(1, round(args.records / RECORDS_PER_PERSON))
+    result: dict = {
+        "records_requested": args.records,
+        "persons_requested": persons,
+        "seed": args.seed,
+        "started_at": stamp,
+        "machine": machine(),
+        "work_dir": str(base),
+    }
+    results_file = args.results_dir / f"{stamp}_records-{args.records}.json"
+
+    def save() -> None:
+        args.results_dir.mkdir(parents=True, exist_ok=True)
+        result["results_file"] = str(results_file)
+        results_file.write_text(
+            json.dumps(result, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+        )
+
+    if args.city:
+        city = args.city
+        truth_rows = pl.scan_parquet(city / "truth" / "records.parquet").select(pl.len()).collect().item()
+        result["city"] = {"path": str(city), "reused": True, "records": truth_rows}
+    else:
+        city = base / "city"
+        print(f"generating {persons:,} persons into {city} ...", flush=True)
+        info, measured = generate(city, persons, args.seed, logs)
+        result["city"] = {
+            "path": str(city),
+            **info,
+            "generate_seconds": measured.seconds,
+            "generate_peak_rss": measured.peak_tree_rss,
+        }
+        print(f"  {measured.seconds:.1f} s, {info}", flush=True)
+    save()
+    truth = pl.read_parquet(city / "truth" / "records.parquet")
+    records = truth.height
+    million = records / 1e6
+
+    if args.u_pairs is None:
+        args.u_pairs = 1e6 if records <= 250_000 else 1e7
+
+    # The city is changed for night 2, so Splink runs before that, on the same extracts as night 1.
+    out = base / "renhu-out"
+    print("renhu night 1 ...", flush=True)
+    night1 = renhu_night(city, out, logs, "renhu_night1", truth)
+    if night1["returncode"] == 0:
+        night1["seconds_per_million"] = round(night1["seconds"] / million, 2)
+    result["renhu_night1"] = night1
+    print(f"  exit {night1['returncode']}, {night1['seconds']:.1f} s", flush=True)
+    save()
+
+    if not args.skip_splink:
+        print(f"splink (u from {args.u_pairs:.0e} pairs) ...", flush=True)
+        splink_out = base / "splink-out"
+        measured = run_measured(
+            [
+                str(BENCH_PYTHON),
+                str(REPO / "benchmarks" / "splink_baseline.py"),
+                "--sources",
+                str(city / "sources.yaml"),
+                "--out",
+                str(splink_out),
+                "--u-pairs",
+                str(args.u_pairs),
+                "--threshold",
+                str(SPLINK_THRESHOLD),
+                "--seed",
+                str(args.seed),
+            ],
+            log_path=logs / "splink.log",
+        )
+        splink = {
+            "command": " ".join(measured.command),
+            "returncode": measured.returncode,
+            "seconds": measured.seconds,
+            "seconds_per_million": round(measured.seconds / million, 2),
+            "peak_tree_rss": measured.peak_tree_rss,
+            "max_process_rss": measured.max_process_rss,
+        }
+        if measured.returncode == 0:
+            splink["metrics"] = json.loads((splink_out / "splink_metrics.json").read_text(encoding="utf-8"))
+            clusters = pl.read_parquet(splink_out / "clusters.parquet")
+            splink["accuracy"] = pairwise_scores(clusters, accepted_truth(truth), cluster_col="cluster_id")
+        else:
+            splink["error_tail"] = measured.stderr_tail
+        result["splink"] = splink
+        print(f"  exit {measured.returncode}, {measured.seconds:.1f} s", flush=True)
+        save()
+
+    if not args.skip_night2 and night1["returncode"] == 0:
+        print("changing 1% of records, renhu night 2 ...", flush=True)
+        mutation = mutate_city(city, 0.01, args.seed + 2)
+        truth2 = pl.read_parquet(city / "truth" / "records.parquet")
+        night1_map = pl.read_parquet(out / "latest" / "entity_map.parquet")
+        night2 = renhu_night(city, out, logs, "renhu_night2", truth2)
+        night2["mutation"] = mutation
+        night2["relative_to_night1"] = round(night2["seconds"] / night1["seconds"], 4)
+        if night2["returncode"] == 0:
+            night2_map = pl.read_parquet(out / "latest" / "entity_map.parquet")
+            kept = night1_map.join(night2_map, on=["source", "record_id"], how="inner", suffix="_2")
+            night2["person_id_kept_share"] = (
+                round(kept.filter(pl.col("person_id") == pl.col("person_id_2")).height / night1_map.height, 5)
+                if night1_map.height
+                else None
+            )
+        result["renhu_night2"] = night2
+        print(f"  exit {night2['returncode']}, {night2['seconds']:.1f} s", flush=True)
+        save()
+
+    if args.profile:
+        print("profiling one more renhu run under py-spy (untimed) ...", flush=True)
+        raw = logs / "profile.collapsed.txt"
+        measured = run_measured(
+            [
+                str(PY_SPY),
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "50",
+                "--subprocesses",
+                "-o",
+                str(raw),
+                "--",
+                str(RENHU),
+                "run",
+                "--sources",
+                str(city / "sources.yaml"),
+                "--out",
+                str(base / "renhu-profile-out"),
+            ],
+            log_path=logs / "profile.log",
+        )
+        if raw.exists():
+            result["profile"] = {
+                "seconds_under_py_spy": measured.seconds,
+                "collapsed_stacks": str(raw),
+                **summarise_profile(raw),
+            }
+        else:
+            result["profile_error"] = measured.stderr_tail
+        save()
+
+    r1, sp = result.get("renhu_night1") or {}, result.get("splink") or {}
+    # A failed run has no figures to hold against a bar.
+    r1 = r1 if r1.get("returncode") == 0 else {}
+    sp = sp if sp.get("returncode") == 0 else {}
+    bars = {}
+    if r1.get("seconds") and sp.get("seconds"):
+        bars["renhu time <= half of Splink's"] = (
+            f"{r1['seconds'] / sp['seconds']:.2f} of Splink's ({'met' if r1['seconds'] <= sp['seconds'] / 2 else 'NOT met'})"
+        )
+    if (
+        r1.get("accuracy")
+        and sp.get("accuracy")
+        and r1["accuracy"].get("f1") is not None
+        and sp["accuracy"].get("f1") is not None
+    ):
+        bars["F1 >= Splink's"] = (
+            f"{r1['accuracy']['f1']:.4f} vs {sp['accuracy']['f1']:.4f} ({'met' if r1['accuracy']['f1'] >= sp['accuracy']['f1'] else 'NOT met'})"
+        )
+    if r1.get("peak_tree_rss"):
+        limit = 3e9 if records <= 1_500_000 else 16e9
+        bars[f"peak RSS <= {limit / 1e9:.0f} GB"] = (
+            f"{gb(r1['peak_tree_rss'])} ({'met' if r1['peak_tree_rss'] <= limit else 'NOT met'})"
+        )
+    n2 = result.get("renhu_night2") or {}
+    if n2.get("returncode") == 0 and r1:
+        bars["night 2 <= 20% of night 1"] = (
+            f"{n2['relative_to_night1']:.0%} ({'met' if n2['relative_to_night1'] <= 0.2 else 'NOT met'})"
+        )
+    result["bars"] = bars
+    result["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
+    save()
+    print_report(result)
+    return 0 if (result.get("renhu_night1") or {}).get("returncode") == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Smoke tests of the city benchmark's pure parts: pairwise scoring, process-tree RSS,
+stage windows, the night-2 mutation, the profile summary and the Splink side's
+standardization. Tiny inline data; the expected numbers are worked out in comments."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load("bench_city")
+baseline = _load("splink_baseline")
+
+
+def _truth(rows: list[tuple[str, str, str, list[str]]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "source": [r[0] for r in rows],
+            "record_id": [r[1] for r in rows],
+            "true_person_id": [r[2] for r in rows],
+            "expected_outcome": ["accepted"] * len(rows),
+            "hard_cases": [r[3] for r in rows],
+        },
+        schema_overrides={"hard_cases": pl.List(pl.Utf8)},
+    )
+
+
+def test_pairwise_scores_counts_pairs_and_treats_missing_records_as_singletons():
+    # truth: A = {r1, r2, r3}, B = {r4, r5}, C = {r6}  -> true pairs 3 + 1 = 4
+    truth = _truth(
+        [
+            ("s", "r1", "A", []),
+            ("s", "r2", "A", []),
+            ("t", "r3", "A", ["twin"]),
+            ("t", "r4", "B", []),
+            ("t", "r5", "B", []),
+            ("t", "r6", "C", []),
+        ]
+    )
+    # predicted: X = {r1, r2}, Y = {r3, r4, r5}; r6 absent -> predicted pairs 1 + 3 = 4
+    # found: r1-r2 (X, A) and r4-r5 (Y, B) = 2  -> precision 0.5, recall 0.5
+    predicted = pl.DataFrame(
+        {
+            "source": ["s", "s", "t", "t", "t", "zz"],
+            "record_id": ["r1", "r2", "r3", "r4", "r5", "unknown"],
+            "person_id": ["X", "X", "Y", "Y", "Y", "Q"],
+        }
+    )
+    scores = bench.pairwise_scores(predicted, truth)
+    assert scores["records_scored"] == 6
+    assert scores["records_missing_from_output"] == 1
+    assert (scores["predicted_pairs"], scores["true_pairs"], scores["true_positive_pairs"]) == (4, 4, 2)
+    assert scores["precision"] == 0.5 and scores["recall"] == 0.5 and scores["f1"] == 0.5
+    # pairs touching r3: predicted r3-r4, r3-r5; true r1-r3, r2-r3; none found
+    twin = scores["by_hard_case"]["twin"]
+    assert (twin["predicted_pairs"], twin["true_pairs"], twin["true_positive_pairs"]) == (2, 2, 0)
+    assert twin["precision"] == 0.0 and twin["recall"] == 0.0 and twin["f1"] is None
+    assert twin["records"] == 1
+
+
+def test_pairwise_scores_perfect_clustering_scores_one():
+    truth = _truth([("s", "1", "A", []), ("s", "2", "A", []), ("s", "3", "B", [])])
+    predicted = pl.DataFrame({"source": ["s"] * 3, "record_id": ["1", "2", "3"], "cluster_id": [7, 7, 8]})
+    scores = bench.pairwise_scores(predicted, truth, cluster_col="cluster_id")
+    assert scores["f1"] == 1.0
+    assert scores["persons_true"] == scores["persons_predicted"] == 2
+
+
+def test_accepted_truth_keeps_accepted_rows_once():
+    truth = pl.DataFrame(
+        {
+            "source": ["s", "s", "s", "s"],
+            "record_id": ["1", "1", "2", None],
+            "true_person_id": ["A", "A", "B", None],
+            "expected_outcome": ["accepted", "quarantined", "quarantined", "quarantined"],
+        }
+    )
+    accepted = bench.accepted_truth(truth)
+    assert accepted.select("source", "record_id").rows() == [("s", "1")]
+
+
+def test_run_measured_sees_memory_of_a_grandchild():
+    # The child only waits; the grandchild holds ~150 MB for a second. The tree's peak must
+    # see it, though the direct child itself stays small.
+    grandchild = "import time; b = bytearray(150 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.0)"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}], check=True)"
+    measured = bench.run_measured(
+        [sys.executable, "-c", child], log_path=Path("/tmp/renhu-bench-smoke.log"), interval=0.05
+    )
+    assert measured.returncode == 0
+    assert measured.peak_tree_rss > 150 * 2**20
+    assert measured.max_process_rss > 150 * 2**20
+    assert measured.seconds >= 1.0
+
+
+def test_tree_rss_of_a_gone_process_is_zero():
+    assert bench.rss_bytes(2**22 + 12345) == 0
+    assert bench.tree_rss_bytes(2**22 + 12345) == 0
+
+
+def test_stage_table_puts_samples_in_each_stage_window():
+    metrics = {
+        "started_at": "2026-11-23T02:00:00+00:00",
+        "stages": [
+            {"stage": "ingest", "seconds": 10.0, "rows_in": 100, "rows_out": 98},
+            {"stage": "link", "seconds": 5.0, "rows_in": 98, "rows_out": 98},
+        ],
+    }
+    t0 = 1795399200.0  # 2026-11-23T02:00:00Z
+    measured = bench.Measured(
+        command=[],
+        returncode=0,
+        seconds=16.0,
+        peak_tree_rss=900,
+        max_process_rss=900,
+        started_at=t0,
+        samples=[(t0 + 1, 100), (t0 + 9, 300), (t0 + 11, 900), (t0 + 14, 500)],
+    )
+    rows = bench.stage_table(metrics, None, measured)
+    assert [(r["stage"], r["peak_rss"], r["rows_out"]) for r in rows] == [
+        ("ingest", 300, 98),
+        ("link", 900, 98),
+    ]
+
+
+def test_summarise_profile_inclusive_and_self_shares():
+    collapsed = Path("/tmp/renhu-bench-smoke-profile.txt")
+    collapsed.write_text(
+        'process 1:"renhu";main (flows/cli.py:1);link (linkage/link.py:9) 3\n'
+        'process 1:"renhu";main (flows/cli.py:1);ingest (flows/ingest.py:5) 1\n',
+        encoding="utf-8",
+    )
+    summary = bench.summarise_profile(collapsed)
+    assert summary["samples"] == 4
+    assert summary["top_inclusive"][0] == {"function": "main (flows/cli.py:1)", "share": 1.0}
+    assert summary["top_self"][0] == {"function": "link (linkage/link.py:9)", "share": 0.75}
+
+
+def test_mutate_city_changes_one_percent_and_extends_the_truth(tmp_path: Path):
+    n = 400
+    extracts = tmp_path / "extracts"
+    extracts.mkdir()
+    header = "编号,姓名,居住地址\n"
+    lines = [f"H{i:04d},张{i},越城区府山街道{i}号" for i in range(n)]
+    # an undecodable row must survive byte for byte
+    (extracts / "a.csv").write_bytes(
+        header.encode("gb18030") + "\n".join(lines).encode("gb18030") + b"\n\xff\xfe,bad,row\n"
+    )
+    (extracts / "b.jsonl").write_text(
+        "\n".join(
+            json.dumps({"id": f"J{i}", "xm": f"李{i}", "dh": "13800000000"}, ensure_ascii=False)
+            for i in range(n)
+        )
+        + "\n{broken\n",
+        encoding="utf-8",
+    )
+    pl.DataFrame(
+        {"rid": [f"P{i}" for i in range(n)], "xm": [f"王{i}" for i in range(n)], "addr": ["柯桥"] * n}
+    ).write_parquet(extracts / "c.parquet")
+    sources = {
+        "sources": [
+            {
+                "name": "a",
+                "department": "甲",
+                "path": "extracts/a.csv",
+                "format": "csv",
+                "encoding": "gb18030",
+                "columns": {"record_id": "编号", "name": "姓名", "residence_address": "居住地址"},
+            },
+            {
+                "name": "b",
+                "department": "乙",
+                "path": "extracts/b.jsonl",
+                "format": "jsonl",
+                "columns": {"record_id": "id", "name": "xm", "phone": "dh"},
+            },
+            {
+                "name": "c",
+                "department": "丙",
+                "path": "extracts/c.parquet",
+                "format": "parquet",
+                "columns": {"record_id": "rid", "name": "xm", "residence_address": "addr"},
+            },
+        ]
+    }
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump(sources, allow_unicode=True), encoding="utf-8")
+    truth_rows = (
+        [("a", f"H{i:04d}", f"A{i}") for i in range(n)]
+        + [("b", f"J{i}", f"B{i}") for i in range(n)]
+        + [("c", f"P{i}", f"C{i}") for i in range(n)]
+    )
+    truth = pl.DataFrame(
+        {
+            "source": [r[0] for r in truth_rows],
+            "record_id": [r[1] for r in truth_rows],
+            "true_person_id": [r[2] for r in truth_rows],
+            "expected_outcome": ["accepted"] * len(truth_rows),
+        }
+    )
+    (tmp_path / "truth").mkdir()
+    truth.write_parquet(tmp_path / "truth" / "records.parquet")
+
+    summary = bench.mutate_city(tmp_path, 0.05, seed=1)
+
+    # 5% of 1200 = 60 records: per source int(400 * 0.05) = 20 picks, 10 modified + 10 added
+    assert summary["changed"] == 60
+    assert all(v == {"modified": 10, "added": 10} for v in summary["by_source"].values())
+    raw = (extracts / "a.csv").read_bytes()
+    assert b"\n\xff\xfe,bad,row\n" in raw
+    decoded = [line for line in raw.split(b"\n")[1:] if line and not line.startswith(b"\xff")]
+    rows = [line.decode("gb18030").split(",") for line in decoded]
+    assert len(rows) == n + 10
+    assert sum(1 for r in rows if r[0].endswith("N2")) == 10
+    assert sum(1 for r, original in zip(rows, lines, strict=False) if ",".join(r) != original) == 10
+    new_truth = pl.read_parquet(tmp_path / "truth" / "records.parquet")
+    assert new_truth.height == 1200 + 30
+    added = new_truth.filter(pl.col("record_id").str.ends_with("N2"))
+    # each added record belongs to the person of the row it copied
+    copied = added.with_columns(pl.col("record_id").str.strip_suffix("N2")).join(
+        truth, on=["source", "record_id"], suffix="_copied"
+    )
+    assert copied.height == 30
+    assert (copied["true_person_id"] == copied["true_person_id_copied"]).all()
+    parquet = pl.read_parquet(extracts / "c.parquet")
+    assert parquet.height == n + 10 and parquet.filter(pl.col("addr") != "柯桥").height == 10
+    jsonl_lines = (extracts / "b.jsonl").read_text(encoding="utf-8").splitlines()
+    assert "{broken" in jsonl_lines and len(jsonl_lines) == n + 1 + 10
+
+
+def test_splink_side_id_standardization():
+    # 15-digit id: '19' goes into the birth year; weighted sum of 33060219800101123 is 181,
+    # 181 mod 11 = 5, and the check table "10X98765432" gives '7' at 5.
+    assert baseline.standard_id("330602800101123") == "330602198001011237"
+    # full-width digits and x folded by NFKC, separators dropped, x upper-cased
+    assert baseline.standard_id("３３０６０２ 1980-0101 123x") == "33060219800101123X"
+    assert baseline.standard_id(None) is None
+
+
+def test_splink_side_dates_names_and_sex():
+    assert baseline.standard_date("1990年1月2日") == "1990-01-02"
+    assert baseline.standard_date("19900102") == "1990-01-02"
+    assert baseline.standard_date("1990/1/2") == "1990-01-02"
+    assert baseline.standard_date("1990-02-30") is None
+    assert baseline.standard_name("欧阳 娜娜") == ("欧阳娜娜", "欧", "ou yang na na", "na na ou yang")
+    assert baseline.standard_name("Wei Zhang")[2:] == ("wei zhang", "wei zhang")
+    assert baseline.standard_name("不详") == (None, None, None, None)
+    assert baseline.standard_sex("女") == "F"
