@@ -1,0 +1,108 @@
+"""Dates as departments write them, and sex codes.
+
+Date parsing runs in Python, but only over the DISTINCT raw strings of a column
+(a city has a few tens of thousands of distinct birth dates against millions of
+rows), and the result is joined back. Impossible dates are flagged, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+EARLIEST = date(1900, 1, 1)
+# Excel's day 0 is 1899-12-30 once its phantom 1900-02-29 is accounted for (serials >= 61).
+_EXCEL_EPOCH = date(1899, 12, 30)
+# Serials outside this window are not dates anyone in a population register has (1900..2100).
+_EXCEL_MIN, _EXCEL_MAX = 61, 73415
+
+_YMD = re.compile(
+    r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:(?:[T\s]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+)
+_COMPACT = re.compile(r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$")
+_SERIAL = re.compile(r"^(?P<n>\d{1,5})(?:\.\d+)?$")
+
+# What clerks type into a date cell they have nothing for: empty, not a bad date.
+PLACEHOLDERS = frozenset({"无", "不详", "未知", "空", "暂无", "-", "--", "/", "NULL", "NONE", "N/A", "NA", "NAN", "NAT"})
+
+_HAN_DIGITS = {"〇": "0", "零": "0", "○": "0", "Ｏ": "0", "一": "1", "二": "2", "三": "3", "四": "4",
+               "五": "5", "六": "6", "七": "7", "八": "8", "九": "9"}
+_HAN_DATE = re.compile(r"^(?P<y>[〇零○一二三四五六七八九]{4})年(?P<m>[一二三四五六七八九十]{1,2})月(?P<d>[一二三四五六七八九十]{1,3})日?$")
+
+
+def _han_small_number(text: str) -> int:
+    # 一 .. 三十一 as written in dates
+    if "十" not in text:
+        return int(_HAN_DIGITS[text])
+    tens, _, units = text.partition("十")
+    return (int(_HAN_DIGITS[tens]) if tens else 1) * 10 + (int(_HAN_DIGITS[units]) if units else 0)
+
+
+def parse_date(raw: str | None, as_of: date) -> tuple[date | None, str | None]:
+    """Parse one raw date string. Returns (date, flag) with flag None, 'unparseable' or 'impossible'.
+
+    'impossible' covers a calendar date that does not exist (2月30日), one before 1900
+    and one after `as_of`.
+    """
+    if raw is None:
+        return None, None
+    text = unicodedata.normalize("NFKC", raw).strip()
+    if not text or text.upper() in PLACEHOLDERS:
+        return None, None
+    parts: tuple[int, int, int] | None = None
+    if m := _YMD.match(text) or _COMPACT.match(text):
+        parts = int(m["y"]), int(m["m"]), int(m["d"])
+    elif m := _HAN_DATE.match(text):
+        parts = int("".join(_HAN_DIGITS[c] for c in m["y"])), _han_small_number(m["m"]), _han_small_number(m["d"])
+    elif m := _SERIAL.match(text):
+        n = int(m["n"])
+        if not _EXCEL_MIN <= n <= _EXCEL_MAX:
+            return None, "unparseable"
+        value = _EXCEL_EPOCH + timedelta(days=n)
+        return _check_range(value, as_of)
+    else:
+        return None, "unparseable"
+    try:
+        value = datetime(*parts).date()
+    except ValueError:
+        return None, "impossible"
+    return _check_range(value, as_of)
+
+
+def _check_range(value: date, as_of: date) -> tuple[date | None, str | None]:
+    if value < EARLIEST or value > as_of:
+        return None, "impossible"
+    return value, None
+
+
+def parse_date_column(values: pl.Series, as_of: date) -> pl.DataFrame:
+    """Parse a column of raw date strings; same height and order, columns `date`, `flag`."""
+    frame = values.rename("_raw").to_frame()
+    distinct = frame.get_column("_raw").drop_nulls().unique()
+    parsed = [parse_date(v, as_of) for v in distinct.to_list()]
+    lookup = pl.DataFrame(
+        {
+            "_raw": distinct,
+            "date": [p[0] for p in parsed],
+            "flag": [p[1] for p in parsed],
+        },
+        schema={"_raw": pl.String, "date": pl.Date, "flag": pl.String},
+    )
+    return frame.join(lookup, on="_raw", how="left", maintain_order="left").select("date", "flag")
+
+
+_SEX_CODES = {
+    "M": ("男", "男性", "男士", "1", "M", "MALE", "MAN", "男的", "先生"),
+    "F": ("女", "女性", "女士", "2", "F", "FEMALE", "WOMAN", "女的"),
+}
+SEX_LOOKUP: dict[str, str] = {word: code for code, words in _SEX_CODES.items() for word in words}
+
+
+def standardize_sex(raw: pl.Expr) -> pl.Expr:
+    """`M`, `F` or NULL (GB/T 2261.1 codes 1/2; 0 and 9 mean unknown and stay NULL)."""
+    key = raw.str.normalize("NFKC").str.strip_chars().str.to_uppercase()
+    return key.replace_strict(list(SEX_LOOKUP), list(SEX_LOOKUP.values()), default=None, return_dtype=pl.String)

@@ -1,0 +1,316 @@
+"""Standardize stage: raw_records → int_persons_standardized (docs/DESIGN.md section 2).
+
+Grain: one output row per input row, same order. Set-based throughout: polars
+expressions over whole columns, and Python only over DISTINCT values (names,
+addresses, date strings), joined back on the raw value.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+
+import polars as pl
+
+from linkage.addresses import standardize_addresses
+from linkage.dates import parse_date_column, standardize_sex
+from linkage.id_numbers import standardize_id_numbers
+from linkage.names import DATA_DIR, NAME_COLUMNS, standardize_names
+from linkage.phones import standardize_phones
+from linkage.regions import learn_township_codes, normalize_region_code, preferred_cities
+
+__all__ = ["standardize_records", "standardization_metrics", "RAW_FIELDS", "RELATIONS"]
+
+CARRIED = ("record_key", "source", "department", "source_kind", "record_id", "file", "row_number")
+# Carried too when ingest provides them (they help an auditor trace a row to its file).
+CARRIED_OPTIONAL = ("file_sha256", "load_batch")
+
+RAW_FIELDS = (
+    "name", "id_number", "sex", "birth_date", "ethnicity", "phone", "hukou_address", "hukou_region",
+    "residence_address", "residence_region", "household_id", "relation_to_head", "house_id",
+    "employer", "registered_at", "updated_at",
+)
+
+# 与户主关系: the words clerks write, and the GB/T 4761-2008 family-relation codes by their first digit.
+RELATIONS: dict[str, tuple[str, ...]] = {
+    "head": ("户主", "本人", "户主本人", "户长", "HEAD", "SELF", "01", "02"),
+    "spouse": ("配偶", "妻", "妻子", "夫", "丈夫", "老婆", "老公", "爱人", "SPOUSE", "WIFE", "HUSBAND"),
+    "child": (
+        "子", "女", "儿子", "女儿", "长子", "次子", "三子", "四子", "五子", "长女", "次女", "三女", "四女", "五女",
+        "独生子", "独生女", "养子", "养女", "继子", "继女", "孩子", "子女", "CHILD", "SON", "DAUGHTER",
+    ),
+    "child_in_law": ("儿媳", "儿媳妇", "媳妇", "女婿", "CHILD_IN_LAW", "28", "38"),
+    "parent": (
+        "父亲", "母亲", "父", "母", "父母", "爸爸", "妈妈", "公公", "婆婆", "岳父", "岳母", "继父", "继母",
+        "养父", "养母", "PARENT", "FATHER", "MOTHER",
+    ),
+    "grandchild": ("孙子", "孙女", "外孙", "外孙子", "外孙女", "孙", "曾孙", "曾孙女", "GRANDCHILD"),
+    "grandparent": (
+        "祖父", "祖母", "外祖父", "外祖母", "爷爷", "奶奶", "外公", "外婆", "姥爷", "姥姥", "祖父母", "GRANDPARENT",
+    ),
+    "sibling": ("兄", "弟", "姐", "妹", "哥哥", "弟弟", "姐姐", "妹妹", "兄弟", "姐妹", "兄弟姐妹", "SIBLING"),
+    "other": (
+        "其他", "其它", "侄子", "侄女", "外甥", "外甥女", "伯父", "伯母", "叔父", "叔叔", "婶婶", "姑姑", "舅舅",
+        "阿姨", "姨", "嫂子", "弟媳", "姐夫", "妹夫", "保姆", "非亲属", "亲属", "同住", "租户", "租客", "OTHER",
+    ),
+}
+# GB/T 4761 two-digit codes: 1x spouse, 2x son, 3x daughter, 4x grandchild, 5x parent,
+# 6x grandparent, 7x sibling, 8x/9x other; 28 女婿 and 38 儿媳 are children-in-law (listed above).
+_RELATION_CODE_GROUPS = {"1": "spouse", "2": "child", "3": "child", "4": "grandchild", "5": "parent",
+                         "6": "grandparent", "7": "sibling", "8": "other", "9": "other"}
+
+
+def _relation_lookup() -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    for group, digit_relation in _RELATION_CODE_GROUPS.items():
+        for d in range(10):
+            lookup[f"{group}{d}"] = digit_relation
+    for relation, words in RELATIONS.items():
+        for word in words:
+            lookup[word] = relation
+    return lookup
+
+
+def _ethnicity_lookup() -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    with open(DATA_DIR / "ethnicities.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            name = row["name"]
+            lookup[row["code"]] = name
+            lookup[str(int(row["code"]))] = name
+            lookup[name] = name
+            lookup[name.removesuffix("族")] = name  # 汉 → 汉族 (蒙古 → 蒙古族)
+    return lookup
+
+
+def _trimmed(column: str) -> pl.Expr:
+    text = pl.col(column).str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def _with_all_raw_columns(raw: pl.DataFrame) -> pl.DataFrame:
+    # raw_records always has every canonical column; a frame built by hand for a test may not.
+    missing = [c for c in RAW_FIELDS if c not in raw.columns]
+    if missing:
+        raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in missing)
+    return raw.with_columns(pl.col(c).cast(pl.String) for c in RAW_FIELDS)
+
+
+def _regions(raw: pl.DataFrame) -> pl.DataFrame:
+    """Region and township codes of both addresses; same height and order as `raw`."""
+    given = raw.select(
+        normalize_region_code(pl.col("hukou_region")).alias("hukou_given"),
+        normalize_region_code(pl.col("residence_region")).alias("residence_given"),
+    )
+    preferred = preferred_cities(
+        pl.concat([given.get_column("hukou_given"), given.get_column("residence_given")]).to_list()
+    )
+    lookup = standardize_addresses(
+        pl.concat([raw.get_column("hukou_address"), raw.get_column("residence_address")]).rename("a"),
+        preferred,
+    )
+    sides = {}
+    for side in ("hukou", "residence"):
+        sides[side] = (
+            pl.concat([raw.select(pl.col(f"{side}_address").alias("address_raw")), given.select(pl.col(f"{side}_given").alias("given"))], how="horizontal")
+            .join(lookup, on="address_raw", how="left", maintain_order="left")
+        )
+    # The batch's own (county, township name) → 9-digit code pairs: rows whose extract gives a
+    # township code and whose address names the township. An address whose prefix names another
+    # county than the code is a contradiction and teaches nothing.
+    pairs = pl.concat(
+        [
+            frame.filter(
+                (pl.col("given").str.len_chars() == 9)
+                & pl.col("township_name").is_not_null()
+                & (
+                    pl.col("address_region").is_null()
+                    | pl.col("address_region").str.ends_with("00")
+                    | (pl.col("address_region") == pl.col("given").str.slice(0, 6))
+                )
+            ).select(
+                pl.col("given").str.slice(0, 6).alias("county_code"),
+                "township_name",
+                pl.col("given").alias("township_code"),
+            )
+            for frame in sides.values()
+        ]
+    )
+    learned = learn_township_codes(pairs)
+    # A township name seen in a single county of the batch identifies it even without the county.
+    by_name_only = (
+        learned.group_by("township_name")
+        .agg(pl.col("township_code").first(), pl.len().alias("_n"))
+        .filter(pl.col("_n") == 1)
+        .select("township_name", pl.col("township_code").alias("township_by_name"))
+    )
+    out: dict[str, pl.Series] = {}
+    for side, frame in sides.items():
+        county_expr = (
+            pl.when((pl.col("given").str.len_chars() >= 6) & ~pl.col("given").str.slice(0, 6).str.ends_with("00"))
+            .then(pl.col("given").str.slice(0, 6))
+            .when(pl.col("address_region").is_not_null() & ~pl.col("address_region").str.ends_with("00"))
+            .then(pl.col("address_region"))
+            .otherwise(None)
+        )
+        resolved = (
+            frame.with_columns(county_expr.alias("county_code"))
+            .join(learned.select("county_code", "township_name", "township_code"), on=["county_code", "township_name"], how="left", maintain_order="left")
+            .join(by_name_only, on="township_name", how="left", maintain_order="left")
+            .with_columns(
+                pl.when(pl.col("county_code").is_null())
+                .then(pl.col("township_by_name"))
+                .otherwise(pl.col("township_code"))
+                .alias("learned_code")
+            )
+        )
+        region = (
+            pl.when(pl.col("given").str.len_chars() == 9).then(pl.col("given"))
+            .when(pl.col("learned_code").is_not_null()).then(pl.col("learned_code"))
+            .when(pl.col("given").is_not_null()).then(pl.col("given"))
+            .otherwise(pl.col("address_region"))
+        )
+        region_source = (
+            pl.when(pl.col("given").str.len_chars() == 9).then(pl.lit("extract"))
+            .when(pl.col("learned_code").is_not_null()).then(pl.lit("learned_township"))
+            .when(pl.col("given").is_not_null()).then(pl.lit("extract"))
+            .when(pl.col("address_region").is_not_null()).then(pl.lit("code_table"))
+            .otherwise(None)
+        )
+        result = resolved.select(
+            pl.col("address"), region.alias("region"), region_source.alias("region_source")
+        )
+        out[f"{side}_address"] = result.get_column("address")
+        out[f"{side}_region"] = result.get_column("region")
+        out[f"{side}_township"] = result.select(
+            pl.when(pl.col("region").str.len_chars() == 9).then(pl.col("region")).otherwise(None)
+        ).to_series()
+        out[f"{side}_region_source"] = result.get_column("region_source")
+    return pl.DataFrame(out)
+
+
+def standardize_records(raw: pl.DataFrame, *, as_of: date | None = None) -> pl.DataFrame:
+    """raw_records → int_persons_standardized: one row per input row, same order.
+
+    `as_of` is the day after which a date is in the future (default: today).
+    """
+    as_of = as_of or date.today()
+    raw = _with_all_raw_columns(raw)
+    names = standardize_names(raw.get_column("name"))
+    named = raw.select(pl.col("name").alias("name_raw")).join(names, on="name_raw", how="left", maintain_order="left")
+    ids = standardize_id_numbers(raw, "id_number", as_of=as_of)
+    birth = parse_date_column(raw.get_column("birth_date"), as_of)
+    registered = parse_date_column(raw.get_column("registered_at"), as_of)
+    updated = parse_date_column(raw.get_column("updated_at"), as_of)
+    phones = standardize_phones(raw, "phone")
+    regions = _regions(raw)
+    relation = _relation_lookup()
+    ethnicity = _ethnicity_lookup()
+
+    carried = [c for c in CARRIED if c in raw.columns] + [c for c in CARRIED_OPTIONAL if c in raw.columns]
+    ethnicity_key = pl.col("ethnicity").str.normalize("NFKC").str.strip_chars()
+    relation_key = pl.col("relation_to_head").str.normalize("NFKC").str.strip_chars().str.to_uppercase()
+    base = raw.select(
+        *carried,
+        pl.col("name").alias("name_raw"),
+        standardize_sex(pl.col("sex")).alias("sex"),
+        pl.col("sex").alias("sex_raw"),
+        pl.when(ethnicity_key == "").then(None).otherwise(
+            ethnicity_key.replace_strict(list(ethnicity), list(ethnicity.values()), default=ethnicity_key)
+        ).alias("ethnicity"),
+        pl.col("ethnicity").alias("ethnicity_raw"),
+        _trimmed("household_id").alias("household_id"),
+        relation_key.replace_strict(list(relation), list(relation.values()), default=None, return_dtype=pl.String).alias("relation_to_head"),
+        pl.col("relation_to_head").alias("relation_to_head_raw"),
+        _trimmed("house_id").alias("house_id"),
+        _trimmed("employer").alias("employer"),
+        pl.col(["id_number", "birth_date", "phone", "hukou_address", "hukou_region", "residence_address", "residence_region", "registered_at", "updated_at"]).name.suffix("_raw"),
+    )
+    wide = pl.concat(
+        [
+            base,
+            named.select(*NAME_COLUMNS),
+            ids,
+            birth.rename({"date": "birth_date", "flag": "birth_date_flag"}),
+            registered.select(pl.col("date").alias("registered_at")),
+            updated.select(pl.col("date").alias("updated_at")),
+            phones,
+            regions,
+        ],
+        how="horizontal",
+    )
+    wide = wide.with_columns(
+        (pl.col("birth_date") != pl.col("id_birth_date")).alias("birth_date_conflicts_id"),
+        (pl.col("sex") != pl.col("id_sex")).alias("sex_conflicts_id"),
+    )
+    return wide.select(
+        *carried,
+        "name", "name_raw", "name_script", "surname", "given_name", "name_pinyin", "surname_pinyin",
+        "name_pinyin_sorted", "name_initials",
+        "id_number", "id_number_raw", "id_type", "id_valid", "id_upgraded", "id_birth_date", "id_sex", "id_region",
+        "birth_date", "birth_date_raw", "birth_date_flag", "birth_date_conflicts_id",
+        "sex", "sex_raw", "sex_conflicts_id",
+        "ethnicity", "ethnicity_raw",
+        "phone", "phone_raw", "phone_type",
+        "hukou_address", "hukou_address_raw", "residence_address", "residence_address_raw",
+        "hukou_region", "hukou_region_raw", "hukou_region_source", "hukou_township",
+        "residence_region", "residence_region_raw", "residence_region_source", "residence_township",
+        "household_id", "relation_to_head", "relation_to_head_raw", "house_id", "employer",
+        "registered_at", "registered_at_raw", "updated_at", "updated_at_raw",
+    )
+
+
+# Per field: (raw column, standard value as text, expression that is true for a flagged row).
+def _metric_specs() -> dict[str, tuple[str, pl.Expr, pl.Expr]]:
+    def as_text(column: str) -> pl.Expr:
+        return pl.col(column).cast(pl.String)
+
+    def lost(column: str, raw: str) -> pl.Expr:
+        # Given a value, standardization could not use it.
+        return pl.col(raw).is_not_null() & pl.col(column).is_null()
+
+    return {
+        "name": ("name_raw", as_text("name"), lost("name", "name_raw")),
+        "id_number": ("id_number_raw", as_text("id_number"), pl.col("id_valid") == False),  # noqa: E712
+        "sex": ("sex_raw", as_text("sex"), lost("sex", "sex_raw") | pl.col("sex_conflicts_id").fill_null(False)),
+        "birth_date": (
+            "birth_date_raw",
+            as_text("birth_date"),
+            pl.col("birth_date_flag").is_not_null() | pl.col("birth_date_conflicts_id").fill_null(False),
+        ),
+        "ethnicity": ("ethnicity_raw", as_text("ethnicity"), pl.col("ethnicity").is_not_null() & ~pl.col("ethnicity").is_in(sorted(set(_ethnicity_lookup().values())))),
+        "phone": ("phone_raw", as_text("phone"), lost("phone", "phone_raw")),
+        "hukou_address": ("hukou_address_raw", as_text("hukou_address"), lost("hukou_address", "hukou_address_raw")),
+        "hukou_region": ("hukou_region_raw", as_text("hukou_region"), pl.col("hukou_region_raw").is_not_null() & normalize_region_code(pl.col("hukou_region_raw")).is_null()),
+        "residence_address": ("residence_address_raw", as_text("residence_address"), lost("residence_address", "residence_address_raw")),
+        "residence_region": ("residence_region_raw", as_text("residence_region"), pl.col("residence_region_raw").is_not_null() & normalize_region_code(pl.col("residence_region_raw")).is_null()),
+        "relation_to_head": ("relation_to_head_raw", as_text("relation_to_head"), lost("relation_to_head", "relation_to_head_raw")),
+        "registered_at": ("registered_at_raw", as_text("registered_at"), lost("registered_at", "registered_at_raw")),
+        "updated_at": ("updated_at_raw", as_text("updated_at"), lost("updated_at", "updated_at_raw")),
+    }
+
+
+def standardization_metrics(std: pl.DataFrame) -> pl.DataFrame:
+    """One row per (source, field): `source, field, filled, standardized, flagged_invalid, derived`.
+
+    filled: the raw value was given. standardized: given, and the standard value differs
+    from it (including a value that became NULL). flagged_invalid: given but unusable or
+    contradicting the id (bad check character, 2月30日, a placeholder name, a region cell
+    that is no code). derived: not given, but standardization supplied it (a region read
+    from the address).
+    """
+    frames = []
+    for field, (raw_column, standard, flagged) in _metric_specs().items():
+        given = pl.col(raw_column).is_not_null()
+        frames.append(
+            std.group_by("source", maintain_order=True).agg(
+                pl.lit(field).alias("field"),
+                given.sum().cast(pl.Int64).alias("filled"),
+                (given & (standard.is_null() | (standard != pl.col(raw_column)))).sum().cast(pl.Int64).alias("standardized"),
+                flagged.fill_null(False).sum().cast(pl.Int64).alias("flagged_invalid"),
+                (~given & standard.is_not_null()).sum().cast(pl.Int64).alias("derived"),
+            )
+        )
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames).sort(["source", "field"], maintain_order=True)
