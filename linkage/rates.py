@@ -250,7 +250,6 @@ def compute_rates(
         per_source[row["source"]] = {
             "department": row["department"],
             "kind": row["kind"],
-            "accepted": row["records"],
             "persons": row["persons"],
             "shared_persons": row["shared_persons"],
             "share_rate": _ratio(row["shared_persons"], row["persons"]),

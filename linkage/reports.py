@@ -1,0 +1,315 @@
+"""Each department's mismatch report, as polars frames with Chinese headers (pure: no files).
+
+Grain: one ``DepartmentReport`` per department of the sources; inside it one sheet per
+kind of problem, one row per own record involved (duplicates: per record, grouped per
+person; conflicts: per own record, field and disagreeing other source and value;
+household findings: per evidence record).
+
+What a department sees: its own records' values in full (it holds them anyway); of any
+other source only the source and department names, standardized birth dates and sexes,
+and names and identity numbers masked (张*, 330602********123X). Findings shown on
+another department's record that concern this department (``related_department``)
+appear without that record's id, with their detail, which never holds full personal
+values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from linkage.households import FINDING_KINDS, KIND_LABELS, mask_id_number, mask_name
+
+SEX_LABELS = {"M": "男", "F": "女"}
+FIELD_LABELS = {"name": "姓名", "id_number": "公民身份号码", "birth_date": "出生日期", "sex": "性别"}
+COMPARED_FIELDS: tuple[str, ...] = ("name", "id_number", "birth_date", "sex")
+
+KIND_ADVICE: dict[str, str] = {
+    "duplicates": "同一人在本部门同一数据源中有多条记录：核实后保留一条，注销或合并其余记录",
+    "conflicts": "本部门记录与其他部门关于同一人的记录不一致：核对原始材料，更正本部门错误或告知对方部门",
+    "hukou_residence_split": "户籍地与实际居住地不在同一乡镇街道且超过半年：核实是否需办理居住登记或户口迁移",
+    "multi_household": "同一人在户籍中登记于多个户：核实并注销重复户口",
+    "roster_conflict": "本部门的户成员名单与户籍登记不一致：核实成员增减与户主",
+    "unregistered_resident": "已知在此居住但无居住登记、亦非户籍地：上门核实并督促办理居住登记",
+    "two_heads": "一户登记了多名户主：核实并更正与户主关系",
+    "no_head": "户内无人登记为户主：核实并补登户主",
+    "child_older_than_parent": "子女出生日期早于父母：核对出生日期或与户主关系",
+    "spouse_under_legal_age": "配偶未达法定婚龄（男22岁、女20岁）：核对出生日期或与户主关系",
+}
+
+RECORD_HEADERS = {
+    "person_id": "人员编号",
+    "source": "数据源",
+    "record_id": "记录编号",
+    "name": "姓名",
+    "id_number": "公民身份号码",
+    "sex": "性别",
+    "birth_date": "出生日期",
+    "household_id": "户号",
+    "relation_to_head": "与户主关系",
+    "hukou_address": "户籍地址",
+    "residence_address": "居住地址",
+    "registered_at": "登记日期",
+    "updated_at": "更新日期",
+}
+
+
+@dataclass(frozen=True)
+class ReportSheet:
+    key: str  # ASCII, for the CSV file name: "duplicates"
+    title: str  # the xlsx sheet name: "重复登记"
+    frame: pl.DataFrame  # Chinese headers; String columns except counts
+
+
+@dataclass(frozen=True)
+class DepartmentReport:
+    department: str
+    sources: tuple[str, ...]
+    sheets: tuple[ReportSheet, ...]
+
+    def sheet(self, key: str) -> ReportSheet:
+        for sheet in self.sheets:
+            if sheet.key == key:
+                return sheet
+        raise KeyError(key)
+
+
+def _column(frame: pl.DataFrame, name: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    return pl.col(name) if name in frame.columns else pl.lit(None, dtype=dtype).alias(name)
+
+
+def _own_values(std: pl.DataFrame) -> pl.DataFrame:
+    """The department's own values as its clerk knows them: the raw cell where kept."""
+    shown = []
+    for field in RECORD_HEADERS:
+        if field in ("person_id", "source", "record_id"):
+            continue
+        raw = f"{field}_raw"
+        if (
+            field in ("name", "id_number", "hukou_address", "residence_address", "relation_to_head")
+            and raw in std.columns
+        ):
+            shown.append(pl.coalesce(pl.col(raw), _column(std, field).cast(pl.String)).alias(field))
+        elif field == "sex":
+            shown.append(
+                _column(std, "sex").replace_strict(SEX_LABELS, default=_column(std, "sex")).alias("sex")
+            )
+        else:
+            shown.append(_column(std, field).cast(pl.String).alias(field))
+    return std.select("source", "record_id", *shown)
+
+
+def _records(std: pl.DataFrame, entity_map: pl.DataFrame) -> pl.DataFrame:
+    persons = entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"])
+    base = std.select(
+        "source",
+        "record_id",
+        _column(std, "department").fill_null(pl.col("source")).alias("department"),
+        _column(std, "name"),
+        _column(std, "name_script"),
+        _column(std, "id_number"),
+        _column(std, "birth_date", pl.Date).cast(pl.Date),
+        _column(std, "sex"),
+        _column(std, "updated_at", pl.Date).cast(pl.Date),
+    )
+    return base.join(persons, on=["source", "record_id"], how="left")
+
+
+def _duplicates(own: pl.DataFrame, shown: pl.DataFrame) -> pl.DataFrame:
+    dup = (
+        own.filter(pl.col("person_id").is_not_null())
+        .filter(pl.len().over("source", "person_id") >= 2)
+        .select("source", "record_id", "person_id", records_in_group=pl.len().over("source", "person_id"))
+        .join(shown, on=["source", "record_id"], how="left")
+        .sort("source", "person_id", "record_id")
+        .with_columns(group=pl.struct("source", "person_id").rank("dense").cast(pl.Int64))
+    )
+    headers = {"group": "重复组", "records_in_group": "组内记录数"} | RECORD_HEADERS
+    return dup.select(list(headers)).sort("group", "record_id").rename(headers)
+
+
+def _other_value(field: str) -> pl.Expr:
+    value = pl.col(f"{field}_other")
+    if field == "name":
+        return value.map_elements(mask_name, return_dtype=pl.String)
+    if field == "id_number":
+        return value.map_elements(mask_id_number, return_dtype=pl.String)
+    if field == "sex":
+        return value.replace_strict(SEX_LABELS, default=value)
+    return value.cast(pl.String)
+
+
+def _own_value(field: str) -> pl.Expr:
+    value = pl.col(field)
+    if field == "sex":
+        return value.replace_strict(SEX_LABELS, default=value)
+    return value.cast(pl.String)
+
+
+def _conflicts(own: pl.DataFrame, records: pl.DataFrame, sources: tuple[str, ...]) -> pl.DataFrame:
+    others = records.filter(~pl.col("source").is_in(list(sources)) & pl.col("person_id").is_not_null())
+    pairs = own.filter(pl.col("person_id").is_not_null()).join(others, on="person_id", suffix="_other")
+    parts = []
+    for field in COMPARED_FIELDS:
+        differs = pl.col(field).is_not_null() & pl.col(f"{field}_other").is_not_null()
+        differs = differs & (pl.col(field) != pl.col(f"{field}_other"))
+        if field == "name":
+            # 张伟 against ZHANG WEI is one name in two scripts, not a disagreement.
+            differs = differs & pl.col("name_script").eq_missing(pl.col("name_script_other"))
+        parts.append(
+            pairs.filter(differs).select(
+                "person_id",
+                "source",
+                "record_id",
+                pl.lit(FIELD_LABELS[field]).alias("field"),
+                _own_value(field).alias("own_value"),
+                pl.col("department_other").alias("other_department"),
+                pl.col("source_other").alias("other_source"),
+                _other_value(field).alias("other_value"),
+            )
+        )
+    headers = {
+        "person_id": "人员编号",
+        "source": "数据源",
+        "record_id": "记录编号",
+        "field": "不一致字段",
+        "own_value": "本部门值",
+        "other_department": "对方部门",
+        "other_source": "对方数据源",
+        "other_value": "对方值（已脱敏）",
+    }
+    if not parts:
+        return pl.DataFrame(schema={h: pl.String for h in headers.values()})
+    order = {label: i for i, label in enumerate(FIELD_LABELS.values())}
+    return (
+        pl.concat(parts)
+        .unique(maintain_order=True)
+        .with_columns(_field_order=pl.col("field").replace_strict(order, return_dtype=pl.Int8))
+        .sort("person_id", "source", "record_id", "_field_order", "other_source", "other_value")
+        .drop("_field_order")
+        .rename(headers)
+    )
+
+
+_FINDING_HEADERS = {
+    "person_id": "人员编号",
+    "source": "数据源",
+    "record_id": "记录编号",
+    "name": "姓名",
+    "id_number": "公民身份号码",
+    "household_id": "户号",
+    "detail": "说明",
+    "related_department": "相关部门",
+}
+
+
+def _finding_sheet(kind_rows: pl.DataFrame, shown: pl.DataFrame) -> pl.DataFrame:
+    frame = (
+        kind_rows.join(
+            shown.select("source", "record_id", "name", "id_number", "household_id"),
+            on=["source", "record_id"],
+            how="left",
+        )
+        .select(list(_FINDING_HEADERS))
+        .sort("person_id", "source", "record_id", nulls_last=True)
+    )
+    return frame.rename(_FINDING_HEADERS)
+
+
+def _findings_for(findings: pl.DataFrame, department: str, sources: tuple[str, ...]) -> pl.DataFrame:
+    """Own evidence rows, then rows on other departments' records that concern this one."""
+    own = findings.filter(pl.col("source").is_in(list(sources)))
+    related = findings.filter(
+        ~pl.col("source").is_in(list(sources)) & (pl.col("related_department") == department)
+    )
+    # Shown by its other department only: who and what, not which record of theirs.
+    related = related.join(own, on=["kind", "person_id", "detail"], how="anti").with_columns(
+        source=pl.concat_str([pl.lit("（"), pl.col("department"), pl.lit("记录）")]),
+        record_id=pl.lit(None, dtype=pl.String),
+        related_department=pl.col("department"),
+    )
+    own = own.with_columns(
+        related_department=pl.when(pl.col("related_department") != department).then(
+            pl.col("related_department")
+        )
+    )
+    columns = ["kind", "person_id", "source", "record_id", "detail", "related_department"]
+    return pl.concat([own.select(columns), related.select(columns).unique(maintain_order=True)])
+
+
+def _with_departments(findings: pl.DataFrame, std: pl.DataFrame) -> pl.DataFrame:
+    departments = std.select("source", _column(std, "department").fill_null(pl.col("source")).alias("_dept"))
+    departments = departments.unique(subset=["source"])
+    frame = findings.join(departments, on="source", how="left")
+    if "department" not in frame.columns:
+        frame = frame.with_columns(department=pl.col("_dept"))
+    if "related_department" not in frame.columns:
+        frame = frame.with_columns(related_department=pl.lit(None, dtype=pl.String))
+    return frame.with_columns(pl.col("department").fill_null(pl.col("_dept"))).drop("_dept")
+
+
+def _summary(
+    department: str, sources: tuple[str, ...], own: pl.DataFrame, sheets: list[ReportSheet]
+) -> pl.DataFrame:
+    rows = [
+        {
+            "项目": "本部门数据源",
+            "记录数": own.height,
+            "人数": own.get_column("person_id").n_unique(),
+            "说明": "、".join(sources),
+        },
+    ]
+    for sheet in sheets:
+        frame = sheet.frame
+        persons = frame.get_column("人员编号").n_unique() if frame.height else 0
+        rows.append(
+            {
+                "项目": sheet.title,
+                "记录数": frame.height,
+                "人数": persons,
+                "说明": KIND_ADVICE.get(sheet.key, ""),
+            }
+        )
+    return pl.DataFrame(
+        rows, schema={"项目": pl.String, "记录数": pl.Int64, "人数": pl.Int64, "说明": pl.String}
+    )
+
+
+def build_department_reports(
+    std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame
+) -> dict[str, DepartmentReport]:
+    """department -> its report: 汇总, 重复登记, 与其他部门不一致, then one sheet per finding kind.
+
+    Every department of ``std`` gets a report with every sheet, empty ones included, so
+    the clerk's workbook has the same layout every night.
+    """
+    records = _records(std, entity_map)
+    shown = _own_values(std).join(
+        entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"]),
+        on=["source", "record_id"],
+        how="left",
+    )
+    findings = _with_departments(findings, std)
+    kinds = list(FINDING_KINDS) + sorted(
+        set(findings.get_column("kind").unique().to_list()) - set(FINDING_KINDS)
+    )
+    by_department = records.select("department", "source").unique(maintain_order=True)
+    reports: dict[str, DepartmentReport] = {}
+    for department in by_department.get_column("department").unique(maintain_order=True).to_list():
+        sources = tuple(
+            by_department.filter(pl.col("department") == department).get_column("source").to_list()
+        )
+        own = records.filter(pl.col("source").is_in(list(sources)))
+        own_shown = shown.filter(pl.col("source").is_in(list(sources))).drop("person_id")
+        sheets = [
+            ReportSheet("duplicates", "重复登记", _duplicates(own, own_shown)),
+            ReportSheet("conflicts", "与其他部门不一致", _conflicts(own, records, sources)),
+        ]
+        dept_findings = _findings_for(findings, department, sources)
+        for kind in kinds:
+            rows = dept_findings.filter(pl.col("kind") == kind)
+            sheets.append(ReportSheet(kind, KIND_LABELS.get(kind, kind), _finding_sheet(rows, own_shown)))
+        summary = ReportSheet("summary", "汇总", _summary(department, sources, own, sheets))
+        reports[department] = DepartmentReport(department, sources, (summary, *sheets))
+    return reports

@@ -1,0 +1,196 @@
+"""The written reports, opened as a clerk would: openpyxl for the workbook, csv for the CSVs.
+
+Two departments: the police register (王建国, whose name cell holds a formula-like
+"=王建国" typed by someone, and 李秀英 registered twice) and the residence registration
+office, which holds 王建国 as "+王建图" with another id number.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from flows.reports import WORKBOOK_NAME, department_folder, escape_cell, write_department_reports
+from linkage.households import find_household_findings
+from linkage.reports import build_department_reports
+
+ID_A = "330602198003010017"
+ID_A_OTHER = "330602198003110015"
+ID_B = "330602198205020029"
+
+
+def city() -> tuple[pl.DataFrame, pl.DataFrame]:
+    rows = [
+        (
+            "police_hukou",
+            "公安局户政科",
+            "hukou",
+            "h1",
+            "PA",
+            "=王建国",
+            ID_A,
+            date(1980, 3, 1),
+            "H001",
+            "head",
+        ),
+        (
+            "police_hukou",
+            "公安局户政科",
+            "hukou",
+            "h2",
+            "PB",
+            "李秀英",
+            ID_B,
+            date(1982, 5, 2),
+            "H001",
+            "spouse",
+        ),
+        (
+            "police_hukou",
+            "公安局户政科",
+            "hukou",
+            "h3",
+            "PB",
+            "李秀英",
+            ID_B,
+            date(1982, 5, 2),
+            "-H001",
+            "spouse",
+        ),
+        (
+            "residence_reg",
+            "流动人口服务中心",
+            "residence",
+            "@r1",
+            "PA",
+            "+王建图",
+            ID_A_OTHER,
+            date(1980, 3, 11),
+            None,
+            None,
+        ),
+    ]
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "source": pl.String,
+            "department": pl.String,
+            "source_kind": pl.String,
+            "record_id": pl.String,
+            "person_id": pl.String,
+            "name": pl.String,
+            "id_number": pl.String,
+            "birth_date": pl.Date,
+            "household_id": pl.String,
+            "relation_to_head": pl.String,
+        },
+        orient="row",
+    ).with_columns(hukou_township=pl.when(pl.col("source_kind") == "hukou").then(pl.lit("330602001")))
+    return frame.drop("person_id"), frame.select("source", "record_id", "person_id")
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    std, entity_map = city()
+    findings = find_household_findings(std, entity_map, as_of=date(2026, 11, 23))
+    reports = build_department_reports(std, entity_map, findings)
+    out = tmp_path_factory.mktemp("reports")
+    return out, write_department_reports(out, reports)
+
+
+def test_one_folder_per_department_with_workbook_and_csvs(written) -> None:
+    out, paths = written
+    assert sorted(p.name for p in out.iterdir()) == ["公安局户政科", "流动人口服务中心"]
+    police = out / "公安局户政科"
+    assert (police / WORKBOOK_NAME) in paths
+    assert sorted(p.name for p in police.glob("*.csv"))[:3] == [
+        "01_summary.csv",
+        "02_duplicates.csv",
+        "03_conflicts.csv",
+    ]
+    assert len(list(police.glob("*.csv"))) == 11
+    assert all(p.exists() for p in paths)
+
+
+def test_workbook_layout(written) -> None:
+    out, _ = written
+    book = openpyxl.load_workbook(out / "公安局户政科" / WORKBOOK_NAME)
+    assert book.sheetnames[:3] == ["汇总", "重复登记", "与其他部门不一致"]
+    assert "配偶未达法定婚龄" in book.sheetnames
+    for sheet in book.worksheets:
+        assert sheet.freeze_panes == "A2"
+        assert sheet.auto_filter.ref is not None and sheet.auto_filter.ref.startswith("A1:")
+        assert sheet.column_dimensions["A"].width >= 8
+        assert all(isinstance(c.value, str) for c in sheet[1] if c.value is not None)
+    conflicts = book["与其他部门不一致"]
+    assert [c.value for c in conflicts[1]] == [
+        "人员编号",
+        "数据源",
+        "记录编号",
+        "不一致字段",
+        "本部门值",
+        "对方部门",
+        "对方数据源",
+        "对方值（已脱敏）",
+    ]
+    duplicates = book["重复登记"]
+    headers = [c.value for c in duplicates[1]]
+    assert headers[:5] == ["重复组", "组内记录数", "人员编号", "数据源", "记录编号"]
+    # the id number stays text, all 18 digits
+    ids = [row[headers.index("公民身份号码")] for row in duplicates.iter_rows(min_row=2, values_only=True)]
+    assert ids == [ID_B, ID_B]
+
+
+def test_other_departments_values_masked_in_the_workbook(written) -> None:
+    out, _ = written
+    book = openpyxl.load_workbook(out / "公安局户政科" / WORKBOOK_NAME)
+    values = {
+        str(c.value) for s in book.worksheets for row in s.iter_rows() for c in row if c.value is not None
+    }
+    assert ID_A_OTHER not in values and "+王建图" not in values and "'+王建图" not in values
+    assert "330602********0015" in values
+    assert "'+***" in values  # the other side's masked name, still escaped: it starts with +
+    assert "@r1" not in values and "'@r1" not in values  # nor their record id
+
+
+def test_formula_like_cells_are_escaped_text(written) -> None:
+    out, _ = written
+    book = openpyxl.load_workbook(out / "公安局户政科" / WORKBOOK_NAME)
+    found = {}
+    for sheet in book.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, str) and cell.value[:1] in "=+-@":
+                    pytest.fail(f"unescaped {cell.value!r} in {sheet.title}!{cell.coordinate}")
+                if cell.value in ("'=王建国", "'-H001"):
+                    found[cell.value] = cell.data_type
+    assert found == {"'=王建国": "s", "'-H001": "s"}
+    residence = openpyxl.load_workbook(out / "流动人口服务中心" / WORKBOOK_NAME)
+    own = [c.value for row in residence["与其他部门不一致"].iter_rows(min_row=2) for c in row]
+    assert "'@r1" in own and "'+王建图" in own
+
+
+def test_csvs_are_utf8_with_bom_and_escaped(written) -> None:
+    out, _ = written
+    path = out / "公安局户政科" / "03_conflicts.csv"
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0][:3] == ["人员编号", "数据源", "记录编号"]
+    own_values = {r[4] for r in rows[1:]}
+    assert "'=王建国" in own_values
+    assert all(not cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r)
+
+
+def test_escape_cell_and_folder_names() -> None:
+    assert escape_cell("=1+1") == "'=1+1"
+    assert escape_cell("\t=cmd") == "'\t=cmd"
+    assert escape_cell("王建国") == "王建国"
+    assert escape_cell(-3) == -3
+    assert department_folder("公安局/户政科") == "公安局_户政科"
+    assert department_folder("民政局") == "民政局"

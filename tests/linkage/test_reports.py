@@ -1,0 +1,266 @@
+"""Department reports as frames: sheets, own values in full, other departments' values masked.
+
+The city: the police register holds 王建国 (person PA) twice (a duplicate registration)
+and his wife 李秀英 (PB). The residence registration office holds PA as 王建图 with another
+id number and birth date, PB in Latin script (LI XIUYING, not a disagreement), and the
+civil-affairs roster lists the family without PB (a roster conflict).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from linkage.households import find_household_findings
+from linkage.reports import DepartmentReport, build_department_reports
+
+ID_A = "330602198003010017"
+ID_A_OTHER = "330602198003110015"
+ID_B = "330602198205020029"
+HOME, ELSEWHERE = "330602001", "330602003"
+AS_OF = date(2026, 11, 23)
+
+SOURCES = {
+    "police_hukou": ("公安局户政科", "hukou"),
+    "residence_reg": ("流动人口服务中心", "residence"),
+    "civil_roster": ("民政局", "roster"),
+}
+
+
+def rec(source: str, record_id: str, person_id: str, **fields: object) -> dict[str, object]:
+    department, kind = SOURCES[source]
+    return {
+        "source": source,
+        "department": department,
+        "source_kind": kind,
+        "record_id": record_id,
+        "person_id": person_id,
+        **fields,
+    }
+
+
+ROWS = [
+    rec(
+        "police_hukou",
+        "h1",
+        "PA",
+        name="王建国",
+        name_raw="王建国",
+        name_script="han",
+        id_number=ID_A,
+        birth_date=date(1980, 3, 1),
+        sex="M",
+        household_id="H001",
+        relation_to_head="head",
+        hukou_township=HOME,
+    ),
+    rec(
+        "police_hukou",
+        "h1b",
+        "PA",
+        name="王建国",
+        name_raw="王 建国",
+        name_script="han",
+        id_number=ID_A,
+        birth_date=date(1980, 3, 1),
+        sex="M",
+        household_id="H001",
+        relation_to_head="head",
+        hukou_township=HOME,
+    ),
+    rec(
+        "police_hukou",
+        "h2",
+        "PB",
+        name="李秀英",
+        name_raw="李秀英",
+        name_script="han",
+        id_number=ID_B,
+        birth_date=date(1982, 5, 2),
+        sex="F",
+        household_id="H001",
+        relation_to_head="spouse",
+        hukou_township=HOME,
+    ),
+    rec(
+        "residence_reg",
+        "r1",
+        "PA",
+        name="王建图",
+        name_raw="王建图",
+        name_script="han",
+        id_number=ID_A_OTHER,
+        birth_date=date(1980, 3, 11),
+        sex="M",
+        residence_township=HOME,
+    ),
+    rec(
+        "residence_reg",
+        "r2",
+        "PB",
+        name="LI XIUYING",
+        name_raw="Li Xiuying",
+        name_script="latin",
+        id_number=ID_B,
+        birth_date=date(1982, 5, 2),
+        sex="F",
+        residence_township=HOME,
+    ),
+    rec(
+        "civil_roster",
+        "c1",
+        "PA",
+        name="王建国",
+        name_raw="王建国",
+        name_script="han",
+        household_id="MZ1",
+        relation_to_head="head",
+    ),
+]
+
+
+def city() -> tuple[pl.DataFrame, pl.DataFrame]:
+    schema = {
+        "source": pl.String,
+        "department": pl.String,
+        "source_kind": pl.String,
+        "record_id": pl.String,
+        "person_id": pl.String,
+        "name": pl.String,
+        "name_raw": pl.String,
+        "name_script": pl.String,
+        "id_number": pl.String,
+        "birth_date": pl.Date,
+        "sex": pl.String,
+        "household_id": pl.String,
+        "relation_to_head": pl.String,
+        "hukou_township": pl.String,
+        "residence_township": pl.String,
+    }
+    frame = pl.DataFrame(ROWS, schema=schema).with_row_index("record_key")
+    return frame.drop("person_id"), frame.select("record_key", "source", "record_id", "person_id")
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, DepartmentReport]:
+    std, entity_map = city()
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    return build_department_reports(std, entity_map, findings)
+
+
+def all_cells(report: DepartmentReport) -> set[str]:
+    cells: set[str] = set()
+    for sheet in report.sheets:
+        cells.update(sheet.frame.columns)
+        for row in sheet.frame.iter_rows():
+            cells.update(str(v) for v in row if v is not None)
+    return cells
+
+
+def test_every_department_has_every_sheet_in_order(reports) -> None:
+    assert list(reports) == ["公安局户政科", "流动人口服务中心", "民政局"]
+    titles = [s.title for s in reports["民政局"].sheets]
+    assert titles == [
+        "汇总",
+        "重复登记",
+        "与其他部门不一致",
+        "人户分离",
+        "一人多户",
+        "户成员不一致",
+        "居住未登记",
+        "一户多个户主",
+        "户无户主",
+        "子女年长于父母",
+        "配偶未达法定婚龄",
+    ]
+    assert reports["公安局户政科"].sources == ("police_hukou",)
+
+
+def test_duplicates_grouped_per_person_with_own_raw_values(reports) -> None:
+    dup = reports["公安局户政科"].sheet("duplicates").frame
+    assert dup.get_column("记录编号").to_list() == ["h1", "h1b"]
+    assert dup.get_column("重复组").to_list() == [1, 1]
+    assert dup.get_column("组内记录数").to_list() == [2, 2]
+    # the clerk's own cell as typed, in full
+    assert dup.get_column("姓名").to_list() == ["王建国", "王 建国"]
+    assert dup.get_column("公民身份号码").to_list() == [ID_A, ID_A]
+    assert reports["流动人口服务中心"].sheet("duplicates").frame.is_empty()
+
+
+def test_conflicts_show_own_value_in_full_and_the_other_masked(reports) -> None:
+    conflicts = reports["公安局户政科"].sheet("conflicts").frame
+    rows = {(r["记录编号"], r["不一致字段"]): r for r in conflicts.iter_rows(named=True)}
+    assert set(rows) == {
+        ("h1", "姓名"),
+        ("h1", "公民身份号码"),
+        ("h1", "出生日期"),
+        ("h1b", "姓名"),
+        ("h1b", "公民身份号码"),
+        ("h1b", "出生日期"),
+    }
+    name = rows[("h1", "姓名")]
+    assert (name["本部门值"], name["对方值（已脱敏）"]) == ("王建国", "王**")
+    assert (name["对方部门"], name["对方数据源"]) == ("流动人口服务中心", "residence_reg")
+    assert rows[("h1", "公民身份号码")]["本部门值"] == ID_A
+    assert rows[("h1", "公民身份号码")]["对方值（已脱敏）"] == "330602********0015"
+    assert rows[("h1", "出生日期")]["对方值（已脱敏）"] == "1980-03-11"
+    # PB's Latin-script name on the residence side is no disagreement
+    assert "h2" not in conflicts.get_column("记录编号").to_list()
+
+    theirs = reports["流动人口服务中心"].sheet("conflicts").frame
+    own_name = theirs.filter((pl.col("记录编号") == "r1") & (pl.col("不一致字段") == "姓名"))
+    assert own_name.get_column("本部门值").to_list() == ["王建图", "王建图"]  # vs police and vs roster
+    assert sorted(own_name.get_column("对方数据源")) == ["civil_roster", "police_hukou"]
+
+
+def test_no_department_sees_another_departments_full_values(reports) -> None:
+    police = all_cells(reports["公安局户政科"])
+    assert "王建图" not in police and ID_A_OTHER not in police and "LI XIUYING" not in police
+    residence = all_cells(reports["流动人口服务中心"])
+    assert ID_A not in residence and "王建国" not in residence and "李秀英" not in residence
+    roster = all_cells(reports["民政局"])
+    assert not {ID_A, ID_B, ID_A_OTHER, "李秀英", "王建图"} & roster
+    # nor another department's record ids
+    assert "h2" not in roster and "r1" not in police
+
+
+def test_findings_on_own_records_and_those_concerning_the_department(reports) -> None:
+    # PB is in the register household but not on the roster.
+    police = reports["公安局户政科"].sheet("roster_conflict").frame
+    assert police.select("人员编号", "记录编号", "姓名", "相关部门").rows() == [
+        ("PB", "h2", "李秀英", "民政局")
+    ]
+    roster = reports["民政局"].sheet("roster_conflict").frame
+    assert roster.height == 1
+    row = roster.row(0, named=True)
+    assert row["人员编号"] == "PB" and row["记录编号"] is None and row["姓名"] is None
+    assert row["数据源"] == "（公安局户政科记录）" and "李*" in row["说明"] and "MZ1" in row["说明"]
+
+
+def test_summary_counts_each_sheet(reports) -> None:
+    summary = reports["公安局户政科"].sheet("summary").frame
+    counts = {r["项目"]: (r["记录数"], r["人数"]) for r in summary.iter_rows(named=True)}
+    assert counts["本部门数据源"] == (3, 2)
+    assert counts["重复登记"] == (2, 1)
+    assert counts["与其他部门不一致"] == (6, 1)
+    assert counts["户成员不一致"] == (1, 1)
+    assert counts["人户分离"] == (0, 0)
+    assert summary.get_column("说明").null_count() == 0
+
+
+def test_findings_without_department_columns_still_reach_the_owner() -> None:
+    std, entity_map = city()
+    findings = pl.DataFrame(
+        {
+            "kind": ["no_head"],
+            "person_id": ["PA"],
+            "source": ["civil_roster"],
+            "record_id": ["c1"],
+            "detail": ["户无户主：测试"],
+        }
+    )
+    reports = build_department_reports(std, entity_map, findings)
+    assert reports["民政局"].sheet("no_head").frame.get_column("记录编号").to_list() == ["c1"]
+    assert reports["公安局户政科"].sheet("no_head").frame.is_empty()
