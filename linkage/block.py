@@ -1,0 +1,225 @@
+"""Blocking: candidate pairs from several passes, each one SQL file run in DuckDB.
+
+A pass keys each record (identity number, name pinyin + birth date, ...) and pairs the
+records sharing a key. No pass alone reaches every true pair; their union does, and
+still compares a tiny share of all pairs. A block larger than ``max_block_size`` (a
+shared office phone, a placeholder id 000000...) is skipped by that pass and reported:
+one such block of 50 000 records would otherwise make 1.25e9 pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "intermediate"
+
+# Reserved name of the prepared records relation the pass SQL reads.
+LINK_RECORDS = "__renhu_link_records"
+
+
+@dataclass(frozen=True)
+class BlockingPass:
+    """One blocking pass: the SQL file (and table) ``int_pairs_<name>`` and what it is for."""
+
+    name: str
+    description: str
+
+    @property
+    def table(self) -> str:
+        return f"int_pairs_{self.name}"
+
+    def sql(self) -> str:
+        return (SQL_DIR / f"{self.table}.sql").read_text(encoding="utf-8")
+
+
+# Order fixes the bit of each pass in int_pairs_blocked.passes.
+BLOCKING_PASSES: tuple[BlockingPass, ...] = (
+    BlockingPass("id_number", "same identity number"),
+    BlockingPass("id_near", "identity numbers one mistyped digit or one adjacent swap apart"),
+    BlockingPass("name_pinyin_birth", "same full-name pinyin and birth date"),
+    BlockingPass("pinyin_sorted_birth", "same sorted name syllables and birth date (romanized either order)"),
+    BlockingPass("surname_birth_region", "same surname pinyin, birth date and county"),
+    BlockingPass("name_id_birth", "same name and birth-date digits of the id"),
+    BlockingPass("phone", "same phone number"),
+    BlockingPass("name_token_birth", "one name syllable or word in common and the same birth date"),
+    BlockingPass("name_pinyin", "same full-name pinyin, any birth date (capped at a fifth of the block limit)"),
+)
+
+DEFAULT_MAX_BLOCK_SIZE = 100
+
+# Columns of int_persons_standardized that linkage reads; a frame lacking some (FEBRL,
+# a source with few fields) gets them as nulls.
+_STD_COLUMNS: dict[str, pl.DataType] = {
+    "record_key": pl.Int64,
+    "source": pl.String,
+    "record_id": pl.String,
+    "name": pl.String,
+    "name_script": pl.String,
+    "surname": pl.String,
+    "given_name": pl.String,
+    "name_pinyin": pl.String,
+    "surname_pinyin": pl.String,
+    "name_pinyin_sorted": pl.String,
+    "id_number": pl.String,
+    "id_type": pl.String,
+    "id_valid": pl.Boolean,
+    "id_birth_date": pl.Date,
+    "id_sex": pl.String,
+    "id_region": pl.String,
+    "birth_date": pl.Date,
+    "sex": pl.String,
+    "phone": pl.String,
+    "hukou_address": pl.String,
+    "residence_address": pl.String,
+    "hukou_region": pl.String,
+    "residence_region": pl.String,
+}
+
+
+@dataclass
+class BlockingResult:
+    pairs: pl.DataFrame  # record_key_l, record_key_r, passes (bit mask over BLOCKING_PASSES)
+    report: list[dict]  # per pass: pass, description, pairs, largest_block, capped_blocks, capped_records
+
+
+def with_std_columns(std: pl.DataFrame) -> pl.DataFrame:
+    """Add, as nulls, the standardized columns linkage reads and the frame lacks."""
+    missing = [pl.lit(None, dtype=dtype).alias(col) for col, dtype in _STD_COLUMNS.items() if col not in std.columns]
+    out = std.with_columns(missing) if missing else std
+    casts = {
+        col: dtype
+        for col, dtype in _STD_COLUMNS.items()
+        if out.schema[col] != dtype and out.schema[col] != pl.Null
+    }
+    nulls = [pl.col(c).cast(_STD_COLUMNS[c]) for c in out.columns if c in _STD_COLUMNS and out.schema[c] == pl.Null]
+    if nulls:
+        out = out.with_columns(nulls)
+    if casts:
+        out = out.with_columns([pl.col(c).cast(t, strict=False) for c, t in casts.items()])
+    return out
+
+
+def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
+    """One row per record with the fields blocking and comparison use.
+
+    ``birth`` is the record's birth date, else the one its valid id carries; ``sex``
+    likewise. ``regions6`` holds every county the record names (household register,
+    residence, id), since a person's sources legitimately disagree on where they are.
+    """
+    s = with_std_columns(std)
+    id_number = pl.col("id_number")
+    id_birth_part = (
+        pl.when(id_number.str.len_chars() == 18)
+        .then(id_number.str.slice(6, 8))
+        .when(id_number.str.len_chars() == 15)
+        .then(pl.lit("19") + id_number.str.slice(6, 6))
+        .otherwise(None)
+    )
+    region6 = [
+        pl.col(c).str.slice(0, 6) for c in ("hukou_region", "residence_region", "id_region")
+    ]
+    return s.select(
+        pl.col("record_key").cast(pl.Int64),
+        "source",
+        "record_id",
+        "name",
+        "name_script",
+        "surname",
+        "given_name",
+        "name_pinyin",
+        "surname_pinyin",
+        "name_pinyin_sorted",
+        "id_number",
+        "id_type",
+        pl.col("id_valid").fill_null(False),
+        "id_birth_date",
+        pl.coalesce("birth_date", "id_birth_date").alias("birth"),
+        pl.coalesce("sex", "id_sex").alias("sex"),
+        "phone",
+        "hukou_address",
+        "residence_address",
+        "hukou_region",
+        "residence_region",
+        "id_region",
+        pl.when(id_birth_part.str.contains(r"^\d{8}$")).then(id_birth_part).otherwise(None).alias("id_birth_part"),
+        pl.concat_list(region6).list.drop_nulls().list.unique().alias("regions6"),
+    )
+
+
+def _stats_sql(pass_sql: str) -> str:
+    """The pass's own CTEs, ending in block-size figures instead of pairs.
+
+    Every pass file ends with ``select * from pairs`` and has a ``block_sizes`` CTE with a
+    ``block_size`` column; reusing its CTEs keeps the report true to what the pass did.
+    """
+    body = pass_sql.rstrip().rstrip(";")
+    tail = "select * from pairs"
+    if not body.endswith(tail):
+        raise ValueError("a blocking pass must end with 'select * from pairs'")
+    return (
+        body[: -len(tail)]
+        + "select count(*) filter (where block_size > $max_block_size) as capped_blocks,"
+        " coalesce(sum(block_size) filter (where block_size > $max_block_size), 0) as capped_records,"
+        " coalesce(max(block_size), 0) as largest_block from block_sizes"
+    )
+
+
+def run_blocking(
+    con: duckdb.DuckDBPyConnection,
+    records: pl.DataFrame,
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
+    passes: tuple[BlockingPass, ...] = BLOCKING_PASSES,
+) -> BlockingResult:
+    """Run every pass over ``records`` (from :func:`prepare_link_records`) and union the pairs.
+
+    Pass tables are TEMP tables of ``con``: they never land in the run's DuckDB file.
+    """
+    con.register(LINK_RECORDS, records)
+    report: list[dict] = []
+    params = {"max_block_size": max_block_size}
+    try:
+        for bp in passes:
+            sql = bp.sql()
+            con.execute(f"create or replace temp table {bp.table} as {sql}", params)
+            n_pairs = con.execute(f"select count(*) from {bp.table}").fetchone()[0]
+            capped_blocks, capped_records, largest = con.execute(_stats_sql(sql), params).fetchone()
+            report.append(
+                {
+                    "pass": bp.name,
+                    "description": bp.description,
+                    "pairs": int(n_pairs),
+                    "largest_block": int(largest),
+                    "capped_blocks": int(capped_blocks),
+                    "capped_records": int(capped_records),
+                    "max_block_size": max_block_size,
+                }
+            )
+        if passes == BLOCKING_PASSES:
+            union_sql = (SQL_DIR / "int_pairs_blocked.sql").read_text(encoding="utf-8")
+        else:
+            bits = {p.name: 1 << i for i, p in enumerate(BLOCKING_PASSES)}
+            parts = " union all ".join(
+                f"select record_key_l, record_key_r, {bits[p.name]} as pass_bit from {p.table}" for p in passes
+            )
+            union_sql = (
+                f"select record_key_l, record_key_r, bit_or(pass_bit) as passes from ({parts}) "
+                "group by record_key_l, record_key_r"
+            )
+        pairs = con.execute(
+            f"select record_key_l, record_key_r, cast(passes as integer) as passes from ({union_sql}) "
+            "order by record_key_l, record_key_r"
+        ).pl()
+    finally:
+        for bp in passes:
+            con.execute(f"drop table if exists {bp.table}")
+        con.unregister(LINK_RECORDS)
+    return BlockingResult(pairs=pairs, report=report)
+
+
+def pass_names(mask: int) -> list[str]:
+    """The passes whose bit is set in an int_pairs_blocked.passes value."""
+    return [p.name for i, p in enumerate(BLOCKING_PASSES) if mask & (1 << i)]

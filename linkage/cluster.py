@@ -1,0 +1,252 @@
+"""Clustering matched pairs into persons, guarding against chains, with stable person ids.
+
+Matched pairs are edges; persons are connected components (scipy). A component can
+chain: A~B and B~C are each plausible, yet A and C carry two different valid ids (or
+birth dates no typo explains, or a pair a rule forbade). Such a component is rebuilt by
+adding its links strongest first and refusing any link that would join conflicting
+records: it splits at its weakest links, and every refused link is reported.
+
+person_id is stable from night to night: a cluster keeps the old id most of its records
+had; an old id spread over several clusters stays with its largest part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+@dataclass
+class ClusterResult:
+    clusters: pl.DataFrame  # record_key, cluster (Int64, dense)
+    splits: pl.DataFrame  # kind, record_key, detail
+
+
+def _birth_conflict(b1, b2) -> bool:
+    """Two birth dates no single slip explains: at least two of year, month, day differ, not a d/m swap."""
+    if b1 is None or b2 is None:
+        return False
+    same = (b1.year == b2.year) + (b1.month == b2.month) + (b1.day == b2.day)
+    swapped = b1.year == b2.year and b1.month == b2.day and b1.day == b2.month
+    return same <= 1 and not swapped
+
+
+class _Groups:
+    """Union-find over one component's records, each group knowing what it holds."""
+
+    def __init__(self, members: list[int], valid_id: dict[int, str], any_id: dict[int, str], birth: dict[int, object],
+                 cannot: set[tuple[int, int]]):
+        self.parent = {m: m for m in members}
+        self.items = {m: [m] for m in members}
+        self.valid_id, self.any_id, self.birth, self.cannot = valid_id, any_id, birth, cannot
+
+    def find(self, x: int) -> int:
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def conflict(self, ga: int, gb: int) -> str | None:
+        ids_a = {self.valid_id[m] for m in self.items[ga] if m in self.valid_id}
+        ids_b = {self.valid_id[m] for m in self.items[gb] if m in self.valid_id}
+        if ids_a and ids_b and ids_a != ids_b:
+            return "different valid identity numbers"
+        for a in self.items[ga]:
+            for b in self.items[gb]:
+                if (min(a, b), max(a, b)) in self.cannot:
+                    return "a pair the rules keep apart (id conflict or different valid ids)"
+                ida, idb = self.any_id.get(a), self.any_id.get(b)
+                if (ida is None or ida != idb) and _birth_conflict(self.birth.get(a), self.birth.get(b)):
+                    return "birth dates no typo explains"
+        return None
+
+    def union(self, ga: int, gb: int) -> None:
+        if len(self.items[ga]) < len(self.items[gb]):
+            ga, gb = gb, ga
+        self.parent[gb] = ga
+        self.items[ga].extend(self.items.pop(gb))
+
+
+def cluster_pairs(
+    records: pl.DataFrame,
+    matches: pl.DataFrame,
+    cannot_link: pl.DataFrame | None = None,
+) -> ClusterResult:
+    """Persons from matched pairs.
+
+    records: record_key, id_number, id_valid, birth (prepared records).
+    matches: record_key_l, record_key_r, match_weight (the pairs classified as matches).
+    cannot_link: record_key_l, record_key_r pairs a rule keeps apart.
+    """
+    keys = records["record_key"].to_numpy()
+    n = len(keys)
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+
+    def index_of(k: np.ndarray) -> np.ndarray:
+        return order[np.searchsorted(sorted_keys, k)]
+
+    li = index_of(matches["record_key_l"].to_numpy())
+    ri = index_of(matches["record_key_r"].to_numpy())
+    graph = coo_matrix((np.ones(len(li)), (li, ri)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    labels = labels.astype(np.int64)
+
+    comp = records.select("record_key", "id_number", "id_valid", "birth").with_columns(
+        pl.Series("cluster", labels)
+    )
+    # Components worth checking: several valid ids, several birth dates, or a forbidden pair inside.
+    stats = comp.group_by("cluster").agg(
+        pl.len().alias("size"),
+        pl.col("id_number").filter(pl.col("id_valid")).n_unique().alias("valid_ids"),
+        pl.col("birth").drop_nulls().n_unique().alias("births"),
+    )
+    suspect = set(stats.filter((pl.col("size") > 2) & ((pl.col("valid_ids") > 1) | (pl.col("births") > 1)))["cluster"])
+    cannot: set[tuple[int, int]] = set()
+    if cannot_link is not None and len(cannot_link):
+        cl = cannot_link.select("record_key_l", "record_key_r")
+        ci_l = labels[index_of(cl["record_key_l"].to_numpy())]
+        ci_r = labels[index_of(cl["record_key_r"].to_numpy())]
+        inside = ci_l == ci_r
+        suspect |= set(ci_l[inside].tolist())
+        cannot = set(zip(cl["record_key_l"].to_numpy()[inside].tolist(), cl["record_key_r"].to_numpy()[inside].tolist(),
+                         strict=True))
+
+    split_rows: list[dict] = []
+    if suspect:
+        labels = labels.copy()
+        next_label = int(labels.max()) + 1 if n else 0
+        sus = comp.filter(pl.col("cluster").is_in(list(suspect)))
+        edges = matches.with_columns(pl.Series("cluster", labels[li])).filter(pl.col("cluster").is_in(list(suspect)))
+        edges = edges.sort(["cluster", "match_weight", "record_key_l", "record_key_r"], descending=[False, True, False, False])
+        rec_by_cluster = sus.partition_by("cluster", as_dict=True)
+        edge_by_cluster = edges.partition_by("cluster", as_dict=True)
+        for (cid,), members in rec_by_cluster.items():
+            mk = members["record_key"].to_list()
+            valid_id = {k: i for k, i, v in members.select("record_key", "id_number", "id_valid").iter_rows() if v and i}
+            any_id = {k: i for k, i in members.select("record_key", "id_number").iter_rows() if i}
+            birth = dict(members.select("record_key", "birth").iter_rows())
+            groups = _Groups(mk, valid_id, any_id, birth, cannot)
+            refused: list[tuple[int, int, float, str]] = []
+            ce = edge_by_cluster.get((cid,))
+            for a, b, w in (ce.select("record_key_l", "record_key_r", "match_weight").iter_rows() if ce is not None else []):
+                ga, gb = groups.find(a), groups.find(b)
+                if ga == gb:
+                    continue
+                why = groups.conflict(ga, gb)
+                if why:
+                    refused.append((a, b, w, why))
+                else:
+                    groups.union(ga, gb)
+            roots = sorted({groups.find(m) for m in mk}, key=lambda r: min(groups.items[r]))
+            if len(roots) == 1:
+                continue
+            # The part holding the smallest record key keeps the component's label.
+            for root in roots[1:]:
+                for m in groups.items[root]:
+                    labels[index_of(np.array([m]))[0]] = next_label
+                next_label += 1
+            for a, b, w, why in refused:
+                if groups.find(a) == groups.find(b):
+                    continue
+                for x, y in ((a, b), (b, a)):
+                    split_rows.append(
+                        {
+                            "kind": "cluster_split",
+                            "record_key": int(x),
+                            "detail": f"link to record_key {y} (weight {w:.1f}) not followed: {why}; "
+                            f"cluster split into {len(roots)}",
+                        }
+                    )
+    # Dense labels, numbered by each cluster's smallest record key: same input, same numbering.
+    out = pl.DataFrame({"record_key": keys, "cluster": labels})
+    first = out.group_by("cluster").agg(pl.col("record_key").min().alias("first")).sort("first")
+    first = first.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("dense"))
+    out = out.join(first.select("cluster", "dense"), on="cluster").select("record_key", pl.col("dense").alias("cluster"))
+    splits = pl.DataFrame(split_rows, schema={"kind": pl.String, "record_key": pl.Int64, "detail": pl.String})
+    return ClusterResult(clusters=out, splits=splits.unique(maintain_order=True))
+
+
+def new_person_id(source: str, record_id: str, salt: int = 0) -> str:
+    """Deterministic id of a new person: P + 12 hex digits of a hash of its first record."""
+    text = f"{source}\x1f{record_id}" + (f"\x1f{salt}" if salt else "")
+    return "P" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass
+class PersonIds:
+    entity_map: pl.DataFrame  # record_key, source, record_id, person_id
+    id_changes: pl.DataFrame  # change, old_person_id, new_person_id
+
+
+def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> PersonIds:
+    """Give each cluster a person_id, keeping last night's where it can.
+
+    clusters: record_key, source, record_id, cluster. previous: source, record_id, person_id.
+    A cluster takes the old id most of its records had (ties: the smallest id), each old id
+    going to at most one cluster (the one holding most of its records). Old ids that lost
+    out are recorded: ``merge`` when the id disappears into another person, ``split`` when
+    the id lives on but some of its records now form another person.
+    """
+    firsts = (
+        clusters.sort(["source", "record_id"])
+        .group_by("cluster", maintain_order=True)
+        .agg(pl.col("source").first(), pl.col("record_id").first())
+    )
+    assigned: dict[int, str] = {}
+    counts = pl.DataFrame(schema={"cluster": pl.Int64, "old": pl.String, "n": pl.UInt32})
+    if previous is not None and len(previous):
+        prev = previous.select("source", "record_id", pl.col("person_id").alias("old")).unique(["source", "record_id"])
+        cm = clusters.join(prev, on=["source", "record_id"], how="inner")
+        counts = cm.group_by("cluster", "old").agg(pl.len().cast(pl.UInt32).alias("n"))
+        per_cluster = counts.group_by("cluster").len().rename({"len": "olds"})
+        per_old = counts.group_by("old").len().rename({"len": "clusters"})
+        c2 = counts.join(per_cluster, on="cluster").join(per_old, on="old")
+        simple = c2.filter((pl.col("olds") == 1) & (pl.col("clusters") == 1))
+        assigned.update(dict(zip(simple["cluster"].to_list(), simple["old"].to_list(), strict=True)))
+        # The tangled rest (merges, splits) is few: settle it greedily, biggest share first.
+        tangled = c2.filter((pl.col("olds") > 1) | (pl.col("clusters") > 1)).join(
+            firsts.select("cluster", pl.concat_str("source", pl.lit("\x1f"), "record_id").alias("first")), on="cluster"
+        ).sort(["n", "old", "first"], descending=[True, False, False])
+        taken: set[str] = set()
+        for cid, old in tangled.select("cluster", "old").iter_rows():
+            if cid in assigned or old in taken:
+                continue
+            assigned[cid] = old
+            taken.add(old)
+    used = set(assigned.values())
+    if previous is not None and len(previous):
+        used |= set(previous["person_id"].unique().to_list())
+    ids: list[str] = []
+    for cid, source, record_id in firsts.iter_rows():
+        pid = assigned.get(cid)
+        if pid is None:
+            salt = 0
+            pid = new_person_id(source, record_id)
+            while pid in used:
+                salt += 1
+                pid = new_person_id(source, record_id, salt)
+            used.add(pid)
+        ids.append(pid)
+    cluster_ids = firsts.select("cluster").with_columns(pl.Series("person_id", ids, dtype=pl.String))
+    entity_map = clusters.join(cluster_ids, on="cluster", how="left").select("record_key", "source", "record_id", "person_id")
+
+    changes = pl.DataFrame(schema={"change": pl.String, "old_person_id": pl.String, "new_person_id": pl.String})
+    if len(counts):
+        kept = set(assigned.values())
+        lost = counts.join(cluster_ids, on="cluster").filter(pl.col("old") != pl.col("person_id"))
+        changes = (
+            lost.select(
+                pl.when(pl.col("old").is_in(list(kept))).then(pl.lit("split")).otherwise(pl.lit("merge")).alias("change"),
+                pl.col("old").alias("old_person_id"),
+                pl.col("person_id").alias("new_person_id"),
+            )
+            .unique()
+            .sort(["change", "old_person_id", "new_person_id"])
+        )
+    return PersonIds(entity_map=entity_map, id_changes=changes)

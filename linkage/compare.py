@@ -1,0 +1,285 @@
+"""Comparison vectors: for each candidate pair, one agreement level per comparison.
+
+Comparisons are declared as data (frozen dataclasses), as recordlinkage and Splink do:
+the model learns one m and u probability per (comparison, level), and explain prints
+the level labels. Level -1 means "cannot say" (a side is empty) and weighs nothing.
+
+Everything is computed over whole columns (polars expressions, rapidfuzz ``cpdist``
+over arrays); nothing loops over pairs in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from rapidfuzz import distance, process
+
+NULL_LEVEL = -1
+
+
+def _cpdist(a: pl.Series, b: pl.Series, scorer) -> np.ndarray:
+    """Pairwise scorer over two aligned string columns; 0 where a side is null."""
+    out = np.zeros(len(a), dtype=np.float64)
+    mask = (a.is_not_null() & b.is_not_null()).to_numpy()
+    if mask.any():
+        idx = np.flatnonzero(mask)
+        out[idx] = process.cpdist(
+            a.filter(pl.Series(mask)).to_list(),
+            b.filter(pl.Series(mask)).to_list(),
+            scorer=scorer,
+            workers=-1,
+        )
+    return out
+
+
+def _levels_from_conditions(conditions: list[np.ndarray], null_mask: np.ndarray) -> np.ndarray:
+    """Level = index of the first true condition counted from the top; ``conditions`` are
+    given from the highest level down, level 0 is "none of them"."""
+    gamma = np.zeros(len(null_mask), dtype=np.int8)
+    top = len(conditions)
+    for i, cond in enumerate(reversed(conditions)):
+        gamma[cond] = i + 1
+    gamma[null_mask] = NULL_LEVEL
+    assert gamma.max(initial=0) <= top
+    return gamma
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Base: a named comparison with labelled levels (index 0 = disagree)."""
+
+    name: str
+    description: str
+    levels: tuple[str, ...]
+    # Levels whose weight is adjusted by how common the agreed value is (张伟 vs 欧阳娜娜).
+    tf_levels: tuple[int, ...] = ()
+    tf_column: str | None = None
+
+    def gamma(self, pairs: pl.DataFrame) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def spec(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": type(self).__name__,
+            "description": self.description,
+            "levels": list(self.levels),
+            "tf_levels": list(self.tf_levels),
+            "tf_column": self.tf_column,
+        }
+
+
+def id_to_15(col: str) -> pl.Expr:
+    """The 15-digit form of a resident id (drops the century and the check character)."""
+    c = pl.col(col)
+    return pl.when(c.str.len_chars() == 18).then(c.str.slice(0, 6) + c.str.slice(8, 9)).otherwise(c)
+
+
+@dataclass(frozen=True)
+class IdNumberComparison(Comparison):
+    """Exact (15 and 18 forms count as one), one typo apart (a digit, an adjacent swap), different."""
+
+    def gamma(self, pairs: pl.DataFrame) -> np.ndarray:
+        a, b = pairs["id_number_l"], pairs["id_number_r"]
+        exact = pairs.select(
+            (pl.col("id_number_l") == pl.col("id_number_r"))
+            | (
+                (pl.col("id_number_l").str.len_chars() != pl.col("id_number_r").str.len_chars())
+                & (id_to_15("id_number_l") == id_to_15("id_number_r"))
+            )
+        ).to_series().fill_null(False).to_numpy()
+        # OSA counts an adjacent swap as one edit, as a clerk's slip is.
+        osa = _cpdist(a, b, distance.OSA.distance)
+        null = (a.is_null() | b.is_null()).to_numpy()
+        near = (osa <= 1) & ~null
+        return _levels_from_conditions([exact, near], null)
+
+
+@dataclass(frozen=True)
+class NameComparison(Comparison):
+    """Same name; same pinyin (homophones, traditional/simplified, han vs romanized);
+    same syllables in any order; pinyin Jaro-Winkler above thresholds."""
+
+    thresholds: tuple[float, ...] = (0.94, 0.88)
+
+    def gamma(self, pairs: pl.DataFrame) -> np.ndarray:
+        same_name = (pairs["name_l"] == pairs["name_r"]).fill_null(False).to_numpy()
+        py_l, py_r = pairs["name_pinyin_l"], pairs["name_pinyin_r"]
+        same_pinyin = (py_l == py_r).fill_null(False).to_numpy()
+        same_sorted = (pairs["name_pinyin_sorted_l"] == pairs["name_pinyin_sorted_r"]).fill_null(False).to_numpy()
+        jw = _cpdist(py_l, py_r, distance.JaroWinkler.normalized_similarity)
+        null = (py_l.is_null() | py_r.is_null()).to_numpy() & ~same_name
+        conds = [same_name, same_pinyin, same_sorted] + [jw >= t for t in self.thresholds]
+        return _levels_from_conditions(conds, null)
+
+
+@dataclass(frozen=True)
+class BirthDateComparison(Comparison):
+    """Same date; day and month swapped; two of year, month, day equal (one typo); same year."""
+
+    column: str = "birth"
+
+    def gamma(self, pairs: pl.DataFrame) -> np.ndarray:
+        lft, rgt = pl.col(f"{self.column}_l"), pl.col(f"{self.column}_r")
+        f = pairs.select(
+            (lft == rgt).alias("same"),
+            (
+                (lft.dt.year() == rgt.dt.year())
+                & (lft.dt.month() == rgt.dt.day())
+                & (lft.dt.day() == rgt.dt.month())
+            ).alias("swapped"),
+            (
+                (lft.dt.year() == rgt.dt.year()).cast(pl.Int8)
+                + (lft.dt.month() == rgt.dt.month()).cast(pl.Int8)
+                + (lft.dt.day() == rgt.dt.day()).cast(pl.Int8)
+                >= 2
+            ).alias("two_of_three"),
+            (lft.dt.year() == rgt.dt.year()).alias("same_year"),
+            (lft.is_null() | rgt.is_null()).alias("null"),
+        )
+        conds = [f[c].fill_null(False).to_numpy() for c in ("same", "swapped", "two_of_three", "same_year")]
+        return _levels_from_conditions(conds, f["null"].to_numpy())
+
+
+@dataclass(frozen=True)
+class ExactComparison(Comparison):
+    """Equal or not (sex, phone)."""
+
+    column: str = ""
+
+    def gamma(self, pairs: pl.DataFrame) -> np.ndarray:
+        a, b = pairs[f"{self.column}_l"], pairs[f"{self.column}_r"]
+        same = (a == b).fill_null(False).to_numpy()
+        return _levels_from_conditions([same], (a.is_null() | b.is_null()).to_numpy())
+
+
+@dataclass(frozen=True)
+class RegionComparison(Comparison):
+    """Best agreement over the regions each side names: same township/street, same county."""
+
+    columns: tuple[str, ...] = ("hukou_region", "residence_region")
+
+    def gamma(self, pairs: pl.DataFrame) -> np.ndarray:
+        n = len(pairs)
+        same9 = np.zeros(n, dtype=bool)
+        same6 = np.zeros(n, dtype=bool)
+        any_l = np.zeros(n, dtype=bool)
+        any_r = np.zeros(n, dtype=bool)
+        for cl in self.columns:
+            a = pairs[f"{cl}_l"]
+            any_l |= a.is_not_null().to_numpy()
+            for cr in self.columns:
+                b = pairs[f"{cr}_r"]
+                any_r |= b.is_not_null().to_numpy()
+                nine = (a.str.len_chars() >= 9) & (b.str.len_chars() >= 9) & (a.str.slice(0, 9) == b.str.slice(0, 9))
+                same9 |= nine.fill_null(False).to_numpy()
+                same6 |= (a.str.slice(0, 6) == b.str.slice(0, 6)).fill_null(False).to_numpy()
+        return _levels_from_conditions([same9, same6], ~(any_l & any_r))
+
+
+@dataclass(frozen=True)
+class AddressComparison(Comparison):
+    """Best text similarity (normalised Indel, rapidfuzz ``fuzz.ratio``) over the addresses each side gives."""
+
+    columns: tuple[str, ...] = ("hukou_address", "residence_address")
+    thresholds: tuple[float, ...] = (0.92, 0.75)
+
+    def gamma(self, pairs: pl.DataFrame) -> np.ndarray:
+        n = len(pairs)
+        best = np.zeros(n)
+        exact = np.zeros(n, dtype=bool)
+        any_l = np.zeros(n, dtype=bool)
+        any_r = np.zeros(n, dtype=bool)
+        for cl in self.columns:
+            a = pairs[f"{cl}_l"]
+            any_l |= a.is_not_null().to_numpy()
+            for cr in self.columns:
+                b = pairs[f"{cr}_r"]
+                any_r |= b.is_not_null().to_numpy()
+                exact |= (a == b).fill_null(False).to_numpy()
+                best = np.maximum(best, _cpdist(a, b, distance.Indel.normalized_similarity))
+        conds = [exact] + [best >= t for t in self.thresholds]
+        return _levels_from_conditions(conds, ~(any_l & any_r))
+
+
+@dataclass(frozen=True)
+class ComparisonSet:
+    comparisons: tuple[Comparison, ...] = field(default_factory=tuple)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.comparisons]
+
+
+DEFAULT_COMPARISONS: tuple[Comparison, ...] = (
+    IdNumberComparison(
+        "id_number",
+        "identity number: same (15/18 forms one), one typo apart, different",
+        ("different", "one digit off or two adjacent digits swapped", "same number"),
+    ),
+    NameComparison(
+        "name",
+        "name: characters, pinyin, syllables in any order, pinyin Jaro-Winkler",
+        (
+            "different",
+            "pinyin Jaro-Winkler >= 0.88",
+            "pinyin Jaro-Winkler >= 0.94",
+            "same syllables, other order",
+            "same pinyin (homophone, other script)",
+            "same name",
+        ),
+        tf_levels=(4, 5),
+        tf_column="name_pinyin",
+    ),
+    BirthDateComparison(
+        "birth_date",
+        "birth date (the record's, else its id's)",
+        ("different", "same year", "two of year/month/day equal", "day and month swapped", "same date"),
+    ),
+    ExactComparison("sex", "sex (the record's, else its id's)", ("different", "same"), column="sex"),
+    RegionComparison(
+        "region",
+        "any household-register or residence region in common",
+        ("different", "same county", "same township or street"),
+    ),
+    AddressComparison(
+        "address",
+        "best similarity of household-register and residence addresses",
+        ("different", "similarity >= 0.75", "similarity >= 0.92", "same address"),
+    ),
+    ExactComparison("phone", "phone number", ("different", "same"), column="phone"),
+)
+
+# Columns of the prepared records a pair frame needs, each as _l and _r.
+PAIR_COLUMNS: tuple[str, ...] = (
+    "id_number",
+    "id_valid",
+    "name",
+    "name_pinyin",
+    "name_pinyin_sorted",
+    "birth",
+    "sex",
+    "hukou_region",
+    "residence_region",
+    "hukou_address",
+    "residence_address",
+    "phone",
+)
+
+
+def pair_frame(pairs: pl.DataFrame, records: pl.DataFrame) -> pl.DataFrame:
+    """Pairs (record_key_l, record_key_r, ...) with each side's fields as ``<col>_l`` / ``<col>_r``."""
+    cols = ["record_key", *PAIR_COLUMNS]
+    rec = records.select(cols)
+    left = rec.rename({c: f"{c}_l" for c in cols})
+    right = rec.rename({c: f"{c}_r" for c in cols})
+    return pairs.join(left, on="record_key_l", how="left").join(right, on="record_key_r", how="left")
+
+
+def compare_pairs(pf: pl.DataFrame, comparisons: tuple[Comparison, ...] = DEFAULT_COMPARISONS) -> np.ndarray:
+    """Comparison vectors, shape (pairs, comparisons), int8 levels (-1 = a side is empty)."""
+    if len(pf) == 0:
+        return np.zeros((0, len(comparisons)), dtype=np.int8)
+    return np.column_stack([c.gamma(pf) for c in comparisons]).astype(np.int8)

@@ -1,0 +1,246 @@
+"""link_records: block → compare → classify → cluster → person ids, in one call.
+
+This is the "one person, one record" (一人一档) step of the nightly flow; see
+docs/DESIGN.md section 3 for the interface.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from linkage.block import DEFAULT_MAX_BLOCK_SIZE, prepare_link_records, run_blocking
+from linkage.classify import (
+    FellegiSunterModel,
+    apply_rules,
+    estimate_u,
+    fit_em,
+    fit_supervised,
+    probability,
+    score,
+    term_frequencies,
+    term_frequency_adjustment,
+)
+from linkage.cluster import assign_person_ids, cluster_pairs
+from linkage.compare import DEFAULT_COMPARISONS, Comparison, compare_pairs, pair_frame
+
+MODEL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LinkageSettings:
+    # A pair is a match when its probability reaches this (and no rule forbids it).
+    match_probability_threshold: float = 0.5
+    max_block_size: int = DEFAULT_MAX_BLOCK_SIZE
+    em_max_iterations: int = 200
+    # Random record pairs whose comparison vectors give u (Splink's estimate_u_using_random_sampling).
+    u_sample_pairs: int = 300_000
+    random_seed: int = 20261123
+    comparisons: tuple[Comparison, ...] = DEFAULT_COMPARISONS
+
+
+@dataclass
+class LinkageResult:
+    entity_map: pl.DataFrame  # record_key, source, record_id, person_id
+    pairs: pl.DataFrame  # record_key_l, record_key_r, match_weight, match_probability, is_match
+    id_changes: pl.DataFrame  # change, old_person_id, new_person_id
+    conflicts: pl.DataFrame  # kind, record_key, detail
+    metrics: dict
+    model: dict = field(default_factory=dict)  # JSON-serializable; no personal data
+
+
+LINKAGE_METHOD = (
+    "Blocking in DuckDB by several passes (identity number and its one-typo neighbours, name pinyin "
+    "+ birth date, sorted syllables + birth date, surname + birth date + county, name + id birth "
+    "digits, phone), Fellegi-Sunter match weights learned by EM without labels with term-frequency "
+    "adjustment for common names, rules for different valid ids and ids shared by two people, then "
+    "connected components split at their weakest link where they would join conflicting records."
+)
+
+
+def _empty_pairs() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "record_key_l": pl.Int64,
+            "record_key_r": pl.Int64,
+            "match_weight": pl.Float64,
+            "match_probability": pl.Float64,
+            "is_match": pl.Boolean,
+        }
+    )
+
+
+def random_pairs(records: pl.DataFrame, n_pairs: int, seed: int) -> pl.DataFrame:
+    """Up to ``n_pairs`` distinct random pairs of records (record_key_l < record_key_r), reproducibly."""
+    keys = records["record_key"].to_numpy()
+    n = len(keys)
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, n, n_pairs)
+    j = rng.integers(0, n, n_pairs)
+    keep = i != j
+    a, b = keys[i[keep]], keys[j[keep]]
+    return pl.DataFrame({"record_key_l": np.minimum(a, b), "record_key_r": np.maximum(a, b)}).unique()
+
+
+def score_pairs(
+    pf: pl.DataFrame,
+    gammas: np.ndarray,
+    model: FellegiSunterModel,
+    comparisons: tuple[Comparison, ...],
+    tf_tables: dict[str, pl.DataFrame],
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Weight (bits), probability, rule and decision per pair, and the per-comparison weights."""
+    total, per = score(model, gammas)
+    tf_adj = term_frequency_adjustment(pf, gammas, list(comparisons), tf_tables)
+    total = total + tf_adj
+    prob = probability(total)
+    rule = apply_rules(pf, gammas, list(comparisons))
+    is_match = (prob >= threshold) & (rule == "")
+    return total, prob, rule, is_match, per
+
+
+def model_dict(
+    model: FellegiSunterModel,
+    comparisons: tuple[Comparison, ...],
+    settings: LinkageSettings,
+    tf_tables: dict[str, pl.DataFrame],
+    blocking_report: list[dict],
+) -> dict:
+    """What explain needs to recompute a pair's score later, and what an auditor reads: no personal data."""
+    d = model.to_dict()
+    return {
+        "model_version": MODEL_VERSION,
+        "linkage_method": LINKAGE_METHOD,
+        "comparisons": [c.spec() for c in comparisons],
+        **d,
+        "match_probability_threshold": settings.match_probability_threshold,
+        "match_weight_threshold": float(np.log2(settings.match_probability_threshold / (1 - settings.match_probability_threshold))),
+        "term_frequency": {
+            col: {"expected_tf": float((t["tf"] ** 2).sum()), "distinct_values": len(t)} for col, t in tf_tables.items()
+        },
+        "rules": {
+            "different_valid_ids": "two valid resident ids that differ (15/18 forms already made one): different people",
+            "id_conflict": "same id, different names and a different sex or birth date: an id carried by two people",
+        },
+        "blocking": blocking_report,
+        "max_block_size": settings.max_block_size,
+    }
+
+
+def link_records(
+    con: duckdb.DuckDBPyConnection,
+    std: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    *,
+    settings: LinkageSettings | None = None,
+    labels: pl.DataFrame | None = None,
+) -> LinkageResult:
+    """Link every standardized record to a person.
+
+    ``previous``: last night's person_registry (source, record_id, person_id), or None.
+    ``labels``: optional labelled pairs (record_key_l, record_key_r, is_match); when given,
+    the weights come from a logistic regression on them instead of EM.
+    """
+    settings = settings or LinkageSettings()
+    comparisons = settings.comparisons
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    records = prepare_link_records(std)
+    blocking = run_blocking(con, records, settings.max_block_size)
+    timings["block"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pf = pair_frame(blocking.pairs, records)
+    gammas = compare_pairs(pf, comparisons)
+    timings["compare"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if labels is not None and len(labels):
+        lab = blocking.pairs.join(
+            labels.select("record_key_l", "record_key_r", pl.col("is_match").cast(pl.Boolean)),
+            on=["record_key_l", "record_key_r"],
+            how="left",
+        )["is_match"]
+        known = lab.is_not_null().to_numpy()
+        model = fit_supervised(gammas[known], lab.to_numpy()[known].astype(bool), list(comparisons))
+    else:
+        n = len(records)
+        all_pairs = n * (n - 1) / 2
+        u_fixed = None
+        if n >= 2:
+            sample = random_pairs(records, settings.u_sample_pairs, settings.random_seed)
+            u_fixed = estimate_u(compare_pairs(pair_frame(sample, records), comparisons), list(comparisons), all_pairs)
+        model = fit_em(gammas, list(comparisons), max_iterations=settings.em_max_iterations, u_fixed=u_fixed)
+        if all_pairs:
+            # Matches outside the candidates are negligible: the candidates' expected matches over all pairs.
+            model.prior = min(model.lam * len(gammas) / all_pairs, 0.5)
+    tf_tables = {c.tf_column: term_frequencies(records, c.tf_column) for c in comparisons if c.tf_column}
+    total, prob, rule, is_match, _ = score_pairs(
+        pf, gammas, model, comparisons, tf_tables, settings.match_probability_threshold
+    )
+    timings["classify"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pairs = blocking.pairs.select("record_key_l", "record_key_r").with_columns(
+        pl.Series("match_weight", total, dtype=pl.Float64),
+        pl.Series("match_probability", prob, dtype=pl.Float64),
+        pl.Series("is_match", is_match, dtype=pl.Boolean),
+    ) if len(blocking.pairs) else _empty_pairs()
+    rule_s = pl.Series("rule", rule.astype(str) if len(rule) else np.array([], dtype=str), dtype=pl.String)
+    ruled = pairs.with_columns(rule_s).filter(pl.col("rule") != "")
+    clustered = cluster_pairs(
+        records, pairs.filter(pl.col("is_match")), ruled.select("record_key_l", "record_key_r")
+    )
+    id_conflicts = ruled.filter(pl.col("rule") == "id_conflict")
+    conflict_rows = pl.concat(
+        [
+            id_conflicts.select(
+                pl.lit("id_conflict").alias("kind"),
+                pl.col(k).alias("record_key"),
+                pl.format(
+                    "same identity number as record_key {} but a different person (name and birth date or sex differ); not merged",
+                    pl.col(o),
+                ).alias("detail"),
+            )
+            for k, o in (("record_key_l", "record_key_r"), ("record_key_r", "record_key_l"))
+        ]
+        + [clustered.splits],
+        how="vertical_relaxed",
+    ).unique(maintain_order=True)
+    clusters = clustered.clusters.join(records.select("record_key", "source", "record_id"), on="record_key")
+    ids = assign_person_ids(clusters, previous)
+    # Same order as std, as the design asks.
+    entity_map = records.select("record_key").join(ids.entity_map, on="record_key", how="left", maintain_order="left")
+    timings["cluster"] = time.perf_counter() - t0
+
+    n_persons = entity_map["person_id"].n_unique() if len(entity_map) else 0
+    metrics = {
+        "linkage_method": LINKAGE_METHOD,
+        "records": len(records),
+        "persons": n_persons,
+        "pairs_scored": len(pairs),
+        "pairs_matched": int(is_match.sum()) if len(is_match) else 0,
+        "pairs_ruled_different_valid_ids": int((rule == "different_valid_ids").sum()) if len(rule) else 0,
+        "id_conflicts": len(id_conflicts),
+        "cluster_splits": clustered.splits["record_key"].n_unique() if len(clustered.splits) else 0,
+        "id_changes": {
+            "merge": int((ids.id_changes["change"] == "merge").sum()),
+            "split": int((ids.id_changes["change"] == "split").sum()),
+        },
+        "blocking": blocking.report,
+        "em": {"iterations": model.iterations, "converged": model.converged, "lambda": model.lam},
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+    }
+    return LinkageResult(
+        entity_map=entity_map,
+        pairs=pairs,
+        id_changes=ids.id_changes,
+        conflicts=conflict_rows,
+        metrics=metrics,
+        model=model_dict(model, comparisons, settings, tf_tables, blocking.report),
+    )

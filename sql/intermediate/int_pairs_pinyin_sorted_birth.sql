@@ -1,0 +1,30 @@
+-- int_pairs_pinyin_sorted_birth: candidate pairs with the same sorted name syllables and birth date.
+-- Grain: one row per pair of records (record_key_l < record_key_r).
+-- Sorted syllables make a romanized name in either order (WEI ZHANG, ZHANG WEI) meet 张伟.
+with block_keys as (
+    select record_key, name_pinyin_sorted || '|' || cast(birth as varchar) as block_key
+    from __renhu_link_records
+    where name_pinyin_sorted is not null and birth is not null
+),
+
+block_sizes as (
+    select block_key, count(*) as block_size
+    from block_keys
+    group by block_key
+),
+
+kept as (
+    select k.record_key, k.block_key, s.block_size
+    from block_keys as k
+    inner join block_sizes as s using (block_key)
+    where s.block_size between 2 and $max_block_size
+),
+
+pairs as (
+    select l.record_key as record_key_l, r.record_key as record_key_r, l.block_size
+    from kept as l
+    inner join kept as r
+        on l.block_key = r.block_key and l.record_key < r.record_key
+)
+
+select * from pairs
