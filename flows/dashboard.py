@@ -634,6 +634,9 @@ def load_history(out_dir: Path, jump_band: float = 0.10) -> tuple[list[HistoryNi
     unreadable: list[str] = []
     for path in sorted((out_dir / "runs").glob("*/metrics.json")):
         run_dir = path.parent
+        if run_dir.name.startswith("."):
+            # runs/.<run_id>.partial/ is a run still publishing, or one that failed half-way.
+            continue
         try:
             metrics = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -820,7 +823,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jump-band", type=float, default=0.10, help="band that marks a night as a jump")
     args = parser.parse_args(argv)
     for metrics in sorted((args.out / "runs").glob("*/metrics.json")):
-        write_run_dashboard(metrics.parent)
+        if not metrics.parent.name.startswith("."):
+            write_run_dashboard(metrics.parent)
     print(write_history(args.out, args.jump_band))
     return 0
 

@@ -233,7 +233,7 @@ def test_findings_department_comes_from_the_sources_when_the_column_is_absent(tm
 
 def test_run_dashboard_links_department_reports_and_data_docs(sample_run: Path) -> None:
     html = write_run_dashboard(sample_run).read_text(encoding="utf-8")
-    hrefs = re.findall(r'<a href="([^"]+)"', _without_plotly_bundle(html))
+    hrefs = re.findall(r'<a [^>]*href="([^"]+)"', _without_plotly_bundle(html))
     assert "validation/index.html" in hrefs and "../../index.html" in hrefs
     report_links = [h for h in hrefs if h.startswith("reports/")]
     assert len(report_links) == 2 * len(SOURCES)
@@ -371,6 +371,15 @@ def test_history_lists_a_run_whose_metrics_cannot_be_read(tmp_path: Path) -> Non
     assert len(_figure_data(html, "chart-duplicate-history")[0]["x"]) == 1
 
 
+def test_history_leaves_out_a_run_still_publishing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_run(out, "20261122T180000Z-ab12cd", "2026-11-22T18:00:00+00:00")
+    make_run(out, ".20261123T180000Z-ef34gh.partial", "2026-11-23T18:00:00+00:00")
+    nights, unreadable = load_history(out)
+    assert [n.run_id for n in nights] == ["20261122T180000Z-ab12cd"] and unreadable == []
+    assert "ef34gh" not in write_history(out).read_text(encoding="utf-8")
+
+
 def test_history_of_an_empty_folder_says_so(tmp_path: Path) -> None:
     html = write_history(tmp_path).read_text(encoding="utf-8")
     assert "还没有可读的运行" in html and "Plotly.newPlot" not in html
@@ -493,3 +502,10 @@ def test_history_page_draws_two_points_in_headless_chromium(chromium: str, tmp_p
     # the nights' runs are linked from the table under the charts
     assert 'href="runs/20261121T180000Z-aaaaaa/index.html"' in dom
     assert _is_png(shot)
+    # OUT/latest/index.html is one level higher than runs/<run_id>/index.html: its history link follows
+    (out / "latest").symlink_to(Path("runs") / "20261122T180000Z-bbbbbb", target_is_directory=True)
+    dom, console = render(chromium, out / "latest" / "index.html")
+    assert console == []
+    assert 'id="history-link" href="../index.html"' in dom
+    dom, _ = render(chromium, out / "runs" / "20261122T180000Z-bbbbbb" / "index.html")
+    assert 'id="history-link" href="../../index.html"' in dom
