@@ -1,0 +1,149 @@
+"""standardize_records end to end on a small raw_records frame with every column of DESIGN.md section 1."""
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from linkage.id_numbers import check_character
+from linkage.standardize import standardization_metrics, standardize_records
+
+AS_OF = date(2026, 11, 23)
+ZHANG_ID = "33060219900102123" + check_character("33060219900102123")  # synthetic
+WRONG_ID = ZHANG_ID[:17] + ("0" if ZHANG_ID[17] != "0" else "1")
+
+RAW_COLUMNS = [
+    "record_key", "source", "department", "source_kind", "file", "row_number", "file_sha256", "load_batch",
+    "record_id", "name", "id_number", "sex", "birth_date", "ethnicity", "phone", "hukou_address", "hukou_region",
+    "residence_address", "residence_region", "household_id", "relation_to_head", "house_id", "employer",
+    "registered_at", "updated_at",
+]
+
+DESIGN_COLUMNS = [
+    "record_key", "source", "department", "source_kind", "record_id", "file", "row_number",
+    "name", "name_raw", "name_script", "surname", "given_name", "name_pinyin", "surname_pinyin",
+    "name_pinyin_sorted", "name_initials", "id_number", "id_number_raw", "id_type", "id_valid", "id_upgraded",
+    "id_birth_date", "id_sex", "id_region", "birth_date", "birth_date_raw", "birth_date_flag",
+    "birth_date_conflicts_id", "sex", "sex_conflicts_id", "ethnicity", "phone", "phone_type", "hukou_address",
+    "residence_address", "hukou_address_raw", "residence_address_raw", "hukou_region", "residence_region",
+    "hukou_township", "residence_township", "household_id", "relation_to_head", "relation_to_head_raw",
+    "house_id", "employer", "registered_at", "updated_at",
+]
+
+
+def raw_frame() -> pl.DataFrame:
+    rows = [
+        # police household register: full address with prefixes and a township code
+        dict(source="police_hukou", department="公安局户政科", source_kind="hukou", record_id="H1", name="張偉",
+             id_number=ZHANG_ID, sex="男", birth_date="1990-01-02", ethnicity="汉", phone="+86 138-1234-5678",
+             hukou_address="浙江省绍兴市越城区城南街道外山村12号", hukou_region="330602003", household_id=" 0001 ",
+             relation_to_head="户主", registered_at="2010/5/1", updated_at="20260101"),
+        # same register, 15-digit id, address without prefix and with Chinese numerals, no region code
+        dict(source="police_hukou", department="公安局户政科", source_kind="hukou", record_id="H2", name="单雄信",
+             id_number="330602900102123", sex="1", birth_date="19900102", ethnicity="01", phone="0575-88001234",
+             hukou_address="越城区城南街道外山村十二号", household_id="0001", relation_to_head="子"),
+        # residence registration: romanized name, passport, Excel serial date, county code only
+        dict(source="residence", department="流动人口服务中心", source_kind="residence", record_id="R1",
+             name="ZHANG WEI", id_number="E12345678", sex="female", birth_date="32875",
+             residence_address="绍兴市越城区城南街道外山村十二号", residence_region="330602", house_id="F-17",
+             employer=" 某某公司 ", registered_at="2020-03-04T00:00:00"),
+        # a roster row full of problems: placeholder name, wrong check character, 2月30日, unusable phone
+        dict(source="civil_roster", department="民政局", source_kind="roster", record_id="C1", name="无",
+             id_number=f"{WRONG_ID[:6]} {WRONG_ID[6:]}", sex="女", birth_date="1990年2月30日", phone="12345",
+             hukou_address="城南街道外山村3号", residence_address="无", relation_to_head="02"),
+        # id says male born 1990-01-02, record says female born 1991-05-06
+        dict(source="civil_roster", department="民政局", source_kind="roster", record_id="C2", name="张玮",
+             id_number=ZHANG_ID, sex="F", birth_date="1991-05-06", relation_to_head="其他"),
+    ]
+    frame = pl.DataFrame(
+        [{c: r.get(c) for c in RAW_COLUMNS if c not in ("record_key", "file", "row_number", "file_sha256", "load_batch")} for r in rows],
+        schema={c: pl.String for c in RAW_COLUMNS if c not in ("record_key", "file", "row_number", "file_sha256", "load_batch")},
+    )
+    return frame.with_columns(
+        pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias("record_key"),
+        pl.lit("extracts/x.csv").alias("file"),
+        pl.int_range(1, frame.height + 1, dtype=pl.Int32).alias("row_number"),
+        pl.lit("ab" * 32).alias("file_sha256"),
+        pl.lit("20261123T020000Z-ab12cd").alias("load_batch"),
+    ).select(RAW_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def std() -> pl.DataFrame:
+    return standardize_records(raw_frame(), as_of=AS_OF)
+
+
+def by_id(std: pl.DataFrame, record_id: str) -> dict:
+    return std.filter(pl.col("record_id") == record_id).row(0, named=True)
+
+
+def test_every_design_column_present_same_order_and_height(std):
+    assert set(DESIGN_COLUMNS) <= set(std.columns)
+    assert std.height == 5
+    assert std.get_column("record_key").to_list() == [1, 2, 3, 4, 5]
+    assert std.schema["id_birth_date"] == pl.Date and std.schema["registered_at"] == pl.Date
+    assert std.schema["id_valid"] == pl.Boolean
+
+
+def test_register_row(std):
+    r = by_id(std, "H1")
+    assert (r["name"], r["name_raw"], r["surname"], r["name_pinyin"]) == ("张伟", "張偉", "张", "zhang wei")
+    assert (r["id_type"], r["id_valid"], r["id_sex"], r["id_region"]) == ("resident_id", True, "M", "330602")
+    assert (r["birth_date"], r["birth_date_conflicts_id"], r["sex"], r["sex_conflicts_id"]) == (date(1990, 1, 2), False, "M", False)
+    assert (r["ethnicity"], r["phone"], r["phone_type"]) == ("汉族", "13812345678", "mobile")
+    assert (r["hukou_address"], r["hukou_region"], r["hukou_township"]) == ("城南街道外山村12号", "330602003", "330602003")
+    assert (r["household_id"], r["relation_to_head"]) == ("0001", "head")
+    assert (r["registered_at"], r["updated_at"]) == (date(2010, 5, 1), date(2026, 1, 1))
+
+
+def test_township_code_learned_from_the_extract_applies_to_an_address_only_row(std):
+    r = by_id(std, "H2")
+    assert r["hukou_address"] == by_id(std, "H1")["hukou_address"]  # with and without prefix: alike
+    assert (r["hukou_region"], r["hukou_township"], r["hukou_region_source"]) == ("330602003", "330602003", "learned_township")
+    # a 6-digit county code plus the township in the address gives the township
+    r = by_id(std, "R1")
+    assert (r["residence_region"], r["residence_township"]) == ("330602003", "330602003")
+    # no county named at all: the township name is known in one county of the batch only
+    assert by_id(std, "C1")["hukou_region"] == "330602003"
+
+
+def test_upgrade_and_cross_source_forms_meet(std):
+    h1, h2, r1 = by_id(std, "H1"), by_id(std, "H2"), by_id(std, "R1")
+    assert h2["id_number"] == ZHANG_ID and h2["id_upgraded"] is True
+    assert r1["name"] == "ZHANG WEI" and r1["name_pinyin_sorted"] == h1["name_pinyin_sorted"]
+    assert (r1["id_type"], r1["id_valid"], r1["birth_date"], r1["sex"]) == ("passport", None, date(1990, 1, 2), "F")
+    assert (r1["house_id"], r1["employer"], r1["registered_at"]) == ("F-17", "某某公司", date(2020, 3, 4))
+    assert h2["name_pinyin"] == "shan xiong xin"
+
+
+def test_problems_are_flagged_not_dropped(std):
+    r = by_id(std, "C1")
+    assert r["name"] is None and r["name_raw"] == "无"
+    assert (r["id_number"], r["id_valid"]) == (WRONG_ID, False)
+    assert (r["birth_date"], r["birth_date_flag"]) == (None, "impossible")
+    assert (r["phone"], r["residence_address"], r["relation_to_head"]) == (None, None, "head")
+    c2 = by_id(std, "C2")
+    assert (c2["birth_date_conflicts_id"], c2["sex_conflicts_id"], c2["relation_to_head"]) == (True, True, "other")
+
+
+def test_metrics_count_filled_standardized_flagged(std):
+    m = standardization_metrics(std)
+    assert m.columns[:5] == ["source", "field", "filled", "standardized", "flagged_invalid"]
+    got = {(r["source"], r["field"]): (r["filled"], r["standardized"], r["flagged_invalid"]) for r in m.iter_rows(named=True)}
+    assert got[("police_hukou", "name")] == (2, 1, 0)  # 張偉 → 张伟
+    assert got[("police_hukou", "id_number")] == (2, 1, 0)  # the 15-digit upgrade
+    assert got[("civil_roster", "name")] == (2, 1, 1)  # 无 → NULL
+    assert got[("civil_roster", "id_number")] == (2, 1, 1)  # space stripped, check character wrong
+    assert got[("civil_roster", "birth_date")] == (2, 1, 2)  # 2月30日 → NULL; 1991-05-06 unchanged but against the id
+    assert got[("civil_roster", "sex")] == (2, 2, 1)  # 女 → F; F against a male id
+    assert got[("civil_roster", "phone")] == (1, 1, 1)
+    assert got[("residence", "residence_region")] == (1, 1, 0)  # 330602 → 330602003
+    derived = m.filter((pl.col("source") == "police_hukou") & (pl.col("field") == "hukou_region"))["derived"].item()
+    assert derived == 1  # H2's region came from its address
+
+
+def test_empty_input():
+    empty = raw_frame().clear()
+    out = standardize_records(empty, as_of=AS_OF)
+    assert out.height == 0 and set(DESIGN_COLUMNS) <= set(out.columns)
+    assert standardization_metrics(out).height == 0
