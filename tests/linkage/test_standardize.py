@@ -135,7 +135,7 @@ def test_metrics_count_filled_standardized_flagged(std):
     assert got[("civil_roster", "name")] == (2, 1, 1)  # 无 → NULL
     assert got[("civil_roster", "id_number")] == (2, 1, 1)  # space stripped, check character wrong
     assert got[("civil_roster", "birth_date")] == (2, 1, 2)  # 2月30日 → NULL; 1991-05-06 unchanged but against the id
-    assert got[("civil_roster", "sex")] == (2, 2, 1)  # 女 → F; F against a male id
+    assert got[("civil_roster", "sex")] == (2, 1, 1)  # 女 → F; F (unchanged) against a male id
     assert got[("civil_roster", "phone")] == (1, 1, 1)
     assert got[("residence", "residence_region")] == (1, 1, 0)  # 330602 → 330602003
     derived = m.filter((pl.col("source") == "police_hukou") & (pl.col("field") == "hukou_region"))["derived"].item()
