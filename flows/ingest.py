@@ -45,7 +45,7 @@ def read_extract(source: Source, file) -> Extract:
 
 
 def _canonical_frame(source: Source, extract: Extract, relative_file: str, order: tuple[int, int]) -> pl.DataFrame:
-    raw = pl.DataFrame({c: pl.Series(c, extract.cells[c], dtype=pl.String) for c in source.mapped_columns})
+    raw = extract.frame
     fields: dict[str, pl.Expr] = {}
     for canonical in RAW_FIELDS:
         parts = source.columns.get(canonical)
@@ -64,7 +64,7 @@ def _canonical_frame(source: Source, extract: Extract, relative_file: str, order
         pl.lit(relative_file).alias("file"),
         pl.lit(order[0], dtype=pl.Int32).alias("source_order"),
         pl.lit(order[1], dtype=pl.Int32).alias("file_order"),
-        pl.Series("row_number", extract.row_numbers, dtype=pl.Int32),
+        pl.col("row_number"),
         pl.lit(extract.sha256).alias("file_sha256"),
         *[expr.alias(name) for name, expr in fields.items()],
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -38,14 +39,13 @@ class Extract:
     sha256: str
     size_bytes: int
     header: list[str]
-    # column name -> cell texts, aligned with row_numbers
-    cells: dict[str, list[str | None]] = field(default_factory=dict)
-    row_numbers: list[int] = field(default_factory=list)
+    # one String column per header column plus `row_number`; cells trimmed, empty -> null
+    frame: pl.DataFrame = field(default_factory=pl.DataFrame)
     rejected: list[RejectedRow] = field(default_factory=list)
 
     @property
     def rows_in(self) -> int:
-        return len(self.row_numbers) + len(self.rejected)
+        return self.frame.height + len(self.rejected)
 
 
 def file_digest(path: Path) -> tuple[str, int]:
@@ -107,93 +107,138 @@ def check_columns(file: Path, header: list[str], required: list[str], source: st
             )
 
 
-def _new_extract(file: Path, header: list[str]) -> Extract:
-    sha256, size = file_digest(file)
-    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, cells={c: [] for c in header})
+def _frame(header: list[str], columns: list[list[str | None]] | list[pl.Series], row_numbers) -> pl.DataFrame:
+    data = {name: pl.Series(name, values, dtype=pl.String) for name, values in zip(header, columns, strict=True)}
+    frame = pl.DataFrame(data) if data else pl.DataFrame()
+    frame = frame.with_columns(
+        [pl.col(c).str.strip_chars().replace("", None) for c in header]
+    )
+    return frame.with_columns(pl.Series("row_number", row_numbers, dtype=pl.Int32))
 
 
-def _append(extract: Extract, row_number: int, values: list[str | None]) -> None:
-    extract.row_numbers.append(row_number)
-    for column, value in zip(extract.header, values, strict=True):
-        extract.cells[column].append(value)
+def _digest_of(file: Path, raw: bytes | None = None) -> tuple[str, int]:
+    if raw is None:
+        return file_digest(file)
+    return hashlib.sha256(raw).hexdigest(), len(raw)
+
+
+def _undecodable(row_number: int, encoding: str) -> RejectedRow:
+    return RejectedRow(
+        row_number,
+        "undecodable_bytes",
+        f"第{row_number}行含有无法按 {encoding} 解码的字节，请检查导出编码 (row {row_number} has bytes that are not valid {encoding})",
+    )
+
+
+def _wrong_width(row_number: int, found: int, width: int, record_id: str | None) -> RejectedRow:
+    return RejectedRow(
+        row_number,
+        "wrong_column_count",
+        f"第{row_number}行有{found}列，表头有{width}列，可能是字段中含逗号或换行 "
+        f"(row {row_number} has {found} fields, the header has {width})",
+        record_id,
+    )
+
+
+def _decode_lines(raw: bytes, codec: str) -> list[str | None]:
+    """Decode line by line so one bad row does not cost the file; None marks a bad line.
+
+    Splitting bytes on LF is safe for UTF-8 and GB18030: neither uses 0x0A inside a
+    multi-byte character.
+    """
+    if raw.startswith(b"\xef\xbb\xbf") and codec == "utf-8-sig":
+        raw = raw[3:]
+    lines: list[str | None] = []
+    for line in raw.split(b"\n"):
+        try:
+            lines.append(line.decode(codec))
+        except UnicodeDecodeError:
+            lines.append(None)
+    return lines
 
 
 def read_csv(file: Path, encoding: str, required: list[str], source: str, record_id_column: str) -> Extract:
     raw = file.read_bytes()
+    sha256, size = _digest_of(file, raw)
     codec = python_encoding(encoding)
     try:
-        text = raw.decode(codec)
-        lines: list[tuple[str | None, bytes]] | None = None
+        text: str | None = raw.decode(codec)
     except UnicodeDecodeError:
-        # Decode line by line so one bad row does not cost the file. Splitting bytes on
-        # LF is safe for UTF-8 and GB18030: neither uses 0x0A inside a multi-byte character.
         text = None
-        lines = []
-        for index, line in enumerate(raw.split(b"\n")):
-            if index == 0 and codec == "utf-8-sig" and line.startswith(b"\xef\xbb\xbf"):
-                line = line[3:]
-            try:
-                lines.append((line.decode(codec), line))
-            except UnicodeDecodeError:
-                lines.append((None, line))
-    if text is not None:
-        records = csv.reader(io.StringIO(text, newline=""))
-        try:
-            header_cells = next(records)
-        except StopIteration:
-            raise ConfigError(f"{file}: the file is empty (no header row)") from None
-        rows = ((row, None) for row in records)
+    if text is not None and '"' not in text:
+        lines: list[str | None] = text.split("\n")
+    elif text is None:
+        lines = _decode_lines(raw, codec)
     else:
-        assert lines is not None
-        while lines and lines[-1][0] == "":
-            lines.pop()
-        if not lines or lines[0][0] is None:
-            raise ConfigError(f"{file}: the header row is not valid {encoding}")
-        header_cells = next(csv.reader([lines[0][0]]))
+        return _read_quoted_csv(file, text, sha256, size, required, source, record_id_column)
+    del raw, text
+    # Without quote characters a physical line is a record and a comma is a separator:
+    # split and count fields for every line at once.
+    header_index = next((i for i, line in enumerate(lines) if line is None or line.strip()), None)
+    if header_index is None:
+        raise ConfigError(f"{file}: the file is empty (no header row)")
+    if lines[header_index] is None:
+        raise ConfigError(f"{file}: the header row is not valid {encoding}")
+    header = [h.strip() for h in lines[header_index].rstrip("\r").split(",")]
+    check_columns(file, header, required, source)
+    width = len(header)
+    record_id_position = header.index(record_id_column)
+    body = pl.DataFrame({"line": pl.Series(lines[header_index + 1 :], dtype=pl.String)})
+    del lines
+    body = (
+        body.with_columns(
+            undecodable=pl.col("line").is_null(),
+            line=pl.col("line").str.strip_suffix("\r"),
+        )
+        .filter(pl.col("undecodable") | (pl.col("line").str.strip_chars() != ""))
+        .with_columns(row_number=pl.int_range(1, pl.len() + 1, dtype=pl.Int32))
+        .with_columns(fields=pl.col("line").str.split(","))
+        .with_columns(width=pl.col("fields").list.len())
+    )
+    rejected: list[RejectedRow] = []
+    for row_number in body.filter(pl.col("undecodable"))["row_number"].to_list():
+        rejected.append(_undecodable(row_number, encoding))
+    ragged = body.filter(~pl.col("undecodable") & (pl.col("width") != width))
+    for row_number, found, fields in ragged.select("row_number", "width", "fields").iter_rows():
+        record_id = fields[record_id_position].strip() or None if record_id_position < found else None
+        rejected.append(_wrong_width(row_number, found, width, record_id))
+    good = body.filter(~pl.col("undecodable") & (pl.col("width") == width))
+    frame = good.select(
+        *[pl.col("fields").list.get(i).str.strip_chars().replace("", None).alias(name) for i, name in enumerate(header)],
+        pl.col("row_number"),
+    )
+    rejected.sort(key=lambda r: r.row_number)
+    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)
 
-        def line_rows():
-            for decoded, original in lines[1:]:
-                if decoded is None:
-                    yield None, original
-                else:
-                    yield next(csv.reader([decoded]), []), None
 
-        rows = line_rows()
+def _read_quoted_csv(
+    file: Path, text: str, sha256: str, size: int, required: list[str], source: str, record_id_column: str
+) -> Extract:
+    records = csv.reader(io.StringIO(text, newline=""))
+    header_cells = next(records, None)
+    if header_cells is None:
+        raise ConfigError(f"{file}: the file is empty (no header row)")
     header = [h.strip() for h in header_cells]
     check_columns(file, header, required, source)
-    extract = _new_extract(file, header)
     width = len(header)
-    record_id_index = header.index(record_id_column) if record_id_column in header else None
-    row_number = 0
-    for row, _original_bytes in rows:
-        if row is None:
-            row_number += 1
-            extract.rejected.append(
-                RejectedRow(
-                    row_number,
-                    "undecodable_bytes",
-                    f"第{row_number}行含有无法按 {encoding} 解码的字节，请检查导出编码 "
-                    f"(row {row_number} has bytes that are not valid {encoding})",
-                )
-            )
-            continue
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue  # a blank line is not a data row
-        row_number += 1
-        if len(row) != width:
-            record_id = row[record_id_index].strip() or None if record_id_index is not None and record_id_index < len(row) else None
-            extract.rejected.append(
-                RejectedRow(
-                    row_number,
-                    "wrong_column_count",
-                    f"第{row_number}行有{len(row)}列，表头有{width}列，可能是字段中含逗号或换行 "
-                    f"(row {row_number} has {len(row)} fields, the header has {width})",
-                    record_id,
-                )
-            )
-            continue
-        _append(extract, row_number, [cell_text(v) for v in row])
-    return extract
+    record_id_position = header.index(record_id_column)
+    # A blank line is not a data row.
+    rows = [row for row in records if row and not (len(row) == 1 and not row[0].strip())]
+    rejected = [
+        _wrong_width(number, len(row), width,
+                     (row[record_id_position].strip() or None) if record_id_position < len(row) else None)
+        for number, row in enumerate(rows, start=1)
+        if len(row) != width
+    ]
+    if rejected:
+        bad = {r.row_number for r in rejected}
+        numbers = [n for n in range(1, len(rows) + 1) if n not in bad]
+        rows = [row for n, row in enumerate(rows, start=1) if n not in bad]
+    else:
+        numbers = list(range(1, len(rows) + 1))
+    columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in header]
+    return Extract(file=file, sha256=sha256, size_bytes=size, header=header,
+                   frame=_frame(header, columns, numbers), rejected=rejected)
 
 
 def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
@@ -213,17 +258,19 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
         while header and header[-1] == "":
             header.pop()
         check_columns(file, header, required, source)
-        extract = _new_extract(file, header)
         width = len(header)
-        row_number = 0
+        columns: list[list[str | None]] = [[] for _ in header]
+        numbers: list[int] = []
         for values in rows:
-            texts = [cell_text(v) for v in values]
+            texts = [cell_text(v) for v in values[:width]]
             if all(t is None for t in texts):
-                continue
-            row_number += 1
-            texts = (texts + [None] * width)[:width] if len(texts) != width else texts
-            _append(extract, row_number, texts)
-        return extract
+                continue  # an empty row is not a data row
+            numbers.append(len(numbers) + 1)
+            texts.extend([None] * (width - len(texts)))
+            for column, text in zip(columns, texts, strict=True):
+                column.append(text)
+        sha256, size = file_digest(file)
+        return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=_frame(header, columns, numbers))
     finally:
         workbook.close()
 
@@ -235,15 +282,17 @@ def read_parquet(file: Path, required: list[str], source: str) -> Extract:
         raise ConfigError(f"{file}: not a readable Parquet file ({error})") from None
     header = table.column_names
     check_columns(file, header, required, source)
-    extract = _new_extract(file, header)
-    extract.row_numbers = list(range(1, table.num_rows + 1))
+    columns: list[pl.Series | list[str | None]] = []
     for column in header:
         values = table.column(column)
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            extract.cells[column] = [cell_text(v) for v in values.to_pylist()]
+            columns.append(pl.Series(column, values, dtype=pl.String))
         else:
-            extract.cells[column] = [cell_text(v) for v in values.to_pylist()]
-    return extract
+            # Dates, numbers and the like: one cell at a time, as the other formats do.
+            columns.append([cell_text(v) for v in values.to_pylist()])
+    sha256, size = file_digest(file)
+    frame = _frame(header, columns, range(1, table.num_rows + 1))
+    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame)
 
 
 def read_jsonl(file: Path, encoding: str, required: list[str], source: str, record_id_key: str) -> Extract:
@@ -260,13 +309,7 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str, reco
             try:
                 value = json.loads(line.decode(codec))
             except UnicodeDecodeError:
-                rejected.append(
-                    RejectedRow(
-                        row_number,
-                        "undecodable_bytes",
-                        f"第{row_number}行含有无法按 {encoding} 解码的字节 (line {row_number} is not valid {encoding})",
-                    )
-                )
+                rejected.append(_undecodable(row_number, encoding))
                 continue
             except json.JSONDecodeError as error:
                 rejected.append(
@@ -291,8 +334,7 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str, reco
             objects.append((row_number, value))
     header = list(keys)
     check_columns(file, header, required, source)
-    extract = _new_extract(file, header)
-    extract.rejected = rejected
-    for number, value in objects:
-        _append(extract, number, [cell_text(value.get(column)) for column in header])
-    return extract
+    columns = [[cell_text(value.get(column)) for _, value in objects] for column in header]
+    sha256, size = file_digest(file)
+    frame = _frame(header, columns, [number for number, _ in objects])
+    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)

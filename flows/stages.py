@@ -79,6 +79,7 @@ def connect(db_path: Path, settings: Settings) -> duckdb.DuckDBPyConnection:
     if settings.duckdb_temp_dir:
         con.execute("set temp_directory = $dir", {"dir": str(settings.duckdb_temp_dir)})
     con.execute("set preserve_insertion_order = false")
+    con.execute("set enable_progress_bar = false")
     return con
 
 
@@ -208,9 +209,8 @@ def link(ctx: RunContext) -> StageResult:
 
 
 def households(ctx: RunContext) -> StageResult:
-    from linkage.rates import compute_rates
-
     from linkage.households import find_household_findings
+    from linkage.rates import compute_rates
 
     def body():
         standardized = load_standardized(ctx.con)

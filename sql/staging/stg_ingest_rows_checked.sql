@@ -14,11 +14,6 @@ with readable as (
 flagged as (
     select
         *,
-        coalesce(
-            try_strptime(updated_at, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d', '%Y/%m/%d %H:%M:%S',
-                                      '%Y/%m/%d', '%Y%m%d', '%Y.%m.%d', '%Y年%m月%d日']),
-            null
-        ) as updated_at_parsed,
         case
             when record_id is null then 'missing_record_id'
             when (name is null or regexp_full_match(name, '(?i)(无|不详|未知|测试|某某|暂无|空|null|none|n/?a|[\p{P}\p{S}\s]+)'))
@@ -28,15 +23,33 @@ flagged as (
     from readable
 ),
 
+usable as (
+    select * exclude (rule_problem) from flagged where rule_problem is null
+),
+
+-- Only record ids seen more than once need ranking; most are unique, so the window
+-- runs over a small share of the rows.
+repeated_ids as (
+    select source, record_id from usable group by source, record_id having count(*) > 1
+),
+
+repeated_rows as (
+    select
+        u.*,
+        try_strptime(u.updated_at, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d', '%Y/%m/%d %H:%M:%S',
+                                    '%Y/%m/%d', '%Y%m%d', '%Y.%m.%d', '%Y年%m月%d日']) as updated_at_parsed
+    from usable u
+    semi join repeated_ids r on u.source = r.source and u.record_id = r.record_id
+),
+
 ranked as (
     select
-        *,
+        * exclude (updated_at_parsed),
         row_number() over freshness as freshness_rank,
         first_value(file) over freshness as kept_file,
         first_value(row_number) over freshness as kept_row_number,
         first_value(updated_at) over freshness as kept_updated_at
-    from flagged
-    where rule_problem is null
+    from repeated_rows
     window freshness as (
         partition by source, record_id
         order by updated_at_parsed desc nulls last, file_order desc, row_number desc
@@ -45,7 +58,7 @@ ranked as (
 
 checked as (
     select
-        * exclude (rule_problem, updated_at_parsed),
+        * exclude (rule_problem),
         rule_problem as reason_code,
         case rule_problem
             when 'missing_record_id' then '缺少记录编号，无法追溯到原始记录 (the record id is empty)'
@@ -56,8 +69,14 @@ checked as (
 
     union all by name
 
+    select u.*, null as reason_code, null as reason
+    from usable u
+    anti join repeated_ids r on u.source = r.source and u.record_id = r.record_id
+
+    union all by name
+
     select
-        * exclude (rule_problem, updated_at_parsed, freshness_rank, kept_file, kept_row_number, kept_updated_at),
+        * exclude (freshness_rank, kept_file, kept_row_number, kept_updated_at),
         case when freshness_rank > 1 then 'superseded_duplicate_record_id' end as reason_code,
         case when freshness_rank > 1 then
             '记录编号 ' || record_id || ' 在本来源中重复，已被 ' || kept_file || ' 第' || kept_row_number || '行'
