@@ -232,6 +232,7 @@ def term_frequency_adjustment(
     gammas: np.ndarray,
     comparisons: list[Comparison],
     tf_tables: dict[str, pl.DataFrame],
+    expected_tf: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Bits added to each pair's weight for how common the agreed value is.
 
@@ -245,7 +246,11 @@ def term_frequency_adjustment(
         if not c.tf_levels or c.tf_column is None or c.tf_column not in tf_tables:
             continue
         table = tf_tables[c.tf_column]  # value, tf
-        expected = float((table["tf"] ** 2).sum())
+        # explain passes only the two records' values, with the run's sum(f^2) from the model.
+        if expected_tf is not None and c.tf_column in expected_tf:
+            expected = float(expected_tf[c.tf_column])
+        else:
+            expected = float((table["tf"] ** 2).sum())
         if expected <= 0:
             continue
         in_levels = np.isin(gammas[:, k], list(c.tf_levels))

@@ -1,0 +1,78 @@
+"""`renhu explain`: why two records are (or are not) one person, or why a record joined its person.
+
+    renhu explain --run OUT/runs/<run_id> SOURCE:RECORD [SOURCE:RECORD] [--db FILE]
+
+Reads the run's ``linkage_model.json`` and the DuckDB file (default RUNDIR/../../renhu.duckdb),
+read-only. Output masks identity numbers and names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+
+from linkage.explain import RecordNotFound, explain_pair, explain_record, format_pair, format_record
+
+
+def _record(text: str) -> tuple[str, str]:
+    source, sep, record_id = text.partition(":")
+    if not sep or not source or not record_id:
+        raise argparse.ArgumentTypeError(f"expected SOURCE:RECORD, got {text!r}")
+    return source, record_id
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="renhu explain",
+        description="Explain a linkage decision: with two records, each comparison, its weight, the total and "
+        "the decision; with one record, the matched pairs that joined it to its person.",
+    )
+    p.add_argument("--run", required=True, type=Path, metavar="RUNDIR", help="the run folder, OUT/runs/<run_id>")
+    p.add_argument("--db", type=Path, metavar="FILE", help="DuckDB file (default RUNDIR/../../renhu.duckdb)")
+    p.add_argument("records", nargs="+", type=_record, metavar="SOURCE:RECORD", help="one or two records")
+    return p
+
+
+def explain_command(argv: list[str]) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2): argparse already printed
+        return int(exc.code or 0)
+    if len(args.records) > 2:
+        print("renhu explain: give one or two SOURCE:RECORD", file=sys.stderr)
+        return 2
+    model_path = args.run / "linkage_model.json"
+    db = args.db or args.run.parent.parent / "renhu.duckdb"
+    if not model_path.is_file():
+        print(f"renhu explain: no linkage model at {model_path}", file=sys.stderr)
+        return 1
+    if not db.is_file():
+        print(f"renhu explain: no DuckDB file at {db}", file=sys.stderr)
+        return 1
+    try:
+        model = json.loads(model_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"renhu explain: cannot read {model_path}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+    except duckdb.Error as exc:
+        print(f"renhu explain: cannot open {db}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if len(args.records) == 2:
+            text = format_pair(explain_pair(con, model, args.records[0], args.records[1]))
+        else:
+            text = format_record(explain_record(con, model, args.records[0]))
+    except (RecordNotFound, ValueError, duckdb.Error) as exc:
+        print(f"renhu explain: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        con.close()
+    print(text)
+    return 0
