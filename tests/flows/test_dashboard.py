@@ -479,6 +479,7 @@ def test_run_dashboard_draws_in_headless_chromium(chromium: str, sample_run: Pat
     # one bar per source in the share chart
     assert len(re.findall(r'<g class="point">', charts["chart-share-rate"])) == len(SOURCES)
     assert "人户一致率" in dom
+    assert 'id="history-link" href="../../index.html"' in dom
     assert _is_png(shot)
 
 
@@ -488,8 +489,7 @@ def test_history_page_draws_two_points_in_headless_chromium(chromium: str, tmp_p
     for run_id, started in (("20261121T180000Z-aaaaaa", "2026-11-21T18:00:00+00:00"),
                             ("20261122T180000Z-bbbbbb", "2026-11-22T18:00:00+00:00")):
         write_run_dashboard(make_run(out, run_id, started))
-    shot = tmp_path / "history.png"
-    dom, console = render(chromium, write_history(out), shot)
+    dom, console = render(chromium, write_history(out))
     assert console == []
     charts = _chart_slices(dom)
     assert set(charts) == {"chart-share-history", "chart-records-history",
@@ -501,11 +501,17 @@ def test_history_page_draws_two_points_in_headless_chromium(chromium: str, tmp_p
         assert len(re.findall(r'<path class="point[ "]', charts[name])) == 2
     # the nights' runs are linked from the table under the charts
     assert 'href="runs/20261121T180000Z-aaaaaa/index.html"' in dom
-    assert _is_png(shot)
+    # a click on a night's point opens that night's run: emit the click plotly would, on a copy of the page
+    clicked = out / "index_click.html"
+    clicked.write_text((out / "index.html").read_text(encoding="utf-8").replace("</body>", (
+        "<script>setTimeout(function () { var gd = document.getElementById('chart-duplicate-history');"
+        " gd.emit('plotly_click', {points: [{customdata: gd.data[0].customdata[0]}]}); }, 200);</script></body>")),
+        encoding="utf-8")
+    dom, console = render(chromium, clicked)
+    assert console == []
+    assert "<title>人户 运行 20261121T180000Z-aaaaaa</title>" in dom
     # OUT/latest/index.html is one level higher than runs/<run_id>/index.html: its history link follows
     (out / "latest").symlink_to(Path("runs") / "20261122T180000Z-bbbbbb", target_is_directory=True)
     dom, console = render(chromium, out / "latest" / "index.html")
     assert console == []
     assert 'id="history-link" href="../index.html"' in dom
-    dom, _ = render(chromium, out / "runs" / "20261122T180000Z-bbbbbb" / "index.html")
-    assert 'id="history-link" href="../../index.html"' in dom
