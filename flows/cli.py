@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -163,22 +164,18 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG
-    from flows.nightly import nightly
+    from prefect import serve as prefect_serve
 
-    nightly.serve(
-        name=args.name,
-        cron=args.cron,
-        parameters={
-            "sources_file": str(args.sources.resolve()),
-            "out_dir": str(args.out.resolve()),
-            "db_path": str(args.db.resolve()) if args.db else None,
-        },
-    )
+    from flows.nightly import nightly_deployment
+
+    prefect_serve(nightly_deployment(args.sources, args.out, args.db, cron=args.cron, name=args.name))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The machines renhu runs on have no way out; Prefect's telemetry would only log DNS errors.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     parser = _build_parser()
     if argv and argv[0] == "explain":
         from flows.explain import explain_command

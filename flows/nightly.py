@@ -153,6 +153,22 @@ def nightly(sources_file: str, out_dir: str, db_path: str | None = None) -> str:
         ctx.con.close()
 
 
+def nightly_deployment(sources: Path, out: Path, db: Path | None, cron: str = "0 2 * * *",
+                       name: str = "renhu-nightly"):
+    """The nightly flow as a Prefect deployment: every night on `cron`, retried once on failure."""
+    return nightly.with_options(retries=1, retry_delay_seconds=600).to_deployment(
+        name=name,
+        cron=cron,
+        parameters={
+            "sources_file": str(Path(sources).resolve()),
+            "out_dir": str(Path(out).resolve()),
+            "db_path": str(Path(db).resolve()) if db else None,
+        },
+        description="renhu nightly: ingest, standardize, link, households, validate, publish",
+        tags=["renhu"],
+    )
+
+
 def _publish_artifacts(ctx: RunContext, run_dir: Path) -> None:
     import json
 

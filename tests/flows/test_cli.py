@@ -64,3 +64,14 @@ def test_fatal_errors_exit_non_zero_with_one_line_and_write_nothing(
     assert len(lines) == 1, completed.stderr
     assert expected in lines[0]
     assert not out.exists()
+
+
+def test_serve_builds_a_scheduled_deployment_of_the_nightly_flow(tmp_path: Path) -> None:
+    from flows.nightly import nightly_deployment
+
+    deployment = nightly_deployment(tmp_path / "sources.yaml", tmp_path / "out", None, cron="30 1 * * *")
+    assert deployment.flow_name == "nightly"
+    assert deployment.parameters["sources_file"] == str((tmp_path / "sources.yaml").resolve())
+    assert deployment.parameters["db_path"] is None
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "30 1 * * *"
