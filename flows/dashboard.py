@@ -525,7 +525,8 @@ def write_run_dashboard(run_dir: Path) -> Path:
     findings_table = [
         {"kind": kind, "label": FINDING_KIND_LABELS.get(kind, ""),
          "records": _fmt_int(n), "persons": _fmt_int(findings.persons_by_kind.get(kind))}
-        for kind, n in sorted(findings.records_by_kind.items(), key=lambda kv: -kv[1])
+        for kind, n in sorted(findings.records_by_kind.items(),
+                              key=lambda kv: (-kv[1], kv[0] not in FINDING_KIND_LABELS, kv[0]))
     ]
     validation = metrics.get("validation") or {}
     html = _environment().get_template("run.html.j2").render(
