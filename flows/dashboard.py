@@ -239,9 +239,11 @@ def _finding_counts(run_dir: Path, metrics: dict[str, Any]) -> FindingCounts:
         for kind, n in (kinds or {}).items():
             if n:
                 result.by_department_kind[(dept, kind)] = int(n)
+    persons = findings.get("persons_by_kind") or {}
     for kind, n in (findings.get("by_kind") or {}).items():
-        result.records_by_kind[kind] = int(n)
-        result.persons_by_kind[kind] = None
+        if n:
+            result.records_by_kind[kind] = int(n)
+            result.persons_by_kind[kind] = persons.get(kind)
     return result
 
 
@@ -483,6 +485,22 @@ def _stages(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "total": f"{total:,.2f}"}
 
 
+def _linkage_figures(metrics: dict[str, Any]) -> list[dict[str, str]]:
+    """The linkage stage's scalar figures (pairs scored, matched, …) as label/value rows."""
+    rows = []
+    for key, value in (metrics.get("linkage") or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            continue
+        if isinstance(value, int):
+            shown = _fmt_int(value)
+        elif isinstance(value, float):
+            shown = f"{value:,.4g}"
+        else:
+            shown = value
+        rows.append({"key": key, "value": shown})
+    return rows
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -541,6 +559,7 @@ def write_run_dashboard(run_dir: Path) -> Path:
         findings_origin=findings.origin,
         completeness=_completeness(metrics),
         stages=_stages(metrics),
+        linkage=_linkage_figures(metrics),
         reports=_report_links(run_dir),
         validation=validation,
         has_validation_site=(run_dir / "validation" / "index.html").is_file(),

@@ -134,6 +134,8 @@ def make_run(out_dir: Path, run_id: str, started_at: str, *, scale: float = 1.0,
             {"stage": "validate", "seconds": 7.5, "rows_in": accepted, "rows_out": accepted},
             {"stage": "publish", "seconds": 1.8, "rows_in": accepted, "rows_out": accepted},
         ],
+        "linkage": {"pairs_scored": 48213, "pairs_matched": 3895, "em_iterations": 7,
+                    "blocking": [{"pass": "id_number", "pairs": 4100}]},
         "validation": {"success": True, "evaluated": 48, "failed": 1, "critical_failed": 0},
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -243,6 +245,8 @@ def test_run_dashboard_links_department_reports_and_data_docs(sample_run: Path) 
     assert "公安局户政科" in html
     # stage timings, total 41.9 s
     assert "21.40" in html and "41.90" in html
+    # the linkage stage's scalar figures; nested ones (blocking per pass) stay in metrics.json
+    assert "pairs_scored" in html and "48,213" in html and "<code>blocking</code>" not in html
 
 
 def test_run_dashboard_holds_no_identity_number_or_name(sample_run: Path) -> None:
