@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cache
 
 import polars as pl
 
-from linkage.regions import region_index, township_name
+from linkage.regions import TOWNSHIP_PATTERN, region_index
 
 _HAN_NUMERAL = "零〇一二两三四五六七八九十百千"
 _DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
@@ -24,6 +25,7 @@ _NUMBERED = re.compile(f"(第?)([{_HAN_NUMERAL}]+)(号楼|号|单元|幢|栋|楼
 _DROP = re.compile(r"[\s,，。.、;；:：'\"“”‘’()（）\[\]【】<>《》\u200b\u200c\u200d\u2060\ufeff]")
 
 
+@cache
 def han_number(text: str) -> int | None:
     """十二 → 12, 三〇一 → 301, 一百零五 → 105, 两千 → 2000; None if not a number."""
     if not text or any(c not in _DIGIT and c not in _UNIT for c in text):
@@ -71,14 +73,14 @@ def normalize_address_texts(raw: pl.Series) -> pl.Series:
     road (长乐路123弄) while 巷 names an alley (青石巷), so treating them alike would merge
     different places.
     """
-    frame = raw.rename("_a").to_frame().with_columns(_normalize_expr(pl.col("_a")))
+    frame = raw.rename("_a").to_frame().with_columns(_normalize_expr(pl.col("_a"))).with_row_index("_i")
     # Python only for the values that hold a Chinese numeral before a counting word.
-    has_numeral = frame.get_column("_a").str.contains(_NUMBERED.pattern).fill_null(False)
-    if has_numeral.any():
-        texts = frame.get_column("_a").to_list()
-        for i in has_numeral.arg_true().to_list():
-            texts[i] = _NUMBERED.sub(_numbers_to_digits, texts[i])
-        frame = pl.DataFrame({"_a": texts}, schema={"_a": pl.String})
+    numbered = frame.filter(pl.col("_a").str.contains(_NUMBERED.pattern))
+    if numbered.height:
+        fixed = [_NUMBERED.sub(_numbers_to_digits, t) for t in numbered.get_column("_a").to_list()]
+        frame = frame.join(
+            numbered.select("_i", pl.Series("_fixed", fixed, dtype=pl.String)), on="_i", how="left", maintain_order="left"
+        ).with_columns(pl.coalesce("_fixed", "_a").alias("_a"))
     return frame.select(_synonyms_expr(pl.col("_a"))).get_column("_a")
 
 
@@ -95,31 +97,46 @@ _MEANINGFUL = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]")
 _PLACEHOLDERS = frozenset({"无", "不详", "未知", "暂无", "空", "NULL", "NONE", "N/A", "NA"})
 
 
+# The province/city/county prefix never holds a digit and is at most 25 characters long
+# (新疆维吾尔自治区伊犁哈萨克自治州察布查尔锡伯自治县); it is read once per distinct head.
+_HEAD = r"^([^0-9]{0,28})"
+
+
 def standardize_addresses(raw: pl.Series, preferred_cities: Sequence[str] = ()) -> pl.DataFrame:
     """Standardize the DISTINCT values of `raw`: columns `address_raw`, `address` (without
     its province/city/county prefix), `address_region` (code of the finest level the prefix
     names), `township_name` (the 街道/镇/乡 the rest starts with)."""
     distinct = raw.drop_nulls().unique()
-    normalized = normalize_address_texts(distinct).to_list()
+    frame = pl.DataFrame({"address_raw": distinct, "_a": normalize_address_texts(distinct)})
+    empty = (
+        pl.col("_a").is_null()
+        | ~pl.col("_a").str.contains(_MEANINGFUL.pattern)
+        | pl.col("_a").str.to_uppercase().is_in(sorted(_PLACEHOLDERS))
+    )
+    frame = frame.with_columns(pl.when(empty).then(None).otherwise(pl.col("_a")).alias("_a"))
+    frame = frame.with_columns(pl.col("_a").str.extract(_HEAD, 1).alias("_head"))
+    heads = frame.get_column("_head").drop_nulls().unique().to_list()
     index = region_index()
-    addresses: list[str | None] = []
-    regions: list[str | None] = []
-    for text in normalized:
-        if _is_empty_address(text):
-            addresses.append(None)
-            regions.append(None)
-            continue
-        code, rest = index.read_prefix(text, preferred_cities)
-        addresses.append(rest or None)
-        regions.append(code)
-    return pl.DataFrame(
-        {
-            "address_raw": distinct,
-            "address": addresses,
-            "address_region": regions,
-            "township_name": [township_name(a) for a in addresses],
-        },
-        schema={"address_raw": pl.String, "address": pl.String, "address_region": pl.String, "township_name": pl.String},
+    codes: list[str | None] = []
+    consumed: list[int] = []
+    for head in heads:
+        code, rest = index.read_prefix(head, preferred_cities)
+        codes.append(code)
+        consumed.append(len(head) - len(rest) if code else 0)
+    prefixes = pl.DataFrame(
+        {"_head": heads, "address_region": codes, "_n": consumed},
+        schema={"_head": pl.String, "address_region": pl.String, "_n": pl.Int64},
+    )
+    address = pl.col("_a").str.slice(pl.col("_n").fill_null(0))
+    return (
+        frame.join(prefixes, on="_head", how="left")
+        .with_columns(pl.when(address == "").then(None).otherwise(address).alias("address"))
+        .select(
+            "address_raw",
+            "address",
+            "address_region",
+            pl.col("address").str.extract(TOWNSHIP_PATTERN, 1).alias("township_name"),
+        )
     )
 
 

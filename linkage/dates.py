@@ -80,18 +80,71 @@ def _check_range(value: date, as_of: date) -> tuple[date | None, str | None]:
 
 
 def parse_date_column(values: pl.Series, as_of: date) -> pl.DataFrame:
-    """Parse a column of raw date strings; same height and order, columns `date`, `flag`."""
-    frame = values.rename("_raw").to_frame()
-    distinct = frame.get_column("_raw").drop_nulls().unique()
-    parsed = [parse_date(v, as_of) for v in distinct.to_list()]
-    lookup = pl.DataFrame(
-        {
-            "_raw": distinct,
-            "date": [p[0] for p in parsed],
-            "flag": [p[1] for p in parsed],
-        },
-        schema={"_raw": pl.String, "date": pl.Date, "flag": pl.String},
+    """Parse a column of raw date strings; same height and order, columns `date`, `flag`.
+
+    Polars expressions over the DISTINCT raw strings (same rules as `parse_date`); only
+    dates written in Chinese numerals (一九九〇年一月二日) go through Python.
+    """
+    frame = values.rename("_raw").cast(pl.String).to_frame()
+    distinct = frame.select(pl.col("_raw").drop_nulls().unique())
+    text = pl.col("_raw").str.normalize("NFKC").str.strip_chars()
+    distinct = distinct.with_columns(text.alias("_t"))
+    ymd = pl.col("_t").str.extract_groups(_YMD.pattern.replace("?P<", "?<"))
+    compact = pl.col("_t").str.extract_groups(_COMPACT.pattern.replace("?P<", "?<"))
+    serial = pl.col("_t").str.extract(_SERIAL.pattern.replace("?P<", "?<"), 1).cast(pl.Int64, strict=False)
+    distinct = distinct.with_columns(
+        pl.coalesce(ymd.struct.field("y"), compact.struct.field("y")).alias("_y"),
+        pl.coalesce(ymd.struct.field("m"), compact.struct.field("m")).alias("_m"),
+        pl.coalesce(ymd.struct.field("d"), compact.struct.field("d")).alias("_d"),
+        serial.alias("_n"),
     )
+    calendar = pl.concat_str(
+        [pl.col("_y"), pl.col("_m").str.zfill(2), pl.col("_d").str.zfill(2)]
+    ).str.to_date("%Y%m%d", strict=False)
+    from_serial = pl.lit(_EXCEL_EPOCH) + pl.duration(days=pl.col("_n"))
+    value = (
+        pl.when(pl.col("_y").is_not_null())
+        .then(calendar)
+        .when(pl.col("_n").is_between(_EXCEL_MIN, _EXCEL_MAX))
+        .then(from_serial)
+        .otherwise(None)
+    )
+    distinct = distinct.with_columns(value.alias("_v"))
+    in_range = pl.col("_v").is_between(pl.lit(EARLIEST), pl.lit(as_of))
+    placeholder = (pl.col("_t") == "") | pl.col("_t").str.to_uppercase().is_in(sorted(PLACEHOLDERS))
+    flag = (
+        pl.when(placeholder)
+        .then(None)
+        .when(pl.col("_y").is_not_null() & pl.col("_v").is_null())
+        .then(pl.lit("impossible"))  # 2月30日, month 13
+        .when(pl.col("_v").is_not_null() & ~in_range)
+        .then(pl.lit("impossible"))  # before 1900, in the future
+        .when(pl.col("_v").is_null())
+        .then(pl.lit("unparseable"))
+        .otherwise(None)
+    )
+    lookup = distinct.select(
+        "_raw",
+        pl.when(in_range).then(pl.col("_v")).otherwise(None).alias("date"),
+        flag.alias("flag"),
+    )
+    han = lookup.filter(pl.col("flag") == "unparseable").filter(
+        pl.col("_raw").str.contains(_HAN_DATE.pattern.replace("?P<", "?<").lstrip("^").rstrip("$"))
+    )
+    if han.height:
+        parsed = [parse_date(v, as_of) for v in han.get_column("_raw").to_list()]
+        fixed = pl.DataFrame(
+            {"_raw": han.get_column("_raw"), "_date": [p[0] for p in parsed], "_flag": [p[1] for p in parsed]},
+            schema={"_raw": pl.String, "_date": pl.Date, "_flag": pl.String},
+        )
+        lookup = lookup.join(fixed, on="_raw", how="left").select(
+            "_raw",
+            pl.when(pl.col("_flag").is_not_null() | pl.col("_date").is_not_null())
+            .then(pl.col("_date"))
+            .otherwise(pl.col("date"))
+            .alias("date"),
+            pl.when(pl.col("_raw").is_in(han.get_column("_raw").implode())).then(pl.col("_flag")).otherwise(pl.col("flag")).alias("flag"),
+        )
     return frame.join(lookup, on="_raw", how="left", maintain_order="left").select("date", "flag")
 
 

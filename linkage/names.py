@@ -253,24 +253,116 @@ def standardize_names(raw_names: pl.Series) -> pl.DataFrame:
     """Standardize the DISTINCT values of `raw_names`.
 
     Returns one row per distinct non-null raw name: `name_raw` and the columns of
-    NAME_COLUMNS; join it back on `name_raw`.
+    NAME_COLUMNS; join it back on `name_raw`. Han names go through polars expressions
+    (pinyin looked up per distinct character and joined); only romanized names, a small
+    share, are split into syllables in Python. Gives the same result as `standardize_name`.
     """
-    distinct = raw_names.drop_nulls().unique().to_list()
-    cleaned = [clean_name_text(v) for v in distinct]
+    compound, single = _surname_table()
+    frame = pl.DataFrame({"name_raw": raw_names.drop_nulls().unique()}, schema={"name_raw": pl.String})
+    text = (
+        pl.col("name_raw").str.normalize("NFKC").str.replace_all(f"[{_ZERO_WIDTH}]", "").str.strip_chars()
+    )
+    frame = frame.with_columns(text.alias("_t")).with_columns(
+        pl.col("_t").str.contains(f"[{_HAN}]").alias("_han")
+    )
+    han = frame.filter(pl.col("_han")).with_columns(
+        pl.col("_t")
+        .str.replace_all(r"\s+", "")
+        .str.replace_all(f"[{re.escape(_DOT_LIKE)}]+", MIDDLE_DOT)
+        .str.strip_chars(MIDDLE_DOT)
+    )
+    latin = frame.filter(~pl.col("_han")).with_columns(pl.col("_t").str.replace_all(r"\s+", " "))
     # One OpenCC call over every Han name at once: its per-call overhead dominates for short strings.
-    han_index = [i for i, v in enumerate(cleaned) if _HAN_RE.search(v)]
-    if han_index:
-        converted = _opencc().convert("\n".join(cleaned[i] for i in han_index)).split("\n")
-        if len(converted) != len(han_index):  # a name held a line break OpenCC split on; fall back per name
-            converted = [_opencc().convert(cleaned[i]) for i in han_index]
-        for i, text in zip(han_index, converted, strict=True):
-            cleaned[i] = text
-        chars: set[str] = set()
-        for i in han_index:
-            chars.update(cleaned[i])
-        _pinyin_of_chars(chars)
-    parts = [_from_simplified(text) for text in cleaned]
-    columns: dict[str, list[str | None]] = {"name_raw": distinct}
-    for column in NAME_COLUMNS:
-        columns[column] = [getattr(p, column) for p in parts]
-    return pl.DataFrame(columns, schema={c: pl.String for c in columns})
+    texts = han.get_column("_t").to_list()
+    converted = _opencc().convert("\n".join(texts)).split("\n") if texts else []
+    if len(converted) != len(texts):  # cannot happen after whitespace removal; kept as a guard
+        converted = [_opencc().convert(t) for t in texts]
+    han = han.with_columns(
+        pl.Series("_t", converted, dtype=pl.String)
+        # Stray Latin letters or digits inside a Han name are typing noise, not part of the name.
+        .str.replace_all(f"[^{_HAN}{MIDDLE_DOT}]", "")
+        .str.strip_chars(MIDDLE_DOT)
+    )
+    placeholder = (
+        pl.col("_t").str.to_uppercase().is_in(sorted(PLACEHOLDERS))
+        | pl.col("_t").str.contains("|".join(_PLACEHOLDER_PARTS))
+        | ~pl.col("_t").str.contains(f"[{_HAN}A-Za-z]")
+    )
+    han_rows = han.filter(~placeholder)
+    out = [_han_names(han_rows, compound, single)]
+    latin_rows = latin.filter(~placeholder)
+    if latin_rows.height:
+        parts = [_latin_name(t) for t in latin_rows.get_column("_t").to_list()]
+        out.append(
+            pl.DataFrame(
+                {"name_raw": latin_rows.get_column("name_raw"), **{c: [getattr(p, c) for p in parts] for c in NAME_COLUMNS}},
+                schema={"name_raw": pl.String, **{c: pl.String for c in NAME_COLUMNS}},
+            )
+        )
+    missing = pl.concat([han.filter(placeholder), latin.filter(placeholder)]).select("name_raw")
+    out.append(missing.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in NAME_COLUMNS))
+    return pl.concat([o.select("name_raw", *NAME_COLUMNS) for o in out])
+
+
+def _han_names(han: pl.DataFrame, compound: dict[str, str], single: dict[str, str]) -> pl.DataFrame:
+    chars = han.select(pl.col("_t").str.split("").explode().unique()).to_series().to_list()
+    _pinyin_of_chars(set(chars))
+    char_table = pl.DataFrame(
+        {"_c": list(_char_pinyin), "_p": list(_char_pinyin.values())}, schema={"_c": pl.String, "_p": pl.String}
+    )
+    dotted = pl.col("_t").str.contains(MIDDLE_DOT, literal=True)
+    first2 = pl.col("_t").str.slice(0, 2)
+    surname = (
+        pl.when(dotted)
+        .then(None)
+        # A compound surname needs at least one given-name character after it: 司马 alone is 司 + 马.
+        .when((pl.col("_t").str.len_chars() >= 3) & first2.is_in(list(compound)))
+        .then(first2)
+        .otherwise(pl.col("_t").str.slice(0, 1))
+    )
+    han = han.with_row_index("_i").with_columns(surname.alias("surname"))
+    han = han.with_columns(
+        pl.when(dotted)
+        .then(pl.col("_t").str.replace_all(MIDDLE_DOT, "", literal=True))
+        .otherwise(pl.col("_t").str.slice(pl.col("surname").str.len_chars()))
+        .alias("_body"),
+        pl.when(dotted)
+        .then(None)
+        .otherwise(pl.col("_t").str.slice(pl.col("surname").str.len_chars()))
+        .alias("given_name"),
+    ).with_columns(pl.when(pl.col("given_name") == "").then(None).otherwise(pl.col("given_name")).alias("given_name"))
+    body_syllables = (
+        han.select("_i", pl.col("_body").str.split("").alias("_c"))
+        .explode("_c")
+        .with_columns(pl.int_range(pl.len()).over("_i").alias("_k"))
+        .join(char_table, on="_c", how="inner")
+        .filter(pl.col("_p") != "")
+        .sort(["_i", "_k"])
+        .group_by("_i", maintain_order=True)
+        .agg(pl.col("_p").str.join(" ").alias("_given_py"))
+    )
+    surname_readings = {**single, **compound}
+    han = (
+        han.join(body_syllables, on="_i", how="left")
+        .join(char_table.rename({"_c": "surname", "_p": "_surname_char_py"}), on="surname", how="left")
+        .with_columns(
+            pl.col("surname")
+            .replace_strict(list(surname_readings), list(surname_readings.values()), default=pl.col("_surname_char_py"))
+            .alias("_surname_py")
+        )
+        .with_columns(pl.when(pl.col("_surname_py") == "").then(None).otherwise(pl.col("_surname_py")).alias("_surname_py"))
+    )
+    pinyin = pl.concat_str([pl.col("_surname_py"), pl.col("_given_py")], separator=" ", ignore_nulls=True)
+    han = han.with_columns(pl.when(pinyin == "").then(None).otherwise(pinyin).alias("name_pinyin"))
+    syllables = pl.col("name_pinyin").str.split(" ")
+    return han.sort("_i").select(
+        "name_raw",
+        pl.col("_t").alias("name"),
+        pl.lit("han").alias("name_script"),
+        "surname",
+        "given_name",
+        "name_pinyin",
+        pl.col("_surname_py").str.replace_all(" ", "", literal=True).alias("surname_pinyin"),
+        syllables.list.sort().list.join(" ").alias("name_pinyin_sorted"),
+        syllables.list.eval(pl.element().str.slice(0, 1)).list.join("").alias("name_initials"),
+    )

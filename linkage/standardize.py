@@ -299,18 +299,26 @@ def standardization_metrics(std: pl.DataFrame) -> pl.DataFrame:
     that is no code). derived: not given, but standardization supplied it (a region read
     from the address).
     """
-    frames = []
-    for field, (raw_column, standard, flagged) in _metric_specs().items():
+    specs = _metric_specs()
+    counts = ("filled", "standardized", "flagged_invalid", "derived")
+    aggregations = []
+    for field, (raw_column, standard, flagged) in specs.items():
         given = pl.col(raw_column).is_not_null()
-        frames.append(
-            std.group_by("source", maintain_order=True).agg(
-                pl.lit(field).alias("field"),
-                given.sum().cast(pl.Int64).alias("filled"),
-                (given & (standard.is_null() | (standard != pl.col(raw_column)))).sum().cast(pl.Int64).alias("standardized"),
-                flagged.fill_null(False).sum().cast(pl.Int64).alias("flagged_invalid"),
-                (~given & standard.is_not_null()).sum().cast(pl.Int64).alias("derived"),
-            )
-        )
-    if not frames:
-        return pl.DataFrame()
-    return pl.concat(frames).sort(["source", "field"], maintain_order=True)
+        aggregations += [
+            given.sum().cast(pl.Int64).alias(f"{field}\tfilled"),
+            (given & (standard.is_null() | (standard != pl.col(raw_column)))).sum().cast(pl.Int64).alias(f"{field}\tstandardized"),
+            flagged.fill_null(False).sum().cast(pl.Int64).alias(f"{field}\tflagged_invalid"),
+            (~given & standard.is_not_null()).sum().cast(pl.Int64).alias(f"{field}\tderived"),
+        ]
+    # One pass over the table for every field, then reshaped to one row per (source, field).
+    wide = std.group_by("source").agg(aggregations)
+    long = wide.unpivot(index="source", variable_name="_key", value_name="_n").with_columns(
+        pl.col("_key").str.split_exact("\t", 1).struct.rename_fields(["field", "_count"]).alias("_s")
+    ).unnest("_s")
+    order = {f: i for i, f in enumerate(specs)}
+    return (
+        long.pivot(on="_count", index=["source", "field"], values="_n")
+        .with_columns(pl.col("field").replace_strict(order, return_dtype=pl.Int32).alias("_o"))
+        .sort(["source", "_o"])
+        .select("source", "field", *[pl.col(c).cast(pl.Int64) for c in counts])
+    ) if wide.height else pl.DataFrame(schema={"source": pl.String, "field": pl.String, **{c: pl.Int64 for c in counts}})

@@ -63,3 +63,15 @@ def test_column_parse_keeps_order_over_distinct_values():
 def test_sex(raw, expected):
     out = pl.DataFrame({"sex": [raw]}, schema={"sex": pl.String}).select(standardize_sex(pl.col("sex")))
     assert out.item() == expected
+
+
+def test_column_parser_agrees_with_single_value_parser():
+    # The column path (polars) and the one-value path (Python) are two implementations of one rule set.
+    raw = [
+        "1990-01-02", "1990/1/2", "19900102", "1990.01.02", "1990年1月2日", "一九九〇年一月二日", "一九九〇年二月三十日",
+        "32875", "32875.0", "60", "99999", "1990-01-02T00:00:00", "1990-01-02 08:30:00", "1990-01-02T00:00:00+08:00",
+        "1990-01-02T00:00:00Z", "１９９０－０１－０２", "1990年2月30日", "1990-13-01", "1899-12-31", "2030-01-01",
+        "abc", "1990-1", "0", "无", "", " ", "N/A", None, "2026-11-23", "2026-11-24",
+    ]
+    out = parse_date_column(pl.Series(raw, dtype=pl.String), AS_OF)
+    assert list(zip(out["date"].to_list(), out["flag"].to_list(), strict=True)) == [parse_date(v, AS_OF) for v in raw]
