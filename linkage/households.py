@@ -238,6 +238,11 @@ def _hukou_residence_split(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
     if hukou_of.is_empty() or evidence.is_empty():
         return _empty_findings()
     freshest = current_residence(evidence)
+    all_towns = (
+        records.filter((pl.col("source_kind") == "hukou") & pl.col("hukou_town").is_not_null())
+        .group_by("person_id")
+        .agg(hukou_towns=pl.col("hukou_town").unique())
+    )
     # Every record of the person that places them in the freshest township shows the split;
     # the earliest start among them is "since when".
     at_live = evidence.join(freshest, on="person_id").filter(pl.col("res_town") == pl.col("live_town"))
@@ -245,7 +250,9 @@ def _hukou_residence_split(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
     split = (
         hukou_of.join(freshest, on="person_id")
         .join(since, on="person_id", how="left")
-        .filter(pl.col("hukou_town") != pl.col("live_town"))
+        .join(all_towns, on="person_id", how="left")
+        # Someone registered in two households (一人多户) living at either is not split.
+        .filter(~pl.col("live_town").is_in(pl.col("hukou_towns")).fill_null(False))
         .filter(pl.col("since").is_null() | (pl.col("since") <= as_of - timedelta(days=SPLIT_MIN_DAYS)))
     )
     if split.is_empty():
@@ -489,16 +496,35 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
             + f"，户籍{d['label']}户主为"
             + "、".join(_who(h["name"], h["person_id"]) for h in d["head_names_reg"])
         )
+        # The roster's head entry is the one in question; the register's clerk sees it as a
+        # finding concerning the register (related_department).
         for r in d["head_records"]:
-            rows.append(_row("roster_conflict", r["person_id"], r, detail, d["reg_dept"]))
-        for r in d["head_records_reg"]:
-            rows.append(_row("roster_conflict", r["person_id"], r, detail, d["roster_dept"]))
+            if r["person_id"] not in d["heads_reg"]:
+                rows.append(_row("roster_conflict", r["person_id"], r, detail, d["reg_dept"]))
     return _finding_rows(rows)
 
 
-def _unregistered_resident(records: pl.DataFrame) -> pl.DataFrame:
+# A generic source whose people are nearly all minors is a school roster (学籍): its
+# address is where the pupil lives. Other generic lists (health records, social
+# insurance) place people too, but the 房不漏户/户不漏人 check is about tenants and pupils.
+SCHOOL_ROSTER_MINOR_SHARE = 0.9
+ADULT_AGE = 18
+
+
+def school_rosters(records: pl.DataFrame, as_of: date) -> list[str]:
+    """The ``generic`` sources that list pupils: at least 90% of their dated people are minors."""
+    generic = records.filter((pl.col("source_kind") == "generic") & pl.col("birth").is_not_null())
+    if generic.is_empty():
+        return []
+    adult_born_by = date(as_of.year - ADULT_AGE, as_of.month, min(as_of.day, 28))
+    shares = generic.group_by("source").agg(minors=(pl.col("birth") > adult_born_by).mean())
+    return sorted(shares.filter(pl.col("minors") >= SCHOOL_ROSTER_MINOR_SHARE).get_column("source").to_list())
+
+
+def _unregistered_resident(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    pupils = school_rosters(records, as_of)
     living = records.filter(
-        pl.col("source_kind").is_in(["rental", "generic"])
+        ((pl.col("source_kind") == "rental") | pl.col("source").is_in(pupils))
         & pl.col("person_id").is_not_null()
         & pl.col("res_town").is_not_null()
     )
@@ -524,10 +550,10 @@ def _unregistered_resident(records: pl.DataFrame) -> pl.DataFrame:
     ).sort(["person_id", "source", "record_id"])
     rows: list[dict[str, str | None]] = []
     for r in unregistered.iter_rows(named=True):
-        what = "租住" if r["source_kind"] == "rental" else "据记录居住"
+        what = "租住" if r["source_kind"] == "rental" else "就学登记的住址在"
         since = f"，自{r['registered_at'].isoformat()}起" if r["registered_at"] is not None else ""
         detail = (
-            f"居住未登记：{what}于乡镇街道{r['res_town']}（{r['source']}{since}），"
+            f"居住未登记：{what}乡镇街道{r['res_town']}（{r['source']}{since}），"
             "该地既无居住登记，也非户籍登记地"
         )
         rows.append(_row("unregistered_resident", r["person_id"], r, detail))
@@ -542,6 +568,7 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
         is_head=pl.col("relation_to_head") == "head",
     ).with_columns(
         n_heads=pl.col("person_id").filter(pl.col("is_head")).n_unique().over("household_key"),
+        head_records=pl.col("is_head").sum().over("household_key"),
         n_persons=pl.col("person_id").n_unique().over("household_key"),
         relation_known=pl.col("relation_to_head").is_not_null().any().over("household_key"),
         has_spouse=(pl.col("relation_to_head") == "spouse").any().over("household_key"),
@@ -549,7 +576,9 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
     rows: list[dict[str, str | None]] = []
 
     heads = hh.filter(pl.col("is_head")).sort("household_key", "person_id", "record_id")
-    two = heads.filter(pl.col("n_heads") >= 2)
+    # Two 户主 entries are wrong even when they are one person registered twice: the
+    # register must name one head once.
+    two = heads.filter(pl.col("head_records") >= 2)
     if not two.is_empty():
         names = (
             two.unique(subset=["household_key", "person_id"], maintain_order=True)
@@ -557,9 +586,13 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
             .agg(names=pl.struct("name", "person_id"))
         )
         for r in two.join(names, on="household_key").iter_rows(named=True):
-            detail = f"一户多个户主：{r['label']}有{r['n_heads']}名户主：" + "、".join(
-                _who(n["name"], n["person_id"]) for n in r["names"]
-            )
+            who = "、".join(_who(n["name"], n["person_id"]) for n in r["names"])
+            if r["n_heads"] >= 2:
+                detail = f"一户多个户主：{r['label']}有{r['n_heads']}名户主：{who}"
+            else:
+                detail = (
+                    f"一户多个户主：{r['label']}有{r['head_records']}条户主记录，均为{who}（同一人重复登记）"
+                )
             rows.append(_row("two_heads", r["person_id"], r, detail))
 
     no_head = hh.filter((pl.col("n_heads") == 0) & pl.col("relation_known"))
@@ -602,9 +635,8 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
             f"出生于{r['birth'].isoformat()}，户主{_who(r['head_name'], r['head_person'])}"
             f"出生于{r['head_birth'].isoformat()}"
         )
-        head = {"source": r["head_source"], "record_id": r["head_record"], "department": r["head_department"]}
+        # The member's entry is the one in question: the head's is the yardstick.
         rows.append(_row("child_older_than_parent", r["person_id"], r, detail))
-        rows.append(_row("child_older_than_parent", r["head_person"], head, detail))
 
     couples = hh.filter(
         pl.col("has_spouse")
@@ -648,7 +680,7 @@ def find_household_findings(
         _hukou_residence_split(records, as_of),
         _multi_household(register),
         _roster_conflict(records, register),
-        _unregistered_resident(records),
+        _unregistered_resident(records, as_of),
         _household_sanity(register, as_of),
     ]
     findings = pl.concat(parts, how="vertical")

@@ -33,6 +33,7 @@ DEPARTMENTS = {
     "civil_roster": ("民政局", "roster"),
     "rental": ("住建局", "rental"),
     "school": ("教育局", "generic"),
+    "health": ("卫生健康委员会", "generic"),
 }
 
 
@@ -137,7 +138,7 @@ def clean_rows() -> list[dict[str, object]]:
             relation_to_head="child",
             residence_township=HOME,
         ),
-        rec("school", "s1", "PC", name="王小明", residence_township=HOME, registered_at=date(2016, 9, 1)),
+        rec("school", "s1", "PC", name="王小明", residence_township=HOME, birth_date=date(2010, 9, 9)),
         rec(
             "residence_reg",
             "r1",
@@ -383,11 +384,11 @@ def test_roster_with_a_different_head() -> None:
         rec("civil_roster", "c3", "PC", household_id="MZ-77", relation_to_head="child"),
     ]
     findings = findings_of(rows)
-    assert by_kind(findings, "roster_conflict") == {
-        ("PB", "civil_roster", "c2"),
-        ("PA", "police_hukou", "h1"),
-    }
+    # The roster's head entry is the one in question; the register's head entry is the yardstick,
+    # and the register's clerk is told through related_department.
+    assert by_kind(findings, "roster_conflict") == {("PB", "civil_roster", "c2")}
     assert "户主不一致" in findings.item(0, "detail")
+    assert findings.item(0, "related_department") == "公安局户政科"
 
 
 def test_roster_household_of_people_outside_the_register_is_not_a_conflict() -> None:
@@ -404,7 +405,11 @@ def test_unregistered_tenant_and_pupil() -> None:
             "rental", "t5", "PH", name="钱多多", residence_township=ELSEWHERE, registered_at=date(2025, 3, 1)
         ),
         # I attends school living in ELSEWHERE; I's residence registration is for HOME, hukou in HOME too.
-        rec("school", "s5", "PI", name="周小雨", residence_township=ELSEWHERE),
+        rec("school", "s5", "PI", name="周小雨", residence_township=ELSEWHERE, birth_date=date(2014, 2, 2)),
+        # J, an adult, has a health record in ELSEWHERE and no registration: the health
+        # list is no school roster (its people are not minors), so no finding.
+        rec("health", "k1", "PJ", residence_township=ELSEWHERE, birth_date=date(1970, 1, 1)),
+        rec("health", "k2", "PK", residence_township=ELSEWHERE, birth_date=date(2020, 1, 1)),
         rec("residence_reg", "r5", "PI", residence_township=HOME, registered_at=date(2020, 1, 1)),
         rec(
             "police_hukou",
@@ -496,18 +501,21 @@ def test_household_sanity_kinds() -> None:
     assert by_kind(findings, "child_older_than_parent") == {
         ("PO", "police_hukou", "x6"),
         ("PQ", "police_hukou", "x7"),
-        ("PN", "police_hukou", "x5"),
     }
     assert by_kind(findings, "spouse_under_legal_age") == {("PR", "police_hukou", "x8")}
     detail = findings.filter(pl.col("kind") == "spouse_under_legal_age").item(0, "detail")
     assert "19岁" in detail and "22" in detail and "陈*" in detail and "陈大" not in detail
 
 
-def test_duplicate_register_record_of_one_head_is_not_two_heads() -> None:
+def test_head_registered_twice_is_two_head_entries() -> None:
     rows = clean_rows() + [
         rec("police_hukou", "h1dup", "PA", household_id="H001", relation_to_head="head", hukou_township=HOME),
     ]
-    assert findings_of(rows).is_empty()
+    findings = findings_of(rows)
+    assert by_kind(findings, "two_heads") == {("PA", "police_hukou", "h1"), ("PA", "police_hukou", "h1dup")}
+    assert "同一人重复登记" in findings.item(0, "detail")
+    # one head person: the generations are still checked against that head
+    assert set(findings.get_column("kind")) == {"two_heads"}
 
 
 def test_records_missing_from_entity_map_are_ignored() -> None:
