@@ -607,6 +607,9 @@ def print_report(result: dict) -> None:
         ratio = f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) and b else "-"
         print(f"{label:<24}{fmt(a):>14}{fmt(b):>14}{ratio:>14}")
 
+    # A failed run's time is not comparable: it stopped early.
+    night1 = night1 if (night1 or {}).get("returncode") == 0 else None
+    splink = splink if (splink or {}).get("returncode") == 0 else None
     secs = lambda v: "-" if v is None else f"{v:.1f} s"  # noqa: E731
     num = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     r_acc = (night1 or {}).get("accuracy") or {}

@@ -73,11 +73,16 @@ def _cell_text(value: object) -> str | None:
 
 def _read_csv(path: Path, encoding: str) -> pa.Table:
     raw = path.read_bytes()
-    if encoding.lower().replace("-", "") not in ("utf8", "utf8sig"):
-        # pyarrow only parses UTF-8; a bad byte becomes U+FFFD rather than stopping the night.
+    if encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # pyarrow only parses valid UTF-8; a bad byte becomes U+FFFD rather than stopping the night.
+            raw = raw.decode("utf-8", errors="replace").encode("utf-8")
+    else:
         raw = raw.decode(encoding, errors="replace").encode("utf-8")
-    elif raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
     header = next(csv.reader(io.StringIO(raw.split(b"\n", 1)[0].decode("utf-8", errors="replace"))))
     return pacsv.read_csv(
         io.BytesIO(raw),
