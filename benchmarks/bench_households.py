@@ -114,8 +114,11 @@ def main() -> int:
         _timed("ingest", timings, ingest_sources, con, config, "bench")
         raw = con.execute("select * from raw_records order by record_key").pl()
         std = _timed("standardize", timings, standardize_records, raw)
-        truth_records = pl.read_parquet(city_dir / "truth" / "records.parquet").with_columns(
-            pl.col("true_person_id").cast(pl.String)
+        # Superseded copies share their record id with the accepted row: only accepted rows are records.
+        truth_records = (
+            pl.read_parquet(city_dir / "truth" / "records.parquet")
+            .filter(pl.col("expected_outcome") == "accepted")
+            .with_columns(pl.col("true_person_id").cast(pl.String))
         )
         truth_findings = pl.read_parquet(city_dir / "truth" / "findings.parquet").with_columns(
             pl.col("true_person_id").cast(pl.String)

@@ -96,6 +96,7 @@ _RECORD_SCHEMA: dict[str, pl.DataType] = {
     "id_sex": pl.String,
     "birth_date": pl.Date,
     "id_birth_date": pl.Date,
+    "id_region": pl.String,
     "household_id": pl.String,
     "relation_to_head": pl.String,
     "hukou_region": pl.String,
@@ -568,7 +569,6 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
         is_head=pl.col("relation_to_head") == "head",
     ).with_columns(
         n_heads=pl.col("person_id").filter(pl.col("is_head")).n_unique().over("household_key"),
-        head_records=pl.col("is_head").sum().over("household_key"),
         n_persons=pl.col("person_id").n_unique().over("household_key"),
         relation_known=pl.col("relation_to_head").is_not_null().any().over("household_key"),
         has_spouse=(pl.col("relation_to_head") == "spouse").any().over("household_key"),
@@ -576,9 +576,9 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
     rows: list[dict[str, str | None]] = []
 
     heads = hh.filter(pl.col("is_head")).sort("household_key", "person_id", "record_id")
-    # Two 户主 entries are wrong even when they are one person registered twice: the
-    # register must name one head once.
-    two = heads.filter(pl.col("head_records") >= 2)
+    # Distinct persons: one head registered twice is a duplicate registration (重复登记),
+    # reported there, not a second head.
+    two = heads.filter(pl.col("n_heads") >= 2)
     if not two.is_empty():
         names = (
             two.unique(subset=["household_key", "person_id"], maintain_order=True)
@@ -587,12 +587,7 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
         )
         for r in two.join(names, on="household_key").iter_rows(named=True):
             who = "、".join(_who(n["name"], n["person_id"]) for n in r["names"])
-            if r["n_heads"] >= 2:
-                detail = f"一户多个户主：{r['label']}有{r['n_heads']}名户主：{who}"
-            else:
-                detail = (
-                    f"一户多个户主：{r['label']}有{r['head_records']}条户主记录，均为{who}（同一人重复登记）"
-                )
+            detail = f"一户多个户主：{r['label']}有{r['n_heads']}名户主：{who}"
             rows.append(_row("two_heads", r["person_id"], r, detail))
 
     no_head = hh.filter((pl.col("n_heads") == 0) & pl.col("relation_known"))

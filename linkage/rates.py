@@ -16,7 +16,8 @@ Definitions, chosen to be recomputable by an auditor from the published files:
   township of their freshest residence evidence (same rule as ``hukou_residence_split``,
   without the half-year wait), out of persons for whom both are known.
 * 流动人口 (floating person): a person with no household-register record whose hukou
-  region, as any source states it, lies outside the city. The city is the set of
+  region, as any source states it, lies outside the city; when no source states it, the
+  region of their resident id (the county that first registered them) stands in. The city is the set of
   prefecture codes (first 4 digits) of the regions in the ``hukou`` sources: a register
   extract names the city's own counties and townships. 流动人口登记率: floating persons
   with a ``residence`` registration, out of floating persons.
@@ -180,11 +181,18 @@ def floating_persons(records: pl.DataFrame) -> pl.DataFrame:
     prefixes = sorted(city_prefixes(records))
     linked = records.filter(pl.col("person_id").is_not_null())
     in_register = linked.filter(pl.col("source_kind") == "hukou").select("person_id").unique()
-    stated = (
-        linked.select("person_id", region=pl.coalesce("hukou_town", "hukou_region"))
-        .filter(pl.col("region").str.len_chars() >= 6)
-        .join(in_register, on="person_id", how="anti")
+    outsiders = linked.join(in_register, on="person_id", how="anti")
+    stated = outsiders.select("person_id", region=pl.coalesce("hukou_town", "hukou_region")).filter(
+        pl.col("region").str.len_chars() >= 6
     )
+    # Nobody states their hukou: the county that issued their resident id stands in for it
+    # (it is where the hukou was first registered; the register would hold a local).
+    by_id = (
+        outsiders.select("person_id", region=pl.col("id_region"))
+        .filter(pl.col("region").str.len_chars() >= 6)
+        .join(stated, on="person_id", how="anti")
+    )
+    stated = pl.concat([stated, by_id])
     if not prefixes:
         # Without a register the city is unknown, so nobody can be called floating.
         return stated.select("person_id").clear()

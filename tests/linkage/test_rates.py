@@ -190,3 +190,34 @@ def test_metrics_are_json_ready_and_empty_input_gives_null_rates() -> None:
 def test_rate_helper() -> None:
     assert rate(1, 3) == {"numerator": 1, "denominator": 3, "value": 0.333333}
     assert rate(0, 0)["value"] is None
+
+
+def test_id_region_stands_in_for_an_unstated_hukou() -> None:
+    std, entity_map = city(ROWS)
+    # G rents with an id issued in Wuhan and no stated hukou: floating, unregistered.
+    # H rents with a local id: a local the register misses, not floating.
+    extra = pl.DataFrame(
+        {
+            "source": ["rental", "rental"],
+            "department": ["dept_rental"] * 2,
+            "source_kind": ["rental"] * 2,
+            "record_id": ["t7", "t8"],
+            "id_region": ["420102", "330602"],
+            "residence_township": [ELSEWHERE] * 2,
+        }
+    )
+    std = pl.concat([std, extra], how="diagonal_relaxed")
+    entity_map = pl.concat(
+        [
+            entity_map,
+            pl.DataFrame({"source": ["rental"] * 2, "record_id": ["t7", "t8"], "person_id": ["G", "H"]}),
+        ],
+        how="diagonal_relaxed",
+    )
+    rates = compute_rates(std, entity_map, find_household_findings(std, entity_map))
+    # D (registered), E and G (not)
+    assert rates.metrics["floating_registration_rate"] == {
+        "numerator": 1,
+        "denominator": 3,
+        "value": 0.333333,
+    }
