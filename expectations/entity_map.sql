@@ -1,0 +1,46 @@
+-- entity_map suite frame: each accepted record against its cluster.
+-- Grain: one row per record_key of raw_records or entity_map (a key in entity_map twice
+-- gives two rows). Returns keys, person ids, booleans and counts; no identity number or name.
+with accepted as (
+    select record_key, source, record_id
+    from raw_records
+),
+
+clustered as (
+    select record_key, source, record_id, person_id
+    from entity_map
+),
+
+valid_ids as (
+    select record_key, id_number
+    from int_persons_standardized
+    where id_valid and id_number is not null
+),
+
+person_valid_id_numbers as (
+    select clustered.person_id, count(distinct valid_ids.id_number) as valid_id_numbers
+    from clustered
+    inner join valid_ids on valid_ids.record_key = clustered.record_key
+    group by clustered.person_id
+),
+
+joined as (
+    select
+        coalesce(clustered.record_key, accepted.record_key) as record_key,
+        coalesce(clustered.source, accepted.source) as source,
+        clustered.record_key is not null as in_entity_map,
+        accepted.record_key is not null as accepted_record,
+        case
+            when clustered.record_key is null or accepted.record_key is null then null
+            else clustered.source is not distinct from accepted.source
+                and clustered.record_id is not distinct from accepted.record_id
+        end as same_source_record,
+        clustered.person_id,
+        case when clustered.record_key is not null then clustered.person_id is not null end as has_person_id,
+        coalesce(person_valid_id_numbers.valid_id_numbers, 0) as person_valid_id_numbers
+    from clustered
+    full outer join accepted on accepted.record_key = clustered.record_key
+    left join person_valid_id_numbers on person_valid_id_numbers.person_id = clustered.person_id
+)
+
+select * from joined

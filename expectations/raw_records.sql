@@ -1,0 +1,124 @@
+-- raw_records suite frame: what the per-source checks of the raw extract look at.
+-- Grain: one row per input row of one source ($source) in the latest run: accepted rows
+-- (raw_records) and rejected rows (quarantine).
+-- Nothing personal leaves this query: identity numbers and dates are reduced to their
+-- shape (digit -> 9, Han character -> 字, other letter -> A), record ids have any run of
+-- 15+ digits masked like an identity number, names are not read at all.
+with accepted as (
+    select
+        'accepted' as outcome,
+        record_id,
+        trim(id_number) as id_number,
+        trim(birth_date) as birth_date,
+        trim(registered_at) as registered_at,
+        trim(updated_at) as updated_at,
+        name is not null as has_name,
+        id_number is not null as has_id_number,
+        sex is not null as has_sex,
+        birth_date is not null as has_birth_date,
+        ethnicity is not null as has_ethnicity,
+        phone is not null as has_phone,
+        hukou_address is not null as has_hukou_address,
+        hukou_region is not null as has_hukou_region,
+        residence_address is not null as has_residence_address,
+        residence_region is not null as has_residence_region,
+        household_id is not null as has_household_id,
+        relation_to_head is not null as has_relation_to_head,
+        house_id is not null as has_house_id,
+        employer is not null as has_employer,
+        registered_at is not null as has_registered_at,
+        updated_at is not null as has_updated_at
+    from raw_records
+    where source = $source
+),
+
+rejected as (
+    select
+        'quarantined' as outcome,
+        nullif(trim(record_id), '') as record_id,
+        null::varchar as id_number,
+        null::varchar as birth_date,
+        null::varchar as registered_at,
+        null::varchar as updated_at,
+        false as has_name,
+        false as has_id_number,
+        false as has_sex,
+        false as has_birth_date,
+        false as has_ethnicity,
+        false as has_phone,
+        false as has_hukou_address,
+        false as has_hukou_region,
+        false as has_residence_address,
+        false as has_residence_region,
+        false as has_household_id,
+        false as has_relation_to_head,
+        false as has_house_id,
+        false as has_employer,
+        false as has_registered_at,
+        false as has_updated_at
+    from quarantine
+    where source = $source
+),
+
+extract_rows as (
+    select * from accepted
+    union all
+    select * from rejected
+),
+
+-- Rows in: tonight's ledger figure when ingest wrote one, else what the tables hold.
+nights as (
+    select
+        coalesce(
+            (select max(rows_in) from run_source_counts where run_id = $run_id and source = $source),
+            (select count(*) from extract_rows)
+        ) as rows_in_tonight,
+        (
+            select rows_in from run_source_counts
+            where source = $source and run_id < $run_id
+            order by run_id desc
+            limit 1
+        ) as rows_in_previous_night
+),
+
+shaped as (
+    select
+        outcome,
+        regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g') as record_id,
+        case when outcome = 'accepted'
+            then regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g')
+        end as accepted_record_id,
+        left(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+            id_number, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[０-９]', '９', 'g'),
+            '[^9９Xx字\s\p{P}\p{S}]', 'A', 'g'), 40) as id_number_shape,
+        case
+            when birth_date is null then null
+            when try_strptime(birth_date, ['%Y-%m-%d', '%Y%m%d', '%Y/%m/%d', '%Y.%m.%d', '%Y年%m月%d日',
+                '%Y-%m-%d %H:%M:%S', '%Y/%m/%d %H:%M:%S']) is not null then 'parses'
+            else left(regexp_replace(regexp_replace(regexp_replace(
+                birth_date, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[^9字\s\p{P}\p{S}]', 'A', 'g'), 40)
+        end as birth_date_check,
+        case
+            when registered_at is null then null
+            when try_strptime(registered_at, ['%Y-%m-%d', '%Y%m%d', '%Y/%m/%d', '%Y.%m.%d', '%Y年%m月%d日',
+                '%Y-%m-%d %H:%M:%S', '%Y/%m/%d %H:%M:%S']) is not null then 'parses'
+            else left(regexp_replace(regexp_replace(regexp_replace(
+                registered_at, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[^9字\s\p{P}\p{S}]', 'A', 'g'), 40)
+        end as registered_at_check,
+        case
+            when updated_at is null then null
+            when try_strptime(updated_at, ['%Y-%m-%d', '%Y%m%d', '%Y/%m/%d', '%Y.%m.%d', '%Y年%m月%d日',
+                '%Y-%m-%d %H:%M:%S', '%Y/%m/%d %H:%M:%S']) is not null then 'parses'
+            else left(regexp_replace(regexp_replace(regexp_replace(
+                updated_at, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[^9字\s\p{P}\p{S}]', 'A', 'g'), 40)
+        end as updated_at_check,
+        (select rows_in_tonight / nullif(rows_in_previous_night, 0) from nights) as row_count_ratio,
+        true as has_record_id,
+        has_name, has_id_number, has_sex, has_birth_date, has_ethnicity, has_phone,
+        has_hukou_address, has_hukou_region, has_residence_address, has_residence_region,
+        has_household_id, has_relation_to_head, has_house_id, has_employer,
+        has_registered_at, has_updated_at
+    from extract_rows
+)
+
+select * from shaped

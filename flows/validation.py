@@ -1,0 +1,697 @@
+"""Validate a night's tables with Great Expectations and publish the Data Docs site.
+
+The suites are files an auditor reads: ``expectations/<table>.yaml`` names each check, its
+severity (critical fails the run, warning does not), the GX expectation and why it
+matters; ``expectations/<table>.sql`` is the DuckDB query that builds the columns the
+suite checks; ``expectations/thresholds.yaml`` holds the ``mostly`` thresholds with
+per-source overrides.
+
+Why it is built this way:
+
+* GX 1.24's SQL datasource over duckdb-engine fails on every expectation (IndexError in
+  ``resolve_metric_bundle``, GX issues #10738 and #11579). So DuckDB computes, per suite,
+  a narrow frame holding only the columns that suite checks, and GX validates that frame
+  through its pandas datasource. Joins, the full-outer accounting joins and the
+  identity-number arithmetic (ISO 7064 MOD 11-2) run in DuckDB, which does them on a
+  million rows in well under a second; GX evaluates simple column expectations on a few
+  narrow columns. Validating the wide tables in pandas would copy every column of every
+  table into Python for nothing.
+* The frames carry no identity number and no name at all: ids and dates are reduced to
+  their shape (digit → 9, Han character → 字), the outcome of a check is a label
+  (``wrong_check_character``, ``differs``), record ids have any run of 15+ digits masked
+  like an id number (330602********123X). GX stores and renders unexpected and distinct
+  values whatever the result format says; with these frames there is nothing personal
+  for it to show. Result format is SUMMARY with a few examples, which are labels.
+* One checkpoint per run. A checkpoint hands the same batch parameters to every
+  validation definition, so in-memory dataframes cannot differ per suite; each frame is
+  therefore written to a parquet file in a private temporary folder (removed afterwards)
+  and registered as its own parquet asset. The site is then built once from the
+  context's results into ``run_dir/validation/`` (GX's UpdateDataDocsAction would
+  rebuild the whole site after each of the ~12 validation results).
+* The GX context is ephemeral (in-memory stores) and new on every call, and the site
+  folder is emptied first, so the site shows this run's results only: the Data Docs
+  builder renders every stored result, and an old one would otherwise come back.
+* A suite file is one table's checks; GX suites are named ``<table>`` for run-wide
+  checks and ``<table>.<source>`` for per-source checks, because thresholds differ per
+  source and GX fixes ``mostly`` in the suite.
+
+``run_validation`` never raises on a failed expectation: the caller reads
+``summary.critical_failures`` after the site is written and fails the run then.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
+THRESHOLDS_FILE = EXPECTATIONS_DIR / "thresholds.yaml"
+SUITE_ORDER = ("run_source_counts", "raw_records", "int_persons_standardized", "entity_map", "share_rates")
+SEVERITIES = ("critical", "warning")
+DOCS_SITE_NAME = "renhu"
+RUN_BATCH = "run"
+# Examples of unexpected values kept per check; every value handed to GX is a label, a
+# shape or a masked key, so examples help the auditor and cannot show a person.
+EXAMPLES_PER_CHECK = 10
+
+_PARAMETER = re.compile(r"\$([a-z_]+)")
+
+
+# ---------------------------------------------------------------------------------------
+# Suite and threshold files
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """One check of a suite file."""
+
+    check: str
+    severity: str
+    expectation: str
+    kwargs: dict[str, Any]
+    mostly: str | None
+    why: str
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """One suite file (``expectations/<table>.yaml``) and the SQL of its frame."""
+
+    suite: str
+    table: str
+    description: str
+    grain: str
+    batch: str
+    frame_file: str
+    frame_sql: str
+    reads: tuple[str, ...]
+    batches_from: tuple[str, ...]
+    expectations: tuple[ExpectationSpec, ...]
+
+
+def load_suites(directory: Path = EXPECTATIONS_DIR) -> list[SuiteSpec]:
+    """Read every suite file of ``directory`` (all ``*.yaml`` but thresholds.yaml)."""
+    suites = []
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name == THRESHOLDS_FILE.name:
+            continue
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        checks = []
+        for item in spec["expectations"]:
+            if item["severity"] not in SEVERITIES:
+                raise ValueError(f"{path.name}: check {item['check']}: severity must be one of {SEVERITIES}")
+            checks.append(
+                ExpectationSpec(
+                    check=item["check"],
+                    severity=item["severity"],
+                    expectation=item["expectation"],
+                    kwargs=dict(item.get("kwargs") or {}),
+                    mostly=item.get("mostly"),
+                    why=" ".join(str(item.get("why", "")).split()),
+                )
+            )
+        batch = spec.get("batch", RUN_BATCH)
+        if batch not in ("per_source", RUN_BATCH):
+            raise ValueError(f"{path.name}: batch must be per_source or run")
+        suites.append(
+            SuiteSpec(
+                suite=spec["suite"],
+                table=spec["table"],
+                description=" ".join(str(spec.get("description", "")).split()),
+                grain=spec.get("grain", ""),
+                batch=batch,
+                frame_file=spec["frame"],
+                frame_sql=(directory / spec["frame"]).read_text(encoding="utf-8"),
+                reads=tuple(spec.get("reads", ())),
+                batches_from=tuple(spec.get("batches_from", spec.get("reads", ())[:1])),
+                expectations=tuple(checks),
+            )
+        )
+    order = {name: i for i, name in enumerate(SUITE_ORDER)}
+    return sorted(suites, key=lambda s: (order.get(s.suite, len(order)), s.suite))
+
+
+@dataclass
+class Thresholds:
+    """``mostly`` thresholds and tolerances: defaults, then per-source overrides."""
+
+    defaults: dict[str, float]
+    sources: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def for_source(self, source: str | None) -> dict[str, float]:
+        merged = dict(self.defaults)
+        if source is not None:
+            merged.update(self.sources.get(source, {}))
+        return merged
+
+
+def load_thresholds(path: Path = THRESHOLDS_FILE, overrides: Mapping[str, Any] | None = None) -> Thresholds:
+    """Thresholds from ``path``, with ``overrides`` (same shape: defaults / sources) on top."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    defaults = {k: float(v) for k, v in (data.get("defaults") or {}).items()}
+    sources = {s: {k: float(v) for k, v in (o or {}).items()} for s, o in (data.get("sources") or {}).items()}
+    if overrides:
+        unknown = set(overrides) - {"defaults", "sources"}
+        if unknown:
+            raise ValueError(f"threshold overrides take 'defaults' and 'sources', not {sorted(unknown)}")
+        for key, value in (overrides.get("defaults") or {}).items():
+            defaults[key] = float(value)
+        for source, values in (overrides.get("sources") or {}).items():
+            sources.setdefault(source, {}).update({k: float(v) for k, v in values.items()})
+    for scope, values in [("defaults", defaults), *sources.items()]:
+        for key in values:
+            if key not in defaults:
+                raise ValueError(f"threshold {key!r} ({scope}) has no default in {path.name}")
+    return Thresholds(defaults=defaults, sources=sources)
+
+
+# ---------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check on one batch."""
+
+    suite: str
+    batch: str
+    check: str
+    severity: str
+    success: bool
+    expectation: str
+    element_count: int | None
+    unexpected_count: int | None
+    unexpected_percent: float | None
+    observed_value: Any
+    examples: list[Any]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "batch": self.batch,
+            "check": self.check,
+            "severity": self.severity,
+            "success": self.success,
+            "expectation": self.expectation,
+            "element_count": self.element_count,
+            "unexpected_count": self.unexpected_count,
+            "unexpected_percent": self.unexpected_percent,
+            "observed_value": _jsonable(self.observed_value),
+            "examples": _jsonable(self.examples),
+            "message": self.message,
+        }
+
+
+@dataclass
+class SuiteResult:
+    """All checks of one suite on one batch (a source, or the whole run)."""
+
+    suite: str
+    batch: str
+    rows: int | None
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return all(c.success for c in self.checks)
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.checks)
+
+    @property
+    def failed(self) -> int:
+        return sum(not c.success for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "batch": self.batch,
+            "rows": self.rows,
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "failed": self.failed,
+        }
+
+
+@dataclass
+class ValidationSummary:
+    """What the validate stage found; ``to_metrics()`` is metrics.json["validation"]."""
+
+    run_id: str
+    suites: list[SuiteResult]
+    docs_index: Path | None
+    thresholds: dict[str, dict[str, float]]
+    seconds: float
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def checks(self) -> list[CheckResult]:
+        return [c for s in self.suites for c in s.checks]
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.checks)
+
+    @property
+    def failed(self) -> int:
+        return sum(not c.success for c in self.checks)
+
+    @property
+    def critical_failed(self) -> int:
+        return sum(not c.success and c.severity == "critical" for c in self.checks)
+
+    @property
+    def warnings_failed(self) -> int:
+        return sum(not c.success and c.severity == "warning" for c in self.checks)
+
+    @property
+    def success(self) -> bool:
+        return self.failed == 0 and not self.errors
+
+    @property
+    def critical_failures(self) -> list[str]:
+        """One line per failed critical check, and per suite that could not be validated."""
+        return [*self.errors, *(c.message for c in self.checks if not c.success and c.severity == "critical")]
+
+    @property
+    def messages(self) -> list[str]:
+        """One line per problem: errors, then failed critical checks, then warnings."""
+        warnings = [c.message for c in self.checks if not c.success and c.severity == "warning"]
+        return [*self.critical_failures, *warnings]
+
+    def failure_message(self) -> str:
+        """The one-line reason a flow gives when it fails the run on critical checks."""
+        lines = self.critical_failures
+        if not lines:
+            return ""
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        where = f"; see {self.docs_index}" if self.docs_index else ""
+        return f"validation failed: {lines[0]}{more}{where}"
+
+    def to_metrics(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "failed": self.failed,
+            "critical_failed": self.critical_failed + len(self.errors),
+            "warnings_failed": self.warnings_failed,
+            "seconds": round(self.seconds, 3),
+            "docs": "validation/index.html" if self.docs_index else None,
+            "suites": [s.to_dict() for s in self.suites],
+            "failures": [c.to_dict() for c in self.checks if not c.success],
+            "errors": list(self.errors),
+            "messages": self.messages,
+            "thresholds": self.thresholds,
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+
+
+def run_validation(
+    con: duckdb.DuckDBPyConnection,
+    run_dir: Path,
+    run_id: str,
+    thresholds: Mapping[str, Any] | None = None,
+    *,
+    mapped_fields: Mapping[str, list[str]] | None = None,
+    suites_dir: Path = EXPECTATIONS_DIR,
+) -> ValidationSummary:
+    """Run every suite of ``suites_dir`` over the night's tables in one GX checkpoint.
+
+    ``thresholds``: overrides of expectations/thresholds.yaml (``{"defaults": {...},
+    "sources": {name: {...}}}``). ``mapped_fields``: per source, the canonical fields its
+    sources-file mapping names; without it only record_id is required to be present.
+    Writes the Data Docs site to ``run_dir/validation/`` (index.html) and a copy of the
+    suite files and the thresholds used to ``run_dir/validation/suites/``.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    site_dir = run_dir / "validation"
+    suites = load_suites(suites_dir)
+    limits = load_thresholds(suites_dir / THRESHOLDS_FILE.name, thresholds)
+    existing = _existing_tables(con)
+    errors: list[str] = []
+    used_thresholds: dict[str, dict[str, float]] = {}
+    results: list[SuiteResult] = []
+
+    if site_dir.exists():
+        shutil.rmtree(site_dir)
+    site_dir.mkdir(parents=True)
+
+    with tempfile.TemporaryDirectory(prefix="renhu-validation-") as tmp:
+        batches: list[_Batch] = []
+        for suite in suites:
+            missing = [t for t in suite.reads if t not in existing]
+            if missing:
+                errors.append(
+                    f"CRITICAL {suite.suite}: cannot validate, table(s) {', '.join(missing)} missing"
+                )
+                continue
+            for batch in _batch_names(con, suite, run_id):
+                source = None if batch == RUN_BATCH else batch
+                limits_here = limits.for_source(source)
+                used_thresholds[batch] = limits_here if source else limits.defaults
+                path = Path(tmp) / f"{suite.suite}__{len(batches)}.parquet"
+                try:
+                    rows = _write_frame(con, suite, run_id, source, path)
+                except duckdb.Error as exc:
+                    errors.append(f"CRITICAL {suite.suite}[{batch}]: cannot build the checked frame: {exc}")
+                    continue
+                run_values = {"mapped_field_columns": _mapped_field_columns(mapped_fields, source)}
+                batches.append(_Batch(suite, batch, path, rows, limits_here, run_values))
+        if batches:
+            try:
+                results = _run_checkpoint(batches, site_dir, run_id)
+            except Exception as exc:  # noqa: BLE001 - a GX crash must become a failed run, with the docs folder kept
+                errors.append(f"CRITICAL validation could not run: {type(exc).__name__}: {exc}")
+
+    _copy_suite_files(suites_dir, site_dir / "suites", used_thresholds)
+    index = site_dir / "index.html"
+    return ValidationSummary(
+        run_id=run_id,
+        suites=results,
+        docs_index=index if index.exists() else None,
+        thresholds=used_thresholds,
+        seconds=time.perf_counter() - started,
+        errors=errors,
+    )
+
+
+@dataclass
+class _Batch:
+    suite: SuiteSpec
+    name: str
+    path: Path
+    rows: int
+    thresholds: dict[str, float]
+    run_values: dict[str, Any]
+
+    @property
+    def gx_suite_name(self) -> str:
+        return self.suite.suite if self.name == RUN_BATCH else f"{self.suite.suite}.{self.name}"
+
+
+def _existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("select distinct table_name from information_schema.tables").fetchall()
+    return {r[0] for r in rows}
+
+
+def _batch_names(con: duckdb.DuckDBPyConnection, suite: SuiteSpec, run_id: str) -> list[str]:
+    if suite.batch == RUN_BATCH:
+        return [RUN_BATCH]
+    union = " union ".join(f"select distinct source from {t}" for t in suite.batches_from)
+    return [
+        r[0]
+        for r in con.execute(f"select source from ({union}) where source is not null order by 1").fetchall()
+    ]
+
+
+def _write_frame(
+    con: duckdb.DuckDBPyConnection, suite: SuiteSpec, run_id: str, source: str | None, path: Path
+) -> int:
+    values = {"run_id": run_id, "source": source}
+    params = {name: values[name] for name in sorted(set(_PARAMETER.findall(suite.frame_sql)))}
+    table = con.execute(suite.frame_sql, params).to_arrow_table()
+    # has_<field> columns exist only for fields that hold a value somewhere in the source,
+    # which is what "the mapped columns arrived" is checked against.
+    empty = [
+        name
+        for name in table.column_names
+        if name.startswith("has_") and name != "has_record_id" and not pc.any(table[name]).as_py()
+    ]
+    if empty:
+        table = table.drop_columns(empty)
+    pq.write_table(table, path)
+    return table.num_rows
+
+
+def _mapped_field_columns(mapped_fields: Mapping[str, list[str]] | None, source: str | None) -> list[str]:
+    fields = ["record_id"]
+    if mapped_fields and source is not None:
+        fields += [f for f in mapped_fields.get(source, []) if f != "record_id"]
+    return [f"has_{f}" for f in fields]
+
+
+def _resolve(value: Any, thresholds: dict[str, float], run_values: dict[str, Any]) -> Any:
+    if isinstance(value, dict) and set(value) == {"threshold"}:
+        return thresholds[value["threshold"]]
+    if isinstance(value, dict) and set(value) == {"run_value"}:
+        return run_values[value["run_value"]]
+    return value
+
+
+def _expectation_class(name: str) -> type:
+    import great_expectations as gx
+
+    class_name = "".join(part.capitalize() for part in name.split("_"))
+    try:
+        return getattr(gx.expectations, class_name)
+    except AttributeError:
+        raise ValueError(f"unknown expectation {name!r}") from None
+
+
+def _build_suite(batch: _Batch) -> Any:
+    import great_expectations as gx
+
+    spec = batch.suite
+    notes = [
+        f"**{spec.table}** — {spec.description}",
+        f"Grain: {spec.grain}.",
+        f"Batch: {'source ' + batch.name if batch.name != RUN_BATCH else 'the whole run'}; {batch.rows} rows.",
+        f"Checked columns are built by `expectations/{spec.frame_file}`:",
+        f"```sql\n{spec.frame_sql.strip()}\n```",
+    ]
+    suite = gx.ExpectationSuite(
+        name=batch.gx_suite_name,
+        meta={"notes": {"format": "markdown", "content": notes}, "table": spec.table, "batch": batch.name},
+    )
+    for item in spec.expectations:
+        kwargs = {k: _resolve(v, batch.thresholds, batch.run_values) for k, v in item.kwargs.items()}
+        note = f"**{item.severity.upper()}** `{item.check}` — {item.why}"
+        if item.mostly is not None:
+            kwargs["mostly"] = batch.thresholds[item.mostly]
+            note += f" Threshold `{item.mostly}` = {kwargs['mostly']}."
+        meta = {
+            "check": item.check,
+            "severity": item.severity,
+            "notes": {"format": "markdown", "content": [note]},
+        }
+        suite.add_expectation(_expectation_class(item.expectation)(**kwargs, meta=meta))
+    return suite
+
+
+def _gx_context(site_dir: Path) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    context = gx.get_context(mode="ephemeral", project_config=config)
+    context.add_data_docs_site(
+        DOCS_SITE_NAME,
+        {
+            "class_name": "SiteBuilder",
+            "show_how_to_buttons": False,
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
+        },
+    )
+    return context
+
+
+def _run_checkpoint(batches: list[_Batch], site_dir: Path, run_id: str) -> list[SuiteResult]:
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    context = _gx_context(site_dir)
+    datasource = context.data_sources.add_pandas("renhu_run_tables")
+    definitions = []
+    by_suite_name: dict[str, _Batch] = {}
+    for batch in batches:
+        asset = datasource.add_parquet_asset(name=batch.gx_suite_name, path=batch.path)
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole_table")
+        suite = context.suites.add(_build_suite(batch))
+        definitions.append(
+            context.validation_definitions.add(
+                gx.ValidationDefinition(name=batch.gx_suite_name, data=batch_definition, suite=suite)
+            )
+        )
+        by_suite_name[batch.gx_suite_name] = batch
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"renhu_nightly_{run_id}",
+            validation_definitions=definitions,
+            # No UpdateDataDocsAction: it rebuilds the whole site once per validation result
+            # (about 0.4 s each here); one build after the run renders the same pages.
+            actions=[],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES_PER_CHECK},
+        )
+    )
+    outcome = checkpoint.run(run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)))
+    context.build_data_docs(site_names=[DOCS_SITE_NAME])
+
+    results = []
+    for suite_result in outcome.run_results.values():
+        batch = by_suite_name[suite_result.suite_name]
+        summary = SuiteResult(suite=batch.suite.suite, batch=batch.name, rows=batch.rows)
+        for item in suite_result.results:
+            summary.checks.append(_check_result(batch, item))
+        results.append(summary)
+    return results
+
+
+def _check_result(batch: _Batch, item: Any) -> CheckResult:
+    config = item.expectation_config
+    meta = config.meta or {}
+    result = item.result or {}
+    severity = meta.get("severity", "warning")
+    check = meta.get("check", config.type)
+    exception = (item.exception_info or {}) if isinstance(item.exception_info, dict) else {}
+    raised = bool(exception.get("raised_exception"))
+    examples = _distinct(result.get("partial_unexpected_list") or [])[:3]
+    element_count = result.get("element_count")
+    unexpected_count = result.get("unexpected_count")
+    unexpected_percent = result.get("unexpected_percent")
+    observed = result.get("observed_value")
+    if raised:
+        detail = f"could not be evaluated: {exception.get('exception_message')}"
+    elif unexpected_count is not None:
+        checked = (element_count or 0) - (result.get("missing_count") or 0)
+        detail = f"{unexpected_count} of {checked} checked values fail ({unexpected_percent or 0:.2f} %)"
+        if "mostly" in config.kwargs:
+            detail += f", at most {100 * (1 - config.kwargs['mostly']):.2f} % allowed"
+        if examples:
+            detail += f"; e.g. {', '.join(map(str, examples))}"
+    elif config.type == "expect_table_columns_to_match_set":
+        missing = (result.get("details") or {}).get("mismatched", {}).get("missing") or []
+        detail = f"missing {', '.join(c.removeprefix('has_') for c in missing) or 'none'}"
+    else:
+        detail = f"observed {observed}"
+    status = "ok" if item.success else detail
+    where = batch.suite.suite if batch.name == RUN_BATCH else f"{batch.suite.suite}[{batch.name}]"
+    return CheckResult(
+        suite=batch.suite.suite,
+        batch=batch.name,
+        check=check,
+        severity=severity,
+        success=bool(item.success) and not raised,
+        expectation=config.type,
+        element_count=element_count,
+        unexpected_count=unexpected_count,
+        unexpected_percent=unexpected_percent,
+        observed_value=observed,
+        examples=examples,
+        message=f"{severity.upper()} {where} {check}: {status}",
+    )
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for value in values:
+        value = tuple(value) if isinstance(value, list) else value
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _copy_suite_files(suites_dir: Path, target: Path, used: dict[str, dict[str, float]]) -> None:
+    # The run folder alone must say what was checked: the suite files as of tonight.
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(suites_dir.glob("*.yaml")) + sorted(suites_dir.glob("*.sql")):
+        shutil.copy2(path, target / path.name)
+    (target / "thresholds_used.json").write_text(
+        json.dumps(used, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Prefect artifacts
+
+
+def share_rates_table(share_rates: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows of the share-rate table artifact: one per source, the rate rounded to 4 places."""
+    rows = []
+    for row in share_rates.sort("source").iter_rows(named=True):
+        rate = row.get("share_rate")
+        rows.append(
+            {
+                "source": row["source"],
+                "records": row.get("records"),
+                "persons": row.get("persons"),
+                "shared_persons": row.get("shared_persons"),
+                "share_rate": None if rate is None else round(float(rate), 4),
+            }
+        )
+    return rows
+
+
+def headline_markdown(headline: Mapping[str, Any], docs_path: Path) -> str:
+    """The markdown artifact: the night's headline figures and a file:// link to the Data Docs."""
+    docs_path = Path(docs_path).resolve()
+    index = docs_path / "index.html" if docs_path.suffix != ".html" else docs_path
+    title = f"renhu run {headline['run_id']}" if "run_id" in headline else "renhu run"
+    lines = [f"# {title}", "", "| figure | value |", "| --- | --- |"]
+    for key, value in headline.items():
+        if key == "run_id" or isinstance(value, list):
+            continue
+        lines.append(f"| {key} | {_figure(value)} |")
+    lines += ["", f"Validation (Great Expectations Data Docs): [{index}]({index.as_uri()})", ""]
+    return "\n".join(lines)
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, Mapping) and {"numerator", "denominator"} <= set(value):
+        rate = value.get("value")
+        shown = "n/a" if rate is None else f"{100 * float(rate):.2f} %"
+        return f"{shown} ({value['numerator']} / {value['denominator']})"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_figure(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def publish_prefect_artifacts(share_rates: pl.DataFrame, headline: dict, docs_path: Path) -> None:
+    """Attach the share rates (table) and headline figures with the docs link (markdown) to
+    the current Prefect flow run. Call inside a flow run."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_table_artifact(
+        table=share_rates_table(share_rates),
+        key="renhu-share-rates",
+        description="Share rate per source: persons that at least one other source also holds / persons.",
+    )
+    create_markdown_artifact(
+        markdown=headline_markdown(headline, docs_path),
+        key="renhu-run-summary",
+        description="Headline figures of the night and the link to the validation Data Docs.",
+    )
