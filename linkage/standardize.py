@@ -301,17 +301,18 @@ def standardization_metrics(std: pl.DataFrame) -> pl.DataFrame:
     """
     specs = _metric_specs()
     counts = ("filled", "standardized", "flagged_invalid", "derived")
-    aggregations = []
+    flags = []
     for field, (raw_column, standard, flagged) in specs.items():
         given = pl.col(raw_column).is_not_null()
-        aggregations += [
-            given.sum().cast(pl.Int64).alias(f"{field}\tfilled"),
-            (given & (standard.is_null() | (standard != pl.col(raw_column)))).sum().cast(pl.Int64).alias(f"{field}\tstandardized"),
-            flagged.fill_null(False).sum().cast(pl.Int64).alias(f"{field}\tflagged_invalid"),
-            (~given & standard.is_not_null()).sum().cast(pl.Int64).alias(f"{field}\tderived"),
+        flags += [
+            given.alias(f"{field}\tfilled"),
+            (given & (standard.is_null() | (standard != pl.col(raw_column)))).fill_null(False).alias(f"{field}\tstandardized"),
+            flagged.fill_null(False).alias(f"{field}\tflagged_invalid"),
+            (~given & standard.is_not_null()).alias(f"{field}\tderived"),
         ]
-    # One pass over the table for every field, then reshaped to one row per (source, field).
-    wide = std.group_by("source").agg(aggregations)
+    # Row flags as plain vectorised columns first (expressions inside a group_by run per group),
+    # then one sum per source, reshaped to one row per (source, field).
+    wide = std.select("source", *flags).group_by("source").agg(pl.all().sum().cast(pl.Int64))
     long = wide.unpivot(index="source", variable_name="_key", value_name="_n").with_columns(
         pl.col("_key").str.split_exact("\t", 1).struct.rename_fields(["field", "_count"]).alias("_s")
     ).unnest("_s")
