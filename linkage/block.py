@@ -45,7 +45,7 @@ BLOCKING_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("surname_birth_region", "same surname pinyin, birth date and county"),
     BlockingPass("name_id_birth", "same name and birth-date digits of the id"),
     BlockingPass("phone", "same phone number"),
-    BlockingPass("name_token_birth", "one name syllable or word in common and the same birth date"),
+    BlockingPass("name_token_birth", "a romanized name sharing one word with the other name, and the same birth date"),
     BlockingPass("name_pinyin", "same full-name pinyin, any birth date (capped at a fifth of the block limit)"),
 )
 
@@ -178,7 +178,10 @@ def run_blocking(
 
     Pass tables are TEMP tables of ``con``: they never land in the run's DuckDB file.
     """
-    con.register(LINK_RECORDS, records)
+    # Materialised once: every pass scans it, and a registered frame is re-read per scan.
+    con.register(f"{LINK_RECORDS}_frame", records)
+    con.execute(f"create or replace temp table {LINK_RECORDS} as select * from {LINK_RECORDS}_frame")
+    con.unregister(f"{LINK_RECORDS}_frame")
     report: list[dict] = []
     params = {"max_block_size": max_block_size}
     try:
@@ -216,7 +219,7 @@ def run_blocking(
     finally:
         for bp in passes:
             con.execute(f"drop table if exists {bp.table}")
-        con.unregister(LINK_RECORDS)
+        con.execute(f"drop table if exists {LINK_RECORDS}")
     return BlockingResult(pairs=pairs, report=report)
 
 
