@@ -16,6 +16,7 @@ values.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
@@ -147,18 +148,62 @@ def _own_value(field: str) -> pl.Expr:
     return value.cast(pl.String)
 
 
+def _positions(own: str, other: str) -> str:
+    """1-based positions where two equal-length strings differ, runs joined: "7-10、17"."""
+    diff = [i + 1 for i, (a, b) in enumerate(zip(own, other, strict=True)) if a != b]
+    runs: list[str] = []
+    start = prev = diff[0]
+    for i in [*diff[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        runs.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if i is not None:
+            start = prev = i
+    return "、".join(runs)
+
+
+def describe_difference(field: str, own: object, other: object) -> str:
+    """How the other side differs, told without its value: where a clerk should look."""
+    if field == "birth_date" and isinstance(own, date) and isinstance(other, date):
+        return f"相差{abs((own - other).days)}天"
+    if field == "sex":
+        return "性别不同"
+    own_text, other_text = str(own), str(other)
+    unit = "位" if field == "id_number" else "字"
+    if len(own_text) != len(other_text):
+        return f"长度不同（本部门{len(own_text)}{unit}，对方{len(other_text)}{unit}）"
+    return f"第{_positions(own_text, other_text)}{unit}不同"
+
+
 def _conflicts(own: pl.DataFrame, records: pl.DataFrame, sources: tuple[str, ...]) -> pl.DataFrame:
     others = records.filter(~pl.col("source").is_in(list(sources)) & pl.col("person_id").is_not_null())
     pairs = own.filter(pl.col("person_id").is_not_null()).join(others, on="person_id", suffix="_other")
     parts = []
     for field in COMPARED_FIELDS:
-        differs = pl.col(field).is_not_null() & pl.col(f"{field}_other").is_not_null()
-        differs = differs & (pl.col(field) != pl.col(f"{field}_other"))
+        both = pl.col(field).is_not_null() & pl.col(f"{field}_other").is_not_null()
         if field == "name":
             # 张伟 against ZHANG WEI is one name in two scripts, not a disagreement.
-            differs = differs & pl.col("name_script").eq_missing(pl.col("name_script_other"))
+            both = both & pl.col("name_script").eq_missing(pl.col("name_script_other"))
+        compared = pairs.filter(both)
+        # How many other sources back the department's own value: a clerk checks first
+        # the values that every other department contradicts.
+        backing = (
+            compared.filter(pl.col(field) == pl.col(f"{field}_other"))
+            .group_by("source", "record_id")
+            .agg(agreeing=pl.col("source_other").n_unique())
+        )
+        differing = compared.filter(pl.col(field) != pl.col(f"{field}_other"))
+        if differing.is_empty():
+            continue
+        hints = [
+            describe_difference(field, a, b)
+            for a, b in zip(differing.get_column(field), differing.get_column(f"{field}_other"), strict=True)
+        ]
         parts.append(
-            pairs.filter(differs).select(
+            differing.with_columns(hint=pl.Series(hints, dtype=pl.String))
+            .join(backing, on=["source", "record_id"], how="left")
+            .select(
                 "person_id",
                 "source",
                 "record_id",
@@ -167,6 +212,8 @@ def _conflicts(own: pl.DataFrame, records: pl.DataFrame, sources: tuple[str, ...
                 pl.col("department_other").alias("other_department"),
                 pl.col("source_other").alias("other_source"),
                 _other_value(field).alias("other_value"),
+                "hint",
+                pl.col("agreeing").fill_null(0).cast(pl.Int64),
             )
         )
     headers = {
@@ -178,9 +225,12 @@ def _conflicts(own: pl.DataFrame, records: pl.DataFrame, sources: tuple[str, ...
         "other_department": "对方部门",
         "other_source": "对方数据源",
         "other_value": "对方值（已脱敏）",
+        "hint": "差异位置",
+        "agreeing": "与本部门一致的其他数据源数",
     }
     if not parts:
-        return pl.DataFrame(schema={h: pl.String for h in headers.values()})
+        schema = {h: pl.String for h in headers.values()} | {"与本部门一致的其他数据源数": pl.Int64}
+        return pl.DataFrame(schema=schema)
     order = {label: i for i, label in enumerate(FIELD_LABELS.values())}
     return (
         pl.concat(parts)

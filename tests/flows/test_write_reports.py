@@ -137,6 +137,8 @@ def test_workbook_layout(written) -> None:
         "对方部门",
         "对方数据源",
         "对方值（已脱敏）",
+        "差异位置",
+        "与本部门一致的其他数据源数",
     ]
     duplicates = book["重复登记"]
     headers = [c.value for c in duplicates[1]]

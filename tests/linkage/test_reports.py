@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from linkage.households import find_household_findings
-from linkage.reports import DepartmentReport, build_department_reports
+from linkage.reports import DepartmentReport, build_department_reports, describe_difference
 
 ID_A = "330602198003010017"
 ID_A_OTHER = "330602198003110015"
@@ -206,6 +206,13 @@ def test_conflicts_show_own_value_in_full_and_the_other_masked(reports) -> None:
     assert rows[("h1", "公民身份号码")]["本部门值"] == ID_A
     assert rows[("h1", "公民身份号码")]["对方值（已脱敏）"] == "330602********0015"
     assert rows[("h1", "出生日期")]["对方值（已脱敏）"] == "1980-03-11"
+    # where to look, without the other value: birth digits 13 and sequence digit 18
+    assert rows[("h1", "公民身份号码")]["差异位置"] == "第13、18位不同"
+    assert rows[("h1", "姓名")]["差异位置"] == "第3字不同"
+    assert rows[("h1", "出生日期")]["差异位置"] == "相差10天"
+    # the roster agrees with the register on the name; nobody else holds the id
+    assert rows[("h1", "姓名")]["与本部门一致的其他数据源数"] == 1
+    assert rows[("h1", "公民身份号码")]["与本部门一致的其他数据源数"] == 0
     # PB's Latin-script name on the residence side is no disagreement
     assert "h2" not in conflicts.get_column("记录编号").to_list()
 
@@ -264,3 +271,18 @@ def test_findings_without_department_columns_still_reach_the_owner() -> None:
     reports = build_department_reports(std, entity_map, findings)
     assert reports["民政局"].sheet("no_head").frame.get_column("记录编号").to_list() == ["c1"]
     assert reports["公安局户政科"].sheet("no_head").frame.is_empty()
+
+
+@pytest.mark.parametrize(
+    ("field", "own", "other", "hint"),
+    [
+        ("id_number", "330602198003010017", "330602198003110015", "第13、18位不同"),
+        ("id_number", "330602198003010017", "330602199114010017", "第9-12位不同"),
+        ("id_number", "330602198003010017", "330602800301001", "长度不同（本部门18位，对方15位）"),
+        ("name", "欧阳娜娜", "欧阳娜", "长度不同（本部门4字，对方3字）"),
+        ("birth_date", date(1980, 3, 1), date(1979, 3, 1), "相差366天"),
+        ("sex", "M", "F", "性别不同"),
+    ],
+)
+def test_describe_difference(field: str, own: object, other: object, hint: str) -> None:
+    assert describe_difference(field, own, other) == hint
