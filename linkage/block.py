@@ -47,6 +47,8 @@ BLOCKING_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("phone", "same phone number"),
     BlockingPass("name_token_birth", "a romanized name sharing one word with the other name, and the same birth date"),
     BlockingPass("name_pinyin", "same full-name pinyin, any birth date (capped at a fifth of the block limit)"),
+    BlockingPass("initials_birth", "same name initials and birth date"),
+    BlockingPass("address_birth", "addresses starting alike (4 characters) and the same birth date"),
 )
 
 DEFAULT_MAX_BLOCK_SIZE = 100
@@ -147,6 +149,13 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
         "id_region",
         pl.when(id_birth_part.str.contains(r"^\d{8}$")).then(id_birth_part).otherwise(None).alias("id_birth_part"),
         pl.concat_list(region6).list.drop_nulls().list.unique().alias("regions6"),
+        # First letters of the syllables (of the words, for a latin name), in written order.
+        pl.col("name_pinyin")
+        .str.split(" ")
+        .list.eval(pl.element().str.slice(0, 1))
+        .list.join("")
+        .replace("", None)
+        .alias("name_initials"),
     )
 
 

@@ -19,6 +19,10 @@ with all_pairs as (
     select record_key_l, record_key_r, 128 from int_pairs_name_token_birth
     union all
     select record_key_l, record_key_r, 256 from int_pairs_name_pinyin
+    union all
+    select record_key_l, record_key_r, 512 from int_pairs_initials_birth
+    union all
+    select record_key_l, record_key_r, 1024 from int_pairs_address_birth
 ),
 
 pairs as (
