@@ -304,6 +304,10 @@ class ValidationSummary:
         where = f"; see {self.docs_index}" if self.docs_index else ""
         return f"validation failed: {lines[0]}{more}{where}"
 
+    def as_dict(self) -> dict[str, Any]:
+        """metrics.json["validation"] (same as ``to_metrics``)."""
+        return self.to_metrics()
+
     def to_metrics(self) -> dict[str, Any]:
         return {
             "success": self.success,
@@ -654,27 +658,59 @@ def share_rates_table(share_rates: pl.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+# Headline keys of metrics.json shown in the run-summary artifact, in this order; rates
+# ({numerator, denominator, value}) are shown as a percentage with their fraction.
+HEADLINE_KEYS = (
+    "records_in",
+    "accepted",
+    "quarantined",
+    "persons",
+    "duplicate_records",
+    "duplicate_rate",
+    "share_rate",
+    "household_consistency_rate",
+    "floating_registration_rate",
+)
+
+
 def headline_markdown(headline: Mapping[str, Any], docs_path: Path) -> str:
-    """The markdown artifact: the night's headline figures and a file:// link to the Data Docs."""
+    """The markdown artifact: the night's headline figures and a file:// link to the Data Docs.
+
+    ``headline`` may be the whole metrics.json: the figures of HEADLINE_KEYS, any other
+    top-level number or rate, and the validation counts are shown; per-source detail is not.
+    """
     docs_path = Path(docs_path).resolve()
     index = docs_path / "index.html" if docs_path.suffix != ".html" else docs_path
     title = f"renhu run {headline['run_id']}" if "run_id" in headline else "renhu run"
+    keys = [k for k in HEADLINE_KEYS if k in headline]
+    keys += [k for k, v in headline.items() if k not in keys and (_is_rate(v) or _is_number(v))]
     lines = [f"# {title}", "", "| figure | value |", "| --- | --- |"]
-    for key, value in headline.items():
-        if key == "run_id" or isinstance(value, list):
-            continue
-        lines.append(f"| {key} | {_figure(value)} |")
-    lines += ["", f"Validation (Great Expectations Data Docs): [{index}]({index.as_uri()})", ""]
+    lines += [f"| {key} | {_figure(headline[key])} |" for key in keys]
+    validation = headline.get("validation")
+    if isinstance(validation, Mapping) and validation:
+        verdict = "passed" if validation.get("success") else "found problems"
+        lines += [
+            "",
+            f"Validation {verdict}: {validation.get('evaluated', 0)} checks, {validation.get('failed', 0)} failed "
+            f"({validation.get('critical_failed', 0)} critical).",
+        ]
+    lines += ["", f"Data Docs (Great Expectations): [{index}]({index.as_uri()})", ""]
     return "\n".join(lines)
 
 
+def _is_rate(value: Any) -> bool:
+    return isinstance(value, Mapping) and {"numerator", "denominator"} <= set(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _figure(value: Any) -> str:
-    if isinstance(value, Mapping) and {"numerator", "denominator"} <= set(value):
+    if _is_rate(value):
         rate = value.get("value")
         shown = "n/a" if rate is None else f"{100 * float(rate):.2f} %"
         return f"{shown} ({value['numerator']} / {value['denominator']})"
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k}: {_figure(v)}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)

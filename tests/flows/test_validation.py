@@ -511,6 +511,9 @@ def test_artifact_builders():
 
     headline = {
         "run_id": RUN_ID,
+        "sources": {"health": {"records_in": 18}},
+        "stages": [{"stage": "ingest", "seconds": 1.0}],
+        "validation": {"success": False, "evaluated": 55, "failed": 2, "critical_failed": 1},
         "records_in": 86,
         "share_rate": {"numerator": 30, "denominator": 40, "value": 0.75},
         "household_consistency_rate": {"numerator": 0, "denominator": 0, "value": None},
@@ -520,4 +523,6 @@ def test_artifact_builders():
     assert "| records_in | 86 |" in text
     assert "| share_rate | 75.00 % (30 / 40) |" in text
     assert "| household_consistency_rate | n/a (0 / 0) |" in text
+    assert "health" not in text and "ingest" not in text  # per-source detail stays in metrics.json
+    assert "Validation found problems: 55 checks, 2 failed (1 critical)." in text
     assert "(file:///srv/renhu/runs/x/validation/index.html)" in text

@@ -1,0 +1,367 @@
+"""The run manifest (``manifest.json``) and ``renhu verify``.
+
+An auditor holding only a published run folder must be able to tell whether any file in
+it changed since the night wrote it, and whether its numbers add up. ``write_manifest``
+records, when the run publishes: the renhu version, the hashes of the lock file and the
+sources file, every input file (path, size, sha256), the row counts of each stage, the
+expectation results, start and end times, and the sha256, size and row count (parquet,
+csv) of every file in the run folder. ``verify_run`` recomputes all of it from the files
+and also redoes the contract's arithmetic from the published files alone:
+entity_map rows + quarantine rows = records in, and per source
+share_rate = shared_persons / persons with persons and shared_persons recounted from
+entity_map.parquet.
+
+The manifest is not signed: someone who can rewrite a file and the manifest together is
+not caught here; keep a copy of manifest.json (or its sha256, printed by ``renhu verify``)
+where the run folder's writers cannot reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import platform
+import sys
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+# share_rates.csv may carry the rate rounded to 4 places.
+SHARE_RATE_TOLERANCE = 0.00005
+_CHUNK = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def count_rows(path: Path) -> int | None:
+    """Data rows of a parquet or CSV file (CSV: header not counted); None for other files
+    and for files that do not read as their suffix says."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        if suffix == ".csv":
+            return _count_csv_rows(path)
+    except Exception:  # noqa: BLE001 - a damaged file counts as unreadable; verify reports it
+        return None
+    return None
+
+
+def _count_csv_rows(path: Path) -> int:
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise ValueError(f"{path.name}: neither UTF-8 nor GB18030")
+    rows = sum(1 for row in csv.reader(io.StringIO(text, newline="")) if row)
+    return max(rows - 1, 0)
+
+
+def describe_file(path: Path, root: Path) -> dict[str, Any]:
+    """path (relative, /-separated), size_bytes, sha256 and rows of one published file."""
+    return {
+        "path": path.relative_to(root).as_posix(),
+        "size_bytes": path.stat().st_size,
+        "sha256": sha256_of(path),
+        "rows": count_rows(path),
+    }
+
+
+def _hashed(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        return {"path": str(path), "size_bytes": None, "sha256": None}
+    return {"path": str(path), "size_bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def _timestamp(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat()
+
+
+def _published(run_dir: Path, published_files: Iterable[Path] | None) -> list[Path]:
+    if published_files is None:
+        candidates = [p for p in run_dir.rglob("*") if p.is_file()]
+    else:
+        candidates = [p if Path(p).is_absolute() else run_dir / p for p in map(Path, published_files)]
+    return sorted(
+        (p for p in candidates if p.resolve() != (run_dir / MANIFEST_NAME).resolve()),
+        key=lambda p: p.relative_to(run_dir).as_posix(),
+    )
+
+
+def _validation_summary(validation: Mapping[str, Any] | None) -> dict[str, Any]:
+    keys = ("success", "evaluated", "failed", "critical_failed", "warnings_failed", "docs", "messages")
+    return {k: validation[k] for k in keys if validation and k in validation}
+
+
+def write_manifest(
+    run_dir: Path,
+    *,
+    run_id: str,
+    started_at: datetime | str,
+    finished_at: datetime | str,
+    sources_file: Path,
+    lock_file: Path | None,
+    input_files: list[dict],
+    stage_counts: list[dict],
+    validation: Mapping[str, Any] | None,
+    published_files: Iterable[Path] | None = None,
+) -> Path:
+    """Write ``run_dir/manifest.json`` and return its path.
+
+    ``input_files``: one dict per extract read, at least ``path``, ``size_bytes`` and
+    ``sha256`` (other keys such as ``source`` and ``rows`` are kept). ``stage_counts``: the
+    stages' ledger entries. ``published_files``: the files to list; by default every file
+    under ``run_dir`` but the manifest itself. Write it last.
+    """
+    from flows import __version__
+
+    run_dir = Path(run_dir)
+    inputs = []
+    for item in input_files:
+        missing = {"path", "size_bytes", "sha256"} - set(item)
+        if missing:
+            raise ValueError(f"input file entry {item!r} lacks {sorted(missing)}")
+        inputs.append({**item, "path": str(item["path"])})
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "run_id": run_id,
+        "renhu_version": __version__,
+        "python_version": platform.python_version(),
+        "started_at": _timestamp(started_at),
+        "finished_at": _timestamp(finished_at),
+        "sources_file": _hashed(sources_file),
+        "lock_file": _hashed(lock_file),
+        "input_files": inputs,
+        "records_in": _sum_rows(inputs),
+        "stage_counts": list(stage_counts),
+        "validation": _validation_summary(validation),
+        "published_files": [describe_file(p, run_dir) for p in _published(run_dir, published_files)],
+    }
+    path = run_dir / MANIFEST_NAME
+    path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def _sum_rows(inputs: list[dict]) -> int | None:
+    rows = [item.get("rows") for item in inputs]
+    if not rows or any(r is None for r in rows):
+        return None
+    return int(sum(rows))
+
+
+# ---------------------------------------------------------------------------------------
+# Verification
+
+
+def verify_run(run_dir: Path) -> list[str]:
+    """Re-check a run folder against its manifest; one line per difference, [] when all agree."""
+    run_dir = Path(run_dir)
+    manifest_path = run_dir / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return [f"{MANIFEST_NAME}: missing in {run_dir}"]
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        listed = {entry["path"]: entry for entry in manifest["published_files"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        return [f"{MANIFEST_NAME}: unreadable ({exc})"]
+
+    problems = _check_files(run_dir, listed)
+    problems += _check_accounting(run_dir, manifest)
+    problems += _check_share_rates(run_dir)
+    return problems
+
+
+def _check_files(run_dir: Path, listed: dict[str, dict]) -> list[str]:
+    problems = []
+    for rel, entry in listed.items():
+        path = run_dir / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+            continue
+        size = path.stat().st_size
+        if size != entry.get("size_bytes"):
+            problems.append(f"{rel}: size {size} bytes, manifest says {entry.get('size_bytes')}")
+        digest = sha256_of(path)
+        if digest != entry.get("sha256"):
+            problems.append(f"{rel}: sha256 {digest[:12]}…, manifest says {str(entry.get('sha256'))[:12]}…")
+        rows = count_rows(path)
+        if rows != entry.get("rows"):
+            problems.append(f"{rel}: {rows} rows, manifest says {entry.get('rows')}")
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(run_dir).as_posix()
+        if rel != MANIFEST_NAME and rel not in listed:
+            problems.append(f"{rel}: not in the manifest")
+    return problems
+
+
+def _read_metrics(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _check_accounting(run_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    entity_rows = count_rows(run_dir / "entity_map.parquet")
+    quarantine_rows = count_rows(run_dir / "quarantine.parquet")
+    if entity_rows is None or quarantine_rows is None:
+        for name, rows in (("entity_map.parquet", entity_rows), ("quarantine.parquet", quarantine_rows)):
+            if rows is None:
+                problems.append(
+                    f"{name}: missing or unreadable, cannot check that every input row is accounted for"
+                )
+        return problems
+    metrics = _read_metrics(run_dir)
+    claims = [
+        ("metrics.json records_in", metrics.get("records_in")),
+        ("manifest.json input_files rows", manifest.get("records_in")),
+    ]
+    known = [(where, value) for where, value in claims if value is not None]
+    if not known:
+        problems.append("records in: neither metrics.json nor manifest.json says how many rows came in")
+    for where, value in known:
+        if entity_rows + quarantine_rows != value:
+            problems.append(
+                f"accounting: entity_map.parquet {entity_rows} rows + quarantine.parquet {quarantine_rows} rows "
+                f"= {entity_rows + quarantine_rows}, but {where} = {value}"
+            )
+    for key, rows, name in (
+        ("accepted", entity_rows, "entity_map.parquet"),
+        ("quarantined", quarantine_rows, "quarantine.parquet"),
+    ):
+        if metrics.get(key) is not None and metrics[key] != rows:
+            problems.append(f"accounting: metrics.json {key} = {metrics[key]}, but {name} has {rows} rows")
+    try:
+        import polars as pl
+
+        keys = pl.read_parquet(run_dir / "entity_map.parquet", columns=["source", "record_id"])
+        repeated = keys.height - keys.unique().height
+        if repeated:
+            problems.append(
+                f"entity_map.parquet: {repeated} (source, record_id) rows repeat: a record in two clusters"
+            )
+    except Exception as exc:  # noqa: BLE001 - reported as a difference, not raised
+        problems.append(f"entity_map.parquet: unreadable ({type(exc).__name__})")
+    return problems
+
+
+def _check_share_rates(run_dir: Path) -> list[str]:
+    import polars as pl
+
+    path = run_dir / "share_rates.csv"
+    if not path.is_file():
+        return ["share_rates.csv: missing"]
+    try:
+        rates = pl.read_csv(path, infer_schema_length=None)
+        entity_map = pl.read_parquet(run_dir / "entity_map.parquet", columns=["source", "person_id"])
+    except Exception as exc:  # noqa: BLE001 - reported as a difference, not raised
+        return [f"share_rates.csv: cannot be checked ({type(exc).__name__}: {exc})"]
+    missing = {"source", "records", "persons", "shared_persons", "share_rate"} - set(rates.columns)
+    if missing:
+        return [f"share_rates.csv: columns {sorted(missing)} missing"]
+
+    held = entity_map.unique()
+    holders = held.group_by("person_id").len("sources_holding")
+    recount = {
+        row["source"]: row
+        for row in entity_map.group_by("source")
+        .agg(pl.len().alias("records"))
+        .join(
+            held.join(holders, on="person_id")
+            .group_by("source")
+            .agg(
+                pl.len().alias("persons"),
+                (pl.col("sources_holding") > 1).sum().alias("shared_persons"),
+            ),
+            on="source",
+        )
+        .iter_rows(named=True)
+    }
+    problems = []
+    for row in rates.iter_rows(named=True):
+        source, persons, shared, rate = (
+            row["source"],
+            row["persons"],
+            row["shared_persons"],
+            row["share_rate"],
+        )
+        if persons:
+            expected = shared / persons
+            if rate is None or abs(float(rate) - expected) > SHARE_RATE_TOLERANCE:
+                problems.append(
+                    f"share_rates.csv: {source}: share_rate {rate}, but shared_persons / persons = "
+                    f"{shared} / {persons} = {expected:.6f}"
+                )
+        found = recount.pop(source, {"records": 0, "persons": 0, "shared_persons": 0})
+        for column in ("records", "persons", "shared_persons"):
+            if row[column] != found[column]:
+                problems.append(
+                    f"share_rates.csv: {source}: {column} {row[column]}, but entity_map.parquet gives {found[column]}"
+                )
+    for source in sorted(recount):
+        problems.append(f"share_rates.csv: no row for source {source}, which entity_map.parquet holds")
+    return problems
+
+
+def verify_command(argv: list[str]) -> int:
+    """``renhu verify RUNDIR``: 0 and an OK line when the folder matches its manifest, else 1."""
+    parser = argparse.ArgumentParser(
+        prog="renhu verify",
+        description=(
+            "Re-check a published run folder against its manifest.json: every file's sha256, "
+            "size and row count, that entity_map rows + quarantine rows = records in, and that "
+            "each share_rate = shared_persons / persons as recounted from entity_map.parquet."
+        ),
+    )
+    parser.add_argument(
+        "run_dir", metavar="RUNDIR", type=Path, help="a run folder (DIR/runs/<run_id> or DIR/latest)"
+    )
+    args = parser.parse_args(argv)
+    run_dir: Path = args.run_dir
+    if not run_dir.is_dir():
+        print(f"renhu verify: {run_dir}: no such run folder", file=sys.stderr)
+        return 1
+    problems = verify_run(run_dir)
+    if problems:
+        for line in problems:
+            print(line)
+        print(f"renhu verify: {run_dir}: {len(problems)} difference(s) from manifest.json", file=sys.stderr)
+        return 1
+    manifest_path = run_dir / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    metrics = _read_metrics(run_dir)
+    entity_rows = count_rows(run_dir / "entity_map.parquet")
+    quarantine_rows = count_rows(run_dir / "quarantine.parquet")
+    records_in = metrics.get("records_in", manifest.get("records_in"))
+    print(
+        f"OK: {run_dir} (run {manifest.get('run_id')}): {len(manifest['published_files'])} files match "
+        f"manifest.json (sha256, size, rows); records in {records_in} = {entity_rows} in entity_map "
+        f"+ {quarantine_rows} in quarantine; share rates agree with entity_map; "
+        f"manifest.json sha256 {sha256_of(manifest_path)}"
+    )
+    return 0

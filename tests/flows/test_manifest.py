@@ -1,0 +1,239 @@
+"""manifest.json and `renhu verify`: an untampered run passes; changed bytes, a deleted
+row, a deleted or added file, and numbers that do not add up are each reported."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.manifest import count_rows, sha256_of, verify_command, verify_run, write_manifest
+
+RUN_ID = "20261123T020000Z-ab12cd"
+
+
+def make_run(root: Path) -> Path:
+    """A small published run: 5 records of 2 sources (3 persons, 1 shared), 2 quarantined."""
+    run_dir = root / "runs" / RUN_ID
+    (run_dir / "validation").mkdir(parents=True)
+    (run_dir / "reports" / "公安局户政科").mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "source": ["police_hukou", "police_hukou", "police_hukou", "residence", "residence"],
+            "record_id": ["HJ1", "HJ2", "HJ3", "JZ1", "JZ2"],
+            "person_id": [
+                "P000000000001",
+                "P000000000002",
+                "P000000000003",
+                "P000000000001",
+                "P000000000004",
+            ],
+        }
+    ).write_parquet(run_dir / "entity_map.parquet")
+    pl.DataFrame(
+        {
+            "source": ["police_hukou", "residence"],
+            "file": ["hukou.csv", "residence.csv"],
+            "row_number": [4, 3],
+            "record_id": ["", "JZ9"],
+            "reason": ["记录编号为空 / record_id is empty", "无姓名无证件 / no name or id"],
+        }
+    ).write_parquet(run_dir / "quarantine.parquet")
+    # police_hukou: 3 persons, 1 shared (P..1); residence: 2 persons, 1 shared.
+    (run_dir / "share_rates.csv").write_text(
+        "source,records,persons,shared_persons,share_rate\npolice_hukou,3,3,1,0.3333\nresidence,2,2,1,0.5\n",
+        encoding="utf-8",
+    )
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2}), encoding="utf-8"
+    )
+    (run_dir / "validation" / "index.html").write_text("<html>Data Docs</html>", encoding="utf-8")
+    (run_dir / "reports" / "公安局户政科" / "人户分离.csv").write_text(
+        '\ufeffkind,record_id,detail\nhukou_residence_split,HJ1,"两行\n说明"\n', encoding="utf-8"
+    )
+    sources = root / "sources.yaml"
+    sources.write_text("sources: []\n", encoding="utf-8")
+    lock = root / "requirements.lock"
+    lock.write_text("duckdb==2.0.0\n", encoding="utf-8")
+    write_manifest(
+        run_dir,
+        run_id=RUN_ID,
+        started_at=datetime(2026, 11, 23, 2, 0, tzinfo=UTC),
+        finished_at=datetime(2026, 11, 23, 2, 7, 30, tzinfo=UTC),
+        sources_file=sources,
+        lock_file=lock,
+        input_files=[
+            {
+                "path": "extracts/hukou.csv",
+                "size_bytes": 120,
+                "sha256": "a" * 64,
+                "rows": 4,
+                "source": "police_hukou",
+            },
+            {
+                "path": "extracts/residence.csv",
+                "size_bytes": 90,
+                "sha256": "b" * 64,
+                "rows": 3,
+                "source": "residence",
+            },
+        ],
+        stage_counts=[{"stage": "ingest", "seconds": 0.5, "rows_in": 7, "rows_out": 5}],
+        validation={"success": True, "evaluated": 55, "failed": 0, "critical_failed": 0, "suites": ["..."]},
+    )
+    return run_dir
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return make_run(tmp_path)
+
+
+def test_manifest_records_what_an_auditor_needs(run_dir: Path, tmp_path: Path) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+
+    assert manifest["run_id"] == RUN_ID and manifest["renhu_version"]
+    assert manifest["started_at"] == "2026-11-23T02:00:00+00:00"
+    assert manifest["finished_at"] == "2026-11-23T02:07:30+00:00"
+    assert manifest["sources_file"]["sha256"] == sha256_of(tmp_path / "sources.yaml")
+    assert manifest["lock_file"]["sha256"] == sha256_of(tmp_path / "requirements.lock")
+    assert [f["path"] for f in manifest["input_files"]] == ["extracts/hukou.csv", "extracts/residence.csv"]
+    assert manifest["records_in"] == 7
+    assert manifest["stage_counts"][0]["rows_in"] == 7
+    assert manifest["validation"] == {"success": True, "evaluated": 55, "failed": 0, "critical_failed": 0}
+    files = {f["path"]: f for f in manifest["published_files"]}
+    assert set(files) == {
+        "entity_map.parquet",
+        "quarantine.parquet",
+        "share_rates.csv",
+        "metrics.json",
+        "validation/index.html",
+        "reports/公安局户政科/人户分离.csv",
+    }
+    assert files["entity_map.parquet"]["rows"] == 5
+    assert files["quarantine.parquet"]["rows"] == 2
+    assert files["share_rates.csv"]["rows"] == 2
+    assert files["reports/公安局户政科/人户分离.csv"]["rows"] == 1  # a quoted line break is one row
+    assert files["metrics.json"]["rows"] is None
+    assert files["share_rates.csv"]["sha256"] == sha256_of(run_dir / "share_rates.csv")
+    assert files["share_rates.csv"]["size_bytes"] == (run_dir / "share_rates.csv").stat().st_size
+
+
+def test_untampered_run_verifies(run_dir: Path, capsys) -> None:
+    assert verify_run(run_dir) == []
+    assert verify_command([str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"OK: {run_dir} (run {RUN_ID}): 6 files match manifest.json")
+    assert "records in 7 = 5 in entity_map + 2 in quarantine" in out
+
+
+def test_latest_symlink_verifies(run_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "latest").symlink_to(Path("runs") / RUN_ID, target_is_directory=True)
+    assert verify_run(tmp_path / "latest") == []
+
+
+def test_changed_bytes_are_reported(run_dir: Path, capsys) -> None:
+    page = run_dir / "validation" / "index.html"
+    page.write_bytes(page.read_bytes().replace(b"Data", b"Date"))  # same size, other bytes
+
+    problems = verify_run(run_dir)
+    assert len(problems) == 1 and problems[0].startswith("validation/index.html: sha256 ")
+    assert verify_command([str(run_dir)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("validation/index.html: sha256")
+    assert "1 difference(s)" in captured.err
+
+
+def test_deleted_row_is_reported(run_dir: Path) -> None:
+    quarantine = pl.read_parquet(run_dir / "quarantine.parquet")
+    quarantine.head(1).write_parquet(run_dir / "quarantine.parquet")
+
+    problems = verify_run(run_dir)
+    assert "quarantine.parquet: 1 rows, manifest says 2" in problems
+    assert any(p.startswith("quarantine.parquet: sha256") for p in problems)
+    assert (
+        "accounting: entity_map.parquet 5 rows + quarantine.parquet 1 rows = 6, but metrics.json records_in = 7"
+        in problems
+    )
+    assert "accounting: metrics.json quarantined = 2, but quarantine.parquet has 1 rows" in problems
+
+
+def test_deleted_csv_row_is_reported_even_with_the_manifest_rewritten(run_dir: Path, tmp_path: Path) -> None:
+    # Whoever drops a row and rewrites the manifest still has the arithmetic against them.
+    rates = run_dir / "share_rates.csv"
+    rates.write_text(rates.read_text(encoding="utf-8").splitlines()[0] + "\npolice_hukou,3,3,1,0.3333\n")
+    entity_map = pl.read_parquet(run_dir / "entity_map.parquet")
+    entity_map.filter(pl.col("record_id") != "HJ3").write_parquet(run_dir / "entity_map.parquet")
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    (run_dir / "manifest.json").unlink()
+    write_manifest(
+        run_dir,
+        run_id=RUN_ID,
+        started_at=manifest["started_at"],
+        finished_at=manifest["finished_at"],
+        sources_file=tmp_path / "sources.yaml",
+        lock_file=None,
+        input_files=manifest["input_files"],
+        stage_counts=manifest["stage_counts"],
+        validation=manifest["validation"],
+    )
+
+    problems = verify_run(run_dir)
+    assert any(
+        p.startswith("accounting: entity_map.parquet 4 rows + quarantine.parquet 2 rows = 6")
+        for p in problems
+    )
+    assert "share_rates.csv: police_hukou: records 3, but entity_map.parquet gives 2" in problems
+    assert "share_rates.csv: no row for source residence, which entity_map.parquet holds" in problems
+
+
+def test_wrong_share_rate_is_reported(run_dir: Path) -> None:
+    rates = run_dir / "share_rates.csv"
+    rates.write_text(rates.read_text(encoding="utf-8").replace("0.5\n", "0.6\n"), encoding="utf-8")
+
+    problems = verify_run(run_dir)
+    assert (
+        "share_rates.csv: residence: share_rate 0.6, but shared_persons / persons = 1 / 2 = 0.500000"
+        in problems
+    )
+
+
+def test_missing_and_extra_files_are_reported(run_dir: Path) -> None:
+    (run_dir / "reports" / "公安局户政科" / "人户分离.csv").unlink()
+    (run_dir / "validation" / "injected.html").write_text("<html></html>", encoding="utf-8")
+
+    assert verify_run(run_dir) == [
+        "reports/公安局户政科/人户分离.csv: missing",
+        "validation/injected.html: not in the manifest",
+    ]
+
+
+def test_record_in_two_clusters_is_reported(run_dir: Path) -> None:
+    entity_map = pl.read_parquet(run_dir / "entity_map.parquet")
+    pl.concat([entity_map, entity_map.head(1)]).write_parquet(run_dir / "entity_map.parquet")
+
+    problems = verify_run(run_dir)
+    assert "entity_map.parquet: 1 (source, record_id) rows repeat: a record in two clusters" in problems
+
+
+def test_folder_without_manifest(tmp_path: Path, capsys) -> None:
+    assert verify_run(tmp_path) == [f"manifest.json: missing in {tmp_path}"]
+    assert verify_command([str(tmp_path / "nope")]) == 1
+    assert "no such run folder" in capsys.readouterr().err
+
+
+def test_count_rows_of_unreadable_parquet_is_none(tmp_path: Path) -> None:
+    broken = tmp_path / "x.parquet"
+    broken.write_bytes(b"not parquet")
+    assert count_rows(broken) is None
+    assert count_rows(tmp_path / "x.json") is None
+
+
+def test_verify_help_exits_cleanly(capsys) -> None:
+    with pytest.raises(SystemExit) as raised:
+        verify_command(["--help"])
+    assert raised.value.code == 0
+    assert "RUNDIR" in capsys.readouterr().out
