@@ -168,6 +168,51 @@ def person_records(std: pl.DataFrame, entity_map: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def place_names(records: pl.DataFrame) -> dict[str, str]:
+    """9-digit township code -> "越城区北海街道", as the extracts' own addresses name it.
+
+    The county comes from the GB/T 2260 table; the township is the name most addresses
+    carrying that code start with (codes change as townships merge, so no fixed table).
+    """
+    from linkage.regions import TOWNSHIP_PATTERN, region_table
+
+    pairs = pl.concat(
+        [
+            records.select(code=pl.col("hukou_town"), address=pl.col("hukou_address")),
+            records.select(code=pl.col("res_town"), address=pl.col("residence_address")),
+        ]
+    ).filter(pl.col("code").is_not_null() & pl.col("address").is_not_null())
+    towns = (
+        pairs.with_columns(town=pl.col("address").str.extract(TOWNSHIP_PATTERN, 1))
+        .filter(pl.col("town").is_not_null())
+        .group_by("code", "town")
+        .agg(n=pl.len())
+        .sort(["code", "n", "town"], descending=[False, True, False])
+        .group_by("code", maintain_order=True)
+        .first()
+    )
+    if towns.is_empty():
+        return {}
+    counties = (
+        region_table()
+        .sort(pl.col("status") != "current")
+        .unique(subset=["code"], keep="first")
+        .select(county=pl.col("code"), county_name=pl.col("name"))
+    )
+    named = towns.with_columns(county=pl.col("code").str.slice(0, 6)).join(counties, on="county", how="left")
+    return {
+        code: f"{county or ''}{town}"
+        for code, town, county in named.select("code", "town", "county_name").iter_rows()
+    }
+
+
+def _place(code: str | None, names: dict[str, str]) -> str:
+    if code is None:
+        return "不详"
+    name = names.get(code)
+    return f"{name}（{code}）" if name else code
+
+
 def _empty_findings() -> pl.DataFrame:
     return pl.DataFrame(schema={c: pl.String for c in FINDING_COLUMNS + EXTRA_COLUMNS})
 
@@ -233,7 +278,7 @@ def current_residence(evidence: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _hukou_residence_split(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
+def _hukou_residence_split(records: pl.DataFrame, as_of: date, names: dict[str, str]) -> pl.DataFrame:
     hukou_of = registered_hukou(records)
     evidence = residence_evidence(records)
     if hukou_of.is_empty() or evidence.is_empty():
@@ -275,8 +320,8 @@ def _hukou_residence_split(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
             f"{src}（{dep}）" for src, dep in zip(s["live_sources"], s["live_departments"], strict=False)
         )
         detail = (
-            f"人户分离：户籍登记在乡镇街道{s['hukou_town']}（{s['source']}，户号{s['household_id'] or '不详'}），"
-            f"实际居住在乡镇街道{s['live_town']}（据{live_by}，{since_text}）"
+            f"人户分离：户籍登记在{_place(s['hukou_town'], names)}（{s['source']}，户号{s['household_id'] or '不详'}），"
+            f"实际居住在{_place(s['live_town'], names)}（据{live_by}，{since_text}）"
         )
         details[s["person_id"]] = detail
         rows.append(_row("hukou_residence_split", s["person_id"], s, detail, s["live_departments"][0]))
@@ -358,7 +403,7 @@ def register_households(records: pl.DataFrame) -> pl.DataFrame:
     return register.join(group, on="household_key", how="left")
 
 
-def _multi_household(register: pl.DataFrame) -> pl.DataFrame:
+def _multi_household(register: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
     multi = register.filter(pl.col("household").n_unique().over("person_id") >= 2).sort(
         ["person_id", "source", "household_id", "record_id"]
     )
@@ -370,7 +415,7 @@ def _multi_household(register: pl.DataFrame) -> pl.DataFrame:
         for r in group.unique(subset=["household"], keep="first", maintain_order=True).iter_rows(named=True):
             relation = RELATION_LABELS.get(r["relation_to_head"] or "", "关系不详")
             places.append(
-                f"{r['source']} 户号{r['household_id']}（{relation}，乡镇街道{r['hukou_town'] or '不详'}）"
+                f"{r['source']} 户号{r['household_id']}（{relation}，{_place(r['hukou_town'], names)}）"
             )
         detail = f"一人多户：同一人登记在{len(places)}个户中：" + "；".join(places)
         for r in group.iter_rows(named=True):
@@ -522,7 +567,7 @@ def school_rosters(records: pl.DataFrame, as_of: date) -> list[str]:
     return sorted(shares.filter(pl.col("minors") >= SCHOOL_ROSTER_MINOR_SHARE).get_column("source").to_list())
 
 
-def _unregistered_resident(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
+def _unregistered_resident(records: pl.DataFrame, as_of: date, names: dict[str, str]) -> pl.DataFrame:
     pupils = school_rosters(records, as_of)
     living = records.filter(
         ((pl.col("source_kind") == "rental") | pl.col("source").is_in(pupils))
@@ -554,7 +599,7 @@ def _unregistered_resident(records: pl.DataFrame, as_of: date) -> pl.DataFrame:
         what = "租住" if r["source_kind"] == "rental" else "就学登记的住址在"
         since = f"，自{r['registered_at'].isoformat()}起" if r["registered_at"] is not None else ""
         detail = (
-            f"居住未登记：{what}乡镇街道{r['res_town']}（{r['source']}{since}），"
+            f"居住未登记：{what}{_place(r['res_town'], names)}（{r['source']}{since}），"
             "该地既无居住登记，也非户籍登记地"
         )
         rows.append(_row("unregistered_resident", r["person_id"], r, detail))
@@ -671,11 +716,12 @@ def find_household_findings(
     as_of = as_of or date.today()
     records = person_records(std, entity_map)
     register = register_households(records)
+    names = place_names(records)
     parts = [
-        _hukou_residence_split(records, as_of),
-        _multi_household(register),
+        _hukou_residence_split(records, as_of, names),
+        _multi_household(register, names),
         _roster_conflict(records, register),
-        _unregistered_resident(records, as_of),
+        _unregistered_resident(records, as_of, names),
         _household_sanity(register, as_of),
     ]
     findings = pl.concat(parts, how="vertical")

@@ -67,6 +67,8 @@ def city(rows: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]:
         "hukou_township": pl.String,
         "residence_region": pl.String,
         "residence_township": pl.String,
+        "hukou_address": pl.String,
+        "residence_address": pl.String,
         "house_id": pl.String,
         "registered_at": pl.Date,
         "updated_at": pl.Date,
@@ -202,8 +204,19 @@ def test_hukou_residence_split_names_both_townships_sources_and_since() -> None:
             "PA",
             name="王建国",
             residence_township=ELSEWHERE,
+            residence_address="城南街道外山村3号",
             registered_at=date(2024, 2, 1),
             updated_at=date(2024, 2, 1),
+        ),
+        # the register's address names A's township
+        rec(
+            "police_hukou",
+            "h1x",
+            "PX",
+            household_id="H077",
+            relation_to_head="head",
+            hukou_township=HOME,
+            hukou_address="北海街道解放北路12号",
         ),
         rec(
             "rental", "t2", "PA", name="王建国", residence_township=ELSEWHERE, registered_at=date(2024, 1, 20)
@@ -220,6 +233,8 @@ def test_hukou_residence_split_names_both_townships_sources_and_since() -> None:
     assert HOME in detail and ELSEWHERE in detail and "police_hukou" in detail and "residence_reg" in detail
     assert "自2024-01-20起" in detail  # earliest start at the present place
     assert "王建国" not in detail
+    # townships named as the extracts' addresses name them, county from GB/T 2260
+    assert "越城区北海街道（330602001）" in detail and "越城区城南街道（330602003）" in detail
     # A is registered in ELSEWHERE, so not an unregistered resident there.
     assert by_kind(findings, "unregistered_resident") == set()
 
