@@ -78,6 +78,7 @@ percent of rows that carry an error) and deterministic for a seed.
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,8 @@ class DemoCity:
     # data rows per source, damaged rows included
     records_by_source: dict[str, int] = field(default_factory=dict)
     findings_by_kind: dict[str, int] = field(default_factory=dict)
+    # wall-clock seconds per step: people, each source (built and written), truth
+    seconds_by_step: dict[str, float] = field(default_factory=dict)
 
 
 def generate_city(out_dir: Path, persons: int, seed: int = 20261123) -> DemoCity:
@@ -117,9 +120,19 @@ def generate_city(out_dir: Path, persons: int, seed: int = 20261123) -> DemoCity
             shutil.rmtree(out_dir / sub)
     truth_dir = out_dir / "truth"
     truth_dir.mkdir()
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = round(now - clock, 3)
+        clock = now
+
     rng = np.random.default_rng(seed)
     people = generate_people(rng, persons)
     ctx = sources.Ctx.build(rng, people)
+    lap("people")
 
     extracts: list[sources.Extract] = []
     files: list[Path] = []
@@ -131,6 +144,7 @@ def generate_city(out_dir: Path, persons: int, seed: int = 20261123) -> DemoCity
         # the cells are on disk; keep only what the findings need
         ex.cells = ex.cells.clear()
         extracts.append(ex)
+        lap(ex.name)
     writers.write_sources_yaml(extracts, out_dir / "sources.yaml")
 
     recs = pl.concat(record_frames)
@@ -138,6 +152,7 @@ def generate_city(out_dir: Path, persons: int, seed: int = 20261123) -> DemoCity
     truth.persons(people).write_parquet(truth_dir / "persons.parquet")
     found = truth.findings(extracts, people)
     found.write_parquet(truth_dir / "findings.parquet")
+    lap("truth")
     return DemoCity(
         out_dir=out_dir,
         sources_file=out_dir / "sources.yaml",
@@ -147,4 +162,5 @@ def generate_city(out_dir: Path, persons: int, seed: int = 20261123) -> DemoCity
         records=recs.height,
         records_by_source={ex.name: ex.rows.height for ex in extracts},
         findings_by_kind=dict(found.group_by("kind").len().sort("kind").iter_rows()),
+        seconds_by_step=seconds,
     )

@@ -478,7 +478,7 @@ def health_family_planning(ctx: Ctx) -> Extract:
     """卫生健康委员会: residents' health records (居民健康档案), an old system with loose formats."""
     rng = ctx.rng
     n = len(ctx.hh)
-    p = np.where(ctx.age < 7, 0.85, np.where(ctx.age >= 65, 0.8, 0.45))
+    p = np.where(ctx.age < 7, 0.8, np.where(ctx.age >= 65, 0.75, 0.4))
     pids = np.flatnonzero((ctx.res_twp >= 0) & (rng.random(n) < p))
     df = _base(ctx, pids)
     df = _duplicate(ctx, df, 0.02)
