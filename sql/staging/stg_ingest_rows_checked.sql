@@ -36,8 +36,9 @@ repeated_ids as (
 repeated_rows as (
     select
         u.*,
-        try_strptime(u.updated_at, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d', '%Y/%m/%d %H:%M:%S',
-                                    '%Y/%m/%d', '%Y%m%d', '%Y.%m.%d', '%Y年%m月%d日']) as updated_at_parsed
+        try_strptime(u.updated_at, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M',
+                                    '%Y-%m-%d', '%Y/%m/%d %H:%M:%S', '%Y/%m/%d %H:%M', '%Y/%m/%d', '%Y%m%d%H%M%S',
+                                    '%Y%m%d', '%Y.%m.%d', '%Y年%m月%d日']) as updated_at_parsed
     from usable u
     semi join repeated_ids r on u.source = r.source and u.record_id = r.record_id
 ),

@@ -143,7 +143,7 @@ def test_every_quarantine_reason_and_accounting(tmp_path: Path) -> None:
         b"r5,\x81\x20\xff,,,",  # 5 undecodable_bytes
         "r6,王五,,1990-01-02,2020-01-01".encode("gb18030"),  # 6 accepted
         "r1,张伟,330602199001021237,1990-01-02,2026-06-01".encode("gb18030"),  # 7 fresher r1: kept
-        "r6,王五,,1990-01-02,2019-01-01".encode("gb18030"),  # 8 older r6: superseded
+        "r6,王五,,1990-01-02,2019-01-01 23:59".encode("gb18030"),  # 8 older r6: superseded
         b"",
     ]
     (tmp_path / "q.csv").write_bytes(b"\n".join(lines))
