@@ -7,30 +7,43 @@ department sees the finding on its own records.
 Households are compared by their members (person ids), never by their numbers: every
 department numbers households in its own scheme.
 
-Kinds (DESIGN.md section 7):
+Kinds (DESIGN.md section 7), with the evidence rows each gives:
 
-* ``hukou_residence_split`` (人户分离): township/street (9-digit code) of the registered
-  household (``hukou`` sources) differs from the township of the freshest residence
-  evidence (any non-``hukou`` source that gives a residence township: residence
-  registration, rental tenancy, school, employer, roster). Following the statistics
-  bureau (离开户口登记地半年以上), a split whose residence evidence starts less than 182
-  days before ``as_of`` is not reported yet; when the start is unknown it is reported.
+* ``hukou_residence_split`` (人户分离): the township/street (9-digit code) of the person's
+  freshest residence evidence (any non-``hukou`` record giving a residence township:
+  residence registration, rental tenancy, school, employer, health record, roster; ties
+  go to the residence registration) is none of the townships the register places them
+  in. Following the statistics bureau (离开户口登记地半年以上), a split whose evidence at
+  the present township starts less than 182 days before ``as_of`` is not reported yet;
+  when the start is unknown it is reported. Rows: the register record and every record
+  placing the person at the present township.
 * ``multi_household`` (一人多户): one person in two or more households of the register.
   Households of different ``hukou`` sources are first matched by members (Jaccard >= 0.5
   and no disagreeing township), so the same household told by two registers is one.
-* ``roster_conflict``: a ``roster`` household lists members differently from the register
-  household it best matches (most shared members): a member on one side only, or a
-  different head.
-* ``unregistered_resident`` (房不漏户, 户不漏人): a ``rental`` or ``generic`` (school,
-  employer) record places the person in a township where the person has neither a
-  residence registration nor the household registration.
-* Household sanity on register households: ``two_heads``, ``no_head``,
-  ``child_older_than_parent`` (child/grandchild born before the head, or parent/
-  grandparent born after), ``spouse_under_legal_age`` (head or spouse younger than 22 for
-  men, 20 for women, on ``as_of``).
+  Rows: every register record of the person.
+* ``roster_conflict``: a ``roster`` household against the register household it best
+  matches (most shared members; ties to the one holding the roster's head). Rows: a
+  roster member the register household lacks (and the register's own record of that
+  person elsewhere); a register member the roster lacks; a roster head who is not the
+  register's head.
+* ``unregistered_resident`` (房不漏户, 户不漏人): a tenant (``rental``) or a pupil (a
+  ``generic`` source whose people are nearly all minors: a school roster) living in a
+  township where the person has neither a residence registration nor the household
+  registration. Rows: the tenancy or school record.
+* Household sanity on each register household (source + household number):
+  ``two_heads`` (two or more persons entered as head; one head entered twice is a
+  duplicate registration, not a second head), ``no_head``, ``child_older_than_parent``
+  (a child/grandchild born on or before the head, or a parent/grandparent born on or
+  after; the row is the member's), ``spouse_under_legal_age`` (head or spouse younger
+  than 22 for men, 20 for women, on ``as_of``).
 
-Details are Chinese sentences with region codes, source names, household numbers and
-masked names only: the findings file is published beyond the owning department.
+``related_department`` names the other department a finding concerns (the register's
+clerk for a roster's conflict, the residence side for a split), so its report can show
+the finding without that department's record.
+
+Details are Chinese sentences with township names and codes, source names, household
+numbers, person ids and masked names only: the findings file is published beyond the
+owning department.
 """
 
 from __future__ import annotations
