@@ -1,0 +1,101 @@
+"""Blocking passes: what each finds, the one-slip id neighbourhood, the cap on exploding blocks."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import polars as pl
+
+from linkage.block import BLOCKING_PASSES, pass_names, prepare_link_records, run_blocking
+
+_W = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+
+
+def resident_id(first17: str) -> str:
+    return first17 + "10X98765432"[sum(int(c) * w for c, w in zip(first17, _W, strict=True)) % 11]
+
+
+ID_A = resident_id("33060219900102123")
+ID_B = resident_id("33060219900102125")  # twin's id: another valid number
+
+
+def std(rows: list[dict]) -> pl.DataFrame:
+    """Hand-made standardized records: only the fields blocking reads."""
+    base = {"source": "s", "name": None, "name_pinyin": None, "name_pinyin_sorted": None, "surname_pinyin": None,
+            "id_number": None, "id_valid": None, "birth_date": None, "phone": None, "hukou_region": None,
+            "name_script": None}
+    data = [{**base, "record_key": i, "record_id": str(i), **r} for i, r in enumerate(rows)]
+    return pl.DataFrame(data, schema_overrides={"birth_date": pl.Date, "id_valid": pl.Boolean})
+
+
+def pairs_of(frame: pl.DataFrame, max_block_size: int = 100):
+    result = run_blocking(duckdb.connect(), prepare_link_records(frame), max_block_size)
+    found = {(a, b): pass_names(m) for a, b, m in result.pairs.iter_rows()}
+    return found, {r["pass"]: r for r in result.report}
+
+
+def test_one_substitution_and_one_adjacent_swap_are_reached():
+    sub = ID_A[:10] + str((int(ID_A[10]) + 3) % 10) + ID_A[11:]
+    swap = ID_A[:12] + ID_A[13] + ID_A[12] + ID_A[14:]
+    assert swap != ID_A
+    frame = std([
+        {"id_number": ID_A, "id_valid": True},
+        {"id_number": sub, "id_valid": False},
+        {"id_number": swap, "id_valid": False},
+        {"id_number": ID_B, "id_valid": True},
+    ])
+    found, _ = pairs_of(frame)
+    assert "id_near" in found[(0, 1)]
+    assert "id_near" in found[(0, 2)]
+    # Two valid ids are never a slip apart: the twins' numbers are not paired by id_near.
+    assert (0, 3) not in found
+    # The two invalid copies are two slips apart from each other: not this pass's business.
+    assert "id_near" not in found.get((1, 2), [])
+
+
+def test_name_birth_passes_meet_romanized_and_swapped_order():
+    frame = std([
+        {"name": "张伟", "name_pinyin": "zhang wei", "name_pinyin_sorted": "wei zhang", "birth_date": date(1990, 1, 2)},
+        {"name": "WEI ZHANG", "name_pinyin": "wei zhang", "name_pinyin_sorted": "wei zhang",
+         "birth_date": date(1990, 1, 2), "name_script": "latin"},
+        {"name": "ZHANG WEI", "name_pinyin": "zhang wei", "name_pinyin_sorted": "wei zhang",
+         "birth_date": date(1990, 1, 2), "name_script": "latin"},
+        {"name": "张伟", "name_pinyin": "zhang wei", "name_pinyin_sorted": "wei zhang", "birth_date": date(1991, 1, 2)},
+    ])
+    found, _ = pairs_of(frame)
+    assert "pinyin_sorted_birth" in found[(0, 1)] and "name_pinyin_birth" not in found[(0, 1)]
+    assert "name_pinyin_birth" in found[(0, 2)]
+    # Another birth date: reached only through the name alone.
+    assert found[(0, 3)] == ["name_pinyin"]
+
+
+def test_pairs_are_ordered_and_unique():
+    frame = std([{"id_number": ID_A, "id_valid": True, "phone": "13900000000"} for _ in range(4)])
+    result = run_blocking(duckdb.connect(), prepare_link_records(frame))
+    p = result.pairs
+    assert len(p) == 6  # 4 records, one block: 4*3/2 pairs, found by two passes, listed once
+    assert (p["record_key_l"] < p["record_key_r"]).all()
+    assert set(pass_names(p["passes"][0])) == {"id_number", "phone"}
+
+
+def test_exploding_block_is_capped_and_reported():
+    placeholder = "000000000000000000"
+    rows = [{"id_number": placeholder, "id_valid": False, "phone": "13800000000"} for _ in range(150)]
+    rows += [{"id_number": ID_A, "id_valid": True}, {"id_number": ID_A, "id_valid": True}]
+    found, report = pairs_of(std(rows), max_block_size=100)
+    # The 150-record block would make 11 175 pairs: skipped, and said so.
+    assert report["id_number"]["capped_blocks"] == 1
+    assert report["id_number"]["capped_records"] == 150
+    assert report["id_number"]["largest_block"] == 150
+    assert report["phone"]["capped_blocks"] == 1
+    assert report["id_number"]["pairs"] == 1
+    assert list(found) == [(150, 151)]
+
+
+def test_every_pass_has_its_sql_file_named_after_its_table():
+    for bp in BLOCKING_PASSES:
+        text = bp.sql()
+        assert text.startswith(f"-- {bp.table}:")
+        assert "Grain:" in text
+        assert text.rstrip().endswith("select * from pairs")

@@ -1,0 +1,91 @@
+"""Comparison levels on hand-made pairs (each row of a pair frame is one pair)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from linkage.compare import DEFAULT_COMPARISONS, NULL_LEVEL, compare_pairs
+
+COMP = {c.name: c for c in DEFAULT_COMPARISONS}
+
+
+def pf(**cols: tuple[list, list]) -> pl.DataFrame:
+    data = {}
+    for name, (left, right) in cols.items():
+        data[f"{name}_l"] = left
+        data[f"{name}_r"] = right
+    frame = pl.DataFrame(data)
+    # An all-empty column comes out untyped; in a run every column is typed by prepare_link_records.
+    return frame.with_columns(pl.col(pl.Null).cast(pl.String))
+
+
+def test_id_number_levels():
+    a = "33060219900102123X"
+    frame = pf(id_number=(
+        [a, a, a, a, "330602900102123", a],
+        [a, a[:10] + "5" + a[11:], a[:12] + a[13] + a[12] + a[14:], "110101198001011234", a, None],
+    ))
+    g = COMP["id_number"].gamma(frame).tolist()
+    # same; one substitution; adjacent swap; different; 15 vs 18 forms; one side empty
+    assert g == [2, 1, 1, 0, 2, NULL_LEVEL]
+
+
+def test_name_levels():
+    frame = pf(
+        name=(["张伟", "张伟", "张伟", "张伟", "张伟", "张伟", None],
+              ["张伟", "张玮", "WEI ZHANG", "张卫国", "李娜", None, "张伟"]),
+        name_pinyin=(["zhang wei"] * 6 + [None], ["zhang wei", "zhang wei", "wei zhang", "zhang wei guo", "li na", None, "zhang wei"]),
+        name_pinyin_sorted=(["wei zhang"] * 6 + [None], ["wei zhang", "wei zhang", "wei zhang", "guo wei zhang", "li na", None, "wei zhang"]),
+    )
+    g = COMP["name"].gamma(frame).tolist()
+    labels = COMP["name"].levels
+    assert labels[g[0]] == "same name"
+    assert labels[g[1]] == "same pinyin (homophone, other script)"
+    assert labels[g[2]] == "same syllables, other order"
+    assert g[3] in (1, 2)  # zhang wei / zhang wei guo: close, not the same
+    assert g[4] == 0
+    assert g[5] == NULL_LEVEL and g[6] == NULL_LEVEL
+
+
+def test_birth_date_levels():
+    d = date(1990, 3, 7)
+    frame = pf(birth=(
+        [d, d, d, d, d, None],
+        [d, date(1990, 7, 3), date(1990, 3, 8), date(1990, 11, 20), date(1985, 3, 7 + 10), d],
+    ))
+    g = COMP["birth_date"].gamma(frame).tolist()
+    labels = COMP["birth_date"].levels
+    assert [labels[x] for x in g[:4]] == ["same date", "day and month swapped", "two of year/month/day equal", "same year"]
+    assert g[4] == 0 and g[5] == NULL_LEVEL
+
+
+def test_region_address_phone_sex():
+    frame = pf(
+        hukou_region=(["330602001", "330602001", "330602", None], ["330602001", "330602002", "330603", None]),
+        residence_region=([None, None, None, None], [None, None, None, None]),
+        hukou_address=(["府山街道8号", "府山街道8号", "塔山街道1号", None], ["府山街道8号", "府山街道8号301室", "城南街道99号", None]),
+        residence_address=([None, None, None, None], [None, None, None, None]),
+        phone=(["13900000001", "13900000001", None, None], ["13900000001", "13900000002", None, None]),
+        sex=(["M", "M", "F", None], ["M", "F", "F", None]),
+    )
+    assert COMP["region"].gamma(frame).tolist() == [2, 1, 0, NULL_LEVEL]
+    addr = COMP["address"].gamma(frame).tolist()
+    assert addr[0] == 3 and addr[1] in (1, 2) and addr[2] == 0 and addr[3] == NULL_LEVEL
+    assert COMP["phone"].gamma(frame).tolist() == [1, 0, NULL_LEVEL, NULL_LEVEL]
+    assert COMP["sex"].gamma(frame).tolist() == [1, 0, 1, NULL_LEVEL]
+
+
+def test_compare_pairs_shape_and_specs_are_data():
+    frame = pf(
+        id_number=(["1"], ["1"]), id_valid=([False], [False]), name=(["A"], ["A"]), name_pinyin=(["a"], ["a"]),
+        name_pinyin_sorted=(["a"], ["a"]), birth=([None], [None]), sex=([None], [None]),
+        hukou_region=([None], [None]), residence_region=([None], [None]), hukou_address=([None], [None]),
+        residence_address=([None], [None]), phone=([None], [None]),
+    ).with_columns(pl.col("birth_l").cast(pl.Date), pl.col("birth_r").cast(pl.Date))
+    g = compare_pairs(frame)
+    assert g.shape == (1, len(DEFAULT_COMPARISONS))
+    for c in DEFAULT_COMPARISONS:
+        spec = c.spec()
+        assert spec["name"] == c.name and spec["levels"][0] == "different"
