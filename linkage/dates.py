@@ -13,6 +13,8 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
+from linkage.id_numbers import nfkc
+
 EARLIEST = date(1900, 1, 1)
 # Excel's day 0 is 1899-12-30 once its phantom 1900-02-29 is accounted for (serials >= 61).
 _EXCEL_EPOCH = date(1899, 12, 30)
@@ -157,5 +159,5 @@ SEX_LOOKUP: dict[str, str] = {word: code for code, words in _SEX_CODES.items() f
 
 def standardize_sex(raw: pl.Expr) -> pl.Expr:
     """`M`, `F` or NULL (GB/T 2261.1 codes 1/2; 0 and 9 mean unknown and stay NULL)."""
-    key = raw.str.normalize("NFKC").str.strip_chars().str.to_uppercase()
+    key = nfkc(raw).str.strip_chars().str.to_uppercase()
     return key.replace_strict(list(SEX_LOOKUP), list(SEX_LOOKUP.values()), default=None, return_dtype=pl.String)

@@ -25,6 +25,12 @@ _PERMIT_PREFIX_TYPE = {"810000": "hk_macau_permit", "820000": "hk_macau_permit",
 _SEPARATORS = r"[\s\-_–—/\\.,，。:;'\"()（）\[\]\u200b\u200c\u200d\u2060\ufeff]"
 
 
+def nfkc(text: pl.Expr) -> pl.Expr:
+    """Unicode NFKC (full-width → half-width), applied only to values that hold a non-ASCII
+    character: most cells are plain ASCII, and NFKC over every row costs ~4x more."""
+    return pl.when(text.str.contains(r"[^\x00-\x7F]")).then(text.str.normalize("NFKC")).otherwise(text)
+
+
 def check_character(first17: str) -> str:
     """The GB 11643-1999 check character for the first 17 digits of a resident id."""
     if len(first17) != 17 or not first17.isdigit():
@@ -42,10 +48,10 @@ def upgrade_15_to_18(id15: str) -> str:
 
 
 def _check_character_expr(first17: pl.Expr) -> pl.Expr:
-    # One integer parse and arithmetic instead of 17 string slices: about 5x faster on 1M rows.
-    as_int = first17.cast(pl.Int64, strict=False)
+    # One integer parse, then digits by arithmetic: no per-digit string slices.
+    codes = first17.str.to_integer(base=10, strict=False)
     total = pl.sum_horizontal(
-        [((as_int // (10 ** (16 - i))) % 10) * w for i, w in enumerate(WEIGHTS)]
+        [((codes // (10 ** (16 - i))) % 10) * w for i, w in enumerate(WEIGHTS)]
     )
     return (total % 11).replace_strict(
         list(range(11)), list(CHECK_CHARACTERS), return_dtype=pl.String
@@ -64,7 +70,7 @@ def standardize_id_numbers(frame: pl.DataFrame, column: str = "id_number", *, as
     """
     raw = pl.col(column)
     cleaned = (
-        raw.str.normalize("NFKC")
+        nfkc(raw)
         .str.to_uppercase()
         .str.replace_all(_SEPARATORS, "")
     )
@@ -73,11 +79,20 @@ def standardize_id_numbers(frame: pl.DataFrame, column: str = "id_number", *, as
     work = work.with_columns(
         pl.when(pl.col("_id").str.contains(r"[0-9A-Z]")).then(pl.col("_id")).otherwise(None).alias("_id")
     )
-    is15 = pl.col("_id").str.contains(r"^\d{15}$")
-    first17_15 = pl.col("_id").str.slice(0, 6) + pl.lit("19") + pl.col("_id").str.slice(6, 9)
+    # Intermediate results are materialised as columns: eager polars would otherwise evaluate a
+    # sub-expression again every place it is used.
+    work = work.with_columns(pl.col("_id").str.contains(r"^\d{15}$").fill_null(False).alias("id_upgraded"))
     work = work.with_columns(
-        is15.fill_null(False).alias("id_upgraded"),
-        pl.when(is15).then(first17_15 + _check_character_expr(first17_15)).otherwise(pl.col("_id")).alias("id_number"),
+        pl.when(pl.col("id_upgraded"))
+        .then(pl.col("_id").str.slice(0, 6) + pl.lit("19") + pl.col("_id").str.slice(6, 9))
+        .otherwise(None)
+        .alias("_f17_15")
+    )
+    work = work.with_columns(
+        pl.when(pl.col("id_upgraded"))
+        .then(pl.col("_f17_15") + _check_character_expr(pl.col("_f17_15")))
+        .otherwise(pl.col("_id"))
+        .alias("id_number"),
     )
     is18 = pl.col("id_number").str.contains(r"^\d{17}[0-9X]$").fill_null(False)
     prefix6 = pl.col("id_number").str.slice(0, 6)
@@ -87,7 +102,7 @@ def standardize_id_numbers(frame: pl.DataFrame, column: str = "id_number", *, as
     id_type = (
         pl.when(pl.col("id_number").is_null())
         .then(None)
-        .when(is18)
+        .when(pl.col("_is18"))
         .then(pl.coalesce(permit_type, pl.lit("resident_id")))
         # Chinese passports: E + 8 digits (or E + letter + 7 digits since 2019), G/D/S/P older series.
         .when(pl.col("id_number").str.contains(r"^(E[A-HJ-NP-Z0-9]\d{7}|[EGDSP]\d{8})$"))
@@ -100,14 +115,19 @@ def standardize_id_numbers(frame: pl.DataFrame, column: str = "id_number", *, as
         .then(pl.lit("taiwan_permit"))
         .otherwise(pl.lit("other"))
     )
-    work = work.with_columns(id_type.alias("id_type"), is18.alias("_is18"))
+    work = work.with_columns(is18.alias("_is18"))
+    work = work.with_columns(id_type.alias("id_type"))
     birth = (
         pl.when(pl.col("_is18"))
         .then(pl.col("id_number").str.slice(6, 8).str.to_date("%Y%m%d", strict=False))
         .otherwise(None)
     )
-    check_ok = pl.col("id_number").str.slice(17, 1) == _check_character_expr(pl.col("id_number").str.slice(0, 17))
-    work = work.with_columns(birth.alias("_birth"), (pl.col("_is18") & check_ok).fill_null(False).alias("_check_ok"))
+    work = work.with_columns(
+        birth.alias("_birth"),
+        pl.when(pl.col("_is18")).then(pl.col("id_number").str.slice(0, 17)).otherwise(None).alias("_f17"),
+    )
+    check_ok = pl.col("id_number").str.slice(17, 1) == _check_character_expr(pl.col("_f17"))
+    work = work.with_columns((pl.col("_is18") & check_ok).fill_null(False).alias("_check_ok"))
     birth_real = pl.col("_birth").is_between(pl.lit(EARLIEST_BIRTH), pl.lit(as_of)).fill_null(False)
     valid18 = pl.col("_check_ok") & birth_real
     id_valid = (

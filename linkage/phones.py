@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from linkage.id_numbers import nfkc
+
 _MOBILE = r"^1[3-9]\d{9}$"
 # Area codes: 010 and 02x are three digits, every other area code is four (0xxx).
 _LANDLINE_3 = r"^(0(?:10|2\d))(\d{7,8})$"
@@ -20,8 +22,7 @@ def standardize_phones(frame: pl.DataFrame, column: str = "phone") -> pl.DataFra
     exist in every city) and becomes NULL, as does anything that is not a phone.
     """
     text = (
-        pl.col(column)
-        .str.normalize("NFKC")
+        nfkc(pl.col(column))
         .str.to_uppercase()
         # An extension is not part of the line: 0575-88001234转801, ext. 801, #801.
         .str.replace(r"(转|分机|EXT|#|X).*$", "")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import polars as pl
+
+from linkage.id_numbers import nfkc
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -162,7 +164,7 @@ def normalize_region_code(raw: pl.Expr) -> pl.Expr:
     """A region cell as a code: digits only; a 12-digit statistical code keeps its first 9
     digits; a township part of 000 means the county itself. Anything else is NULL."""
     # Two regex passes and no repeated sub-expression: this runs over every row of the batch.
-    digits = raw.str.normalize("NFKC").str.replace_all(r"\s", "")
+    digits = nfkc(raw).str.replace_all(r"\s", "")
     county_only = digits.str.replace(r"^(\d{6})000(\d{3})?$", "${1}")
     return county_only.str.extract(r"^(\d{6}(?:\d{3})?)(?:\d{3})?$", 1)
 
@@ -189,10 +191,10 @@ def learn_township_codes(pairs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def preferred_cities(codes: Iterable[str | None]) -> list[str]:
+def preferred_cities(codes: pl.Series) -> list[str]:
     """4-digit city prefixes ranked by how often the batch's own region codes name them."""
-    counts: dict[str, int] = {}
-    for code in codes:
-        if code and len(code) >= 4 and not code.endswith("0000"):
-            counts[code[:4]] = counts.get(code[:4], 0) + 1
-    return [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    cities = codes.drop_nulls().filter(~codes.drop_nulls().str.ends_with("0000")).str.slice(0, 4)
+    if cities.is_empty():
+        return []
+    counted = cities.value_counts(name="n").sort(["n", cities.name], descending=[True, False])
+    return counted.get_column(cities.name).to_list()

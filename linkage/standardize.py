@@ -14,7 +14,7 @@ import polars as pl
 
 from linkage.addresses import standardize_addresses
 from linkage.dates import parse_date_column, standardize_sex
-from linkage.id_numbers import standardize_id_numbers
+from linkage.id_numbers import nfkc, standardize_id_numbers
 from linkage.names import DATA_DIR, NAME_COLUMNS, standardize_names
 from linkage.phones import standardize_phones
 from linkage.regions import learn_township_codes, normalize_region_code, preferred_cities
@@ -102,9 +102,7 @@ def _regions(raw: pl.DataFrame) -> pl.DataFrame:
         normalize_region_code(pl.col("hukou_region")).alias("hukou_given"),
         normalize_region_code(pl.col("residence_region")).alias("residence_given"),
     )
-    preferred = preferred_cities(
-        pl.concat([given.get_column("hukou_given"), given.get_column("residence_given")]).to_list()
-    )
+    preferred = preferred_cities(pl.concat([given.get_column("hukou_given"), given.get_column("residence_given")]))
     lookup = standardize_addresses(
         pl.concat([raw.get_column("hukou_address"), raw.get_column("residence_address")]).rename("a"),
         preferred,
@@ -208,8 +206,8 @@ def standardize_records(raw: pl.DataFrame, *, as_of: date | None = None) -> pl.D
     ethnicity = _ethnicity_lookup()
 
     carried = [c for c in CARRIED if c in raw.columns] + [c for c in CARRIED_OPTIONAL if c in raw.columns]
-    ethnicity_key = pl.col("ethnicity").str.normalize("NFKC").str.strip_chars()
-    relation_key = pl.col("relation_to_head").str.normalize("NFKC").str.strip_chars().str.to_uppercase()
+    ethnicity_key = nfkc(pl.col("ethnicity")).str.strip_chars()
+    relation_key = nfkc(pl.col("relation_to_head")).str.strip_chars().str.to_uppercase()
     base = raw.select(
         *carried,
         pl.col("name").alias("name_raw"),

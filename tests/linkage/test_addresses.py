@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from linkage.addresses import han_number, normalize_address_text, standardize_address, standardize_addresses
-from linkage.regions import learn_township_codes, normalize_region_code, region_index, township_name
+from linkage.regions import learn_township_codes, normalize_region_code, preferred_cities, region_index, township_name
 
 
 @pytest.mark.parametrize(
@@ -116,3 +116,9 @@ def test_batch_over_distinct_addresses():
         "越城区城南街道外山村十二号": "城南街道",
         "人民路1号": None,
     }
+
+
+def test_preferred_cities_ranked_by_how_often_the_batch_names_them():
+    codes = pl.Series(["350102001", "350103", "320106", None, "330000", "350104"])
+    # 3501 three times, 3201 once; a province code names no city
+    assert preferred_cities(codes) == ["3501", "3201"]
