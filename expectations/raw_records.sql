@@ -81,6 +81,56 @@ nights as (
         ) as rows_in_previous_night
 ),
 
+-- Dates are judged once per distinct value, in the forms linkage/dates.py reads: year,
+-- month, day with - / . or 年月日 (time and zone allowed), 8 digits, an Excel day serial
+-- (1900-2100), a date in Han numerals; full-width digits count as digits. A clerk's
+-- placeholder (无, 不详, -, NULL ...) is an empty cell, not a bad date.
+date_values as (
+    select distinct value
+    from (
+        select birth_date as value from extract_rows
+        union all select registered_at from extract_rows
+        union all select updated_at from extract_rows
+    )
+    where value is not null
+),
+
+date_text as (
+    select value, trim(translate(value, '０１２３４５６７８９－／．：　', '0123456789-/.: ')) as text
+    from date_values
+),
+
+date_parts as (
+    select
+        value,
+        text,
+        regexp_extract(
+            text,
+            '^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:(?:[T\s]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$',
+            ['y', 'm', 'd']
+        ) as ymd
+    from date_text
+),
+
+date_checks as (
+    select
+        value,
+        case
+            when upper(text) in ('', '无', '不详', '未知', '空', '暂无', '-', '--', '/', 'NULL', 'NONE', 'N/A', 'NA', 'NAN', 'NAT')
+                then null
+            when ymd.y <> '' and try_cast(ymd.y || '-' || lpad(ymd.m, 2, '0') || '-' || lpad(ymd.d, 2, '0') as date) is not null
+                then 'parses'
+            when regexp_full_match(text, '\d{8}') and try_strptime(text, '%Y%m%d') is not null then 'parses'
+            when regexp_full_match(text, '\d{1,5}(?:\.\d+)?')
+                and cast(split_part(text, '.', 1) as integer) between 61 and 73415 then 'parses'
+            when regexp_full_match(text, '[〇零○一二三四五六七八九]{4}年[一二三四五六七八九十]{1,2}月[一二三四五六七八九十]{1,3}日?')
+                then 'parses'
+            else left(regexp_replace(regexp_replace(regexp_replace(
+                text, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[^9字\s\p{P}\p{S}]', 'A', 'g'), 40)
+        end as date_check
+    from date_parts
+),
+
 shaped as (
     select
         outcome,
@@ -91,27 +141,9 @@ shaped as (
         left(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
             id_number, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[０-９]', '９', 'g'),
             '[^9９Xx字\s\p{P}\p{S}]', 'A', 'g'), 40) as id_number_shape,
-        case
-            when birth_date is null then null
-            when try_strptime(birth_date, ['%Y-%m-%d', '%Y%m%d', '%Y/%m/%d', '%Y.%m.%d', '%Y年%m月%d日',
-                '%Y-%m-%d %H:%M:%S', '%Y/%m/%d %H:%M:%S']) is not null then 'parses'
-            else left(regexp_replace(regexp_replace(regexp_replace(
-                birth_date, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[^9字\s\p{P}\p{S}]', 'A', 'g'), 40)
-        end as birth_date_check,
-        case
-            when registered_at is null then null
-            when try_strptime(registered_at, ['%Y-%m-%d', '%Y%m%d', '%Y/%m/%d', '%Y.%m.%d', '%Y年%m月%d日',
-                '%Y-%m-%d %H:%M:%S', '%Y/%m/%d %H:%M:%S']) is not null then 'parses'
-            else left(regexp_replace(regexp_replace(regexp_replace(
-                registered_at, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[^9字\s\p{P}\p{S}]', 'A', 'g'), 40)
-        end as registered_at_check,
-        case
-            when updated_at is null then null
-            when try_strptime(updated_at, ['%Y-%m-%d', '%Y%m%d', '%Y/%m/%d', '%Y.%m.%d', '%Y年%m月%d日',
-                '%Y-%m-%d %H:%M:%S', '%Y/%m/%d %H:%M:%S']) is not null then 'parses'
-            else left(regexp_replace(regexp_replace(regexp_replace(
-                updated_at, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[^9字\s\p{P}\p{S}]', 'A', 'g'), 40)
-        end as updated_at_check,
+        birth.date_check as birth_date_check,
+        registered.date_check as registered_at_check,
+        updated.date_check as updated_at_check,
         (select rows_in_tonight / nullif(rows_in_previous_night, 0) from nights) as row_count_ratio,
         true as has_record_id,
         has_name, has_id_number, has_sex, has_birth_date, has_ethnicity, has_phone,
@@ -119,6 +151,9 @@ shaped as (
         has_household_id, has_relation_to_head, has_house_id, has_employer,
         has_registered_at, has_updated_at
     from extract_rows
+    left join date_checks as birth on birth.value = extract_rows.birth_date
+    left join date_checks as registered on registered.value = extract_rows.registered_at
+    left join date_checks as updated on updated.value = extract_rows.updated_at
 )
 
 select * from shaped
