@@ -132,10 +132,6 @@ def _completeness_style(value: float | None) -> str:
     return f"background:hsl({hue},70%,86%)"
 
 
-def _label(code: str, labels: dict[str, str]) -> str:
-    return f"{labels[code]}（{code}）" if code in labels else code
-
-
 # ---------------------------------------------------------------- reading a run
 
 
@@ -253,14 +249,17 @@ def _report_links(run_dir: Path) -> list[dict[str, Any]]:
         return []
     out = []
     for dept_dir in sorted(p for p in reports.iterdir() if p.is_dir()):
-        files = sorted(p for p in dept_dir.iterdir() if p.is_file())
+        files = [
+            {"name": f.name, "href": "reports/" + quote(dept_dir.name) + "/" + quote(f.name),
+             "size": _fmt_size(f.stat().st_size), "workbook": f.suffix.lower() == ".xlsx"}
+            for f in sorted(p for p in dept_dir.iterdir() if p.is_file())
+        ]
+        # The clerk opens the workbook; the per-sheet CSVs are there for machines, folded away.
         out.append({
             "department": dept_dir.name,
-            "files": [
-                {"name": f.name, "href": "reports/" + quote(dept_dir.name) + "/" + quote(f.name),
-                 "size": _fmt_size(f.stat().st_size)}
-                for f in files
-            ],
+            "files": files,
+            "workbooks": [f for f in files if f["workbook"]],
+            "others": [f for f in files if not f["workbook"]],
         })
     return out
 
@@ -276,15 +275,20 @@ def _fmt_size(size: int) -> str:
 # ---------------------------------------------------------------- charts
 
 
+# Long legends go under the chart: above it they run into plotly's tool bar.
+_LEGEND_BELOW: dict[str, Any] = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0}
+
+
 def _layout(fig: go.Figure, *, height: int, **kwargs: Any) -> go.Figure:
-    fig.update_layout(
-        template="plotly_white",
-        font={"family": FONT_STACK, "size": 13},
-        height=height,
-        margin={"l": 10, "r": 20, "t": 30, "b": 10},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        **kwargs,
-    )
+    settings: dict[str, Any] = {
+        "template": "plotly_white",
+        "font": {"family": FONT_STACK, "size": 13},
+        "height": height,
+        "margin": {"l": 10, "r": 20, "t": 30, "b": 10},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    }
+    settings.update(kwargs)
+    fig.update_layout(**settings)
     return fig
 
 
@@ -353,11 +357,11 @@ def _quarantine_chart(counts: dict[tuple[str, str], int], sources: list[str]) ->
     fig = go.Figure()
     for code in codes:
         fig.add_bar(
-            name=_label(code, QUARANTINE_REASON_LABELS), orientation="h", y=all_sources,
+            name=QUARANTINE_REASON_LABELS.get(code, code), orientation="h", y=all_sources,
             x=[counts.get((s, code), 0) for s in all_sources],
             hovertemplate="%{y}: %{x:,} 行<extra>" + escape(code) + "</extra>",
         )
-    _layout(fig, height=max(240, 90 + 38 * len(all_sources)), barmode="stack")
+    _layout(fig, height=max(300, 150 + 38 * len(all_sources)), barmode="stack", legend=_LEGEND_BELOW)
     fig.update_xaxes(title="隔离行数 quarantined rows")
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -371,11 +375,11 @@ def _findings_chart(counts: FindingCounts) -> go.Figure | None:
     fig = go.Figure()
     for kind in kinds:
         fig.add_bar(
-            name=_label(kind, FINDING_KIND_LABELS), x=departments,
+            name=FINDING_KIND_LABELS.get(kind, kind), x=departments,
             y=[counts.by_department_kind.get((d, kind), 0) for d in departments],
             hovertemplate="%{x}: %{y:,} 条<extra>" + escape(kind) + "</extra>",
         )
-    _layout(fig, height=420, barmode="stack")
+    _layout(fig, height=480, barmode="stack", legend=_LEGEND_BELOW)
     fig.update_yaxes(title="发现（证据记录数）findings")
     return fig
 
