@@ -96,6 +96,15 @@ def _with_all_raw_columns(raw: pl.DataFrame) -> pl.DataFrame:
     return raw.with_columns(pl.col(c).cast(pl.String) for c in RAW_FIELDS)
 
 
+def _region_prefix(code: pl.Expr) -> pl.Expr:
+    """The digits a code fixes: 33 for a province (330000), 3306 for a city (330600), all 6 or 9 otherwise."""
+    return (
+        pl.when(code.str.ends_with("0000") & (code.str.len_chars() == 6)).then(code.str.slice(0, 2))
+        .when(code.str.ends_with("00") & (code.str.len_chars() == 6)).then(code.str.slice(0, 4))
+        .otherwise(code)
+    )
+
+
 def _regions(raw: pl.DataFrame) -> pl.DataFrame:
     """Region and township codes of both addresses; same height and order as `raw`."""
     given = raw.select(
@@ -123,8 +132,7 @@ def _regions(raw: pl.DataFrame) -> pl.DataFrame:
                 & pl.col("township_name").is_not_null()
                 & (
                     pl.col("address_region").is_null()
-                    | pl.col("address_region").str.ends_with("00")
-                    | (pl.col("address_region") == pl.col("given").str.slice(0, 6))
+                    | pl.col("given").str.starts_with(_region_prefix(pl.col("address_region")))
                 )
             ).select(
                 pl.col("given").str.slice(0, 6).alias("county_code"),
@@ -144,35 +152,48 @@ def _regions(raw: pl.DataFrame) -> pl.DataFrame:
     )
     out: dict[str, pl.Series] = {}
     for side, frame in sides.items():
-        county_expr = (
-            pl.when((pl.col("given").str.len_chars() >= 6) & ~pl.col("given").str.slice(0, 6).str.ends_with("00"))
-            .then(pl.col("given").str.slice(0, 6))
-            .when(pl.col("address_region").is_not_null() & ~pl.col("address_region").str.ends_with("00"))
-            .then(pl.col("address_region"))
-            .otherwise(None)
+        given, from_address = pl.col("given"), pl.col("address_region")
+        # The finest of the two 6-digit codes when they agree: a source that gives only its city
+        # (330600) and an address naming the county (越城区) is at county level.
+        finer_address = from_address.is_not_null() & from_address.str.starts_with(_region_prefix(given)) & (
+            from_address != given
+        )
+        level6 = (
+            pl.when(given.is_null()).then(from_address)
+            .when(given.str.len_chars() == 9).then(given.str.slice(0, 6))
+            .when(finer_address).then(from_address)
+            .otherwise(given)
         )
         resolved = (
-            frame.with_columns(county_expr.alias("county_code"))
+            frame.with_columns(level6.alias("_level6"), finer_address.fill_null(False).alias("_finer"))
+            .with_columns(
+                pl.when(pl.col("_level6").str.ends_with("00")).then(None).otherwise(pl.col("_level6")).alias("county_code")
+            )
             .join(learned.select("county_code", "township_name", "township_code"), on=["county_code", "township_name"], how="left", maintain_order="left")
             .join(by_name_only, on="township_name", how="left", maintain_order="left")
             .with_columns(
-                pl.when(pl.col("county_code").is_null())
-                .then(pl.col("township_by_name"))
+                pl.when(pl.col("county_code").is_null() & (given.is_null() | (given.str.len_chars() == 6)))
+                # A township name seen in one county only: allowed when no county is known, and only
+                # inside the city or province a coarse given code names.
+                .then(
+                    pl.when(pl.col("township_by_name").str.starts_with(pl.coalesce(_region_prefix(pl.col("_level6")), pl.lit(""))))
+                    .then(pl.col("township_by_name"))
+                    .otherwise(None)
+                )
                 .otherwise(pl.col("township_code"))
                 .alias("learned_code")
             )
         )
         region = (
-            pl.when(pl.col("given").str.len_chars() == 9).then(pl.col("given"))
+            pl.when(given.str.len_chars() == 9).then(given)
             .when(pl.col("learned_code").is_not_null()).then(pl.col("learned_code"))
-            .when(pl.col("given").is_not_null()).then(pl.col("given"))
-            .otherwise(pl.col("address_region"))
+            .otherwise(pl.col("_level6"))
         )
         region_source = (
-            pl.when(pl.col("given").str.len_chars() == 9).then(pl.lit("extract"))
+            pl.when(given.str.len_chars() == 9).then(pl.lit("extract"))
             .when(pl.col("learned_code").is_not_null()).then(pl.lit("learned_township"))
-            .when(pl.col("given").is_not_null()).then(pl.lit("extract"))
-            .when(pl.col("address_region").is_not_null()).then(pl.lit("code_table"))
+            .when(given.is_not_null() & ~pl.col("_finer")).then(pl.lit("extract"))
+            .when(pl.col("_level6").is_not_null()).then(pl.lit("code_table"))
             .otherwise(None)
         )
         result = resolved.select(

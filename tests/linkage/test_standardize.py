@@ -147,3 +147,49 @@ def test_empty_input():
     out = standardize_records(empty, as_of=AS_OF)
     assert out.height == 0 and set(DESIGN_COLUMNS) <= set(out.columns)
     assert standardization_metrics(out).height == 0
+
+
+def frame_of(rows: list[dict]) -> pl.DataFrame:
+    base = dict(source="s", department="d", source_kind="generic", name="张伟")
+    records = [{**base, "record_id": str(i), **r} for i, r in enumerate(rows)]
+    frame = pl.DataFrame(records, schema={c: pl.String for c in records[0]} | {c: pl.String for r in records for c in r})
+    return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias("record_key"))
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected_region", "expected_source"),
+    [
+        # a city code plus an address naming the county: the county, finer
+        ([dict(hukou_region="330600", hukou_address="越城区人民路1号")], "330602", "code_table"),
+        # a county code and an address naming another county: the source's own code field wins
+        ([dict(hukou_region="330603", hukou_address="越城区人民路1号")], "330603", "extract"),
+        # a cell that is no code: the address decides
+        ([dict(hukou_region="越城区", hukou_address="浙江省绍兴市越城区人民路1号")], "330602", "code_table"),
+        # a 12-digit statistical code keeps its township part
+        ([dict(hukou_region="330602003000", hukou_address="人民路1号")], "330602003", "extract"),
+    ],
+)
+def test_region_precedence(rows, expected_region, expected_source):
+    r = standardize_records(frame_of(rows), as_of=AS_OF).row(0, named=True)
+    assert (r["hukou_region"], r["hukou_region_source"]) == (expected_region, expected_source)
+
+
+def test_township_learning_uses_the_most_seen_vintage_and_ignores_contradicting_rows():
+    rows = [
+        # two vintages of 城南街道's code; 003 is seen twice, 010 once
+        dict(hukou_region="330602003", hukou_address="越城区城南街道甲村1号"),
+        dict(hukou_region="330602003", hukou_address="城南街道乙村2号"),
+        dict(hukou_region="330602010", hukou_address="城南街道丙村3号"),
+        # the address names 柯桥区 but the code is 越城区's: it teaches nothing
+        dict(hukou_region="330602099", hukou_address="柯桥区城南街道丁村4号"),
+        dict(hukou_region="330602099", hukou_address="柯桥区城南街道丁村4号"),
+        dict(hukou_region="330602099", hukou_address="柯桥区城南街道丁村4号"),
+        # address only: learned code
+        dict(residence_address="绍兴市越城区城南街道外山村十二号"),
+        # 柯桥区's 城南街道 was never seen with a code: county level only
+        dict(residence_address="柯桥区城南街道戊村5号"),
+    ]
+    std = standardize_records(frame_of(rows), as_of=AS_OF)
+    assert std["residence_region"].to_list()[-2:] == ["330602003", "330603"]
+    assert std["residence_township"].to_list()[-2:] == ["330602003", None]
+    assert std["hukou_region"].to_list()[:3] == ["330602003", "330602003", "330602010"]  # given codes are kept
