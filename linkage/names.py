@@ -125,7 +125,13 @@ def split_pinyin(token: str) -> list[str] | None:
     vowel after the first wins, because pinyin writes an apostrophe there (xi'an), so
     `fangan` reads fan-gan, not fang-an.
     """
-    token = token.lower().replace("ü", "v")
+    split = _split_pinyin(token.lower().replace("ü", "v"))
+    return list(split) if split is not None else None
+
+
+@cache
+def _split_pinyin(token: str) -> tuple[str, ...] | None:
+    # Cached: romanized names repeat the same few hundred surnames and given-name syllables.
     syllables = pinyin_syllables()
     n = len(token)
     best: list[tuple[int, int, list[str]] | None] = [None] * (n + 1)
@@ -142,7 +148,7 @@ def split_pinyin(token: str) -> list[str] | None:
             current = best[j]
             if current is None or cost[:2] < current[:2]:
                 best[j] = cost
-    return best[n][2] if best[n] is not None else None
+    return tuple(best[n][2]) if best[n] is not None else None
 
 
 # Romanizations of ü in passports (LYU, NYU) and in older documents (LU:) all mean pypinyin's v.
@@ -331,20 +337,13 @@ def _han_names(han: pl.DataFrame, compound: dict[str, str], single: dict[str, st
         .otherwise(pl.col("_t").str.slice(pl.col("surname").str.len_chars()))
         .alias("given_name"),
     ).with_columns(pl.when(pl.col("given_name") == "").then(None).otherwise(pl.col("given_name")).alias("given_name"))
-    body_syllables = (
-        han.select("_i", pl.col("_body").str.split("").alias("_c"))
-        .explode("_c")
-        .with_columns(pl.int_range(pl.len()).over("_i").alias("_k"))
-        .join(char_table, on="_c", how="inner")
-        .filter(pl.col("_p") != "")
-        .sort(["_i", "_k"])
-        .group_by("_i", maintain_order=True)
-        .agg(pl.col("_p").str.join(" ").alias("_given_py"))
-    )
+    # Every character → "syllable " in one Aho-Corasick pass over the column (replace_many).
+    readings = [f"{p} " if p else "" for p in char_table.get_column("_p").to_list()]
+    given_py = pl.col("_body").str.replace_many(char_table.get_column("_c").to_list(), readings).str.strip_chars()
+    han = han.with_columns(pl.when(given_py == "").then(None).otherwise(given_py).alias("_given_py"))
     surname_readings = {**single, **compound}
     han = (
-        han.join(body_syllables, on="_i", how="left")
-        .join(char_table.rename({"_c": "surname", "_p": "_surname_char_py"}), on="surname", how="left")
+        han.join(char_table.rename({"_c": "surname", "_p": "_surname_char_py"}), on="surname", how="left")
         .with_columns(
             pl.col("surname")
             .replace_strict(list(surname_readings), list(surname_readings.values()), default=pl.col("_surname_char_py"))
