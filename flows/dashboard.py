@@ -755,7 +755,7 @@ def _per_source_lines(
             marker={"symbol": "circle-open", "size": 18, "color": "#e53935", "line": {"width": 3}},
             hovertemplate="跳变 jump: %{text}<br>%{x}<extra></extra>",
         )
-    _layout(fig, height=420)
+    _layout(fig, height=460, legend=_LEGEND_BELOW)
     if percent:
         fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     else:
