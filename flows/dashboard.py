@@ -187,12 +187,9 @@ def _quarantine_counts(run_dir: Path, metrics: dict[str, Any]) -> tuple[dict[tup
     """(source, reason_code) -> rows, and where the counts came from."""
     path = run_dir / "quarantine.parquet"
     counts: dict[tuple[str, str], int] = {}
-    if path.is_file():
-        frame = pl.read_parquet(path)
-        code_col = "reason_code" if "reason_code" in frame.columns else None
-        if code_col is None:
-            # Without a code, the clerk's sentence is the only key; it holds no personal data by contract.
-            frame = frame.with_columns(pl.col("reason").alias("reason_code"))
+    # Only the stable code is read: the clerk's sentence in `reason` may quote the row's values.
+    if path.is_file() and "reason_code" in pl.read_parquet_schema(path):
+        frame = pl.read_parquet(path, columns=["source", "reason_code"])
         grouped = frame.group_by("source", "reason_code").len()
         for source, code, n in grouped.iter_rows():
             counts[(str(source), str(code) if code is not None else "unknown")] = int(n)

@@ -225,6 +225,16 @@ def test_run_dashboard_charts_carry_the_published_figures(sample_run: Path) -> N
     assert {t["name"] for t in findings} == {"人户分离", "一人多户", "户成员冲突", "居住未登记", "户无户主"}
 
 
+def test_quarantine_without_reason_codes_counts_from_metrics_not_from_the_sentences(sample_run: Path) -> None:
+    path = sample_run / "quarantine.parquet"
+    pl.read_parquet(path).drop("reason_code").write_parquet(path)
+    html = write_run_dashboard(sample_run).read_text(encoding="utf-8")
+    quarantine = _figure_data(html, "chart-quarantine")
+    assert sum(sum(t["x"]) for t in quarantine) == 75
+    assert {t["name"] for t in quarantine} == {"列数不符", "缺记录编号", "无姓名且无证件号", "记录编号重复（已被替代）"}
+    assert "记录有误" not in html and "metrics.json" in html
+
+
 def test_findings_department_comes_from_the_sources_when_the_column_is_absent(tmp_path: Path) -> None:
     run = make_run(tmp_path / "out", "20261122T180000Z-ab12cd", "2026-11-22T18:00:00+00:00", with_department=False)
     html = write_run_dashboard(run).read_text(encoding="utf-8")
