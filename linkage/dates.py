@@ -20,6 +20,8 @@ EARLIEST = date(1900, 1, 1)
 _EXCEL_EPOCH = date(1899, 12, 30)
 # Serials outside this window are not dates anyone in a population register has (1900..2100).
 _EXCEL_MIN, _EXCEL_MAX = 61, 73415
+# A bare 1900..2100 is a year someone typed, not Excel's serial for a day in 1905: not guessed.
+_YEAR_MIN, _YEAR_MAX = 1900, 2100
 
 _YMD = re.compile(
     r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
@@ -62,7 +64,7 @@ def parse_date(raw: str | None, as_of: date) -> tuple[date | None, str | None]:
         parts = int("".join(_HAN_DIGITS[c] for c in m["y"])), _han_small_number(m["m"]), _han_small_number(m["d"])
     elif m := _SERIAL.match(text):
         n = int(m["n"])
-        if not _EXCEL_MIN <= n <= _EXCEL_MAX:
+        if not _EXCEL_MIN <= n <= _EXCEL_MAX or (_YEAR_MIN <= n <= _YEAR_MAX and "." not in text):
             return None, "unparseable"
         value = _EXCEL_EPOCH + timedelta(days=n)
         return _check_range(value, as_of)
@@ -107,7 +109,10 @@ def parse_date_column(values: pl.Series, as_of: date) -> pl.DataFrame:
     value = (
         pl.when(pl.col("_y").is_not_null())
         .then(calendar)
-        .when(pl.col("_n").is_between(_EXCEL_MIN, _EXCEL_MAX))
+        .when(
+            pl.col("_n").is_between(_EXCEL_MIN, _EXCEL_MAX)
+            & ~(pl.col("_n").is_between(_YEAR_MIN, _YEAR_MAX) & ~pl.col("_t").str.contains(".", literal=True))
+        )
         .then(from_serial)
         .otherwise(None)
     )

@@ -36,6 +36,8 @@ AS_OF = date(2026, 11, 23)
         ("abc", None, "unparseable"),
         ("1990-1", None, "unparseable"),  # not guessed
         ("0", None, "unparseable"),
+        ("1990", None, "unparseable"),  # a year alone, not Excel day 1990 (1905-06-12)
+        ("43831", date(2020, 1, 1), None),
         ("无", None, None),  # a placeholder is an empty cell
         ("", None, None),
         (None, None, None),
@@ -71,7 +73,7 @@ def test_column_parser_agrees_with_single_value_parser():
         "1990-01-02", "1990/1/2", "19900102", "1990.01.02", "1990年1月2日", "一九九〇年一月二日", "一九九〇年二月三十日",
         "32875", "32875.0", "60", "99999", "1990-01-02T00:00:00", "1990-01-02 08:30:00", "1990-01-02T00:00:00+08:00",
         "1990-01-02T00:00:00Z", "１９９０－０１－０２", "1990年2月30日", "1990-13-01", "1899-12-31", "2030-01-01",
-        "abc", "1990-1", "0", "无", "", " ", "N/A", None, "2026-11-23", "2026-11-24",
+        "abc", "1990-1", "0", "1990", "1990.0", "2100", "43831", "无", "", " ", "N/A", None, "2026-11-23", "2026-11-24",
     ]
     out = parse_date_column(pl.Series(raw, dtype=pl.String), AS_OF)
     assert list(zip(out["date"].to_list(), out["flag"].to_list(), strict=True)) == [parse_date(v, AS_OF) for v in raw]
