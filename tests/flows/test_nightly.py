@@ -1,0 +1,137 @@
+"""The nightly flow end to end, under one Prefect test server for the session.
+
+The demo city (2,000 persons) and a hand-made file of malformed rows go through every
+stage; the contract's files must all be published, every input row must end in exactly
+one of entity_map or quarantine, and a second night over the same files changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from flows.publish import CONTRACT_FILES
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+
+
+@pytest.fixture(scope="module")
+def demo_city(tmp_path_factory):
+    from linkage.demo_city import generate_city
+
+    return generate_city(tmp_path_factory.mktemp("city"), persons=2000, seed=7)
+
+
+@pytest.fixture(scope="module")
+def two_nights(demo_city, prefect_harness, tmp_path_factory):
+    from flows.nightly import nightly
+
+    out = tmp_path_factory.mktemp("out")
+    first = Path(nightly(str(demo_city.sources_file), str(out)))
+    second = Path(nightly(str(demo_city.sources_file), str(out)))
+    return out, first, second
+
+
+def test_every_contract_file_is_published(two_nights) -> None:
+    out, first, second = two_nights
+    for run in (first, second):
+        for name in CONTRACT_FILES:
+            assert (run / name).is_file(), name
+        assert (run / "validation" / "index.html").is_file()
+        assert any((run / "reports").iterdir())
+        assert (run / "manifest.json").is_file() and (run / "index.html").is_file()
+    assert (out / "latest").resolve() == second.resolve()
+    assert pl.read_parquet(first / "entity_map.parquet").columns == ["source", "record_id", "person_id"]
+    assert pl.read_parquet(first / "quarantine.parquet").columns[:5] == ["source", "file", "row_number", "record_id", "reason"]
+    assert pl.read_csv(first / "share_rates.csv").columns == ["source", "records", "persons", "shared_persons", "share_rate"]
+    assert pl.read_parquet(first / "household_findings.parquet").columns[:5] == [
+        "kind", "person_id", "source", "record_id", "detail"
+    ]
+
+
+def test_every_demo_row_ends_in_exactly_one_output(demo_city, two_nights) -> None:
+    _, first, _ = two_nights
+    truth = pl.read_parquet(demo_city.truth_dir / "records.parquet")
+    entity_map = pl.read_parquet(first / "entity_map.parquet")
+    quarantine = pl.read_parquet(first / "quarantine.parquet")
+    assert truth.height == entity_map.height + quarantine.height
+    assert entity_map.select("source", "record_id").is_duplicated().sum() == 0
+    quarantined_rows = quarantine.select("source", "file", "row_number")
+    expected_quarantined = truth.filter(pl.col("expected_outcome") == "quarantined").select("source", "file", "row_number")
+    assert quarantined_rows.sort(pl.all()).equals(expected_quarantined.with_columns(
+        pl.col("row_number").cast(quarantined_rows["row_number"].dtype)).sort(pl.all()))
+    accepted = truth.filter(pl.col("expected_outcome") == "accepted").select("source", "record_id")
+    assert accepted.sort(pl.all()).equals(entity_map.select("source", "record_id").sort(pl.all()))
+    metrics = json.loads((first / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["records_in"] == truth.height
+    assert metrics["accepted"] + metrics["quarantined"] == metrics["records_in"]
+    assert metrics["linkage_method"]
+
+
+def test_second_night_over_the_same_files_changes_nothing(two_nights) -> None:
+    _, first, second = two_nights
+    one = json.loads((first / "metrics.json").read_text(encoding="utf-8"))
+    two = json.loads((second / "metrics.json").read_text(encoding="utf-8"))
+    for key in ("records_in", "accepted", "quarantined", "persons"):
+        assert one[key] == two[key], key
+    map_one = pl.read_parquet(first / "entity_map.parquet")
+    map_two = pl.read_parquet(second / "entity_map.parquet")
+    assert map_one.sort("source", "record_id").equals(map_two.sort("source", "record_id"))
+
+
+def test_no_published_file_but_reports_holds_a_full_id_number(demo_city, two_nights) -> None:
+    _, first, _ = two_nights
+    persons = pl.read_parquet(demo_city.truth_dir / "persons.parquet")
+    ids = [i for i in persons["id_number"].drop_nulls().to_list() if len(i) == 18]
+    for path in first.rglob("*"):
+        if path.is_dir() or "reports" in path.parts or path.suffix == ".parquet" and path.name == "entity_map.parquet":
+            continue
+        data = path.read_bytes()
+        leaked = [i for i in ids[:400] if i.encode() in data]
+        assert not leaked, f"{path} holds full id numbers"
+
+
+def test_malformed_file_rows_each_end_in_one_output(prefect_harness, tmp_path: Path) -> None:
+    from flows.nightly import nightly
+
+    lines = [
+        "编号,姓名,身份证号,出生日期".encode("gb18030"),
+        "1,张伟,330602199001021237,1990-01-02".encode("gb18030"),
+        "2,李娜,,1991/2/3,多余".encode("gb18030"),
+        "3,无,,".encode("gb18030"),
+        ",王芳,,1992年3月4日".encode("gb18030"),
+        b"5,\xff\xfe,,",
+        "6,張偉,330602199001021237,19900102".encode("gb18030"),
+        "1,张伟,330602199001021237,1990-01-02".encode("gb18030"),
+        "7,ZHANG WEI,,1990-01-02".encode("gb18030"),
+    ]
+    (tmp_path / "bad.csv").write_bytes(b"\r\n".join(lines) + b"\r\n")
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n  - name: messy\n    department: 测试科\n    path: bad.csv\n    encoding: gb18030\n"
+        "    columns: {record_id: 编号, name: 姓名, id_number: 身份证号, birth_date: 出生日期}\n",
+        encoding="utf-8",
+    )
+    run = Path(nightly(str(tmp_path / "sources.yaml"), str(tmp_path / "out")))
+    entity_map = pl.read_parquet(run / "entity_map.parquet")
+    quarantine = pl.read_parquet(run / "quarantine.parquet")
+    assert entity_map.height + quarantine.height == 8
+    assert sorted(quarantine["reason_code"].to_list()) == sorted(
+        ["wrong_column_count", "no_name_or_id", "missing_record_id", "undecodable_bytes", "superseded_duplicate_record_id"]
+    )
+    assert sorted(entity_map["record_id"].to_list()) == ["1", "6", "7"]
+
+
+def test_renhu_demo_command_publishes_every_contract_file(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "demo", "--persons", "300", "--out", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    latest = tmp_path / "demo" / "latest"
+    for name in (*CONTRACT_FILES, "reports", "validation"):
+        assert (latest / name).exists(), name
