@@ -213,7 +213,9 @@ def _finding_counts(run_dir: Path, metrics: dict[str, Any]) -> FindingCounts:
     path = run_dir / "household_findings.parquet"
     result = FindingCounts()
     if path.is_file():
-        frame = pl.read_parquet(path)
+        # `detail` names people; only the columns that are counted are read.
+        wanted = [c for c in ("kind", "person_id", "source", "department") if c in pl.read_parquet_schema(path)]
+        frame = pl.read_parquet(path, columns=wanted)
         if "department" not in frame.columns:
             departments = _department_of(metrics)
             frame = frame.with_columns(
@@ -564,6 +566,7 @@ def write_run_dashboard(run_dir: Path) -> Path:
         reports=_report_links(run_dir),
         validation=validation,
         has_validation_site=(run_dir / "validation" / "index.html").is_file(),
+        has_manifest=(run_dir / "manifest.json").is_file(),
         plotly_js=_plotly_js(),
         history_href="../../index.html",
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -650,6 +653,8 @@ def _mark_jumps(nights: list[HistoryNight], band: float) -> None:
 def load_history(out_dir: Path, jump_band: float = 0.10) -> tuple[list[HistoryNight], list[str]]:
     """Every readable `out_dir/runs/*/metrics.json`, one entry per night (the night's last run),
     oldest first, with jumps marked; and the run folders whose metrics could not be read."""
+    if not jump_band > 0:
+        raise ValueError(f"jump_band must be a positive fraction such as 0.10, not {jump_band!r}")
     out_dir = Path(out_dir)
     runs: list[tuple[datetime, str, dict[str, Any], str]] = []
     unreadable: list[str] = []

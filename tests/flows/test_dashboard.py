@@ -360,6 +360,8 @@ def test_history_marks_a_night_whose_row_count_or_share_rate_jumps(tmp_path: Pat
     # a wider band lets both nights pass
     nights, _ = load_history(out, jump_band=0.30)
     assert not any(n.jumps for n in nights)
+    with pytest.raises(ValueError, match="jump_band"):
+        write_history(out, jump_band=0)
 
 
 def test_a_rerun_on_the_same_night_replaces_the_earlier_point(tmp_path: Path) -> None:
