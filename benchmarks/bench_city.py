@@ -118,6 +118,9 @@ class Measured:
     started_at: float
     samples: list[tuple[float, int]] = field(default_factory=list)
     stderr_tail: str = ""
+    # 1-minute load average before and after: other work on the machine shows up here.
+    load_before: float | None = None
+    load_after: float | None = None
 
 
 def run_measured(
@@ -126,6 +129,7 @@ def run_measured(
     """Run a command to completion, polling its process tree's RSS every `interval` seconds."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     samples: list[tuple[float, int]] = []
+    load_before = os.getloadavg()[0]
     with log_path.open("wb") as log:
         started_at = time.time()
         start = time.perf_counter()
@@ -154,6 +158,8 @@ def run_measured(
         started_at=started_at,
         samples=samples,
         stderr_tail=tail,
+        load_before=round(load_before, 2),
+        load_after=round(os.getloadavg()[0], 2),
     )
 
 
@@ -625,6 +631,11 @@ def print_report(result: dict) -> None:
     line("pairwise precision", r_acc.get("precision"), s_acc.get("precision"), num)
     line("pairwise recall", r_acc.get("recall"), s_acc.get("recall"), num)
     line("pairwise F1", r_acc.get("f1"), s_acc.get("f1"), num)
+    print(
+        f"{'load avg before/after':<24}"
+        f"{(night1 or {}).get('load_before', '-')!s:>7}/{(night1 or {}).get('load_after', '-')!s:<6}"
+        f"{(splink or {}).get('load_before', '-')!s:>7}/{(splink or {}).get('load_after', '-')!s:<6}"
+    )
     cases = sorted(set(r_acc.get("by_hard_case", {})) | set(s_acc.get("by_hard_case", {})))
     if cases:
         print("\nF1 by hard case (pairs touching a tagged record)")
@@ -686,6 +697,8 @@ def renhu_night(city: Path, out: Path, logs: Path, name: str, truth: pl.DataFram
         "seconds": measured.seconds,
         "peak_tree_rss": measured.peak_tree_rss,
         "max_process_rss": measured.max_process_rss,
+        "load_before": measured.load_before,
+        "load_after": measured.load_after,
     }
     if measured.returncode != 0:
         night["error_tail"] = measured.stderr_tail
@@ -814,6 +827,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_million": round(measured.seconds / million, 2),
             "peak_tree_rss": measured.peak_tree_rss,
             "max_process_rss": measured.max_process_rss,
+            "load_before": measured.load_before,
+            "load_after": measured.load_after,
         }
         if measured.returncode == 0:
             splink["metrics"] = json.loads((splink_out / "splink_metrics.json").read_text(encoding="utf-8"))

@@ -350,7 +350,9 @@ def build_settings():
             block_on("name_pinyin_sorted", "birth_date"),
         ],
         comparisons=[
-            cl.LevenshteinAtThresholds("id_number", [1, 2]),
+            # One typo or one swap of neighbours; twins and namesakes born the same day in one county
+            # have ids two edits apart (sequence digit and check character), so no level at 2.
+            cl.DamerauLevenshteinAtThresholds("id_number", [1]),
             name_comparison,
             cl.DateOfBirthComparison("birth_date", input_is_string=True),
             cl.ExactMatch("sex"),
