@@ -59,7 +59,7 @@ CITY_TOWNSHIPS = np.array([t.index for t in TOWNSHIPS if t.county.in_city])
 ORIGIN_TOWNSHIPS = np.array([t.index for t in TOWNSHIPS if not t.county.in_city])
 
 
-def _township_weights(counties: tuple[pl_.County, ...], idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _township_weights(idx: np.ndarray) -> np.ndarray:
     # County weight spread over its townships, streets (urban) twice as populous as towns.
     w = np.empty(len(idx))
     for k, ti in enumerate(idx):
@@ -219,8 +219,8 @@ def generate_people(rng: np.random.Generator, persons: int) -> pl.DataFrame:
     age = age_on(birth)
 
     # -- hukou township of each household
-    city_w = _township_weights(pl_.CITY_COUNTIES, CITY_TOWNSHIPS, rng)
-    origin_w = _township_weights(pl_.ORIGIN_COUNTIES, ORIGIN_TOWNSHIPS, rng)
+    city_w = _township_weights(CITY_TOWNSHIPS)
+    origin_w = _township_weights(ORIGIN_TOWNSHIPS)
     hh_hukou = np.where(
         hh_floating,
         rng.choice(ORIGIN_TOWNSHIPS, n_h, p=origin_w),
@@ -296,7 +296,7 @@ def generate_people(rng: np.random.Generator, persons: int) -> pl.DataFrame:
     for c in pl_.ORIGIN_COUNTIES:
         if c.old_code:
             id_region[(id_region == c.code) & (byear < c.code_since)] = c.old_code
-    id_number = _id_numbers(rng, id_region, birth, male)
+    id_number = _id_numbers(id_region, birth, male)
 
     phone = _phones(rng, age)
 
@@ -447,6 +447,21 @@ def _names(rng: np.random.Generator, hh: np.ndarray, rel: np.ndarray, male: np.n
             sel = np.flatnonzero(pop & (surname == s) & (male == sex_male))
             if len(sel) and choices:
                 given[sel] = np.array(choices, dtype=object)[rng.integers(0, len(choices), len(sel))]
+    # Namesakes of one age: strangers (heads or spouses of different households) of the
+    # same sex and birth year who carry the same common full name.
+    cand = np.flatnonzero(np.isin(surname, list(nd.POPULAR_NAMES)) & np.isin(rel, (REL_HEAD, REL_SPOUSE)))
+    groups = (
+        pl.DataFrame({"i": cand, "s": surname[cand].astype(str), "m": male[cand], "y": byear[cand],
+                      "r": rng.random(len(cand))})
+        .sort("r")
+        .group_by("s", "m", "y", maintain_order=True)
+        .agg(pl.col("i").head(2))
+        .filter(pl.col("i").list.len() == 2)
+        .head(max(2, n // 1000))
+    )
+    for s, m, pair in groups.select("s", "m", "i").iter_rows():
+        choices = [g for g, sx in nd.POPULAR_NAMES[s] if (sx == "M") == m]
+        given[pair] = choices[int(rng.integers(len(choices)))]
     # Siblings never share a given name.
     key = np.char.add(hh.astype(str), given.astype(str))
     _, first_k, counts = np.unique(key, return_index=True, return_counts=True)
@@ -476,7 +491,7 @@ def _uyghur_fathers(rng: np.random.Generator, hh: np.ndarray, rel: np.ndarray, m
     return out
 
 
-def _id_numbers(rng: np.random.Generator, region: np.ndarray, birth: np.ndarray, male: np.ndarray) -> pl.Series:
+def _id_numbers(region: np.ndarray, birth: np.ndarray, male: np.ndarray) -> pl.Series:
     ymd = pl.Series(birth.astype("datetime64[D]")).cast(pl.Date).dt.strftime("%Y%m%d").cast(pl.Int64).to_numpy()
     reg = region.astype(np.int64)
     # Sequence numbers are unique within (region, birth date, sex): rank inside the group,

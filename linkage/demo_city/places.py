@@ -127,3 +127,11 @@ RESIDENTIAL_COMPOUNDS: tuple[str, ...] = (
 
 VILLAGE_FIRST = "东西南北上下前后大小新高石黄青白长中"
 VILLAGE_SECOND = "山溪桥塘湾岙江湖埠庄园岭坞港浦沙墩畈"
+
+# Towns turned into streets (撤镇设街道) between 2018 and 2021: older systems still write
+# the town's name, under the same township code.
+FORMER_NAMES: dict[str, str] = {
+    "皋埠街道": "皋埠镇", "东浦街道": "东浦镇", "陶堰街道": "陶堰镇", "孙端街道": "孙端镇",
+    "马鞍街道": "马鞍镇", "钱清街道": "钱清镇", "杨汛桥街道": "杨汛桥镇", "安昌街道": "安昌镇",
+    "崧厦街道": "崧厦镇", "小越街道": "小越镇", "大唐街道": "大唐镇",
+}

@@ -254,6 +254,15 @@ def _strip_province(addr: pl.Expr, how: np.ndarray) -> pl.Expr:
     )
 
 
+def _former_names(addr: pl.Expr, share: float, rng: np.random.Generator, n: int) -> pl.Expr:
+    """An old system's addresses: some renamed townships still under their former name."""
+    old = pl.Series(rng.random(n) < share)
+    out = addr
+    for new, former in places.FORMER_NAMES.items():
+        out = pl.when(old).then(out.str.replace(new, former, literal=True)).otherwise(out)
+    return out
+
+
 def _sex_zh(male: pl.Expr) -> pl.Expr:
     return pl.when(male).then(pl.lit("男")).otherwise(pl.lit("女"))
 
@@ -508,7 +517,8 @@ def health_family_planning(ctx: Ctx) -> Extract:
         出生日期=noise.format_dates(df["birth_date"], fmt),
         身份证号=pl.col("id_number"),
         联系电话=noise.format_phones(df["phone"], style),
-        现住址=_strip_province(pl.col("residence_address"), rng.choice(4, h, p=[0.1, 0.1, 0.6, 0.2])),
+        现住址=_former_names(_strip_province(pl.col("residence_address"), rng.choice(4, h, p=[0.1, 0.1, 0.6, 0.2])),
+                          0.5, rng, h),
         建档日期=_fmt_date("created", "%Y-%m-%d"),
         更新日期=pl.col("updated_at").dt.strftime("%Y-%m-%d"),
         管理机构=centre,
@@ -668,7 +678,7 @@ def civil_affairs_roster(ctx: Ctx) -> Extract:
         gender=_sex_zh(pl.col("male")),
         birthday=_fmt_date("birth_date", "%Y-%m-%d"),
         relation=pl.col("rel").cast(pl.Int64).replace_strict(dict(enumerate(ROSTER_REL)), return_dtype=pl.String),
-        address=pl.col("hukou_address").str.replace(r"^浙江省绍兴市", ""),
+        address=_former_names(pl.col("hukou_address").str.replace(r"^浙江省绍兴市", ""), 0.6, rng, df.height),
         assistType=pl.Series(assist),
         updateTime=pl.col("updated_at").dt.strftime("%Y-%m-%dT%H:%M:%S"),
     )

@@ -130,7 +130,7 @@ def findings(extracts: list[Extract], people: pl.DataFrame) -> pl.DataFrame:
     # register places the person in
     split = (ev.join(hukou_twps, on="pid")
              .group_by("pid", "addr_twp").agg(
-                 hukou_twp=pl.col("hukou_twp").unique(), since=pl.col("registered_at").min())
+                 hukou_twp=pl.col("hukou_twp").unique().sort(), since=pl.col("registered_at").min())
              .filter(~pl.col("hukou_twp").list.contains(pl.col("addr_twp")))
              .with_columns(hukou_first=pl.col("hukou_twp").list.first()))
     out.append(split.select(kind=pl.lit("hukou_residence_split"), pid="pid",

@@ -320,3 +320,24 @@ def test_deterministic_for_a_seed(tmp_path):
     da, db, dc = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
     assert da == db
     assert da["extracts/police_hukou.csv"] != dc["extracts/police_hukou.csv"]
+
+
+def test_old_systems_write_former_township_names(city, spec):
+    from linkage.demo_city.places import FORMER_NAMES
+
+    health = _extract_frame(city, spec["health_family_planning"])["现住址"].drop_nulls()
+    former = health.str.contains("|".join(FORMER_NAMES.values()))
+    current = health.str.contains("|".join(FORMER_NAMES))
+    assert former.sum() > 0 and current.sum() > 0
+    # the register, a current system, writes only current names
+    police = _extract_frame(city, spec["police_hukou"])["户籍地址"]
+    assert not police.str.contains("|".join(FORMER_NAMES.values())).any()
+
+
+def test_namesakes_of_the_same_birth_year(people):
+    from linkage.demo_city.names_data import POPULAR_FULL_NAMES
+
+    pop = people.filter(pl.col("name").is_in(list(POPULAR_FULL_NAMES)))
+    same_year = pop.group_by("name", pl.col("birth_date").dt.year()).agg(
+        pl.col("true_person_id").n_unique().alias("n"), pl.col("hukou_household").n_unique().alias("h"))
+    assert same_year.filter((pl.col("n") >= 2) & (pl.col("h") >= 2)).height >= 2
