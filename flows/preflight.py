@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.config import ConfigError, Source, SourcesConfig, load_sources
-from flows.readers import cell_text, check_columns, python_encoding
+from flows.readers import check_columns, python_encoding, xlsx_header
 
 # JSON lines have no header: read until every mapped key has been seen, at most this far.
 _JSONL_SCAN_LINES = 200_000
@@ -32,22 +32,6 @@ def _csv_header(file: Path, encoding: str) -> list[str]:
     if not text.strip():
         raise ConfigError(f"{file}: the file is empty (no header row)")
     return [h.strip() for h in next(csv.reader(io.StringIO(text)))]
-
-
-def _xlsx_header(file: Path) -> list[str]:
-    from openpyxl import load_workbook
-
-    try:
-        workbook = load_workbook(file, read_only=True, data_only=True)
-    except Exception as error:  # openpyxl raises several unrelated types for a broken file
-        raise ConfigError(f"{file}: not a readable XLSX workbook ({type(error).__name__})") from None
-    try:
-        first = next(workbook.worksheets[0].iter_rows(values_only=True, max_row=1), None)
-    finally:
-        workbook.close()
-    if first is None:
-        raise ConfigError(f"{file}: the first sheet is empty (no header row)")
-    return [cell_text(v) or "" for v in first]
 
 
 def _parquet_header(file: Path) -> list[str]:
@@ -81,7 +65,7 @@ def check_source_files(source: Source) -> None:
         if source.format == "csv":
             header = _csv_header(file, source.encoding)
         elif source.format == "xlsx":
-            header = _xlsx_header(file)
+            header = xlsx_header(file)
         elif source.format == "parquet":
             header = _parquet_header(file)
         else:

@@ -156,9 +156,8 @@ def publish(ctx: RunContext) -> tuple[Path, StageResult]:
 
 
 def write_reports(ctx: RunContext, reports_dir: Path) -> None:
-    from linkage.reports import build_department_reports
-
     from flows.reports import write_department_reports
+    from linkage.reports import build_department_reports
 
     standardized = ctx.con.execute("select * from int_persons_standardized order by record_key").pl()
     entity_map = ctx.con.execute("select * from entity_map order by record_key").pl()
