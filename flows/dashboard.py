@@ -34,6 +34,7 @@ __all__ = [
     "QUARANTINE_REASON_LABELS",
     "HistoryNight",
     "load_history",
+    "night_of",
     "write_history",
     "write_run_dashboard",
 ]
@@ -515,7 +516,8 @@ def _environment() -> Environment:
 
 
 def _plotly_js() -> Markup:
-    # "</script" cannot occur in the minified bundle's use here, but guard the inline block anyway.
+    # The bundle is inlined in a <script> block, which any "</script" inside it would close;
+    # "<\/script" means the same inside a JS string or regex.
     return Markup(get_plotlyjs().replace("</script", "<\\/script"))
 
 
