@@ -311,10 +311,13 @@ def standardize_names(raw_names: pl.Series) -> pl.DataFrame:
 
 
 def _han_names(han: pl.DataFrame, compound: dict[str, str], single: dict[str, str]) -> pl.DataFrame:
-    chars = han.select(pl.col("_t").str.split("").explode().unique()).to_series().to_list()
+    if han.height == 0:
+        return pl.DataFrame(schema={"name_raw": pl.String, **{c: pl.String for c in NAME_COLUMNS}})
+    chars = [c for c in han.select(pl.col("_t").str.split("").explode().unique()).to_series().to_list() if c]
     _pinyin_of_chars(set(chars))
+    # Only this batch's characters: a shorter pattern list for replace_many below.
     char_table = pl.DataFrame(
-        {"_c": list(_char_pinyin), "_p": list(_char_pinyin.values())}, schema={"_c": pl.String, "_p": pl.String}
+        {"_c": chars, "_p": [_char_pinyin[c] for c in chars]}, schema={"_c": pl.String, "_p": pl.String}
     )
     dotted = pl.col("_t").str.contains(MIDDLE_DOT, literal=True)
     first2 = pl.col("_t").str.slice(0, 2)

@@ -144,3 +144,10 @@ def test_batch_agrees_with_single_on_every_rule():
     for row in out.iter_rows(named=True):
         single = standardize_name(row["name_raw"])
         assert [row[c] for c in NAME_COLUMNS] == [getattr(single, c) for c in NAME_COLUMNS], row["name_raw"]
+
+
+@pytest.mark.parametrize("raw", [[], [None], ["John Smith"], ["无", "N/A"]])
+def test_batch_without_any_han_name(raw):
+    out = standardize_names(pl.Series(raw, dtype=pl.String))
+    assert out.columns == ["name_raw", *NAME_COLUMNS]
+    assert out.height == len({r for r in raw if r is not None})
