@@ -324,6 +324,29 @@ def read_ledger(db_file: Path) -> dict | None:
     return {k: (v.isoformat() if isinstance(v, dt.datetime | dt.date) else v) for k, v in ledger.items()}
 
 
+def read_table(db_file: Path, table: str) -> pl.DataFrame | None:
+    """One table of the run's DuckDB file (read-only), or None."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(db_file), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        return con.sql(f"select * from {table}").pl()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _timestamp(value: object) -> float:
+    try:
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
 # ---------------------------------------------------------------- night 2: change 1% of records
 
 
@@ -606,6 +629,12 @@ def print_report(result: dict) -> None:
                 f"{str(stage['stage']):<22}{stage['seconds']:>10.1f}{gb(stage['peak_rss']):>12}"
                 f"{str(stage['rows_in']):>12}{str(stage['rows_out']):>12}"
             )
+        unpublished = night1.get("accuracy_unpublished")
+        if unpublished:
+            print(
+                f"NOT PUBLISHED ({night1.get('error_tail', '').strip().splitlines()[-2:]}); entity_map left in "
+                f"DuckDB scores P={unpublished['precision']} R={unpublished['recall']} F1={unpublished['f1']}"
+            )
     splink = result.get("splink")
     print(f"\n{'':<24}{'renhu':>14}{'splink':>14}{'renhu/splink':>14}")
 
@@ -700,12 +729,26 @@ def renhu_night(city: Path, out: Path, logs: Path, name: str, truth: pl.DataFram
         "load_before": measured.load_before,
         "load_after": measured.load_after,
     }
+    ledger = read_ledger(out / "renhu.duckdb")
+    if ledger and _timestamp(ledger.get("started_at")) < measured.started_at - 5:
+        ledger = None  # last night's row: this run stopped before it wrote its own
+    night["ledger"] = ledger
     if measured.returncode != 0:
+        night["published"] = False
         night["error_tail"] = measured.stderr_tail
+        if ledger:
+            # Not published (e.g. a critical validation failure), but the stages ran: their
+            # figures and the entity_map the run left in its DuckDB file are still worth a look.
+            night["stages"] = stage_table(
+                {"started_at": ledger.get("started_at")}, ledger.get("stages"), measured
+            )
+            entity_map = read_table(out / "renhu.duckdb", "entity_map")
+            if entity_map is not None:
+                night["accuracy_unpublished"] = pairwise_scores(entity_map, accepted_truth(truth))
         return night
+    night["published"] = True
     latest = out / "latest"
     metrics = json.loads((latest / "metrics.json").read_text(encoding="utf-8"))
-    ledger = read_ledger(out / "renhu.duckdb")
     night["run_id"] = metrics.get("run_id")
     night["records_in"] = metrics.get("records_in")
     night["accepted"] = metrics.get("accepted")
@@ -713,7 +756,6 @@ def renhu_night(city: Path, out: Path, logs: Path, name: str, truth: pl.DataFram
     night["persons"] = metrics.get("persons")
     night["linkage_method"] = metrics.get("linkage_method")
     night["stages"] = stage_table(metrics, (ledger or {}).get("stages"), measured)
-    night["ledger"] = ledger
     entity_map = pl.read_parquet(latest / "entity_map.parquet")
     night["accuracy"] = pairwise_scores(entity_map, accepted_truth(truth))
     return night
