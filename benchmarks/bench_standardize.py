@@ -206,6 +206,7 @@ def _cpu_seconds() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--data", type=Path, help="parquet of raw rows to reuse (built there first if missing)")
     parser.add_argument("--build-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_only:
@@ -215,9 +216,10 @@ def main() -> int:
     from linkage.standardize import standardization_metrics, standardize_records
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "raw_records.parquet"
+        path = args.data or Path(tmp) / "raw_records.parquet"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--build-only", str(path)], check=True)
+        if not path.exists():
+            subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--build-only", str(path)], check=True)
         build_s = time.perf_counter() - t0
         raw = pl.read_parquet(path)
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
