@@ -32,6 +32,7 @@ from plotly.offline import get_plotlyjs
 __all__ = [
     "FINDING_KIND_LABELS",
     "QUARANTINE_REASON_LABELS",
+    "History",
     "HistoryNight",
     "load_history",
     "night_of",
@@ -652,23 +653,41 @@ def _mark_jumps(nights: list[HistoryNight], band: float) -> None:
                 cur.jumps.append(f"{source}: 来源缺失 source missing")
 
 
-def load_history(out_dir: Path, jump_band: float = 0.10) -> tuple[list[HistoryNight], list[str]]:
+@dataclass
+class History:
+    """What `runs/` holds: one entry per night, oldest first; runs whose metrics.json does not
+    parse; and runs that failed validation and did not publish (`runs/<run_id>-failed/`)."""
+
+    nights: list[HistoryNight]
+    unreadable: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (folder, href)
+
+
+def load_history(out_dir: Path, jump_band: float = 0.10) -> History:
     """Every readable `out_dir/runs/*/metrics.json`, one entry per night (the night's last run),
-    oldest first, with jumps marked; and the run folders whose metrics could not be read."""
+    with jumps marked."""
     if not jump_band > 0:
         raise ValueError(f"jump_band must be a positive fraction such as 0.10, not {jump_band!r}")
-    out_dir = Path(out_dir)
+    runs_dir = Path(out_dir) / "runs"
     runs: list[tuple[datetime, str, dict[str, Any], str]] = []
-    unreadable: list[str] = []
-    for path in sorted((out_dir / "runs").glob("*/metrics.json")):
-        run_dir = path.parent
+    history = History(nights=[])
+    folders = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    for run_dir in folders:
         if run_dir.name.startswith("."):
-            # runs/.<run_id>.partial/ is a run still publishing, or one that failed half-way.
+            # runs/.<run_id>.partial/ is a run still publishing, or one that died half-way.
+            continue
+        if run_dir.name.endswith("-failed"):
+            docs = run_dir / "validation" / "index.html"
+            target = f"runs/{quote(run_dir.name)}/" + ("validation/index.html" if docs.is_file() else "")
+            history.failed.append((run_dir.name, target))
+            continue
+        path = run_dir / "metrics.json"
+        if not path.is_file():
             continue
         try:
             metrics = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            unreadable.append(run_dir.name)
+            history.unreadable.append(run_dir.name)
             continue
         page = "index.html" if (run_dir / "index.html").is_file() else "metrics.json"
         href = f"runs/{quote(run_dir.name)}/{page}"
@@ -683,9 +702,9 @@ def load_history(out_dir: Path, jump_band: float = 0.10) -> tuple[list[HistoryNi
         if earlier is not None:
             entry.superseded = [*earlier.superseded, (earlier.run_id, earlier.href)]
         by_night[night] = entry
-    nights = [by_night[k] for k in sorted(by_night)]
-    _mark_jumps(nights, jump_band)
-    return nights, unreadable
+    history.nights = [by_night[k] for k in sorted(by_night)]
+    _mark_jumps(history.nights, jump_band)
+    return history
 
 
 def _rate_value(metrics: dict[str, Any], key: str) -> float | None:
@@ -794,7 +813,8 @@ def write_history(out_dir: Path, jump_band: float = 0.10) -> Path:
     or its share rate by more than `jump_band` (absolute) against the previous night.
     """
     out_dir = Path(out_dir)
-    nights, unreadable = load_history(out_dir, jump_band)
+    history = load_history(out_dir, jump_band)
+    nights = history.nights
     charts: dict[str, Markup] = {}
     if nights:
         charts["share"] = _figure_html(
@@ -834,7 +854,7 @@ def write_history(out_dir: Path, jump_band: float = 0.10) -> Path:
             "jumps": n.jumps, "superseded": n.superseded,
         })
     html = _environment().get_template("history.html.j2").render(
-        nights=table, charts=charts, unreadable=unreadable, jump_band=jump_band,
+        nights=table, charts=charts, unreadable=history.unreadable, failed=history.failed, jump_band=jump_band,
         jump_points=f"{100 * jump_band:g}", jumped_nights=sum(1 for n in nights if n.jumps),
         plotly_js=_plotly_js() if charts else None,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
@@ -851,7 +871,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jump-band", type=float, default=0.10, help="band that marks a night as a jump")
     args = parser.parse_args(argv)
     for metrics in sorted((args.out / "runs").glob("*/metrics.json")):
-        if not metrics.parent.name.startswith("."):
+        name = metrics.parent.name
+        if not name.startswith(".") and not name.endswith("-failed"):
             write_run_dashboard(metrics.parent)
     print(write_history(args.out, args.jump_band))
     return 0

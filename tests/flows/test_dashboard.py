@@ -347,8 +347,7 @@ def test_history_marks_a_night_whose_row_count_or_share_rate_jumps(tmp_path: Pat
     make_run(out, "20261121T180000Z-bbbbbb", "2026-11-21T18:00:00+00:00", scale=1.05)  # +5%: inside the band
     make_run(out, "20261122T180000Z-cccccc", "2026-11-22T18:00:00+00:00", scale=1.30)  # +23.8% vs night 2
     make_run(out, "20261123T180000Z-dddddd", "2026-11-23T18:00:00+00:00", scale=1.30, share_shift=-0.15)
-    nights, unreadable = load_history(out)
-    assert unreadable == []
+    nights = load_history(out).nights
     assert [bool(n.jumps) for n in nights] == [False, False, True, True]
     assert nights[2].jumped_sources == {"police_hukou": {"records"}}
     assert "police_hukou 行数 rows +23.8% (2,100 → 2,600)" in nights[2].jumps
@@ -358,7 +357,7 @@ def test_history_marks_a_night_whose_row_count_or_share_rate_jumps(tmp_path: Pat
     jump_trace = [t for t in _figure_data(html, "chart-records-history") if t["name"] == "跳变 jump"]
     assert jump_trace and jump_trace[0]["x"] == ["2026-11-22"]
     # a wider band lets both nights pass
-    nights, _ = load_history(out, jump_band=0.30)
+    nights = load_history(out, jump_band=0.30).nights
     assert not any(n.jumps for n in nights)
     with pytest.raises(ValueError, match="jump_band"):
         write_history(out, jump_band=0)
@@ -369,7 +368,7 @@ def test_a_rerun_on_the_same_night_replaces_the_earlier_point(tmp_path: Path) ->
     make_run(out, "20261122T180000Z-first1", "2026-11-22T18:00:00+00:00")
     make_run(out, "20261122T193000Z-again2", "2026-11-22T19:30:00+00:00", scale=1.02)
     make_run(out, "20261123T180000Z-next03", "2026-11-23T18:00:00+00:00")
-    nights, _ = load_history(out)
+    nights = load_history(out).nights
     assert [n.run_id for n in nights] == ["20261122T193000Z-again2", "20261123T180000Z-next03"]
     assert nights[0].superseded == [("20261122T180000Z-first1", "runs/20261122T180000Z-first1/metrics.json")]
     html = write_history(out).read_text(encoding="utf-8")
@@ -391,9 +390,25 @@ def test_history_leaves_out_a_run_still_publishing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     make_run(out, "20261122T180000Z-ab12cd", "2026-11-22T18:00:00+00:00")
     make_run(out, ".20261123T180000Z-ef34gh.partial", "2026-11-23T18:00:00+00:00")
-    nights, unreadable = load_history(out)
-    assert [n.run_id for n in nights] == ["20261122T180000Z-ab12cd"] and unreadable == []
+    history = load_history(out)
+    assert [n.run_id for n in history.nights] == ["20261122T180000Z-ab12cd"]
+    assert history.unreadable == [] and history.failed == []
     assert "ef34gh" not in write_history(out).read_text(encoding="utf-8")
+
+
+def test_history_lists_a_run_that_failed_validation_but_plots_no_point_for_it(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_run(out, "20261122T180000Z-ab12cd", "2026-11-22T18:00:00+00:00")
+    failed = out / "runs" / "20261123T180000Z-ef34gh-failed"
+    (failed / "validation").mkdir(parents=True)
+    (failed / "validation" / "index.html").write_text("<html></html>", encoding="utf-8")
+    history = load_history(out)
+    assert [n.run_id for n in history.nights] == ["20261122T180000Z-ab12cd"]
+    assert history.failed == [("20261123T180000Z-ef34gh-failed",
+                               "runs/20261123T180000Z-ef34gh-failed/validation/index.html")]
+    html = write_history(out).read_text(encoding="utf-8")
+    assert 'href="runs/20261123T180000Z-ef34gh-failed/validation/index.html"' in html
+    assert len(_figure_data(html, "chart-duplicate-history")[0]["x"]) == 1
 
 
 def test_history_of_an_empty_folder_says_so(tmp_path: Path) -> None:
