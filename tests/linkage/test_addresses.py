@@ -4,7 +4,13 @@ import polars as pl
 import pytest
 
 from linkage.addresses import han_number, normalize_address_text, standardize_address, standardize_addresses
-from linkage.regions import learn_township_codes, normalize_region_code, preferred_cities, region_index, township_name
+from linkage.regions import (
+    learn_township_codes,
+    normalize_region_code,
+    preferred_cities,
+    region_index,
+    township_name,
+)
 
 
 @pytest.mark.parametrize(
