@@ -422,8 +422,10 @@ def _headline(metrics: dict[str, Any]) -> list[dict[str, str]]:
     })
     for key, label, en, num_label, den_label in (
         ("duplicate_rate", "重复记录率", "duplicate rate", "重复记录", "接收记录"),
-        ("household_consistency_rate", "人户一致率", "household consistency", "分子", "分母"),
-        ("floating_registration_rate", "流动人口登记率", "floating registration", "分子", "分母"),
+        # Labels follow linkage/rates.py: same township of hukou and residence, among persons with
+        # both known; residence-registered, among persons whose hukou is outside the city.
+        ("household_consistency_rate", "人户一致率", "household consistency", "户籍与居住同乡镇街道", "两地均知"),
+        ("floating_registration_rate", "流动人口登记率", "floating registration", "已居住登记", "流动人口"),
         ("share_rate", "总体共享率", "overall share rate", "共享人数", "人数"),
     ):
         rate = metrics.get(key) or {}

@@ -188,8 +188,8 @@ def test_run_dashboard_shows_headline_figures_with_numerator_and_denominator(sam
     assert f"{metrics['records_in']:,}" == "6,370"
     assert "6,370" in headline and "6,295" in headline and "接收 6,295 + 隔离 75" in headline
     assert "无遗漏" in headline
-    assert "人户一致率" in headline and "85.9%" in headline and "1,710" in headline and "1,990" in headline
-    assert "流动人口登记率" in headline and "67.4%" in headline and "610" in headline and "905" in headline
+    assert "人户一致率" in headline and "85.9%" in headline and "户籍与居住同乡镇街道 1,710 / 两地均知 1,990" in headline
+    assert "流动人口登记率" in headline and "67.4%" in headline and "已居住登记 610 / 流动人口 905" in headline
     assert "总体共享率" in headline and "79.2%" in headline and "1,900" in headline and "2,400" in headline
     # duplicate rate: (6,295 - 2,400) / 6,295 = 61.9%
     assert "重复记录率" in headline and "61.9%" in headline and "3,895" in headline
