@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
@@ -24,6 +25,7 @@ from flows.ingest import ingest_sources
 from flows.settings import Settings
 
 log = logging.getLogger("renhu")
+CHINA_TIME = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass
@@ -144,7 +146,8 @@ def standardize(ctx: RunContext) -> StageResult:
 
     def body():
         raw = ctx.con.execute("select * from raw_records order by record_key").pl()
-        standardized = standardize_records(raw)
+        # Dates after the night's own date count as "in the future": a rerun judges alike.
+        standardized = standardize_records(raw, as_of=ctx.started_at.astimezone(CHINA_TIME).date())
         del raw
         ctx.con.register("standardized_frame", standardized)
         ctx.con.execute("create or replace table int_persons_standardized as select * from standardized_frame")
