@@ -1,6 +1,6 @@
 -- entity_map suite frame: each accepted record against its cluster.
 -- Grain: one row per record_key of raw_records or entity_map (a key in entity_map twice
--- gives two rows). Returns keys, person ids, booleans and counts; no identity number or name.
+-- gives two rows). Returns keys, booleans, labels and counts; no identity number or name.
 with accepted as (
     select record_key, source, record_id
     from raw_records
@@ -35,8 +35,14 @@ joined as (
             else clustered.source is not distinct from accepted.source
                 and clustered.record_id is not distinct from accepted.record_id
         end as same_source_record,
-        clustered.person_id,
         case when clustered.record_key is not null then clustered.person_id is not null end as has_person_id,
+        -- The format is judged here, not by a regex in pandas: a million person ids would be
+        -- copied into Python only to be matched.
+        case
+            when clustered.person_id is null then null
+            when regexp_full_match(clustered.person_id, 'P[0-9a-f]{12}') then 'P + 12 hex digits'
+            else left(clustered.person_id, 24)
+        end as person_id_format,
         coalesce(person_valid_id_numbers.valid_id_numbers, 0) as person_valid_id_numbers
     from clustered
     full outer join accepted on accepted.record_key = clustered.record_key

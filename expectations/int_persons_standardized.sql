@@ -32,10 +32,12 @@ resident as (
 arithmetic as (
     select
         *,
+        -- ISO 7064 MOD 11-2: weights 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2 on the first 17 digits.
         case when is_18 then
-            substr('10X98765432', 1 + (list_sum(list_transform(range(17),
-                lambda i: (ascii(substr(id_number, i::integer + 1, 1)) - 48)
-                    * [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2][i + 1])) % 11)::integer, 1)
+            substr('10X98765432', 1 + (list_dot_product(
+                string_split(left(id_number, 17), '')::integer[],
+                [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]::integer[]
+            )::integer % 11), 1)
         end as expected_check_character,
         case when is_18 then try_strptime(substr(id_number, 7, 8), '%Y%m%d')::date end as encoded_birth_date,
         case when is_18 then
@@ -54,7 +56,10 @@ labelled as (
 )
 
 select
-    regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g') as record_id,
+    case when regexp_matches(record_id, '[0-9]{15}')
+        then regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g')
+        else record_id
+    end as record_id,
     case
         when not is_resident_id then null
         when not is_18 then 'not_18_characters'

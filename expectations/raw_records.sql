@@ -131,16 +131,31 @@ date_checks as (
     from date_parts
 ),
 
+masked as (
+    select
+        *,
+        case when regexp_matches(record_id, '[0-9]{15}')
+            then regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g')
+            else record_id
+        end as record_id_masked,
+        -- The shape of a well-formed id is one of three strings; only the others need the regexes.
+        case
+            when regexp_full_match(id_number, '[0-9]{17}[0-9]') then '999999999999999999'
+            when regexp_full_match(id_number, '[0-9]{17}X') then '99999999999999999X'
+            when regexp_full_match(id_number, '[0-9]{15}') then '999999999999999'
+            else left(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+                id_number, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[０-９]', '９', 'g'),
+                '[^9９Xx字\s\p{P}\p{S}]', 'A', 'g'), 40)
+        end as id_number_shape
+    from extract_rows
+),
+
 shaped as (
     select
         outcome,
-        regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g') as record_id,
-        case when outcome = 'accepted'
-            then regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g')
-        end as accepted_record_id,
-        left(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
-            id_number, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[０-９]', '９', 'g'),
-            '[^9９Xx字\s\p{P}\p{S}]', 'A', 'g'), 40) as id_number_shape,
+        record_id_masked as record_id,
+        case when outcome = 'accepted' then record_id_masked end as accepted_record_id,
+        id_number_shape,
         birth.date_check as birth_date_check,
         registered.date_check as registered_at_check,
         updated.date_check as updated_at_check,
@@ -150,10 +165,10 @@ shaped as (
         has_hukou_address, has_hukou_region, has_residence_address, has_residence_region,
         has_household_id, has_relation_to_head, has_house_id, has_employer,
         has_registered_at, has_updated_at
-    from extract_rows
-    left join date_checks as birth on birth.value = extract_rows.birth_date
-    left join date_checks as registered on registered.value = extract_rows.registered_at
-    left join date_checks as updated on updated.value = extract_rows.updated_at
+    from masked
+    left join date_checks as birth on birth.value = masked.birth_date
+    left join date_checks as registered on registered.value = masked.registered_at
+    left join date_checks as updated on updated.value = masked.updated_at
 )
 
 select * from shaped

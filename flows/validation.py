@@ -54,6 +54,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
@@ -259,6 +260,7 @@ class ValidationSummary:
     thresholds: dict[str, dict[str, float]]
     seconds: float
     errors: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def checks(self) -> list[CheckResult]:
@@ -316,6 +318,7 @@ class ValidationSummary:
             "critical_failed": self.critical_failed + len(self.errors),
             "warnings_failed": self.warnings_failed,
             "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "docs": "validation/index.html" if self.docs_index else None,
             "suites": [s.to_dict() for s in self.suites],
             "failures": [c.to_dict() for c in self.checks if not c.success],
@@ -360,6 +363,7 @@ def run_validation(
         shutil.rmtree(site_dir)
     site_dir.mkdir(parents=True)
 
+    timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="renhu-validation-") as tmp:
         batches: list[_Batch] = []
         for suite in suites:
@@ -381,9 +385,10 @@ def run_validation(
                     continue
                 run_values = {"mapped_field_columns": _mapped_field_columns(mapped_fields, source)}
                 batches.append(_Batch(suite, batch, path, rows, limits_here, run_values))
+        timings["frames"] = time.perf_counter() - started
         if batches:
             try:
-                results = _run_checkpoint(batches, site_dir, run_id)
+                results = _run_checkpoint(batches, site_dir, run_id, timings)
             except Exception as exc:  # noqa: BLE001 - a GX crash must become a failed run, with the docs folder kept
                 errors.append(f"CRITICAL validation could not run: {type(exc).__name__}: {exc}")
 
@@ -396,6 +401,7 @@ def run_validation(
         thresholds=used_thresholds,
         seconds=time.perf_counter() - started,
         errors=errors,
+        timings=timings,
     )
 
 
@@ -443,6 +449,12 @@ def _write_frame(
     ]
     if empty:
         table = table.drop_columns(empty)
+    # Labels and shapes repeat a handful of values over a million rows: dictionary-encoded,
+    # pandas reads them as categoricals and GX's set and null checks work on the codes.
+    table = pa.table(
+        [pc.dictionary_encode(col) if pa.types.is_string(col.type) else col for col in table.columns],
+        names=table.column_names,
+    )
     pq.write_table(table, path)
     return table.num_rows
 
@@ -484,8 +496,7 @@ def _build_suite(batch: _Batch) -> Any:
         f"```sql\n{spec.frame_sql.strip()}\n```",
     ]
     suite = gx.ExpectationSuite(
-        name=batch.gx_suite_name,
-        meta={"notes": {"format": "markdown", "content": notes}, "table": spec.table, "batch": batch.name},
+        name=batch.gx_suite_name, notes=notes, meta={"table": spec.table, "batch": batch.name}
     )
     for item in spec.expectations:
         kwargs = {k: _resolve(v, batch.thresholds, batch.run_values) for k, v in item.kwargs.items()}
@@ -493,12 +504,8 @@ def _build_suite(batch: _Batch) -> Any:
         if item.mostly is not None:
             kwargs["mostly"] = batch.thresholds[item.mostly]
             note += f" Threshold `{item.mostly}` = {kwargs['mostly']}."
-        meta = {
-            "check": item.check,
-            "severity": item.severity,
-            "notes": {"format": "markdown", "content": [note]},
-        }
-        suite.add_expectation(_expectation_class(item.expectation)(**kwargs, meta=meta))
+        meta = {"check": item.check, "severity": item.severity}
+        suite.add_expectation(_expectation_class(item.expectation)(**kwargs, meta=meta, notes=note))
     return suite
 
 
@@ -528,9 +535,14 @@ def _gx_context(site_dir: Path) -> Any:
     return context
 
 
-def _run_checkpoint(batches: list[_Batch], site_dir: Path, run_id: str) -> list[SuiteResult]:
+def _run_checkpoint(
+    batches: list[_Batch], site_dir: Path, run_id: str, timings: dict[str, float]
+) -> list[SuiteResult]:
+    started = time.perf_counter()
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
+
+    timings["gx_import"] = time.perf_counter() - started
 
     context = _gx_context(site_dir)
     datasource = context.data_sources.add_pandas("renhu_run_tables")
@@ -556,8 +568,12 @@ def _run_checkpoint(batches: list[_Batch], site_dir: Path, run_id: str) -> list[
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES_PER_CHECK},
         )
     )
+    started = time.perf_counter()
     outcome = checkpoint.run(run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)))
+    timings["checkpoint"] = time.perf_counter() - started
+    started = time.perf_counter()
     context.build_data_docs(site_names=[DOCS_SITE_NAME])
+    timings["data_docs"] = time.perf_counter() - started
 
     results = []
     for suite_result in outcome.run_results.values():
