@@ -109,7 +109,7 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
     """One row per record with the fields blocking and comparison use.
 
     ``birth`` is the record's birth date, else the one its valid id carries; ``sex``
-    likewise. ``regions6`` holds every county the record names (household register,
+    likewise. ``id_own`` is a valid id that is the record's own (not ``id_foreign``). ``regions6`` holds every county the record names (household register,
     residence, id), since a person's sources legitimately disagree on where they are.
     """
     s = with_std_columns(std)
@@ -124,6 +124,32 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
     region6 = [
         pl.col(c).str.slice(0, 6) for c in ("hukou_region", "residence_region", "id_region")
     ]
+    # An id whose birth date no slip reconciles with the record's own (two of year, month,
+    # day differ, not a day/month swap) is someone else's: a child registered with a
+    # parent's number. It still flags the shared number, but does not speak for the record.
+    bd, ibd = pl.col("birth_date"), pl.col("id_birth_date")
+    same_parts = (
+        (bd.dt.year() == ibd.dt.year()).cast(pl.Int8)
+        + (bd.dt.month() == ibd.dt.month()).cast(pl.Int8)
+        + (bd.dt.day() == ibd.dt.day()).cast(pl.Int8)
+    )
+    swapped = (bd.dt.year() == ibd.dt.year()) & (bd.dt.month() == ibd.dt.day()) & (bd.dt.day() == ibd.dt.month())
+    id_foreign = (same_parts <= 1) & ~swapped
+    # Compact pinyin (no spaces) makes ZHUGE WEI meet 诸葛伟 ("zhu ge wei"), whose syllables
+    # a romanized spelling runs together. The reordered form puts the other half first: a
+    # han name's given syllables before its surname (as Wei Zhuge is written), a latin
+    # name's last word first (its surname, when written given-name first).
+    words = pl.col("name_pinyin").str.split(" ")
+    n_surname = pl.col("surname").str.len_chars()
+    han_reordered = pl.concat_str(
+        words.list.slice(n_surname).list.join(""), words.list.slice(0, n_surname).list.join("")
+    )
+    latin_reordered = pl.concat_str(words.list.last(), words.list.slice(0, words.list.len() - 1).list.join(""))
+    reordered = (
+        pl.when(pl.col("name_script") == "han")
+        .then(pl.when(pl.col("surname").is_not_null()).then(han_reordered))
+        .otherwise(pl.when(words.list.len() > 1).then(latin_reordered))
+    )
     return s.select(
         pl.col("record_key").cast(pl.Int64),
         "source",
@@ -135,9 +161,13 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
         "name_pinyin",
         "surname_pinyin",
         "name_pinyin_sorted",
+        pl.col("name_pinyin").str.replace_all(" ", "", literal=True).alias("pinyin_compact"),
+        reordered.alias("pinyin_reordered"),
         "id_number",
         "id_type",
         pl.col("id_valid").fill_null(False),
+        id_foreign.fill_null(False).alias("id_foreign"),
+        (pl.col("id_valid").fill_null(False) & ~id_foreign.fill_null(False)).alias("id_own"),
         "id_birth_date",
         pl.coalesce("birth_date", "id_birth_date").alias("birth"),
         pl.coalesce("sex", "id_sex").alias("sex"),

@@ -13,7 +13,7 @@ over the one-hot levels gives the weights instead; the rest is unchanged.
 
 Rules then override the score where a model is reliably wrong:
 * ``different_valid_ids``: two valid resident ids that differ (15/18 forms already
-  made one) belong to two people. A valid id never sits one typo from another valid id,
+  made one), each the record's own, belong to two people. A valid id never sits one typo from another valid id,
   so a one-digit-off pair always has an invalid side and stays with the model.
 * ``id_conflict``: one id carried by two people (a child registered with a parent's
   number): same id but different names and a different sex or birth date. Not merged;
@@ -55,7 +55,10 @@ class FellegiSunterModel:
         if self.kind == "logistic_regression":
             # m holds 2**coefficient and u ones: the weights are the coefficients themselves.
             return [np.log2(m) for m in self.m]
-        return [np.log2(np.clip(m, _EPS, 1) / np.clip(u, _EPS, 1)) for m, u in zip(self.m, self.u, strict=True)]
+        raw = [np.log2(np.clip(m, _EPS, 1) / np.clip(u, _EPS, 1)) for m, u in zip(self.m, self.u, strict=True)]
+        # Levels are ordered from looser to closer agreement; a closer one never counts less
+        # (a homophone pair rarely seen in training must not weigh below a Jaro-Winkler one).
+        return [np.maximum.accumulate(w) for w in raw]
 
     def prior_bits(self) -> float:
         if self.intercept_bits is not None:
@@ -118,6 +121,7 @@ def fit_em(
     tol: float = 1e-7,
     lam0: float = 0.3,
     u_fixed: list[np.ndarray] | None = None,
+    u_init: list[np.ndarray] | None = None,
 ) -> FellegiSunterModel:
     """Learn m, u and lambda by EM over the distinct comparison vectors of the candidate pairs.
 
@@ -135,7 +139,8 @@ def fit_em(
     patterns, counts = np.unique(gammas, axis=0, return_counts=True)
     counts = counts.astype(float)
     m = [_initial_m(k) for k in n_levels]
-    u = [np.asarray(x, dtype=float) for x in u_fixed] if u_fixed is not None else [_initial_u(k) for k in n_levels]
+    start_u = u_fixed if u_fixed is not None else u_init
+    u = [np.asarray(x, dtype=float) for x in start_u] if start_u is not None else [_initial_u(k) for k in n_levels]
     lam = lam0
     it = 0
     converged = False
@@ -158,8 +163,10 @@ def fit_em(
         for k in range(n_comp):
             g = patterns[:, k]
             known = g != NULL_LEVEL
-            mk = np.bincount(g[known], weights=wm[known], minlength=n_levels[k]) + 1e-3
-            uk = np.bincount(g[known], weights=wu[known], minlength=n_levels[k]) + 1e-3
+            # Half a pair per level: a level the training pairs never showed keeps a small
+            # chance instead of an impossible one (weights of -19 bits for the unseen).
+            mk = np.bincount(g[known], weights=wm[known], minlength=n_levels[k]) + 0.5
+            uk = np.bincount(g[known], weights=wu[known], minlength=n_levels[k]) + 0.5
             mk, uk = mk / mk.sum(), uk / uk.sum()
             if u_fixed is not None:
                 uk = u[k]
@@ -172,6 +179,100 @@ def fit_em(
         [c.name for c in comparisons], n_levels, m, u, lam, it, converged,
         u_source="random_pairs" if u_fixed is not None else "em",
     )
+
+
+@dataclass(frozen=True)
+class TrainingSession:
+    """EM over the pairs one blocking pass found, learning m of the comparisons it did not block on.
+
+    Inside a block the blocked comparisons agree by construction, so their m cannot be
+    learned there; every other comparison behaves, among the block's non-matches, as among
+    random pairs, so u fixed from random pairs is right for them (Splink's training by
+    blocking rule).
+    """
+
+    blocking_pass: str
+    blocked: tuple[str, ...]
+
+
+TRAINING_SESSIONS: tuple[TrainingSession, ...] = (
+    TrainingSession("id_number", ("id_number",)),
+    TrainingSession("name_pinyin_birth", ("name", "birth_date")),
+)
+MIN_SESSION_PAIRS = 30
+
+
+def fit_em_by_sessions(
+    gammas: np.ndarray,
+    pass_masks: np.ndarray,
+    pass_bits: dict[str, int],
+    comparisons: list[Comparison],
+    u_fixed: list[np.ndarray],
+    sessions: tuple[TrainingSession, ...] = TRAINING_SESSIONS,
+    max_iterations: int = 200,
+) -> tuple[FellegiSunterModel, list[dict]]:
+    """m per comparison from the sessions that could learn it (averaged), u from random pairs.
+
+    A comparison no session could learn (no pairs) takes m from EM over all candidates.
+    lambda is then learned over all candidates with m and u held.
+    """
+    names = [c.name for c in comparisons]
+    learned: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    report = []
+    for sess in sessions:
+        bit = pass_bits.get(sess.blocking_pass)
+        if bit is None:
+            continue
+        rows = (pass_masks & bit) > 0
+        cols = [k for k, n in enumerate(names) if n not in sess.blocked]
+        if rows.sum() < MIN_SESSION_PAIRS:
+            report.append({"session": sess.blocking_pass, "pairs": int(rows.sum()), "used": False})
+            continue
+        model = fit_em(
+            gammas[rows][:, cols], [comparisons[k] for k in cols], max_iterations=max_iterations,
+            u_fixed=[u_fixed[k] for k in cols], lam0=0.5,
+        )
+        for j, k in enumerate(cols):
+            learned[names[k]].append(model.m[j])
+        report.append({"session": sess.blocking_pass, "pairs": int(rows.sum()), "used": True,
+                       "trained": [names[k] for k in cols], "lambda": model.lam, "iterations": model.iterations})
+    fallback = None
+    m = []
+    for k, n in enumerate(names):
+        if learned[n]:
+            m.append(np.mean(learned[n], axis=0))
+        else:
+            if fallback is None:
+                fallback = fit_em(gammas, comparisons, max_iterations=max_iterations, u_fixed=u_fixed)
+            m.append(fallback.m[k])
+    lam = _fit_lambda(gammas, m, u_fixed)
+    model = FellegiSunterModel(names, [len(c.levels) for c in comparisons], m, [np.asarray(x) for x in u_fixed], lam,
+                               iterations=sum(r.get("iterations", 0) for r in report), converged=True,
+                               u_source="random_pairs")
+    model.kind = "fellegi_sunter_em_sessions"
+    return model, report
+
+
+def _fit_lambda(gammas: np.ndarray, m: list[np.ndarray], u: list[np.ndarray], iterations: int = 100) -> float:
+    """The share of matches among the candidates, m and u held fixed."""
+    if len(gammas) == 0:
+        return 0.5
+    patterns, counts = np.unique(gammas, axis=0, return_counts=True)
+    log_ratio = np.zeros(len(patterns))
+    for k in range(patterns.shape[1]):
+        g = patterns[:, k]
+        known = g != NULL_LEVEL
+        log_ratio[known] += np.log(np.clip(m[k][g[known]], _EPS, 1)) - np.log(np.clip(u[k][g[known]], _EPS, 1))
+    lam = 0.5
+    for _ in range(iterations):
+        odds = lam / (1 - lam)
+        post = 1.0 / (1.0 + np.exp(-np.clip(np.log(odds) + log_ratio, -700, 700)))
+        new = float((post * counts).sum() / counts.sum())
+        new = min(max(new, _EPS), 1 - _EPS)
+        if abs(new - lam) < 1e-9:
+            return new
+        lam = new
+    return lam
 
 
 def estimate_u(gammas: np.ndarray, comparisons: list[Comparison], n_pairs_total: float) -> list[np.ndarray]:
@@ -296,7 +397,9 @@ def apply_rules(pf: pl.DataFrame, gammas: np.ndarray, comparisons: list[Comparis
     g_name = gammas[:, idx["name"]]
     g_birth = gammas[:, idx["birth_date"]]
     g_sex = gammas[:, idx["sex"]]
-    both_valid = (pf["id_valid_l"].fill_null(False) & pf["id_valid_r"].fill_null(False)).to_numpy()
+    # Own valid ids only: a child's record carrying a parent's number must still reach the child.
+    own = "id_own" if "id_own_l" in pf.columns else "id_valid"
+    both_valid = (pf[f"{own}_l"].fill_null(False) & pf[f"{own}_r"].fill_null(False)).to_numpy()
     rule = np.full(len(pf), "", dtype=object)
     rule[both_valid & (g_id != 2)] = "different_valid_ids"
     # Names that are not the same name in any reading nor one slip apart (level <= 1).
@@ -307,4 +410,13 @@ def apply_rules(pf: pl.DataFrame, gammas: np.ndarray, comparisons: list[Comparis
     # Only a valid resident id is vouched to name one person; other numbers stay with the model.
     valid_shared = (pf["id_valid_l"].fill_null(False) | pf["id_valid_r"].fill_null(False)).to_numpy()
     rule[(g_id == 2) & valid_shared & names_differ & (birth_differs | sex_differs)] = "id_conflict"
+    # Names with nothing in common (level 0) and no shared id: household members (twins
+    # above all) agree on birth date, address, phone, all of them evidence that moves
+    # together and outweighs the one field that tells them apart. Only an id (the same, or
+    # one slip apart) may overrule the name.
+    if "name_script_l" in pf.columns:
+        # Han names only: a romanized name's parts are reordered, dropped and misspelt far
+        # more often (FEBRL), and two han names with nothing in common are two people.
+        both_han = ((pf["name_script_l"] == "han") & (pf["name_script_r"] == "han")).fill_null(False).to_numpy()
+        rule[(rule == "") & both_han & (g_name == 0) & (g_id <= 0)] = "different_names"
     return rule

@@ -79,7 +79,9 @@ def cluster_pairs(
 ) -> ClusterResult:
     """Persons from matched pairs.
 
-    records: record_key, id_number, id_valid, birth (prepared records).
+    records: record_key, id_number, id_valid, birth (prepared records; ``id_own`` is used
+    instead of id_valid when present, so that a parent's number on a child's record
+    does not count as the child's).
     matches: record_key_l, record_key_r, match_weight (the pairs classified as matches).
     cannot_link: record_key_l, record_key_r pairs a rule keeps apart.
     """
@@ -97,7 +99,8 @@ def cluster_pairs(
     _, labels = connected_components(graph, directed=False)
     labels = labels.astype(np.int64)
 
-    comp = records.select("record_key", "id_number", "id_valid", "birth").with_columns(
+    valid_col = "id_own" if "id_own" in records.columns else "id_valid"
+    comp = records.select("record_key", "id_number", pl.col(valid_col).alias("id_valid"), "birth").with_columns(
         pl.Series("cluster", labels)
     )
     # Components worth checking: several valid ids, several birth dates, or a forbidden pair inside.

@@ -93,6 +93,11 @@ class IdNumberComparison(Comparison):
         # OSA counts an adjacent swap as one edit, as a clerk's slip is.
         osa = _cpdist(a, b, distance.OSA.distance)
         null = (a.is_null() | b.is_null()).to_numpy()
+        if "id_foreign_l" in pairs.columns:
+            # Someone else's number (a parent's) says nothing about who the record is,
+            # unless it is the very number of the other record (then the rules judge).
+            foreign = (pairs["id_foreign_l"].fill_null(False) | pairs["id_foreign_r"].fill_null(False)).to_numpy()
+            null = null | (foreign & ~exact)
         near = (osa <= 1) & ~null
         return _levels_from_conditions([exact, near], null)
 
@@ -108,7 +113,14 @@ class NameComparison(Comparison):
         same_name = (pairs["name_l"] == pairs["name_r"]).fill_null(False).to_numpy()
         py_l, py_r = pairs["name_pinyin_l"], pairs["name_pinyin_r"]
         same_pinyin = (py_l == py_r).fill_null(False).to_numpy()
+        if "pinyin_compact_l" in pairs.columns:
+            c_l, c_r = pairs["pinyin_compact_l"], pairs["pinyin_compact_r"]
+            same_pinyin |= (c_l == c_r).fill_null(False).to_numpy()
         same_sorted = (pairs["name_pinyin_sorted_l"] == pairs["name_pinyin_sorted_r"]).fill_null(False).to_numpy()
+        if "pinyin_reordered_l" in pairs.columns:
+            same_sorted |= (
+                (c_l == pairs["pinyin_reordered_r"]).fill_null(False) | (pairs["pinyin_reordered_l"] == c_r).fill_null(False)
+            ).to_numpy()
         jw = _cpdist(py_l, py_r, distance.JaroWinkler.normalized_similarity)
         null = (py_l.is_null() | py_r.is_null()).to_numpy() & ~same_name
         conds = [same_name, same_pinyin, same_sorted] + [jw >= t for t in self.thresholds]
@@ -256,9 +268,14 @@ DEFAULT_COMPARISONS: tuple[Comparison, ...] = (
 PAIR_COLUMNS: tuple[str, ...] = (
     "id_number",
     "id_valid",
+    "id_own",
+    "id_foreign",
     "name",
+    "name_script",
     "name_pinyin",
     "name_pinyin_sorted",
+    "pinyin_compact",
+    "pinyin_reordered",
     "birth",
     "sex",
     "hukou_region",

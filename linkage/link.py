@@ -13,12 +13,13 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from linkage.block import DEFAULT_MAX_BLOCK_SIZE, prepare_link_records, run_blocking
+from linkage.block import BLOCKING_PASSES, DEFAULT_MAX_BLOCK_SIZE, prepare_link_records, run_blocking
 from linkage.classify import (
     FellegiSunterModel,
     apply_rules,
     estimate_u,
     fit_em,
+    fit_em_by_sessions,
     fit_supervised,
     probability,
     score,
@@ -39,6 +40,10 @@ class LinkageSettings:
     em_max_iterations: int = 200
     # Random record pairs whose comparison vectors give u (Splink's estimate_u_using_random_sampling).
     u_sample_pairs: int = 300_000
+    # "sessions": u from random pairs, m by EM per blocking pass over the comparisons that
+    # pass did not block on (Splink's way); "random_pairs": u from random pairs, m by one EM
+    # over all candidates; "candidates": m and u both by EM over the candidates.
+    training: str = "sessions"
     random_seed: int = 20261123
     comparisons: tuple[Comparison, ...] = DEFAULT_COMPARISONS
 
@@ -126,6 +131,7 @@ def model_dict(
         "rules": {
             "different_valid_ids": "two valid resident ids that differ (15/18 forms already made one): different people",
             "id_conflict": "same id, different names and a different sex or birth date: an id carried by two people",
+            "different_names": "two han names with nothing in common and no shared id: not matched on this pair's evidence",
         },
         "blocking": blocking_report,
         "max_block_size": settings.max_block_size,
@@ -160,6 +166,7 @@ def link_records(
     timings["compare"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    sessions: list[dict] = []
     if labels is not None and len(labels):
         lab = blocking.pairs.join(
             labels.select("record_key_l", "record_key_r", pl.col("is_match").cast(pl.Boolean)),
@@ -175,8 +182,17 @@ def link_records(
         if n >= 2:
             sample = random_pairs(records, settings.u_sample_pairs, settings.random_seed)
             u_fixed = estimate_u(compare_pairs(pair_frame(sample, records), comparisons), list(comparisons), all_pairs)
-        model = fit_em(gammas, list(comparisons), max_iterations=settings.em_max_iterations, u_fixed=u_fixed)
-        if all_pairs:
+        if settings.training == "candidates" or u_fixed is None:
+            model = fit_em(gammas, list(comparisons), max_iterations=settings.em_max_iterations, u_init=u_fixed)
+        elif settings.training == "random_pairs":
+            model = fit_em(gammas, list(comparisons), max_iterations=settings.em_max_iterations, u_fixed=u_fixed)
+        else:
+            bits = {p.name: 1 << i for i, p in enumerate(BLOCKING_PASSES)}
+            model, sessions = fit_em_by_sessions(
+                gammas, blocking.pairs["passes"].to_numpy(), bits, list(comparisons), u_fixed,
+                max_iterations=settings.em_max_iterations,
+            )
+        if all_pairs and model.u_source == "random_pairs":
             # Matches outside the candidates are negligible: the candidates' expected matches over all pairs.
             model.prior = min(model.lam * len(gammas) / all_pairs, 0.5)
     tf_tables = {c.tf_column: term_frequencies(records, c.tf_column) for c in comparisons if c.tf_column}
@@ -193,8 +209,11 @@ def link_records(
     ) if len(blocking.pairs) else _empty_pairs()
     rule_s = pl.Series("rule", rule.astype(str) if len(rule) else np.array([], dtype=str), dtype=pl.String)
     ruled = pairs.with_columns(rule_s).filter(pl.col("rule") != "")
+    # Id rules are hard: such records never share a person, not even through others.
+    # different_names only keeps the pair's own evidence from deciding.
+    cannot_link = ruled.filter(pl.col("rule").is_in(["different_valid_ids", "id_conflict"]))
     clustered = cluster_pairs(
-        records, pairs.filter(pl.col("is_match")), ruled.select("record_key_l", "record_key_r")
+        records, pairs.filter(pl.col("is_match")), cannot_link.select("record_key_l", "record_key_r")
     )
     id_conflicts = ruled.filter(pl.col("rule") == "id_conflict")
     conflict_rows = pl.concat(
@@ -226,6 +245,7 @@ def link_records(
         "pairs_scored": len(pairs),
         "pairs_matched": int(is_match.sum()) if len(is_match) else 0,
         "pairs_ruled_different_valid_ids": int((rule == "different_valid_ids").sum()) if len(rule) else 0,
+        "pairs_ruled_different_names": int((rule == "different_names").sum()) if len(rule) else 0,
         "id_conflicts": len(id_conflicts),
         "cluster_splits": clustered.splits["record_key"].n_unique() if len(clustered.splits) else 0,
         "id_changes": {
@@ -233,7 +253,8 @@ def link_records(
             "split": int((ids.id_changes["change"] == "split").sum()),
         },
         "blocking": blocking.report,
-        "em": {"iterations": model.iterations, "converged": model.converged, "lambda": model.lam},
+        "em": {"iterations": model.iterations, "converged": model.converged, "lambda": model.lam,
+               "training": model.kind, "sessions": sessions},
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
     return LinkageResult(
@@ -242,5 +263,5 @@ def link_records(
         id_changes=ids.id_changes,
         conflicts=conflict_rows,
         metrics=metrics,
-        model=model_dict(model, comparisons, settings, tf_tables, blocking.report),
+        model={**model_dict(model, comparisons, settings, tf_tables, blocking.report), "training_sessions": sessions},
     )

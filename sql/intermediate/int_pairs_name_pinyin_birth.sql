@@ -1,11 +1,12 @@
 -- int_pairs_name_pinyin_birth: candidate pairs with the same full-name pinyin and birth date.
 -- Grain: one row per pair of records (record_key_l < record_key_r).
 -- Pinyin rather than characters so that traditional/simplified forms and homophone
--- characters (张伟 / 张玮) still meet. birth is the record's birth date, else the id's.
+-- characters (张伟 / 张玮) still meet; compact (no spaces), so that ZHUGE WEI meets 诸葛伟
+-- (zhu ge wei). birth is the record's birth date, else the id's.
 with block_keys as (
-    select record_key, name_pinyin || '|' || cast(birth as varchar) as block_key
+    select record_key, pinyin_compact || '|' || cast(birth as varchar) as block_key
     from __renhu_link_records
-    where name_pinyin is not null and birth is not null
+    where pinyin_compact is not null and birth is not null
 ),
 
 block_sizes as (
