@@ -112,3 +112,23 @@ def test_supervised_weights_separate_labelled_pairs():
     assert total[(g[:, 0] == 1) & (g[:, 1] == 1)].mean() > total[(g[:, 0] == 0) & (g[:, 1] == 0)].mean()
     again = FellegiSunterModel.from_dict(model.to_dict())
     assert np.allclose(score(again, g)[0], total)
+
+
+def test_rule_different_names_only_for_han_names_without_shared_id():
+    idx = {c.name: k for k, c in enumerate(DEFAULT_COMPARISONS)}
+    g = np.zeros((3, len(DEFAULT_COMPARISONS)), dtype=np.int8)
+    g[:, idx["birth_date"]] = 4
+    g[:, idx["phone"]] = 1
+    g[:, idx["id_number"]] = [-1, 2, -1]  # 1: the same id overrules the name
+    frame = pl.DataFrame({"id_valid_l": [False] * 3, "id_valid_r": [False] * 3,
+                          "name_script_l": ["han", "han", "latin"], "name_script_r": ["han", "han", "latin"]})
+    assert apply_rules(frame, g, list(DEFAULT_COMPARISONS)).tolist() == ["different_names", "", ""]
+
+
+def test_parent_id_on_child_record_is_not_her_own():
+    idx = {c.name: k for k, c in enumerate(DEFAULT_COMPARISONS)}
+    g = np.zeros((1, len(DEFAULT_COMPARISONS)), dtype=np.int8)
+    g[0, idx["name"]], g[0, idx["birth_date"]] = 5, 4
+    # Both ids valid, but the left one is the parent's (id_own false): no different_valid_ids.
+    frame = pl.DataFrame({"id_valid_l": [True], "id_valid_r": [True], "id_own_l": [False], "id_own_r": [True]})
+    assert apply_rules(frame, g, list(DEFAULT_COMPARISONS)).tolist() == [""]

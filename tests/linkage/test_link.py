@@ -81,10 +81,23 @@ HARD_CASES: list[dict] = [
      "sex": "男", "birth_date": "20120305", "phone": "13900000001", "hukou_address": "越城区府山街道8号"},
     {"source": "school", "record_id": "twin_a_school", "name": "欧阳明轩", "sex": "男", "birth_date": "2012-03-05",
      "phone": "13900000001", "residence_address": "越城区府山街道8号"},
-    # A child registered with the parent's id in the school roster.
+    {"source": "school", "record_id": "twin_b_school", "name": "欧阳明宇", "sex": "男", "birth_date": "2012-03-05",
+     "phone": "13900000001", "residence_address": "越城区府山街道8号"},
+    # Twin sisters whose names share only the surname, each with a school record without id.
+    {"source": "hukou", "record_id": "hu_a", "name": "胡玉芬", "id_number": resident_id("330602", "20161028", 862),
+     "sex": "女", "birth_date": "20161028", "phone": "13700000002", "hukou_address": "越城区城南街道66号"},
+    {"source": "hukou", "record_id": "hu_b", "name": "胡婧昕", "id_number": resident_id("330602", "20161028", 864),
+     "sex": "女", "birth_date": "20161028", "phone": "13700000002", "hukou_address": "越城区城南街道66号"},
+    {"source": "school", "record_id": "hu_a_school", "name": "胡玉芬", "sex": "女", "birth_date": "2016-10-28",
+     "phone": "13700000002", "residence_address": "越城区城南街道66号"},
+    {"source": "school", "record_id": "hu_b_school", "name": "胡婧昕", "sex": "女", "birth_date": "2016-10-28",
+     "phone": "13700000002", "residence_address": "越城区城南街道66号"},
+    # A child registered with the parent's id in the school roster; the child's own record elsewhere.
     {"source": "hukou", "record_id": "parent", "name": "司马建国", "id_number": resident_id("330602", "19700612", 215),
      "sex": "男", "birth_date": "19700612", "hukou_address": "越城区塔山街道20号"},
     {"source": "school", "record_id": "child", "name": "司马小红", "id_number": resident_id("330602", "19700612", 215),
+     "sex": "女", "birth_date": "20110901", "residence_address": "越城区塔山街道20号"},
+    {"source": "health", "record_id": "child_own", "name": "司马小红", "id_number": resident_id("330602", "20110901", 226),
      "sex": "女", "birth_date": "20110901", "residence_address": "越城区塔山街道20号"},
     # Traditional characters, romanized name, 15-digit id: one person.
     {"source": "hukou", "record_id": "zw_h", "name": "诸葛伟", "id_number": resident_id("330602", "19850417", 331),
@@ -144,6 +157,14 @@ def test_twins_not_merged(linked):
     _, result = linked
     assert person_of(result, "twin_a") != person_of(result, "twin_b")
     assert person_of(result, "twin_a_school") == person_of(result, "twin_a")
+    assert person_of(result, "twin_b_school") == person_of(result, "twin_b")
+    # Without ids the twins agree on surname, birth date, address, phone: only the name differs.
+    assert person_of(result, "twin_a_school") != person_of(result, "twin_b_school")
+    # Names with nothing in common but the surname: the different_names rule holds them apart.
+    assert person_of(result, "hu_a") != person_of(result, "hu_b")
+    assert person_of(result, "hu_a_school") == person_of(result, "hu_a")
+    assert person_of(result, "hu_b_school") == person_of(result, "hu_b")
+    assert person_of(result, "hu_a_school") != person_of(result, "hu_b_school")
 
 
 def test_child_with_parent_id_flagged_not_merged(linked):
@@ -152,6 +173,8 @@ def test_child_with_parent_id_flagged_not_merged(linked):
     keys = std.filter(pl.col("record_id").is_in(["parent", "child"]))["record_key"].to_list()
     flagged = result.conflicts.filter(pl.col("kind") == "id_conflict")["record_key"].to_list()
     assert set(keys) <= set(flagged)
+    # The parent's number does not keep the child from her own record (her own valid id).
+    assert person_of(result, "child") == person_of(result, "child_own")
 
 
 def test_traditional_romanized_and_15_digit_forms_are_one_person(linked):
@@ -205,3 +228,23 @@ def test_person_ids_stable_across_nights(linked):
     # Same input, same ids: new ids are derived from the records, not random.
     r3 = link_records(duckdb.connect(), std2, previous)
     assert r3.entity_map.equals(r2.entity_map)
+
+
+def test_labelled_pairs_train_a_supervised_model(linked):
+    std, result = linked
+    # Label the scored pairs by the synthetic truth: h<p>/m<p>/s<p> share p.
+    truth = std.select("record_key", pl.col("record_id").str.replace(r"^[hms](\d+)$", "p$1").alias("t"))
+    labels = (
+        result.pairs.select("record_key_l", "record_key_r")
+        .join(truth.rename({"record_key": "record_key_l", "t": "t_l"}), on="record_key_l")
+        .join(truth.rename({"record_key": "record_key_r", "t": "t_r"}), on="record_key_r")
+        .select("record_key_l", "record_key_r", (pl.col("t_l") == pl.col("t_r")).alias("is_match"))
+    )
+    r = link_records(duckdb.connect(), std, None, labels=labels)
+    assert r.model["kind"] == "logistic_regression"
+    assert person_of(r, "twin_a") != person_of(r, "twin_b")
+    em = r.entity_map.filter(pl.col("record_id").str.contains(r"^[hms]\d+$"))
+    per_truth = em.with_columns(pl.col("record_id").str.slice(1).alias("p")).group_by("p").agg(
+        pl.col("person_id").n_unique().alias("ids")
+    )
+    assert (per_truth["ids"] == 1).mean() >= 0.98
