@@ -221,7 +221,11 @@ def main() -> None:
         "sources": args.sources,
         "build_seconds": round(build_seconds, 2),
         "runs": runs,
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "load_average": os.getloadavg(),
     }
     path = RESULTS_DIR / f"{stamp}_validation-{args.records}.json"

@@ -492,7 +492,8 @@ def _build_suite(batch: _Batch) -> Any:
         f"**{spec.table}** — {spec.description}",
         f"Grain: {spec.grain}.",
         f"Batch: {'source ' + batch.name if batch.name != RUN_BATCH else 'the whole run'}; {batch.rows} rows.",
-        f"Checked columns are built by `expectations/{spec.frame_file}`:",
+        f"Checked columns are built by `expectations/{spec.frame_file}` (handed to Great Expectations as a "
+        "temporary parquet file, the path under Batch Spec, removed after validation):",
         f"```sql\n{spec.frame_sql.strip()}\n```",
     ]
     suite = gx.ExpectationSuite(
