@@ -526,3 +526,34 @@ def test_artifact_builders():
     assert "health" not in text and "ingest" not in text  # per-source detail stays in metrics.json
     assert "Validation found problems: 55 checks, 2 failed (1 critical)." in text
     assert "(file:///srv/renhu/runs/x/validation/index.html)" in text
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_publish_prefect_artifacts_inside_a_flow_run(prefect_harness, tmp_path):
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.validation import publish_prefect_artifacts
+
+    rates = pl.DataFrame(
+        {"source": ["health"], "records": [18], "persons": [18], "shared_persons": [9], "share_rate": [0.5]}
+    )
+
+    @flow(name="artifact-check")
+    def night() -> None:
+        publish_prefect_artifacts(rates, {"run_id": RUN_ID, "records_in": 20}, tmp_path / "validation")
+
+    night()
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["renhu-share-rates", "renhu-run-summary"])
+            )
+        )
+    by_key = {a.key: a for a in found}
+    assert by_key["renhu-run-summary"].type == "markdown"
+    assert "| records_in | 20 |" in by_key["renhu-run-summary"].data
+    assert by_key["renhu-share-rates"].type == "table"
+    assert "health" in str(by_key["renhu-share-rates"].data)
