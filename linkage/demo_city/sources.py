@@ -257,10 +257,8 @@ def _strip_province(addr: pl.Expr, how: np.ndarray) -> pl.Expr:
 def _former_names(addr: pl.Expr, share: float, rng: np.random.Generator, n: int) -> pl.Expr:
     """An old system's addresses: some renamed townships still under their former name."""
     old = pl.Series(rng.random(n) < share)
-    out = addr
-    for new, former in places.FORMER_NAMES.items():
-        out = pl.when(old).then(out.str.replace(new, former, literal=True)).otherwise(out)
-    return out
+    former = addr.str.replace_many(list(places.FORMER_NAMES), list(places.FORMER_NAMES.values()))
+    return pl.when(old).then(former).otherwise(addr)
 
 
 def _sex_zh(male: pl.Expr) -> pl.Expr:
