@@ -45,6 +45,9 @@ class Extract:
     rows: pl.DataFrame
     # a UTF-8 byte-order mark before the header, as Windows tools write one
     bom: bool = False
+    # when the writer splits the extract over several files (`file` is then a glob):
+    # (file relative to the sources file, data rows), in row order
+    parts: list[tuple[str, int]] | None = None
 
 
 @dataclass

@@ -20,10 +20,11 @@ def _pid_to_tid(pid: pl.Expr) -> pl.Expr:
 def records(ex: Extract) -> pl.DataFrame:
     """One row per data row of the extract's file, in file order."""
     r = ex.rows
+    parts = ex.parts or [(ex.file, r.height)]
     return pl.DataFrame({
         "source": pl.Series([ex.name] * r.height, dtype=pl.String),
-        "file": pl.Series([ex.file] * r.height, dtype=pl.String),
-        "row_number": pl.Series(np.arange(1, r.height + 1, dtype=np.int32)),
+        "file": pl.Series(np.repeat([f for f, _ in parts], [n for _, n in parts]), dtype=pl.String),
+        "row_number": pl.Series(np.concatenate([np.arange(1, n + 1, dtype=np.int32) for _, n in parts])),
         "record_id": r["record_id"],
         "true_person_id": r.select(_pid_to_tid(pl.col("pid"))).to_series(),
         "expected_outcome": r.select(

@@ -17,6 +17,7 @@ _MARK = "\x01"
 _BAD = b"\xff"
 _CHUNK = 200_000
 _EXCEL_EPOCH = dt.date(1899, 12, 30)
+XLSX_MAX_ROWS = 1_000_000
 
 
 def write_extract(ex: Extract, out_dir: Path, rng: np.random.Generator) -> list[Path]:
@@ -30,7 +31,20 @@ def write_extract(ex: Extract, out_dir: Path, rng: np.random.Generator) -> list[
         ex.cells.write_parquet(path)
         return [path]
     if ex.format == "xlsx":
-        return [_write_xlsx(ex, path)]
+        if ex.cells.height <= XLSX_MAX_ROWS:
+            return [_write_xlsx(ex.cells, path)]
+        # A sheet holds 1,048,575 data rows: the system exports one workbook per million
+        # rows, and the sources file names them with a glob.
+        stem = Path(ex.file).stem
+        written, parts = [], []
+        for k, start in enumerate(range(0, ex.cells.height, XLSX_MAX_ROWS), start=1):
+            rel = str(Path(ex.file).with_name(f"{stem}_{k:02d}.xlsx"))
+            chunk = ex.cells.slice(start, XLSX_MAX_ROWS)
+            written.append(_write_xlsx(chunk, out_dir / rel))
+            parts.append((rel, chunk.height))
+        ex.file = str(Path(ex.file).with_name(f"{stem}_*.xlsx"))
+        ex.parts = parts
+        return written
     raise ValueError(f"unknown format {ex.format}")
 
 
@@ -85,10 +99,9 @@ def _write_jsonl(ex: Extract, path: Path, rng: np.random.Generator) -> Path:
     return path
 
 
-def _write_xlsx(ex: Extract, path: Path) -> Path:
+def _write_xlsx(cells: pl.DataFrame, path: Path) -> Path:
     import xlsxwriter
 
-    cells = ex.cells
     text_alt = {c.removesuffix("__text"): c for c in cells.columns if c.endswith("__text")}
     headers = [c for c in cells.columns if not c.endswith("__text")]
     date_cols = {c for c in headers if cells.schema[c] == pl.Date}

@@ -341,3 +341,21 @@ def test_namesakes_of_the_same_birth_year(people):
     same_year = pop.group_by("name", pl.col("birth_date").dt.year()).agg(
         pl.col("true_person_id").n_unique().alias("n"), pl.col("hukou_household").n_unique().alias("h"))
     assert same_year.filter((pl.col("n") >= 2) & (pl.col("h") >= 2)).height >= 2
+
+
+def test_a_residence_extract_over_the_sheet_limit_is_split_over_workbooks(tmp_path, monkeypatch):
+    from linkage.demo_city import writers
+
+    monkeypatch.setattr(writers, "XLSX_MAX_ROWS", 150)
+    city = generate_city(tmp_path, 2000, seed=3)
+    spec = {s["name"]: s for s in yaml.safe_load(city.sources_file.read_text(encoding="utf-8"))["sources"]}
+    pattern = spec["residence_registration"]["path"]
+    assert pattern == "extracts/residence_registration_*.xlsx"
+    files = sorted(tmp_path.glob(pattern))
+    assert len(files) >= 2
+    truth = pl.read_parquet(city.truth_dir / "records.parquet").filter(pl.col("source") == "residence_registration")
+    for f in files:
+        rows = openpyxl.load_workbook(f, read_only=True).active.max_row - 1
+        t = truth.filter(pl.col("file") == str(f.relative_to(tmp_path)))
+        assert t["row_number"].to_list() == list(range(1, rows + 1))
+    assert truth["file"].n_unique() == len(files)
