@@ -109,8 +109,9 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
     """One row per record with the fields blocking and comparison use.
 
     ``birth`` is the record's birth date, else the one its valid id carries; ``sex``
-    likewise. ``id_own`` is a valid id that is the record's own (not ``id_foreign``). ``regions6`` holds every county the record names (household register,
-    residence, id), since a person's sources legitimately disagree on where they are.
+    likewise. ``id_own`` is a valid id that is the record's own (not ``id_foreign``).
+    ``*_region6`` are the counties the record names (household register, residence, id),
+    since a person's sources legitimately disagree on where they are.
     """
     s = with_std_columns(std)
     id_number = pl.col("id_number")
@@ -178,14 +179,10 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
         "residence_region",
         "id_region",
         pl.when(id_birth_part.str.contains(r"^\d{8}$")).then(id_birth_part).otherwise(None).alias("id_birth_part"),
-        pl.concat_list(region6).list.drop_nulls().list.unique().alias("regions6"),
-        # First letters of the syllables (of the words, for a latin name), in written order.
-        pl.col("name_pinyin")
-        .str.split(" ")
-        .list.eval(pl.element().str.slice(0, 1))
-        .list.join("")
-        .replace("", None)
-        .alias("name_initials"),
+        # Plain columns, not a list: a list column costs more to hand to DuckDB than the pass saves.
+        region6[0].alias("hukou_region6"),
+        region6[1].alias("residence_region6"),
+        region6[2].alias("id_region6"),
     )
 
 
@@ -218,7 +215,15 @@ def run_blocking(
     Pass tables are TEMP tables of ``con``: they never land in the run's DuckDB file.
     """
     # Materialised once: every pass scans it, and a registered frame is re-read per scan.
-    con.register(f"{LINK_RECORDS}_frame", records)
+    # Only the columns the passes read: handing long address strings to DuckDB costs seconds.
+    blocking_frame = records.select(
+        "record_key", "name", "name_script", "name_pinyin", "name_pinyin_sorted", "pinyin_compact", "pinyin_reordered",
+        "surname_pinyin", "id_number", "id_valid", "birth", "phone", "id_birth_part",
+        "hukou_region6", "residence_region6", "id_region6",
+        pl.col("hukou_address").str.slice(0, 4).alias("hukou_address"),
+        pl.col("residence_address").str.slice(0, 4).alias("residence_address"),
+    )
+    con.register(f"{LINK_RECORDS}_frame", blocking_frame)
     con.execute(f"create or replace temp table {LINK_RECORDS} as select * from {LINK_RECORDS}_frame")
     con.unregister(f"{LINK_RECORDS}_frame")
     report: list[dict] = []

@@ -2,10 +2,20 @@
 -- Grain: one row per pair of records (record_key_l < record_key_r).
 -- Initials survive a slip inside every part of a name at once (Flyn Cresp / Flynn Crdsp,
 -- 张伟 / 张玮 by a homophone), where no full-name key does.
-with block_keys as (
-    select record_key, name_initials || '|' || cast(birth as varchar) as block_key
+with initials as (
+    -- first letter of each syllable (each word of a latin name), in written order
+    select
+        record_key,
+        birth,
+        list_aggregate(list_transform(string_split(name_pinyin, ' '), w -> left(w, 1)), 'string_agg', '') as name_initials
     from __renhu_link_records
-    where name_initials is not null and birth is not null
+    where name_pinyin is not null and birth is not null
+),
+
+block_keys as (
+    select record_key, name_initials || '|' || cast(birth as varchar) as block_key
+    from initials
+    where name_initials <> ''
 ),
 
 block_sizes as (

@@ -3,15 +3,17 @@
 -- Catches given-name changes and typos: the given name is left out of the key. A record
 -- enters once per county it is known in (household register, residence, id).
 with record_regions as (
-    select record_key, surname_pinyin, birth, unnest(regions6) as region6
-    from __renhu_link_records
-    where surname_pinyin is not null and birth is not null
+    select record_key, surname_pinyin, birth, hukou_region6 as region6 from __renhu_link_records
+    union all
+    select record_key, surname_pinyin, birth, residence_region6 from __renhu_link_records
+    union all
+    select record_key, surname_pinyin, birth, id_region6 from __renhu_link_records
 ),
 
 block_keys as (
     select distinct record_key, surname_pinyin || '|' || cast(birth as varchar) || '|' || region6 as block_key
     from record_regions
-    where region6 is not null
+    where region6 is not null and surname_pinyin is not null and birth is not null
 ),
 
 block_sizes as (
