@@ -629,25 +629,24 @@ def print_report(result: dict) -> None:
                 f"{str(stage['stage']):<22}{stage['seconds']:>10.1f}{gb(stage['peak_rss']):>12}"
                 f"{str(stage['rows_in']):>12}{str(stage['rows_out']):>12}"
             )
-        unpublished = night1.get("accuracy_unpublished")
-        if unpublished:
-            print(
-                f"NOT PUBLISHED ({night1.get('error_tail', '').strip().splitlines()[-2:]}); entity_map left in "
-                f"DuckDB scores P={unpublished['precision']} R={unpublished['recall']} F1={unpublished['f1']}"
-            )
+        if not night1.get("published"):
+            reason = [t for t in night1.get("error_tail", "").splitlines() if "did not publish" in t]
+            print(f"NOT PUBLISHED: {reason[-1].strip() if reason else 'exit ' + str(night1['returncode'])}")
     splink = result.get("splink")
-    print(f"\n{'':<24}{'renhu':>14}{'splink':>14}{'renhu/splink':>14}")
+    # A run that stopped before its stages ran has nothing to compare; one that ran them
+    # but was kept from publishing (validation) is compared, marked with '*'.
+    unpublished = bool(night1) and not night1.get("published") and bool(night1.get("stages"))
+    night1 = night1 if night1 and (night1.get("published") or unpublished) else None
+    splink = splink if (splink or {}).get("returncode") == 0 else None
+    print(f"\n{'':<24}{'renhu*' if unpublished else 'renhu':>14}{'splink':>14}{'renhu/splink':>14}")
 
     def line(label: str, a, b, fmt) -> None:
         ratio = f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) and b else "-"
         print(f"{label:<24}{fmt(a):>14}{fmt(b):>14}{ratio:>14}")
 
-    # A failed run's time is not comparable: it stopped early.
-    night1 = night1 if (night1 or {}).get("returncode") == 0 else None
-    splink = splink if (splink or {}).get("returncode") == 0 else None
     secs = lambda v: "-" if v is None else f"{v:.1f} s"  # noqa: E731
     num = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    r_acc = (night1 or {}).get("accuracy") or {}
+    r_acc = (night1 or {}).get("accuracy") or (night1 or {}).get("accuracy_unpublished") or {}
     s_acc = (splink or {}).get("accuracy") or {}
     line("wall time", (night1 or {}).get("seconds"), (splink or {}).get("seconds"), secs)
     line(
@@ -675,13 +674,17 @@ def print_report(result: dict) -> None:
                 (s_acc.get("by_hard_case", {}).get(case) or {}).get("f1"),
                 num,
             )
+    if unpublished:
+        print("* renhu did not publish (stopped after its stages, before publishing); F1 from the")
+        print("  entity_map it left in DuckDB. No bar is judged on it.")
     night2 = result.get("renhu_night2")
     if night2:
         print(
             f"\nrenhu night 2 ({night2['mutation']['changed']:,} records changed, "
             f"{night2['mutation']['share']:.2%}): {night2['seconds']:.1f} s = "
             f"{night2['relative_to_night1']:.0%} of night 1; peak RSS {gb(night2['peak_tree_rss'])}; "
-            f"F1 {num((night2.get('accuracy') or {}).get('f1'))}; person_id kept by "
+            f"F1 {num((night2.get('accuracy') or night2.get('accuracy_unpublished') or {}).get('f1'))}"
+            f"{'' if night2.get('published') else ' (NOT PUBLISHED)'}; person_id kept by "
             f"{num(night2.get('person_id_kept_share'))} of night-1 records"
         )
     bars = result.get("bars")
@@ -882,16 +885,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  exit {measured.returncode}, {measured.seconds:.1f} s", flush=True)
         save()
 
-    if not args.skip_night2 and night1["returncode"] == 0:
+    # Night 2 also follows a night 1 that ran its stages but was stopped from publishing:
+    # its time still says what a re-run costs (the report marks both as unpublished).
+    if not args.skip_night2 and (night1["returncode"] == 0 or night1.get("ledger")):
         print("changing 1% of records, renhu night 2 ...", flush=True)
+        if night1["returncode"] == 0:
+            night1_map = pl.read_parquet(out / "latest" / "entity_map.parquet")
+        else:
+            night1_map = read_table(out / "renhu.duckdb", "entity_map")
         mutation = mutate_city(city, 0.01, args.seed + 2)
         truth2 = pl.read_parquet(city / "truth" / "records.parquet")
-        night1_map = pl.read_parquet(out / "latest" / "entity_map.parquet")
         night2 = renhu_night(city, out, logs, "renhu_night2", truth2)
         night2["mutation"] = mutation
         night2["relative_to_night1"] = round(night2["seconds"] / night1["seconds"], 4)
+        night2_map = None
         if night2["returncode"] == 0:
             night2_map = pl.read_parquet(out / "latest" / "entity_map.parquet")
+        elif night2.get("ledger"):
+            night2_map = read_table(out / "renhu.duckdb", "entity_map")
+        if night1_map is not None and night2_map is not None:
             kept = night1_map.join(night2_map, on=["source", "record_id"], how="inner", suffix="_2")
             night2["person_id_kept_share"] = (
                 round(kept.filter(pl.col("person_id") == pl.col("person_id_2")).height / night1_map.height, 5)
