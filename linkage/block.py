@@ -89,20 +89,11 @@ class BlockingResult:
 
 
 def with_std_columns(std: pl.DataFrame) -> pl.DataFrame:
-    """Add, as nulls, the standardized columns linkage reads and the frame lacks."""
+    """Add, as nulls, the standardized columns linkage reads and the frame lacks; type them as linkage expects."""
     missing = [pl.lit(None, dtype=dtype).alias(col) for col, dtype in _STD_COLUMNS.items() if col not in std.columns]
     out = std.with_columns(missing) if missing else std
-    casts = {
-        col: dtype
-        for col, dtype in _STD_COLUMNS.items()
-        if out.schema[col] != dtype and out.schema[col] != pl.Null
-    }
-    nulls = [pl.col(c).cast(_STD_COLUMNS[c]) for c in out.columns if c in _STD_COLUMNS and out.schema[c] == pl.Null]
-    if nulls:
-        out = out.with_columns(nulls)
-    if casts:
-        out = out.with_columns([pl.col(c).cast(t, strict=False) for c, t in casts.items()])
-    return out
+    wrong = [pl.col(c).cast(t, strict=False) for c, t in _STD_COLUMNS.items() if out.schema[c] != t]
+    return out.with_columns(wrong) if wrong else out
 
 
 def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:

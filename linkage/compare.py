@@ -10,7 +10,7 @@ over arrays); nothing loops over pairs in Python.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -214,15 +214,6 @@ class AddressComparison(Comparison):
                 best = np.maximum(best, _cpdist(a, b, distance.Indel.normalized_similarity))
         conds = [exact] + [best >= t for t in self.thresholds]
         return _levels_from_conditions(conds, ~(any_l & any_r))
-
-
-@dataclass(frozen=True)
-class ComparisonSet:
-    comparisons: tuple[Comparison, ...] = field(default_factory=tuple)
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.comparisons]
 
 
 DEFAULT_COMPARISONS: tuple[Comparison, ...] = (
