@@ -42,6 +42,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -61,6 +62,41 @@ import yaml
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 THRESHOLDS_FILE = EXPECTATIONS_DIR / "thresholds.yaml"
+DOCS_ASSETS_DIR = EXPECTATIONS_DIR / "data_docs_assets"
+# What the Data Docs pages load from the internet, and the local copy each is served from
+# (under validation/static/vendor/); None drops the tag. See data_docs_assets/README.md.
+CDN_ASSETS: dict[str, str | None] = {
+    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery-3.7.1.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": "popper-1.12.9.min.js",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": "bootstrap-4.3.1.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": "bootstrap-4.3.1.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": "bootstrap-table-1.19.1.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": "bootstrap-table-1.19.1.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js": (
+        "bootstrap-table-filter-control-1.19.1.min.js"
+    ),
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css": (
+        "bootstrap-table-filter-control-1.19.1.min.css"
+    ),
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css": (
+        "bootstrap-table-filter-control-1.19.1.min.css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js": (
+        "bootstrap-datepicker-1.9.0.min.js"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css": (
+        "bootstrap-datepicker-1.9.0.min.css"
+    ),
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": "fontawesome-free-6.6.0/css/all.min.css",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css": None,
+    "https://cdn.jsdelivr.net/npm/vega@5": None,
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": None,
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": None,
+}
+_RELATIVE_STATIC = re.compile(r"""((?:src|href)=["'])(?:\./|(?:\.\./)+)?static/""")
+_GX_LOGO = re.compile(
+    r"https://great-expectations-web-assets\.s3\.[a-z0-9-]+\.amazonaws\.com/[a-z_-]+\.png(\?d=[0-9TZ.]+)?"
+)
 SUITE_ORDER = ("run_source_counts", "raw_records", "int_persons_standardized", "entity_map", "share_rates")
 SEVERITIES = ("critical", "warning")
 DOCS_SITE_NAME = "renhu"
@@ -393,6 +429,8 @@ def run_validation(
                 errors.append(f"CRITICAL validation could not run: {type(exc).__name__}: {exc}")
 
     _copy_suite_files(suites_dir, site_dir / "suites", used_thresholds)
+    if (site_dir / "index.html").exists():
+        _serve_assets_locally(site_dir)
     index = site_dir / "index.html"
     return ValidationSummary(
         run_id=run_id,
@@ -642,6 +680,30 @@ def _distinct(values: list[Any]) -> list[Any]:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+def _serve_assets_locally(site_dir: Path) -> None:
+    """Point every Data Docs page at local copies of its scripts, styles and icons, so the
+    site works from the file system without internet access and calls out to no one."""
+    vendor = site_dir / "static" / "vendor"
+    shutil.copytree(DOCS_ASSETS_DIR, vendor, dirs_exist_ok=True)
+    logo = site_dir / "static" / "images" / "logo-long.png"
+    for page in site_dir.rglob("*.html"):
+        if vendor in page.parents:
+            continue
+        text = page.read_text(encoding="utf-8")
+        prefix = Path(os.path.relpath(vendor, page.parent)).as_posix()
+        for url, local in CDN_ASSETS.items():
+            if local is None:
+                text = re.sub(rf'<(script|link)\b[^>]*"{re.escape(url)}"[^>]*>(\s*</script>)?', "", text)
+            else:
+                text = text.replace(f'"{url}"', f'"{prefix}/{local}"')
+        text = _GX_LOGO.sub(Path(os.path.relpath(logo, page.parent)).as_posix(), text)
+        # GX counts folders wrongly for some pages (a suite name with a dot is one folder
+        # deeper), leaving their own styles and icons unfound: recompute every static/ path.
+        static = Path(os.path.relpath(site_dir / "static", page.parent)).as_posix()
+        text = _RELATIVE_STATIC.sub(lambda m, static=static: f"{m.group(1)}{static}/", text)
+        page.write_text(text, encoding="utf-8")
 
 
 def _copy_suite_files(suites_dir: Path, target: Path, used: dict[str, dict[str, float]]) -> None:

@@ -5,6 +5,7 @@ identity number or name."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -226,6 +227,21 @@ def test_clean_night_writes_docs_and_metrics(clean_night):
     used = json.loads((site / "suites" / "thresholds_used.json").read_text())
     assert used["police_hukou"]["id_number_well_formed"] == 0.95
     assert (site / "suites" / "entity_map.sql").is_file()
+
+
+def test_clean_night_docs_load_nothing_from_the_internet(clean_night):
+    _, run_dir = clean_night
+    site = run_dir / "validation"
+    pages = list(site.rglob("*.html"))
+    assert len(pages) >= 10
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert (
+            re.findall(r'(?:src|href|url\()=?["\']?https?://(?!greatexpectations\.io)[^"\')]+', text) == []
+        ), page
+        for local in re.findall(r'(?:src|href)="([^"#]*static/[^"?]+)', text):
+            assert (page.parent / local).resolve().is_file(), (page, local)
+    assert (site / "static" / "vendor" / "jquery-3.7.1.min.js").is_file()
 
 
 @pytest.fixture(scope="module")
