@@ -388,8 +388,13 @@ def run_validation(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     site_dir = run_dir / "validation"
-    suites = load_suites(suites_dir)
-    limits = load_thresholds(suites_dir / THRESHOLDS_FILE.name, thresholds)
+    try:
+        suites = load_suites(suites_dir)
+        limits = load_thresholds(suites_dir / THRESHOLDS_FILE.name, thresholds)
+    except (OSError, ValueError, KeyError, yaml.YAMLError) as exc:
+        # A broken suite or threshold file fails the run with its reason, like a failed check.
+        message = f"CRITICAL validation configuration in {suites_dir}: {type(exc).__name__}: {exc}"
+        return ValidationSummary(run_id, [], None, {}, time.perf_counter() - started, errors=[message])
     existing = _existing_tables(con)
     errors: list[str] = []
     used_thresholds: dict[str, dict[str, float]] = {}

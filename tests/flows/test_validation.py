@@ -516,6 +516,13 @@ def test_unknown_threshold_override_is_refused():
         load_thresholds(overrides={"sources": {"health": {"id_mostly": 0.5}}})
 
 
+def test_bad_threshold_override_fails_the_run_without_raising(tmp_path):
+    summary = run_validation(duckdb.connect(), tmp_path, RUN_ID, {"sources": {"health": {"id_mostly": 0.5}}})
+    assert not summary.success and summary.evaluated == 0
+    assert summary.critical_failures[0].startswith("CRITICAL validation configuration")
+    assert "'id_mostly' (health) has no default" in summary.failure_message()
+
+
 def test_artifact_builders():
     rates = pl.DataFrame(
         {"source": ["residence", "health"], "records": [25, 18], "persons": [25, 18],
