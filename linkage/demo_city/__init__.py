@@ -7,17 +7,23 @@ township other than their hukou's (~8%), twins, namesakes, minority names; then 
 what seven departments would extract about them, each with its own headers, file
 format, encoding, coverage and errors:
 
-==========================  ==========  ========  ==========================================
-source                      kind        format    what it is
-==========================  ==========  ========  ==========================================
-police_hukou                hukou       CSV GB18030  household register of locals (~98%)
-residence_registration      residence   XLSX      居住登记 of floating people and movers
-health_family_planning      generic     CSV UTF-8+BOM  health records, old-system formats
-social_insurance            generic     Parquet   insured workers, name in two columns
-civil_affairs_roster        roster      JSON lines  assistance households, own numbering
-schools                     generic     CSV GBK   pupils 6-17 with guardian phone
-rental_housing              rental      CSV UTF-8  rented houses and adult tenants
-==========================  ==========  ========  ==========================================
+* ``police_hukou`` (公安局户政科, hukou): CSV in GB18030 with CRLF, Chinese headers; the
+  household register of locals (~98%), 户号, 与户主关系, address and 9-digit township code.
+* ``residence_registration`` (公安局流动人口管理大队, residence): XLSX with Excel date cells
+  (some dates typed as text or 8-digit numbers), pinyin-initial headers (xm, gmsfhm, csrq …);
+  ~78% of floating adults and ~45% of locals living away from their hukou township. Over a
+  million rows it is split over workbooks named by a glob.
+* ``health_family_planning`` (卫生健康委员会, generic): CSV UTF-8 with a byte-order mark;
+  mixed date formats, 15-digit ids, traditional characters, phones as people write them,
+  township names of before 撤镇设街道 in some addresses.
+* ``social_insurance`` (人力资源和社会保障局, generic): Parquet; name in two columns
+  (``name: [xing, ming]``), some romanized by an agent (ZHANG / WEI, Wei / Zhang), employer.
+* ``civil_affairs_roster`` (民政局, roster): JSON lines with the bureau's own household
+  numbers (MZ330602-000017), a few lines cut short, roster conflicts with the register.
+* ``schools`` (教育局, generic): CSV in GBK; pupils 6-17 with the guardian's phone, a few
+  enrolled under a parent's id number or without an id.
+* ``rental_housing`` (住房和城乡建设局, rental): CSV UTF-8; houses and adult tenants, many of
+  them floating people without a residence registration.
 
 Output: ``sources.yaml`` (the contract's format), ``extracts/…``, and the answer key in
 ``truth/``:
@@ -28,11 +34,16 @@ Output: ``sources.yaml`` (the contract's format), ``extracts/…``, and the answ
   accepted), ``hard_cases`` (list of tags: noisy_id, id15, traditional_name,
   homophone_name, typo_name, romanized_name, twin, shared_parent_id, missing_id,
   date_format, duplicate_in_source, popular_name).
+  ``date_format`` marks a birth date written other than the source's usual way (health
+  and schools: anything but YYYY-MM-DD; residence registration: text or a number where
+  a date cell belongs). ``popular_name`` marks every row of a person whose true name is
+  one of the country's most common full names; ``twin`` every row of a twin.
   ``duplicate_in_source`` marks every row of a person the source holds more than once
   under different record ids (重复登记, including a second household in the register).
   A superseded row (same record id, older ``updated_at``) is quarantined with
   ``superseded_duplicate_record_id``; its fresher twin is accepted.
-* ``persons.parquet`` — one row per true person.
+* ``persons.parquet`` — one row per true person (with, beyond the brief's columns, the
+  true hukou and residence addresses and mobile phone).
 * ``findings.parquet`` — ``kind, true_person_id, detail``: one row per (kind, person).
 
 Findings are computed from the accepted rows of the extracts as written (a person the
