@@ -155,6 +155,9 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
         "name_pinyin_sorted",
         pl.col("name_pinyin").str.replace_all(" ", "", literal=True).alias("pinyin_compact"),
         reordered.alias("pinyin_reordered"),
+        pl.when((pl.col("name_script") == "han") & pl.col("surname").is_not_null())
+        .then(words.list.slice(n_surname).list.join(""))
+        .alias("given_pinyin"),
         "id_number",
         "id_type",
         pl.col("id_valid").fill_null(False),

@@ -395,6 +395,10 @@ def apply_rules(pf: pl.DataFrame, gammas: np.ndarray, comparisons: list[Comparis
     idx = {c.name: k for k, c in enumerate(comparisons)}
     g_id = gammas[:, idx["id_number"]]
     g_name = gammas[:, idx["name"]]
+    name_levels = list(comparisons[idx["name"]].levels)
+    # Levels up to this one are only "close" (Jaro-Winkler, a shared given name), not the same name.
+    close_only = name_levels.index("pinyin Jaro-Winkler >= 0.94")
+    loose = name_levels.index("pinyin Jaro-Winkler >= 0.88")
     g_birth = gammas[:, idx["birth_date"]]
     g_sex = gammas[:, idx["sex"]]
     # Own valid ids only: a child's record carrying a parent's number must still reach the child.
@@ -403,7 +407,7 @@ def apply_rules(pf: pl.DataFrame, gammas: np.ndarray, comparisons: list[Comparis
     rule = np.full(len(pf), "", dtype=object)
     rule[both_valid & (g_id != 2)] = "different_valid_ids"
     # Names that are not the same name in any reading nor one slip apart (level <= 1).
-    names_differ = (g_name >= 0) & (g_name <= 1)
+    names_differ = (g_name >= 0) & (g_name <= loose)
     # A birth date that is not the same date, nor a swap or a one-component typo of it.
     birth_differs = (g_birth >= 0) & (g_birth <= 1)
     sex_differs = g_sex == 0
@@ -418,5 +422,7 @@ def apply_rules(pf: pl.DataFrame, gammas: np.ndarray, comparisons: list[Comparis
         # Han names only: a romanized name's parts are reordered, dropped and misspelt far
         # more often (FEBRL), and two han names with nothing in common are two people.
         both_han = ((pf["name_script_l"] == "han") & (pf["name_script_r"] == "han")).fill_null(False).to_numpy()
-        rule[(rule == "") & both_han & (g_name == 0) & (g_id <= 0)] = "different_names"
+        # A different sex with a name that is only close (董子乐 / 董丽琳, twins) is the same case.
+        differ = (g_name == 0) | ((g_name >= 0) & (g_name <= close_only) & sex_differs)
+        rule[(rule == "") & both_han & differ & (g_id <= 0)] = "different_names"
     return rule

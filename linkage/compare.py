@@ -124,6 +124,11 @@ class NameComparison(Comparison):
         jw = _cpdist(py_l, py_r, distance.JaroWinkler.normalized_similarity)
         null = (py_l.is_null() | py_r.is_null()).to_numpy() & ~same_name
         conds = [same_name, same_pinyin, same_sorted] + [jw >= t for t in self.thresholds]
+        if "given_pinyin_l" in pairs.columns:
+            # 王骏晖 / 玉骏晖: a mistyped surname leaves the whole given name standing.
+            conds.append((pairs["given_pinyin_l"] == pairs["given_pinyin_r"]).fill_null(False).to_numpy())
+        else:
+            conds.append(np.zeros(len(pairs), dtype=bool))
         return _levels_from_conditions(conds, null)
 
 
@@ -227,13 +232,14 @@ DEFAULT_COMPARISONS: tuple[Comparison, ...] = (
         "name: characters, pinyin, syllables in any order, pinyin Jaro-Winkler",
         (
             "different",
+            "same given name, other surname",
             "pinyin Jaro-Winkler >= 0.88",
             "pinyin Jaro-Winkler >= 0.94",
             "same syllables, other order",
             "same pinyin (homophone, other script)",
             "same name",
         ),
-        tf_levels=(4, 5),
+        tf_levels=(5, 6),
         tf_column="name_pinyin",
     ),
     BirthDateComparison(
@@ -267,6 +273,7 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "name_pinyin_sorted",
     "pinyin_compact",
     "pinyin_reordered",
+    "given_pinyin",
     "birth",
     "sex",
     "hukou_region",

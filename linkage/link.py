@@ -131,7 +131,8 @@ def model_dict(
         "rules": {
             "different_valid_ids": "two valid resident ids that differ (15/18 forms already made one): different people",
             "id_conflict": "same id, different names and a different sex or birth date: an id carried by two people",
-            "different_names": "two han names with nothing in common and no shared id: not matched on this pair's evidence",
+            "different_names": "two han names with nothing in common (or only close, with another sex) and no shared id: "
+            "not matched on this pair's evidence",
         },
         "blocking": blocking_report,
         "max_block_size": settings.max_block_size,

@@ -78,7 +78,7 @@ def test_term_frequency_common_name_weak_rare_name_strong():
     pf = pl.DataFrame({"name_pinyin_l": ["zhang wei", "ou yang na na"], "name_pinyin_r": ["zhang wei", "ou yang na na"]})
     name_comp = next(c for c in DEFAULT_COMPARISONS if c.name == "name")
     comps = [name_comp]
-    gammas = np.array([[5], [5]], dtype=np.int8)
+    gammas = np.array([[6], [6]], dtype=np.int8)
     adj = term_frequency_adjustment(pf, gammas, comps, tf)
     assert adj[0] < 0 < adj[1]
     # A level that does not say "same value" is never adjusted.
@@ -93,13 +93,13 @@ def test_rules_different_valid_ids_and_id_conflict():
     idx = {c.name: k for k, c in enumerate(DEFAULT_COMPARISONS)}
     g = np.zeros((4, len(DEFAULT_COMPARISONS)), dtype=np.int8)
     # 0: two valid ids that differ (twins): different people whatever else agrees
-    g[0, idx["id_number"]], g[0, idx["name"]], g[0, idx["birth_date"]] = 0, 4, 4
+    g[0, idx["id_number"]], g[0, idx["name"]], g[0, idx["birth_date"]] = 0, 5, 4
     # 1: one valid id, one invalid a digit off: left to the model
-    g[1, idx["id_number"]], g[1, idx["name"]], g[1, idx["birth_date"]] = 1, 5, 4
+    g[1, idx["id_number"]], g[1, idx["name"]], g[1, idx["birth_date"]] = 1, 6, 4
     # 2: same valid id, another name and birth date (a child with a parent's number)
-    g[2, idx["id_number"]], g[2, idx["name"]], g[2, idx["birth_date"]] = 2, 1, 0
+    g[2, idx["id_number"]], g[2, idx["name"]], g[2, idx["birth_date"]] = 2, 2, 0
     # 3: same valid id, same name, birth date a typo apart: the same person
-    g[3, idx["id_number"]], g[3, idx["name"]], g[3, idx["birth_date"]] = 2, 5, 2
+    g[3, idx["id_number"]], g[3, idx["name"]], g[3, idx["birth_date"]] = 2, 6, 2
     rules = apply_rules(_rule_frame([True, True, True, True], [True, False, True, True]), g, list(DEFAULT_COMPARISONS))
     assert rules.tolist() == ["different_valid_ids", "", "id_conflict", ""]
 
@@ -123,12 +123,17 @@ def test_rule_different_names_only_for_han_names_without_shared_id():
     frame = pl.DataFrame({"id_valid_l": [False] * 3, "id_valid_r": [False] * 3,
                           "name_script_l": ["han", "han", "latin"], "name_script_r": ["han", "han", "latin"]})
     assert apply_rules(frame, g, list(DEFAULT_COMPARISONS)).tolist() == ["different_names", "", ""]
+    # Close names (董子乐 / 董丽琳) with a different sex: twins of both sexes, also kept apart.
+    g[:, idx["name"]] = 2
+    g[:, idx["sex"]] = [0, 1, 0]
+    g[:, idx["id_number"]] = -1
+    assert apply_rules(frame, g, list(DEFAULT_COMPARISONS)).tolist() == ["different_names", "", ""]
 
 
 def test_parent_id_on_child_record_is_not_her_own():
     idx = {c.name: k for k, c in enumerate(DEFAULT_COMPARISONS)}
     g = np.zeros((1, len(DEFAULT_COMPARISONS)), dtype=np.int8)
-    g[0, idx["name"]], g[0, idx["birth_date"]] = 5, 4
+    g[0, idx["name"]], g[0, idx["birth_date"]] = 6, 4
     # Both ids valid, but the left one is the parent's (id_own false): no different_valid_ids.
     frame = pl.DataFrame({"id_valid_l": [True], "id_valid_r": [True], "id_own_l": [False], "id_own_r": [True]})
     assert apply_rules(frame, g, list(DEFAULT_COMPARISONS)).tolist() == [""]
