@@ -42,7 +42,7 @@ Output: ``sources.yaml`` (the contract's format), ``extracts/…``, and the answ
   under different record ids (重复登记, including a second household in the register).
   A superseded row (same record id, older ``updated_at``) is quarantined with
   ``superseded_duplicate_record_id``; its fresher twin is accepted.
-* ``persons.parquet`` — one row per true person (with, beyond the brief's columns, the
+* ``persons.parquet`` — one row per true person (with, beyond the key columns, the
   true hukou and residence addresses and mobile phone).
 * ``findings.parquet`` — ``kind, true_person_id, detail``: one row per (kind, person).
 

@@ -151,17 +151,22 @@ def _or_tag(df: pl.DataFrame, idx: np.ndarray, tag: str) -> pl.DataFrame:
 
 def _noisy(ctx: Ctx, df: pl.DataFrame, *, typo: float = 0.0, homophone: float = 0.0, trad: float = 0.0,
            noisy_id: float = 0.0, missing_id: float = 0.0, id15: float = 0.0) -> pl.DataFrame:
-    """Name and id errors on disjoint rows: a row rarely carries two errors, as in real data."""
+    """Name and id errors, each on its own rows, except that one name error in twelve comes
+    with an id error too (a hurried clerk): two errors in one record are rare, as in real data."""
     n = df.height
     rng = ctx.rng
     u = rng.random(n)
     edges = np.cumsum([trad, typo, homophone, noisy_id, missing_id])
     slot = np.searchsorted(edges, u, side="right")  # 5 = untouched
+    id_slot = slot.copy()
+    if noisy_id + missing_id > 0:
+        double = (slot < 3) & (rng.random(n) < 1 / 12)
+        id_slot[double] = np.where(rng.random(int(double.sum())) < noisy_id / (noisy_id + missing_id), 3, 4)
     names = df["name"]
     surnames = df["surname"]
 
     def rows(k: int) -> np.ndarray:
-        return np.flatnonzero(slot == k)
+        return np.flatnonzero(slot == k) if k < 3 else np.flatnonzero(id_slot == k)
 
     for k, fn, tag in ((0, None, "traditional_name"), (1, noise.typos, "typo_name"),
                        (2, noise.homophones, "homophone_name")):
@@ -187,7 +192,7 @@ def _noisy(ctx: Ctx, df: pl.DataFrame, *, typo: float = 0.0, homophone: float = 
         df = _or_tag(df, idx, "missing_id")
     if id15:
         # Old systems keep the 15-digit id of people who had one (born before 1999).
-        old = (df["birth_date"].dt.year() < 1999).to_numpy() & (slot < 3) | (df["birth_date"].dt.year() < 1999).to_numpy() & (slot == 5)
+        old = (df["birth_date"].dt.year() < 1999).to_numpy() & ((id_slot < 3) | (id_slot == 5))
         idx = np.flatnonzero(old & (rng.random(n) < id15))
         if len(idx):
             df = _scatter(df, "id_number", idx, noise.id15(df["id_number"].gather(idx)))
@@ -726,7 +731,8 @@ def schools(ctx: Ctx) -> Extract:
     # A child enrolled under a parent's id number.
     h = df.height
     clean = (df["tags"].to_numpy() & (T["noisy_id"] | T["missing_id"])) == 0
-    share = np.flatnonzero(clean & df["g_id"].is_not_null().to_numpy() & (rng.random(h) < 0.01))
+    eligible = np.flatnonzero(clean & df["g_id"].is_not_null().to_numpy())
+    share = np.sort(rng.choice(eligible, ctx.min_count(0.01, len(eligible), 2), replace=False))
     df = _scatter(df, "id_number", share, df["g_id"].gather(share))
     df = _or_tag(df, share, "shared_parent_id")
     upd = _timestamps(rng, _dates_between(rng, np.full(h, np.datetime64("2025-09-01")), np.full(h, EXTRACT_DATE)))
