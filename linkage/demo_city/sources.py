@@ -269,6 +269,14 @@ def _former_names(addr: pl.Expr, share: float, rng: np.random.Generator, n: int)
     return pl.when(old).then(former).otherwise(addr)
 
 
+def _blank(cells: pl.DataFrame, rng: np.random.Generator, rates: dict[str, float]) -> pl.DataFrame:
+    """Fields left empty by whoever keyed the record (never the record id, name or id number)."""
+    return cells.with_columns([
+        pl.when(pl.Series(rng.random(cells.height) < rate)).then(None).otherwise(pl.col(col)).alias(col)
+        for col, rate in rates.items()
+    ])
+
+
 def _sex_zh(male: pl.Expr) -> pl.Expr:
     return pl.when(male).then(pl.lit("男")).otherwise(pl.lit("女"))
 
@@ -476,6 +484,7 @@ def residence_registration(ctx: Ctx) -> Extract:
         djrq=pl.col("registered"),
         gxsj=pl.col("updated_at").dt.strftime("%Y-%m-%d %H:%M:%S"),
     )
+    cells = _blank(cells, rng, {"mz": 0.03, "lxdh": 0.04, "hjdz": 0.01})
     rows = _rows_frame(df, addr_twp=pl.col("res_twp"), registered=pl.col("registered"))
     return Extract(
         name="residence_registration", department="公安局流动人口管理大队", kind="residence",
@@ -529,6 +538,7 @@ def health_family_planning(ctx: Ctx) -> Extract:
         更新日期=pl.col("updated_at").dt.strftime("%Y-%m-%d"),
         管理机构=centre,
     )
+    cells = _blank(cells, rng, {"性别": 0.005, "出生日期": 0.003, "联系电话": 0.05, "管理机构": 0.02})
     rows = _rows_frame(df, addr_twp=pl.col("res_twp"), registered=pl.col("created"))
     return Extract(
         name="health_family_planning", department="卫生健康委员会", kind="generic",
@@ -688,6 +698,7 @@ def civil_affairs_roster(ctx: Ctx) -> Extract:
         assistType=pl.Series(assist),
         updateTime=pl.col("updated_at").dt.strftime("%Y-%m-%dT%H:%M:%S"),
     )
+    cells = _blank(cells, rng, {"birthday": 0.005, "gender": 0.005})
     rows = _rows_frame(df, household=pl.col("family"), rel_code=pl.col("rel"))
     return Extract(
         name="civil_affairs_roster", department="民政局", kind="roster",
@@ -767,6 +778,7 @@ def schools(ctx: Ctx) -> Extract:
         lxdh=pl.col("g_phone"),
         gxsj=pl.col("updated_at").dt.strftime("%Y-%m-%d %H:%M:%S"),
     )
+    cells = _blank(cells, rng, {"mz": 0.01, "lxdh": 0.02, "jhrxm": 0.01})
     rows = _rows_frame(df, addr_twp=pl.col("res_twp"))
     return Extract(
         name="schools", department="教育局", kind="generic", file="extracts/schools.csv",
@@ -817,6 +829,7 @@ def rental_housing(ctx: Ctx) -> Extract:
         入住日期=_fmt_date("movein", "%Y-%m-%d"),
         更新时间=pl.col("updated_at").dt.strftime("%Y-%m-%d %H:%M"),
     )
+    cells = _blank(cells, rng, {"联系电话": 0.03})
     rows = _rows_frame(df, addr_twp=pl.col("res_twp"), registered=pl.col("movein"))
     return Extract(
         name="rental_housing", department="住房和城乡建设局", kind="rental",
