@@ -298,3 +298,35 @@ def compare_pairs(pf: pl.DataFrame, comparisons: tuple[Comparison, ...] = DEFAUL
     if len(pf) == 0:
         return np.zeros((0, len(comparisons)), dtype=np.int8)
     return np.column_stack([c.gamma(pf) for c in comparisons]).astype(np.int8)
+
+
+def recordlinkage_compare(comparisons: tuple[Comparison, ...] = DEFAULT_COMPARISONS):
+    """The same comparisons as a ``recordlinkage.Compare`` (one feature per comparison).
+
+    For use inside a recordlinkage pipeline (its indexers, classifiers, evaluation): each
+    feature hands recordlinkage's aligned column pairs to the comparison's vectorised
+    ``gamma``, so both paths give identical levels. linkage itself calls
+    :func:`compare_pairs` directly and skips the pandas MultiIndex round trip, which costs
+    more than the comparisons at city scale.
+    """
+    import recordlinkage
+    from recordlinkage.base import BaseCompareFeature
+
+    class _Feature(BaseCompareFeature):
+        def __init__(self, comparison: Comparison):
+            cols = list(PAIR_COLUMNS)
+            super().__init__(cols, cols, label=comparison.name)
+            self.comparison = comparison
+
+        def _compute_vectorized(self, *series):
+            n = len(PAIR_COLUMNS)
+            data = {}
+            for i, col in enumerate(PAIR_COLUMNS):
+                data[f"{col}_l"] = pl.from_pandas(series[i].reset_index(drop=True))
+                data[f"{col}_r"] = pl.from_pandas(series[n + i].reset_index(drop=True))
+            return self.comparison.gamma(pl.DataFrame(data))
+
+    compare = recordlinkage.Compare()
+    for c in comparisons:
+        compare.add(_Feature(c))
+    return compare

@@ -89,3 +89,31 @@ def test_compare_pairs_shape_and_specs_are_data():
     for c in DEFAULT_COMPARISONS:
         spec = c.spec()
         assert spec["name"] == c.name and spec["levels"][0] == "different"
+
+
+def test_recordlinkage_compare_gives_the_same_levels():
+    import pandas as pd
+
+    from linkage.block import prepare_link_records
+    from linkage.compare import PAIR_COLUMNS, pair_frame, recordlinkage_compare
+
+    std = pl.DataFrame({
+        "record_key": [0, 1, 2, 3],
+        "name": ["张伟", "張偉", "WEI ZHANG", "李娜"],
+        "name_script": ["han", "han", "latin", "han"],
+        "surname": ["张", "张", None, "李"],
+        "name_pinyin": ["zhang wei", "zhang wei", "wei zhang", "li na"],
+        "name_pinyin_sorted": ["wei zhang", "wei zhang", "wei zhang", "li na"],
+        "id_number": ["33060219900102123X", None, "33060219900102123X", "110101198001011234"],
+        "birth_date": [date(1990, 1, 2), date(1990, 1, 2), date(1990, 2, 1), None],
+        "phone": ["13900000001", None, "13900000001", None],
+    })
+    records = prepare_link_records(std)
+    pairs = pl.DataFrame({"record_key_l": [0, 0, 1, 0], "record_key_r": [1, 2, 2, 3]})
+    direct = compare_pairs(pair_frame(pairs, records))
+    index = pd.MultiIndex.from_arrays([pairs["record_key_l"].to_numpy(), pairs["record_key_r"].to_numpy()])
+    frame = records.select(list(PAIR_COLUMNS)).to_pandas().set_index(records["record_key"].to_numpy())
+    features = recordlinkage_compare().compute(index, frame)
+    assert (features.to_numpy() == direct).all()
+    assert list(features.columns) == [c.name for c in DEFAULT_COMPARISONS]
+
