@@ -99,3 +99,13 @@ def test_every_pass_has_its_sql_file_named_after_its_table():
         assert text.startswith(f"-- {bp.table}:")
         assert "Grain:" in text
         assert text.rstrip().endswith("select * from pairs")
+
+
+def test_union_bits_follow_the_pass_order():
+    import re
+
+    from linkage.block import SQL_DIR
+
+    text = (SQL_DIR / "int_pairs_blocked.sql").read_text(encoding="utf-8")
+    bits = {table: int(bit) for bit, table in re.findall(r"(\d+)(?: as pass_bit)? from (int_pairs_\w+)", text)}
+    assert bits == {bp.table: 1 << i for i, bp in enumerate(BLOCKING_PASSES)}
