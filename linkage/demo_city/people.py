@@ -252,9 +252,11 @@ def generate_people(rng: np.random.Generator, persons: int) -> pl.DataFrame:
     dwelling = np.where(ind_split | ind_away, n_h + np.arange(n), hh)
 
     # -- addresses
-    hukou_addr = _addresses(rng, hh_hukou, np.arange(n_h))[hh]
+    hukou_addr = _addresses(rng, hh_hukou, np.arange(n_h)).gather(pl.Series(hh))
     moved_addr = _addresses(rng, np.where(res < 0, CITY_TOWNSHIPS[0], res), dwelling)
-    res_addr = np.where(res < 0, None, np.where(res == hukou, hukou_addr, moved_addr))
+    res_addr = pl.select(
+        pl.when(pl.Series(res < 0)).then(None).when(pl.Series(res == hukou)).then(hukou_addr).otherwise(moved_addr)
+    ).to_series()
 
     # -- ethnicity and names
     county_code = np.array([TOWNSHIPS[t].county.code for t in range(len(TOWNSHIPS))])
@@ -324,8 +326,8 @@ def generate_people(rng: np.random.Generator, persons: int) -> pl.DataFrame:
         "res_twp": res,
         "hukou_region": pl.Series(twp_code[hukou]),
         "residence_region": pl.Series(np.where(res >= 0, twp_code[np.maximum(res, 0)], None), dtype=pl.String),
-        "hukou_address": pl.Series(hukou_addr.astype(str)),
-        "residence_address": pl.Series(res_addr, dtype=pl.String),
+        "hukou_address": hukou_addr,
+        "residence_address": res_addr,
         "is_floating": floating,
         "twin_of_pid": twin_of,
     })
@@ -354,7 +356,7 @@ def _other_township(rng: np.random.Generator, twp: np.ndarray, city_w: np.ndarra
     return out
 
 
-def _addresses(rng: np.random.Generator, twp: np.ndarray, key: np.ndarray) -> np.ndarray:
+def _addresses(rng: np.random.Generator, twp: np.ndarray, key: np.ndarray) -> pl.Series:
     """A full address (province to room) in each township; equal keys get equal addresses."""
     n = len(twp)
     num = rng.integers(1, 400, n)
@@ -363,45 +365,50 @@ def _addresses(rng: np.random.Generator, twp: np.ndarray, key: np.ndarray) -> np
     room = rng.integers(1, 25, n) * 100 + rng.integers(1, 5, n)
     kind = rng.random(n)
     road_k = rng.integers(0, 10_000, n)
-    out = np.empty(n, dtype=object)
     vill_a = rng.integers(0, len(pl_.VILLAGE_FIRST), n)
     vill_b = rng.integers(0, len(pl_.VILLAGE_SECOND), n)
     comp = rng.integers(0, len(pl_.RESIDENTIAL_COMPOUNDS), n)
     group = rng.integers(1, 12, n)
-    for t in np.unique(twp):
-        sel = np.flatnonzero(twp == t)
-        town = TOWNSHIPS[t]
-        prefix = town.county.prefix + town.name
-        if town.is_town or not town.county.in_city:
-            # villages: a township's villages share the township's own two-character stem
-            stems = np.char.add(np.array(list(pl_.VILLAGE_FIRST))[(vill_a[sel] + t) % len(pl_.VILLAGE_FIRST)],
-                                np.array(list(pl_.VILLAGE_SECOND))[(vill_b[sel] * 7 + t) % len(pl_.VILLAGE_SECOND)])
-            if town.county.in_city:
-                parts = [prefix, stems, "村", num[sel].astype(str), "号"]
-            else:
-                parts = [prefix, stems, "村", group[sel].astype(str), "组", num[sel].astype(str), "号"]
-        else:
-            roads = pl_.CITY_ROADS[town.county.code]
-            # each street owns a slice of its county's roads
-            road = np.array(roads)[(t * 3 + road_k[sel] % 4) % len(roads)]
-            flat = kind[sel] < 0.75
-            tail = np.where(
-                flat,
-                np.char.add(np.char.add(np.char.add(np.char.add(bld[sel].astype(str), "幢"),
-                                                    unit[sel].astype(str)), "单元"),
-                            np.char.add(room[sel].astype(str), "室")),
-                "",
-            )
-            compound = np.where(flat & (kind[sel] < 0.4), np.array(pl_.RESIDENTIAL_COMPOUNDS)[comp[sel]], "")
-            parts = [prefix, road, num[sel].astype(str), "号", compound, tail]
-        s = parts[0]
-        for p in parts[1:]:
-            s = np.char.add(s, p)
-        out[sel] = s
+    # each street owns a slice of four of its county's roads
+    roads = [
+        pl_.CITY_ROADS[t.county.code][(t.index * 3 + k) % len(pl_.CITY_ROADS[t.county.code])]
+        if t.county.in_city else ""
+        for t in TOWNSHIPS for k in range(4)
+    ]
+    village = np.array([t.is_town or not t.county.in_city for t in TOWNSHIPS])[twp]
+    in_city = np.array([t.county.in_city for t in TOWNSHIPS])[twp]
+    lf, ls = len(pl_.VILLAGE_FIRST), len(pl_.VILLAGE_SECOND)
+
+    def g(values: list[str], idx: np.ndarray) -> pl.Series:
+        return pl.Series(values, dtype=pl.String).gather(pl.Series(idx.astype(np.int64)))
+
+    df = pl.DataFrame({
+        "prefix": g([t.county.prefix + t.name for t in TOWNSHIPS], twp),
+        # a township's villages share the township's own two-character stems
+        "stem": g(list(pl_.VILLAGE_FIRST), (vill_a + twp) % lf) + g(list(pl_.VILLAGE_SECOND), (vill_b * 7 + twp) % ls),
+        "road": g(roads, twp * 4 + road_k % 4),
+        "compound": g(list(pl_.RESIDENTIAL_COMPOUNDS), comp),
+        "num": num, "bld": bld, "unit": unit, "room": room, "group": group,
+        "village": village, "in_city": in_city, "flat": kind < 0.75, "in_compound": kind < 0.4,
+    })
+    c = pl.col
+    s = {k: c(k).cast(pl.String) for k in ("num", "bld", "unit", "room", "group")}
+    expr = (
+        pl.when(c("village") & c("in_city"))
+        .then(pl.concat_str([c("prefix"), c("stem"), pl.lit("村"), s["num"], pl.lit("号")]))
+        .when(c("village"))
+        .then(pl.concat_str([c("prefix"), c("stem"), pl.lit("村"), s["group"], pl.lit("组"), s["num"], pl.lit("号")]))
+        .otherwise(pl.concat_str([
+            c("prefix"), c("road"), s["num"], pl.lit("号"),
+            pl.when(c("flat") & c("in_compound")).then(c("compound")).otherwise(pl.lit("")),
+            pl.when(c("flat")).then(pl.concat_str([s["bld"], pl.lit("幢"), s["unit"], pl.lit("单元"),
+                                                   s["room"], pl.lit("室")])).otherwise(pl.lit("")),
+        ]))
+    )
+    out = df.select(expr.alias("address")).to_series()
     # equal keys share the address of the key's first row
-    _, first = np.unique(key, return_index=True)
-    inv = np.unique(key, return_inverse=True)[1]
-    return out[first][inv]
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    return out.gather(pl.Series(first[inv].astype(np.int64)))
 
 
 def _names(rng: np.random.Generator, hh: np.ndarray, rel: np.ndarray, male: np.ndarray,
