@@ -105,7 +105,8 @@ def build_night(con: duckdb.DuckDBPyConnection, records: int, sources: int) -> d
         """
         create or replace table int_persons_standardized as
         select r.record_key, r.source, r.record_id, p.name, p.name as name_raw, p.id_number,
-               'resident_id' as id_type, true as id_valid, p.birth_date, p.sex
+               'resident_id' as id_type, true as id_valid, p.birth_date, p.sex,
+               false as birth_date_conflicts_id, false as sex_conflicts_id
         from bench_records as r join bench_persons as p using (person)
         """
     )

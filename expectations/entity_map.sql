@@ -11,10 +11,15 @@ clustered as (
     from entity_map
 ),
 
+-- A person's own ids: a valid id whose birth date or sex contradicts the record it sits on
+-- is someone else's number (a child enrolled under a parent's id). Linking that record to
+-- the child is right, so it must not count as the child carrying two ids.
 valid_ids as (
     select record_key, id_number
     from int_persons_standardized
     where id_valid and id_number is not null
+        and not coalesce(birth_date_conflicts_id, false)
+        and not coalesce(sex_conflicts_id, false)
 ),
 
 person_valid_id_numbers as (

@@ -3,7 +3,8 @@
 -- (raw_records) and rejected rows (quarantine).
 -- Nothing personal leaves this query: identity numbers and dates are reduced to their
 -- shape (digit -> 9, Han character -> 字, other letter -> A), record ids have any run of
--- 15+ digits masked like an identity number, names are not read at all.
+-- 15+ digits masked like an identity number (plus a short salted digest that keeps them
+-- distinct), names are not read at all.
 with accepted as (
     select
         'accepted' as outcome,
@@ -134,8 +135,15 @@ date_checks as (
 masked as (
     select
         *,
+        -- Masking alone would make two different ids look alike (330681********7039) and the
+        -- uniqueness check would fail on distinct records: a short digest of the full value
+        -- keeps distinct ids distinct without showing them. The digest is salted with a
+        -- random value of this validation run that is never stored: an unsalted digest of
+        -- an id whose first 6 and last 4 characters are shown is reversed by trying the
+        -- few million birth dates and sequence numbers in between.
         case when regexp_matches(record_id, '[0-9]{15}')
             then regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g')
+                 || '#' || left(md5($mask_salt || record_id), 8)
             else record_id
         end as record_id_masked,
         -- The shape of a well-formed id is one of three strings; only the others need the regexes.

@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -405,6 +406,9 @@ def run_validation(
     site_dir.mkdir(parents=True)
 
     timings: dict[str, float] = {}
+    # Salts the digests that keep masked record ids apart; never stored, so they cannot be
+    # reversed by trying candidate ids.
+    mask_salt = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="renhu-validation-") as tmp:
         batches: list[_Batch] = []
         for suite in suites:
@@ -420,7 +424,7 @@ def run_validation(
                 used_thresholds[batch] = limits_here if source else limits.defaults
                 path = Path(tmp) / f"{suite.suite}__{len(batches)}.parquet"
                 try:
-                    rows = _write_frame(con, suite, run_id, source, path)
+                    rows = _write_frame(con, suite, run_id, source, path, mask_salt)
                 except duckdb.Error as exc:
                     errors.append(f"CRITICAL {suite.suite}[{batch}]: cannot build the checked frame: {exc}")
                     continue
@@ -478,9 +482,14 @@ def _batch_names(con: duckdb.DuckDBPyConnection, suite: SuiteSpec, run_id: str) 
 
 
 def _write_frame(
-    con: duckdb.DuckDBPyConnection, suite: SuiteSpec, run_id: str, source: str | None, path: Path
+    con: duckdb.DuckDBPyConnection,
+    suite: SuiteSpec,
+    run_id: str,
+    source: str | None,
+    path: Path,
+    mask_salt: str,
 ) -> int:
-    values = {"run_id": run_id, "source": source}
+    values = {"run_id": run_id, "source": source, "mask_salt": mask_salt}
     params = {name: values[name] for name in sorted(set(_PARAMETER.findall(suite.frame_sql)))}
     table = con.execute(suite.frame_sql, params).to_arrow_table()
     # has_<field> columns exist only for fields that hold a value somewhere in the source,

@@ -94,6 +94,7 @@ def build_night(con: duckdb.DuckDBPyConnection, persons: list[dict] | None = Non
                     "name": person["name"], "name_raw": person["name"],
                     "id_number": person["id_number"], "id_type": "resident_id", "id_valid": True,
                     "birth_date": person["birth_date"], "sex": person["sex"],
+                    "birth_date_conflicts_id": False, "sex_conflicts_id": False,
                 }
             )  # fmt: skip
             emap.append(
@@ -404,6 +405,20 @@ def test_person_with_two_valid_ids_is_critical(con, tmp_path):
     assert found.examples == [2]
 
 
+def test_parent_id_on_a_childs_record_is_not_a_second_id(con, tmp_path):
+    # A child enrolled under a parent's number: the record is rightly the child's, and the id
+    # on it contradicts its birth date, so it is someone else's number, not the child's second.
+    con.execute("update entity_map set person_id = 'P000000000001' where person_id = 'P000000000002'")
+    con.execute(
+        "update int_persons_standardized set birth_date_conflicts_id = true "
+        "where record_key in (select record_key from entity_map where person_id = 'P000000000001') "
+        "and id_number <> (select min(id_number) from int_persons_standardized s join entity_map e using (record_key) "
+        "where e.person_id = 'P000000000001')"
+    )
+    summary = run_validation(con, tmp_path, RUN_ID)
+    assert ("entity_map", "run", "one_valid_id_number_per_person") not in failed(summary)
+
+
 def test_wrong_share_rate_is_critical(con, tmp_path):
     con.execute("update share_rates set share_rate = share_rate - 0.1 where source = 'police_hukou'")
     # health: shared_persons and its rate agree with each other but not with entity_map.
@@ -444,6 +459,17 @@ def test_missing_table_is_reported_not_raised(con, tmp_path):
     ]
     assert not summary.success and summary.to_metrics()["critical_failed"] == 1
     assert (tmp_path / "validation" / "index.html").is_file()  # the other suites still documented
+
+
+def test_distinct_record_ids_that_mask_alike_stay_distinct(con, tmp_path):
+    # Two record ids that differ only in the masked middle digits.
+    con.execute("update raw_records set record_id = '330681199001017039' where record_key = 41")
+    con.execute("update raw_records set record_id = '330681198512127039' where record_key = 42")
+    summary = run_validation(con, tmp_path, RUN_ID)
+
+    assert check(summary, "raw_records", "residence", "record_id_unique_among_accepted").success
+    # (entity_map still names the old record ids, which the entity_map suite reports)
+    assert set(failed(summary)) == {("entity_map", "run", "cluster_row_names_its_record")}
 
 
 def test_data_docs_hold_no_input_id_number_or_name(tmp_path):
