@@ -95,6 +95,7 @@ CDN_ASSETS: dict[str, str | None] = {
     "https://cdn.jsdelivr.net/npm/vega-embed@6": None,
 }
 _RELATIVE_STATIC = re.compile(r"""((?:src|href)=["'])(?:\./|(?:\.\./)+)?static/""")
+_NEWSLETTER_FOOTER = re.compile(r"<footer>\s*<p>[^<]*newsletter.*?</footer>", re.S)
 _GX_LOGO = re.compile(
     r"https://great-expectations-web-assets\.s3\.[a-z0-9-]+\.amazonaws\.com/[a-z_-]+\.png(\?d=[0-9TZ.]+)?"
 )
@@ -713,6 +714,8 @@ def _serve_assets_locally(site_dir: Path) -> None:
             else:
                 text = text.replace(f'"{url}"', f'"{prefix}/{local}"')
         text = _GX_LOGO.sub(Path(os.path.relpath(logo, page.parent)).as_posix(), text)
+        # The footer invites the reader to GX's newsletter: not for an audit page.
+        text = _NEWSLETTER_FOOTER.sub("", text)
         # GX counts folders wrongly for some pages (a suite name with a dot is one folder
         # deeper), leaving their own styles and icons unfound: recompute every static/ path.
         static = Path(os.path.relpath(site_dir / "static", page.parent)).as_posix()
@@ -723,7 +726,11 @@ def _serve_assets_locally(site_dir: Path) -> None:
 def _copy_suite_files(suites_dir: Path, target: Path, used: dict[str, dict[str, float]]) -> None:
     # The run folder alone must say what was checked: the suite files as of tonight.
     target.mkdir(parents=True, exist_ok=True)
-    for path in sorted(suites_dir.glob("*.yaml")) + sorted(suites_dir.glob("*.sql")):
+    for path in (
+        sorted(suites_dir.glob("*.yaml")) + sorted(suites_dir.glob("*.sql")) + [suites_dir / "README.md"]
+    ):
+        if not path.is_file():
+            continue
         shutil.copy2(path, target / path.name)
     (target / "thresholds_used.json").write_text(
         json.dumps(used, ensure_ascii=False, indent=2, sort_keys=True) + "\n", encoding="utf-8"

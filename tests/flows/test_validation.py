@@ -227,7 +227,7 @@ def test_clean_night_writes_docs_and_metrics(clean_night):
     json.dumps(metrics)  # goes into metrics.json as is
     used = json.loads((site / "suites" / "thresholds_used.json").read_text())
     assert used["police_hukou"]["id_number_well_formed"] == 0.95
-    assert (site / "suites" / "entity_map.sql").is_file()
+    assert (site / "suites" / "entity_map.sql").is_file() and (site / "suites" / "README.md").is_file()
 
 
 def test_clean_night_docs_load_nothing_from_the_internet(clean_night):
@@ -243,6 +243,7 @@ def test_clean_night_docs_load_nothing_from_the_internet(clean_night):
         for local in re.findall(r'(?:src|href)="([^"#]*static/[^"?]+)', text):
             assert (page.parent / local).resolve().is_file(), (page, local)
     assert (site / "static" / "vendor" / "jquery-3.7.1.min.js").is_file()
+    assert not any("newsletter" in page.read_text(encoding="utf-8") for page in pages)
 
 
 @pytest.fixture(scope="module")
