@@ -323,7 +323,8 @@ def police_hukou(ctx: Ctx) -> Extract:
     used: set[int] = set()
 
     def pick_households(cands: np.ndarray, k: int) -> np.ndarray:
-        cands = np.array([h for h in rng.permutation(cands) if h not in used][:k], dtype=np.int64)
+        cands = rng.permutation(np.unique(cands))
+        cands = cands[~np.isin(cands, np.fromiter(used, dtype=np.int64, count=len(used)))][:k].astype(np.int64)
         used.update(cands.tolist())
         return cands
 
@@ -565,21 +566,16 @@ def social_insurance(ctx: Ctx) -> Extract:
     # Romanized names typed by an agent (Han names only).
     rom = np.flatnonzero((rng.random(h) < 0.012) & df["surname"].is_not_null().to_numpy()
                          & ((df["tags"].to_numpy() & (T["typo_name"] | T["homophone_name"])) == 0))
-    sur = df["surname"].to_list()
-    name = df["name"].to_list()
-    xing = [None] * h
-    ming = [None] * h
-    for i in range(h):
-        s = sur[i]
-        nm = name[i]
-        if s and nm.startswith(s):
-            xing[i], ming[i] = s, nm[len(s):] or None
-        else:  # minority names and names with a mistyped surname stay whole
-            xing[i] = nm
-    pairs = noise.romanized([sur[i] for i in rom], [df["given"][int(i)] for i in rom], rng)
-    for i, (a, b) in zip(rom, pairs, strict=True):
-        xing[i], ming[i] = a, b
-    df = df.with_columns(xing=pl.Series(xing, dtype=pl.String), ming=pl.Series(ming, dtype=pl.String))
+    # minority names and names whose surname was mistyped stay whole in the first column
+    split = pl.col("surname").is_not_null() & pl.col("name").str.starts_with(pl.col("surname"))
+    rest = pl.col("name").str.slice(pl.col("surname").str.len_chars())
+    df = df.with_columns(
+        xing=pl.when(split).then(pl.col("surname")).otherwise(pl.col("name")),
+        ming=pl.when(split & (rest != "")).then(rest),
+    )
+    pairs = noise.romanized(df["surname"].gather(rom).to_list(), df["given"].gather(rom).to_list(), rng)
+    df = _scatter(df, "xing", rom, [a for a, _ in pairs])
+    df = _scatter(df, "ming", rom, [b for _, b in pairs])
     df = _or_tag(df, rom, "romanized_name")
     birth = df["birth_date"].to_numpy().astype("datetime64[D]")
     start = _dates_between(rng, np.maximum(birth + 18 * 365, np.datetime64("2000-01-01")), np.full(h, EXTRACT_DATE - 30))
