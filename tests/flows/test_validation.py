@@ -607,3 +607,20 @@ def test_publish_prefect_artifacts_inside_a_flow_run(prefect_harness, tmp_path):
     assert "| records_in | 20 |" in by_key["renhu-run-summary"].data
     assert by_key["renhu-share-rates"].type == "table"
     assert "health" in str(by_key["renhu-share-rates"].data)
+
+
+def test_benchmark_night_is_consistent_and_passes(tmp_path):
+    # benchmarks/bench_validation.py builds its night in SQL; at a small size it must pass
+    # every check, or the 1M-record figure would time a night full of failures.
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_validation.py"
+    spec = importlib.util.spec_from_file_location("bench_validation", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    con = duckdb.connect()
+    sizes = bench.build_night(con, 3000, 4)
+    summary = run_validation(con, tmp_path, bench.RUN_ID)
+
+    assert sizes["accepted"] > 2500 and sizes["quarantined"] > 0
+    assert summary.messages == [] and summary.evaluated == 7 + 8 * 4 + 4 * 4 + 7 + 6
