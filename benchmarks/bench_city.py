@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -552,27 +553,47 @@ def mutate_city(city: Path, fraction: float, seed: int) -> dict:
 # ---------------------------------------------------------------- profile
 
 
+_LINE_NUMBER = re.compile(r":\d+\)$")
+
+
 def summarise_profile(collapsed: Path, top: int = 25) -> dict:
-    """Hottest functions of a py-spy raw (collapsed stacks) profile: inclusive and self share."""
+    """Hottest functions of a py-spy raw (collapsed stacks) profile, line numbers folded.
+
+    `top_project`: renhu's own functions (flows/, linkage/) by inclusive share — where a
+    night's time goes in our code, native DuckDB/polars work included under its caller;
+    `top_self`: the innermost Python frame; `by_process`: the flow process against
+    Prefect's server. A function counts once per stack, so recursion does not inflate it.
+    """
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    total = 0
+    processes: Counter[str] = Counter()
+    total = importing = 0
     for line in collapsed.read_text(encoding="utf-8", errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         total += count
-        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        parts = stack.split(";")
+        process = next((f for f in parts if f.startswith("process ")), "")
+        processes[" ".join(process.split(":", 1)[-1].strip('"').split()[:3])] += count
+        frames = [_LINE_NUMBER.sub(")", f) for f in parts if not f.startswith(("process ", "thread "))]
+        if any(f.startswith("_find_and_load ") for f in frames):
+            importing += count
         for frame in set(frames):
             inclusive[frame] += count
         if frames:
             own[frames[-1]] += count
     share = lambda c: round(c / total, 4) if total else None  # noqa: E731
+    project = Counter({f: c for f, c in inclusive.items() if "(flows/" in f or "(linkage/" in f})
     return {
         "samples": total,
-        "top_inclusive": [{"function": f, "share": share(c)} for f, c in inclusive.most_common(top)],
+        "by_process": [{"process": p, "share": share(c)} for p, c in processes.most_common()],
+        # Python imports (prefect, great_expectations, ...), wherever they happen in the night.
+        "importing_share": share(importing),
+        "top_project": [{"function": f, "share": share(c)} for f, c in project.most_common(top)],
         "top_self": [{"function": f, "share": share(c)} for f, c in own.most_common(top)],
+        "top_inclusive": [{"function": f, "share": share(c)} for f, c in inclusive.most_common(top)],
     }
 
 
@@ -698,8 +719,9 @@ def print_report(result: dict) -> None:
         for name, value in bars.items():
             print(f"  {name}: {value}")
     if result.get("profile"):
-        print("\nprofile (py-spy, share of samples, inclusive):")
-        for row in result["profile"]["top_inclusive"][:15]:
+        print("\nprofile (py-spy, share of samples; renhu's functions, inclusive):")
+        print(f"  {result['profile'].get('importing_share') or 0:>7.1%}  (importing modules, anywhere)")
+        for row in result["profile"].get("top_project", [])[:20]:
             print(f"  {row['share']:>7.1%}  {row['function']}")
     print(f"\nresults: {result.get('results_file')}")
 

@@ -141,14 +141,25 @@ def test_stage_table_puts_samples_in_each_stage_window():
 def test_summarise_profile_inclusive_and_self_shares():
     collapsed = Path("/tmp/renhu-bench-smoke-profile.txt")
     collapsed.write_text(
-        'process 1:"renhu";main (flows/cli.py:1);link (linkage/link.py:9) 3\n'
-        'process 1:"renhu";main (flows/cli.py:1);ingest (flows/ingest.py:5) 1\n',
+        'process 1:"python renhu run --sources x";main (flows/cli.py:1);link (linkage/link.py:9) 3\n'
+        'process 1:"python renhu run --sources x";main (flows/cli.py:2);link (linkage/link.py:12) 1\n'
+        'process 2:"python -m uvicorn prefect";serve (uvicorn/server.py:5) 1\n'
+        'process 2:"python -m uvicorn prefect";_find_and_load (<frozen importlib._bootstrap>:1176) 1\n',
         encoding="utf-8",
     )
     summary = bench.summarise_profile(collapsed)
-    assert summary["samples"] == 4
-    assert summary["top_inclusive"][0] == {"function": "main (flows/cli.py:1)", "share": 1.0}
-    assert summary["top_self"][0] == {"function": "link (linkage/link.py:9)", "share": 0.75}
+    assert summary["samples"] == 6
+    # line numbers folded: link at lines 9 and 12 is one function, 3 + 1 of 6 samples
+    project = {row["function"]: row["share"] for row in summary["top_project"]}
+    assert project == {"main (flows/cli.py)": 0.6667, "link (linkage/link.py)": 0.6667}
+    assert summary["top_self"][0] == {"function": "link (linkage/link.py)", "share": 0.6667}
+    assert summary["importing_share"] == 0.1667
+    # the server's own frames are not renhu's
+    assert all("uvicorn" not in row["function"] for row in summary["top_project"])
+    assert summary["by_process"] == [
+        {"process": "python renhu run", "share": 0.6667},
+        {"process": "python -m uvicorn", "share": 0.3333},
+    ]
 
 
 def test_mutate_city_changes_one_percent_and_extends_the_truth(tmp_path: Path):
