@@ -99,6 +99,14 @@ _NEWSLETTER_FOOTER = re.compile(r"<footer>\s*<p>[^<]*newsletter.*?</footer>", re
 _GX_LOGO = re.compile(
     r"https://great-expectations-web-assets\.s3\.[a-z0-9-]+\.amazonaws\.com/[a-z_-]+\.png(\?d=[0-9TZ.]+)?"
 )
+# Canonical fields a source may map (docs/CONTRACT.md); record_id is always there.
+OPTIONAL_FIELDS = frozenset(
+    {
+        "name", "id_number", "sex", "birth_date", "ethnicity", "phone", "hukou_address", "hukou_region",
+        "residence_address", "residence_region", "household_id", "relation_to_head", "house_id",
+        "employer", "registered_at", "updated_at",
+    }
+)  # fmt: skip
 SUITE_ORDER = ("run_source_counts", "raw_records", "int_persons_standardized", "entity_map", "share_rates")
 SEVERITIES = ("critical", "warning")
 DOCS_SITE_NAME = "renhu"
@@ -498,7 +506,7 @@ def _write_frame(
     empty = [
         name
         for name in table.column_names
-        if name.startswith("has_") and name != "has_record_id" and not pc.any(table[name]).as_py()
+        if name.removeprefix("has_") in OPTIONAL_FIELDS and not pc.any(table[name]).as_py()
     ]
     if empty:
         table = table.drop_columns(empty)
@@ -645,15 +653,15 @@ def _check_result(batch: _Batch, item: Any) -> CheckResult:
     result = item.result or {}
     severity = meta.get("severity", "warning")
     check = meta.get("check", config.type)
-    exception = (item.exception_info or {}) if isinstance(item.exception_info, dict) else {}
-    raised = bool(exception.get("raised_exception"))
+    exception = _raised_exception(item.exception_info)
+    raised = exception is not None
     examples = _distinct(result.get("partial_unexpected_list") or [])[:3]
     element_count = result.get("element_count")
     unexpected_count = result.get("unexpected_count")
     unexpected_percent = result.get("unexpected_percent")
     observed = result.get("observed_value")
-    if raised:
-        detail = f"could not be evaluated: {exception.get('exception_message')}"
+    if exception is not None:
+        detail = f"could not be evaluated: {exception}"
     elif unexpected_count is not None:
         checked = (element_count or 0) - (result.get("missing_count") or 0)
         detail = f"{unexpected_count} of {checked} checked values fail ({unexpected_percent or 0:.2f} %)"
@@ -682,6 +690,20 @@ def _check_result(batch: _Batch, item: Any) -> CheckResult:
         examples=examples,
         message=f"{severity.upper()} {where} {check}: {status}",
     )
+
+
+def _raised_exception(info: Any) -> str | None:
+    """The message of an exception GX caught while checking, if any. GX reports it either
+    directly ({raised_exception, exception_message}) or per metric ({metric id: {...}})."""
+    if not isinstance(info, dict):
+        return None
+    if "raised_exception" in info:
+        return str(info.get("exception_message")) if info.get("raised_exception") else None
+    for value in info.values():
+        message = _raised_exception(value)
+        if message is not None:
+            return message
+    return None
 
 
 def _distinct(values: list[Any]) -> list[Any]:

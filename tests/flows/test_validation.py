@@ -451,6 +451,15 @@ def test_accounting_off_is_critical(con, tmp_path):
     )
 
 
+def test_empty_night_passes(con, tmp_path):
+    for table in ("raw_records", "int_persons_standardized", "entity_map", "quarantine", "run_source_counts"):
+        con.execute(f"delete from {table}")
+    con.execute("delete from share_rates")
+    summary = run_validation(con, tmp_path, RUN_ID)
+
+    assert summary.messages == [] and summary.evaluated == 7 + 7 + 6  # run-wide suites only
+
+
 def test_missing_table_is_reported_not_raised(con, tmp_path):
     con.execute("drop table share_rates")
     summary = run_validation(con, tmp_path, RUN_ID)
@@ -624,3 +633,21 @@ def test_benchmark_night_is_consistent_and_passes(tmp_path):
 
     assert sizes["accepted"] > 2500 and sizes["quarantined"] > 0
     assert summary.messages == [] and summary.evaluated == 7 + 8 * 4 + 4 * 4 + 7 + 6
+
+
+def test_check_on_a_missing_column_fails_with_the_reason(con, tmp_path):
+    import shutil
+
+    from flows.validation import EXPECTATIONS_DIR
+
+    suites = tmp_path / "suites"
+    shutil.copytree(EXPECTATIONS_DIR, suites)
+    share = suites / "share_rates.yaml"
+    share.write_text(share.read_text(encoding="utf-8").replace("column: share_rate,", "column: share_ratio,"))
+    summary = run_validation(con, tmp_path / "run", RUN_ID, suites_dir=suites)
+
+    found = check(summary, "share_rates", "run", "share_rate_within_0_1")
+    assert not found.success and summary.critical_failures == [found.message]
+    assert found.message.endswith(
+        'could not be evaluated: Error: The column "share_ratio" in BatchData does not exist.'
+    )
