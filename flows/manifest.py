@@ -9,7 +9,8 @@ csv) of every file in the run folder. ``verify_run`` recomputes all of it from t
 and also redoes the contract's arithmetic from the published files alone:
 entity_map rows + quarantine rows = records in, and per source
 share_rate = shared_persons / persons with persons and shared_persons recounted from
-entity_map.parquet.
+entity_map.parquet; and it searches every published file but the departments' own
+reports for a full resident identity number (check character and birth date valid).
 
 The manifest is not signed: someone who can rewrite a file and the manifest together is
 not caught here; keep a copy of manifest.json (or its sha256, printed by ``renhu verify``)
@@ -24,6 +25,7 @@ import hashlib
 import io
 import json
 import platform
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -192,6 +194,7 @@ def verify_run(run_dir: Path) -> list[str]:
     problems = _check_files(run_dir, listed)
     problems += _check_accounting(run_dir, manifest)
     problems += _check_share_rates(run_dir)
+    problems += check_no_full_id_numbers(run_dir)
     return problems
 
 
@@ -328,6 +331,88 @@ def _check_share_rates(run_dir: Path) -> list[str]:
     return problems
 
 
+# A resident identity number: 17 digits and a check character, not part of a longer run of
+# digits (hashes, timestamps). Letters around it do not matter: "HJ" + an id still holds it.
+_ID_CANDIDATE = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
+# The same for polars, whose regex engine has no look-around: maximal digit runs, kept
+# when 18 characters long.
+_DIGIT_RUN = r"[0-9]+[Xx]?"
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_TEXT_SUFFIXES = {".html", ".htm", ".json", ".csv", ".md", ".txt", ".yaml", ".yml", ".sql", ".xml"}
+# Published files that may hold full identity numbers: each department's own report.
+_ID_NUMBERS_ALLOWED_UNDER = ("reports/",)
+
+
+def is_resident_id(text: str) -> bool:
+    """18 characters with a correct ISO 7064 MOD 11-2 check character and a real birth date."""
+    if len(text) != 18 or not text[:17].isdigit():
+        return False
+    expected = "10X98765432"[sum(int(d) * w for d, w in zip(text[:17], _ID_WEIGHTS, strict=True)) % 11]
+    if text[17].upper() != expected:
+        return False
+    try:
+        born = datetime.strptime(text[6:14], "%Y%m%d")
+    except ValueError:
+        return False
+    return 1900 <= born.year <= datetime.now().year
+
+
+def _mask(id_number: str) -> str:
+    return f"{id_number[:6]}********{id_number[-4:]}"
+
+
+def _ids_in_text(text: str) -> list[str]:
+    return [m for m in _ID_CANDIDATE.findall(text) if is_resident_id(m)]
+
+
+def _ids_in_parquet(path: Path) -> list[str]:
+    import polars as pl
+
+    frame = pl.read_parquet(path)
+    found: list[str] = []
+    for name, dtype in frame.schema.items():
+        if dtype != pl.Utf8:
+            continue
+        candidates = (
+            frame.select(pl.col(name).str.extract_all(_DIGIT_RUN))
+            .explode(name)
+            .drop_nulls()
+            .unique()
+            .to_series()
+            .to_list()
+        )
+        found += [c for c in candidates if len(c) == 18 and is_resident_id(c)]
+    return found
+
+
+def check_no_full_id_numbers(run_dir: Path) -> list[str]:
+    """One line per published file (department reports excepted) holding a full resident
+    identity number; the examples are masked."""
+    problems = []
+    for path in sorted(p for p in Path(run_dir).rglob("*") if p.is_file()):
+        rel = path.relative_to(run_dir).as_posix()
+        if rel.startswith(_ID_NUMBERS_ALLOWED_UNDER) or "/static/" in f"/{rel}":
+            continue
+        suffix = path.suffix.lower()
+        try:
+            if suffix == ".parquet":
+                found = _ids_in_parquet(path)
+            elif suffix in _TEXT_SUFFIXES:
+                found = _ids_in_text(path.read_bytes().decode("utf-8", errors="ignore"))
+            else:
+                continue
+        except Exception as exc:  # noqa: BLE001 - reported as a difference, not raised
+            problems.append(f"{rel}: cannot be searched for identity numbers ({type(exc).__name__})")
+            continue
+        if found:
+            distinct = sorted(set(found))
+            problems.append(
+                f"{rel}: holds {len(distinct)} full identity number(s), e.g. {_mask(distinct[0])}; "
+                "only a department's own report may"
+            )
+    return problems
+
+
 def verify_command(argv: list[str]) -> int:
     """``renhu verify RUNDIR``: 0 and an OK line when the folder matches its manifest, else 1."""
     parser = argparse.ArgumentParser(
@@ -335,7 +420,8 @@ def verify_command(argv: list[str]) -> int:
         description=(
             "Re-check a published run folder against its manifest.json: every file's sha256, "
             "size and row count, that entity_map rows + quarantine rows = records in, and that "
-            "each share_rate = shared_persons / persons as recounted from entity_map.parquet."
+            "each share_rate = shared_persons / persons as recounted from entity_map.parquet, "
+            "and that no published file but a department's own report holds a full identity number."
         ),
     )
     parser.add_argument(
@@ -362,6 +448,7 @@ def verify_command(argv: list[str]) -> int:
         f"OK: {run_dir} (run {manifest.get('run_id')}): {len(manifest['published_files'])} files match "
         f"manifest.json (sha256, size, rows); records in {records_in} = {entity_rows} in entity_map "
         f"+ {quarantine_rows} in quarantine; share rates agree with entity_map; "
+        "no full identity number outside the departments' reports; "
         f"manifest.json sha256 {sha256_of(manifest_path)}"
     )
     return 0

@@ -10,9 +10,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.manifest import count_rows, sha256_of, verify_command, verify_run, write_manifest
+from flows.manifest import (
+    check_no_full_id_numbers,
+    count_rows,
+    is_resident_id,
+    sha256_of,
+    verify_command,
+    verify_run,
+    write_manifest,
+)
 
 RUN_ID = "20261123T020000Z-ab12cd"
+# The example number of GB 11643 (check character X).
+EXAMPLE_ID = "11010519491231002X"
 
 
 def make_run(root: Path) -> Path:
@@ -51,8 +61,10 @@ def make_run(root: Path) -> Path:
         json.dumps({"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2}), encoding="utf-8"
     )
     (run_dir / "validation" / "index.html").write_text("<html>Data Docs</html>", encoding="utf-8")
+    # A department's own report may carry full identity numbers.
     (run_dir / "reports" / "公安局户政科" / "人户分离.csv").write_text(
-        '\ufeffkind,record_id,detail\nhukou_residence_split,HJ1,"两行\n说明"\n', encoding="utf-8"
+        f'\ufeffkind,record_id,id_number,detail\nhukou_residence_split,HJ1,{EXAMPLE_ID},"两行\n说明"\n',
+        encoding="utf-8",
     )
     sources = root / "sources.yaml"
     sources.write_text("sources: []\n", encoding="utf-8")
@@ -237,3 +249,29 @@ def test_verify_help_exits_cleanly(capsys) -> None:
         verify_command(["--help"])
     assert raised.value.code == 0
     assert "RUNDIR" in capsys.readouterr().out
+
+
+def test_resident_id_recognition() -> None:
+    assert is_resident_id(EXAMPLE_ID)
+    assert not is_resident_id("110105194912310021")  # wrong check character
+    assert not is_resident_id("110105194913310026")  # month 13
+    assert not is_resident_id("11010519491231002")
+
+
+def test_full_id_number_outside_the_reports_is_reported(run_dir: Path) -> None:
+    (run_dir / "validation" / "leak.html").write_text(
+        f"<td>{EXAMPLE_ID}</td><td>{'9' * 18}</td>", encoding="utf-8"
+    )
+    entity_map = pl.read_parquet(run_dir / "entity_map.parquet")
+    entity_map.with_columns(
+        pl.when(pl.col("record_id") == "HJ2").then(pl.lit(f"HJ{EXAMPLE_ID}")).otherwise(pl.col("record_id"))
+    ).write_parquet(run_dir / "entity_map.parquet")
+
+    assert check_no_full_id_numbers(run_dir) == [
+        "entity_map.parquet: holds 1 full identity number(s), e.g. 110105********002X; only a department's own report may",
+        "validation/leak.html: holds 1 full identity number(s), e.g. 110105********002X; only a department's own report may",
+    ]
+    assert (
+        "entity_map.parquet: holds 1 full identity number(s), e.g. 110105********002X; only a department's own report may"
+        in verify_run(run_dir)
+    )
