@@ -691,17 +691,22 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
         # The member's entry is the one in question: the head's is the yardstick.
         rows.append(_row("child_older_than_parent", r["person_id"], r, detail))
 
-    couples = hh.filter(
-        pl.col("has_spouse")
-        & pl.col("relation_to_head").is_in(["head", "spouse"])
-        & pl.col("birth").is_not_null()
-        & pl.col("sex_any").is_in(list(LEGAL_MARRIAGE_AGE))
-    ).sort("household_key", "person_id", "record_id")
+    couples = (
+        hh.filter(
+            pl.col("has_spouse")
+            & pl.col("relation_to_head").is_in(["head", "spouse"])
+            & pl.col("birth").is_not_null()
+            & pl.col("sex_any").is_in(list(LEGAL_MARRIAGE_AGE))
+        )
+        .with_columns(
+            age=age_on(pl.col("birth"), as_of),
+            minimum=pl.col("sex_any").replace_strict(LEGAL_MARRIAGE_AGE, return_dtype=pl.Int32),
+        )
+        .filter(pl.col("age") < pl.col("minimum"))
+        .sort("household_key", "person_id", "record_id")
+    )
     for r in couples.iter_rows(named=True):
-        minimum = LEGAL_MARRIAGE_AGE[r["sex_any"]]
-        age = _age(r["birth"], as_of)
-        if age >= minimum:
-            continue
+        minimum, age = r["minimum"], r["age"]
         sex = "男" if r["sex_any"] == "M" else "女"
         role = RELATION_LABELS[r["relation_to_head"]]
         detail = (
@@ -712,8 +717,12 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
     return _finding_rows(rows)
 
 
-def _age(birth: date, on: date) -> int:
-    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+def age_on(birth: pl.Expr, on: date) -> pl.Expr:
+    """Whole years of age on ``on``: the birthday must have come (29 Feb counts from 1 Mar)."""
+    before_birthday = (birth.dt.month() > on.month) | (
+        (birth.dt.month() == on.month) & (birth.dt.day() > on.day)
+    )
+    return (pl.lit(on.year) - birth.dt.year() - before_birthday.cast(pl.Int32)).cast(pl.Int32)
 
 
 def find_household_findings(
