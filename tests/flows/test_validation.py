@@ -651,3 +651,13 @@ def test_check_on_a_missing_column_fails_with_the_reason(con, tmp_path):
     assert found.message.endswith(
         'could not be evaluated: Error: The column "share_ratio" in BatchData does not exist.'
     )
+
+
+def test_preload_imports_great_expectations_in_the_background():
+    import sys
+
+    from flows.validation import preload_great_expectations
+
+    thread = preload_great_expectations()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and "great_expectations" in sys.modules
