@@ -126,7 +126,24 @@ def _duplicates(own: pl.DataFrame, shown: pl.DataFrame) -> pl.DataFrame:
         .sort("source", "person_id", "record_id")
         .with_columns(group=pl.struct("source", "person_id").rank("dense").cast(pl.Int64))
     )
-    headers = {"group": "重复组", "records_in_group": "组内记录数"} | RECORD_HEADERS
+    # Which fields the group's records disagree on: what the clerk checks before keeping one.
+    compared = [f for f in RECORD_HEADERS if f not in ("person_id", "source", "record_id")]
+    differing = pl.concat_list(
+        [
+            pl.when(pl.col(f).n_unique().over("group") > 1).then(pl.lit(RECORD_HEADERS[f])).otherwise(None)
+            for f in compared
+        ]
+    ).list.drop_nulls()
+    dup = dup.with_columns(
+        differs=pl.when(differing.list.len() > 0)
+        .then(differing.list.join("、"))
+        .otherwise(pl.lit("各字段相同"))
+    )
+    headers = {
+        "group": "重复组",
+        "records_in_group": "组内记录数",
+        "differs": "组内不同的字段",
+    } | RECORD_HEADERS
     return dup.select(list(headers)).sort("group", "record_id").rename(headers)
 
 

@@ -159,7 +159,7 @@ def test_workbook_layout(written) -> None:
     ]
     duplicates = book["重复登记"]
     headers = [c.value for c in duplicates[1]]
-    assert headers[:5] == ["重复组", "组内记录数", "人员编号", "数据源", "记录编号"]
+    assert headers[:6] == ["重复组", "组内记录数", "组内不同的字段", "人员编号", "数据源", "记录编号"]
     # the id number stays text, all 18 digits
     ids = [row[headers.index("公民身份号码")] for row in duplicates.iter_rows(min_row=2, values_only=True)]
     assert ids == [ID_B, ID_B]

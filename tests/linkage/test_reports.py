@@ -183,6 +183,8 @@ def test_duplicates_grouped_per_person_with_own_raw_values(reports) -> None:
     assert dup.get_column("记录编号").to_list() == ["h1", "h1b"]
     assert dup.get_column("重复组").to_list() == [1, 1]
     assert dup.get_column("组内记录数").to_list() == [2, 2]
+    # the two entries differ only in how the name was typed
+    assert dup.get_column("组内不同的字段").to_list() == ["姓名", "姓名"]
     # the clerk's own cell as typed, in full
     assert dup.get_column("姓名").to_list() == ["王建国", "王 建国"]
     assert dup.get_column("公民身份号码").to_list() == [ID_A, ID_A]
