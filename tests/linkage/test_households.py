@@ -551,3 +551,113 @@ def test_mask_name() -> None:
     assert mask_name("张三丰") == "张**"
     assert mask_name("张") == "张*"
     assert mask_name("欧阳娜娜") == "欧***"
+
+
+def test_on_records_standardized_by_the_real_stage() -> None:
+    """Raw rows as ingest hands them over, through standardize_records: codes, dates and
+    relations come out of the department's own spellings."""
+    from linkage.standardize import standardize_records
+
+    raw_rows = [
+        # the register: a couple in 城南街道 (户主 / 妻 as the police write them)
+        dict(
+            source="police_hukou",
+            department="公安局户政科",
+            source_kind="hukou",
+            record_id="H1",
+            name="王建国",
+            sex="男",
+            birth_date="19800301",
+            hukou_address="浙江省绍兴市越城区城南街道外山村12号",
+            hukou_region="330602003",
+            household_id="0001",
+            relation_to_head="户主",
+            updated_at="2025-01-01",
+        ),
+        dict(
+            source="police_hukou",
+            department="公安局户政科",
+            source_kind="hukou",
+            record_id="H2",
+            name="李秀英",
+            sex="女",
+            birth_date="1982/5/2",
+            hukou_address="浙江省绍兴市越城区城南街道外山村12号",
+            hukou_region="330602003",
+            household_id="0001",
+            relation_to_head="妻",
+            updated_at="2025-01-01",
+        ),
+        # he has lived in 北海街道 since 2020 (residence registration, Excel-style date)
+        dict(
+            source="residence_reg",
+            department="公安局流动人口管理科",
+            source_kind="residence",
+            record_id="R1",
+            name="王建国",
+            sex="男",
+            birth_date="1980-03-01",
+            residence_address="绍兴市越城区北海街道解放北路8号",
+            residence_region="330602001",
+            registered_at="2020-03-04",
+        ),
+        # a tenant in 北海街道 known to nobody else
+        dict(
+            source="rental",
+            department="住建局",
+            source_kind="rental",
+            record_id="T1",
+            name="赵强",
+            residence_address="越城区北海街道解放北路10号",
+            residence_region="330602001",
+            registered_at="2024-06-01",
+        ),
+    ]
+    columns = [
+        "source",
+        "department",
+        "source_kind",
+        "record_id",
+        "name",
+        "id_number",
+        "sex",
+        "birth_date",
+        "ethnicity",
+        "phone",
+        "hukou_address",
+        "hukou_region",
+        "residence_address",
+        "residence_region",
+        "household_id",
+        "relation_to_head",
+        "house_id",
+        "employer",
+        "registered_at",
+        "updated_at",
+    ]
+    raw = pl.DataFrame(
+        [{c: r.get(c) for c in columns} for r in raw_rows], schema={c: pl.String for c in columns}
+    )
+    raw = raw.with_columns(
+        record_key=pl.int_range(pl.len(), dtype=pl.Int64),
+        file=pl.lit("x.csv"),
+        row_number=pl.int_range(1, pl.len() + 1, dtype=pl.Int32),
+        file_sha256=pl.lit("0" * 64),
+        load_batch=pl.lit("test"),
+    )
+    std = standardize_records(raw)
+    entity_map = std.select("record_key", "source", "record_id").with_columns(
+        person_id=pl.Series(["PA", "PB", "PA", "PT"])
+    )
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    assert by_kind(findings, "hukou_residence_split") == {
+        ("PA", "police_hukou", "H1"),
+        ("PA", "residence_reg", "R1"),
+    }
+    detail = findings.filter(pl.col("kind") == "hukou_residence_split").item(0, "detail")
+    assert (
+        "城南街道（330602003）" in detail and "北海街道（330602001）" in detail and "自2020-03-04起" in detail
+    )
+    assert by_kind(findings, "unregistered_resident") == {("PT", "rental", "T1")}
+    # the couple's relations were understood (户主/妻): no sanity finding
+    assert set(findings.get_column("kind")) == {"hukou_residence_split", "unregistered_resident"}
