@@ -20,7 +20,7 @@ from datetime import date
 
 import polars as pl
 
-from linkage.households import FINDING_KINDS, KIND_LABELS, mask_id_number, mask_name
+from linkage.households import FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS, mask_id_number, mask_name
 
 SEX_LABELS = {"M": "男", "F": "女"}
 FIELD_LABELS = {"name": "姓名", "id_number": "公民身份号码", "birth_date": "出生日期", "sex": "性别"}
@@ -308,6 +308,13 @@ def _findings_for(findings: pl.DataFrame, department: str, sources: tuple[str, .
 def _with_departments(findings: pl.DataFrame, std: pl.DataFrame) -> pl.DataFrame:
     departments = std.select("source", _column(std, "department").fill_null(pl.col("source")).alias("_dept"))
     departments = departments.unique(subset=["source"])
+    # An empty findings frame may come untyped (all-null columns): the contract's are text.
+    findings = findings.with_columns(
+        pl.col(c).cast(pl.String) for c in FINDING_COLUMNS if c in findings.columns
+    )
+    for extra in ("department", "related_department"):
+        if extra in findings.columns:
+            findings = findings.with_columns(pl.col(extra).cast(pl.String))
     frame = findings.join(departments, on="source", how="left")
     if "department" not in frame.columns:
         frame = frame.with_columns(department=pl.col("_dept"))

@@ -288,3 +288,11 @@ def test_findings_without_department_columns_still_reach_the_owner() -> None:
 )
 def test_describe_difference(field: str, own: object, other: object, hint: str) -> None:
     assert describe_difference(field, own, other) == hint
+
+
+def test_no_findings_at_all_still_gives_every_sheet() -> None:
+    std, entity_map = city()
+    untyped = pl.DataFrame({c: [] for c in ("kind", "person_id", "source", "record_id", "detail")})
+    reports = build_department_reports(std, entity_map, untyped)
+    assert all(reports["民政局"].sheet(kind).frame.is_empty() for kind in ("no_head", "roster_conflict"))
+    assert reports["公安局户政科"].sheet("duplicates").frame.height == 2
