@@ -154,6 +154,8 @@ def field_completeness(
         fields = (mapped_fields or {}).get(source)
         if fields is None:
             fields = _mapped_fields(std, source)
+        # record_id is never empty on an accepted record: not a completeness question.
+        fields = [f for f in COMPLETENESS_FIELDS if f in set(fields)]
         completeness: dict[str, float | None] = {}
         for name in fields:
             filled = rows.get_column(name).is_not_null().sum() if name in rows.columns else 0

@@ -162,7 +162,7 @@ def test_mapped_fields_given_by_the_sources_file() -> None:
         std,
         entity_map,
         find_household_findings(std, entity_map),
-        mapped_fields={"school": ["name", "id_number"]},
+        mapped_fields={"school": ["record_id", "name", "id_number"]},
     )
     assert rates.metrics["sources"]["school"]["field_completeness"] == {"name": 1.0, "id_number": 0.0}
 
