@@ -236,7 +236,8 @@ def validate(ctx: RunContext) -> StageResult:
     from flows.validation import run_validation
 
     def body():
-        summary = run_validation(ctx.con, ctx.staging_dir, ctx.run_id)
+        mapped_fields = {source.name: list(source.columns) for source in ctx.config.sources}
+        summary = run_validation(ctx.con, ctx.staging_dir, ctx.run_id, mapped_fields=mapped_fields)
         ctx.validation = summary
         return _count(ctx.con, "entity_map"), {}
 
