@@ -101,6 +101,10 @@ def _write_workbook(path: Path, report: DepartmentReport) -> None:
                 # options above), int/float -> number, None -> nothing.
                 worksheet.write_row(r, 0, row)
             worksheet.freeze_panes(1, 0)
+            # Clerks print these: landscape, all columns on the page width, header on every page.
+            worksheet.set_landscape()
+            worksheet.fit_to_pages(1, 0)
+            worksheet.repeat_rows(0)
             worksheet.autofilter(0, 0, max(frame.height, 1), max(len(frame.columns) - 1, 0))
     finally:
         workbook.close()
