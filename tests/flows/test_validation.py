@@ -592,7 +592,7 @@ def test_artifact_builders():
 def test_publish_prefect_artifacts_inside_a_flow_run(prefect_harness, tmp_path):
     from prefect import flow
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     from flows.validation import publish_prefect_artifacts
 
@@ -604,13 +604,16 @@ def test_publish_prefect_artifacts_inside_a_flow_run(prefect_harness, tmp_path):
     def night() -> None:
         publish_prefect_artifacts(rates, {"run_id": RUN_ID, "records_in": 20}, tmp_path / "validation")
 
-    night()
+    # Other flows of the session publish under the same keys: read this run's only.
+    flow_run_id = night(return_state=True).state_details.flow_run_id
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["renhu-share-rates", "renhu-run-summary"])
+                key=ArtifactFilterKey(any_=["renhu-share-rates", "renhu-run-summary"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
             )
         )
+    assert len(found) == 2
     by_key = {a.key: a for a in found}
     assert by_key["renhu-run-summary"].type == "markdown"
     assert "| records_in | 20 |" in by_key["renhu-run-summary"].data
