@@ -13,6 +13,7 @@ had; an old id spread over several clusters stays with its largest part.
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,17 +128,23 @@ def cluster_pairs(
         sus = comp.filter(pl.col("cluster").is_in(list(suspect)))
         edges = matches.with_columns(pl.Series("cluster", labels[li])).filter(pl.col("cluster").is_in(list(suspect)))
         edges = edges.sort(["cluster", "match_weight", "record_key_l", "record_key_r"], descending=[False, True, False, False])
-        rec_by_cluster = sus.partition_by("cluster", as_dict=True)
-        edge_by_cluster = edges.partition_by("cluster", as_dict=True)
-        for (cid,), members in rec_by_cluster.items():
-            mk = members["record_key"].to_list()
-            valid_id = {k: i for k, i, v in members.select("record_key", "id_number", "id_valid").iter_rows() if v and i}
-            any_id = {k: i for k, i in members.select("record_key", "id_number").iter_rows() if i}
-            birth = dict(members.select("record_key", "birth").iter_rows())
+        # Pulled into Python once: the loop below runs over the few suspect components only.
+        rec_rows: dict[int, list[tuple]] = defaultdict(list)
+        for cid, k, idn, valid, birth in sus.select("cluster", "record_key", "id_number", "id_valid", "birth").iter_rows():
+            rec_rows[cid].append((k, idn, valid, birth))
+        edge_rows: dict[int, list[tuple]] = defaultdict(list)
+        for cid, a, b, w in edges.select("cluster", "record_key_l", "record_key_r", "match_weight").iter_rows():
+            edge_rows[cid].append((a, b, w))
+        key_pos = {int(k): i for i, k in enumerate(keys.tolist())} if rec_rows else {}
+        for cid in sorted(rec_rows):
+            members = rec_rows[cid]
+            mk = [r[0] for r in members]
+            valid_id = {r[0]: r[1] for r in members if r[2] and r[1]}
+            any_id = {r[0]: r[1] for r in members if r[1]}
+            birth = {r[0]: r[3] for r in members}
             groups = _Groups(mk, valid_id, any_id, birth, cannot)
             refused: list[tuple[int, int, float, str]] = []
-            ce = edge_by_cluster.get((cid,))
-            for a, b, w in (ce.select("record_key_l", "record_key_r", "match_weight").iter_rows() if ce is not None else []):
+            for a, b, w in edge_rows.get(cid, []):
                 ga, gb = groups.find(a), groups.find(b)
                 if ga == gb:
                     continue
@@ -152,7 +159,7 @@ def cluster_pairs(
             # The part holding the smallest record key keeps the component's label.
             for root in roots[1:]:
                 for m in groups.items[root]:
-                    labels[index_of(np.array([m]))[0]] = next_label
+                    labels[key_pos[m]] = next_label
                 next_label += 1
             for a, b, w, why in refused:
                 if groups.find(a) == groups.find(b):
