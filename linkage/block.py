@@ -46,7 +46,7 @@ BLOCKING_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("name_id_birth", "same name and birth-date digits of the id"),
     BlockingPass("phone", "same phone number"),
     BlockingPass("name_token_birth", "a romanized name sharing one word with the other name, and the same birth date"),
-    BlockingPass("name_pinyin", "same full-name pinyin, any birth date (capped at a fifth of the block limit)"),
+    BlockingPass("name_pinyin", "same full-name pinyin in the same county, any birth date (capped at a tenth of the block limit)"),
     BlockingPass("initials_birth", "same name initials and birth date"),
     BlockingPass("address_birth", "addresses starting alike (4 characters) and the same birth date"),
 )
