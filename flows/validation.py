@@ -465,7 +465,7 @@ def run_validation(
     if (site_dir / "index.html").exists():
         _serve_assets_locally(site_dir)
     index = site_dir / "index.html"
-    return ValidationSummary(
+    summary = ValidationSummary(
         run_id=run_id,
         suites=results,
         docs_index=index if index.exists() else None,
@@ -474,6 +474,8 @@ def run_validation(
         errors=errors,
         timings=timings,
     )
+    _write_results_json(summary, site_dir / "results.json")
+    return summary
 
 
 @dataclass
@@ -758,6 +760,16 @@ def _serve_assets_locally(site_dir: Path) -> None:
         static = Path(os.path.relpath(site_dir / "static", page.parent)).as_posix()
         text = _RELATIVE_STATIC.sub(lambda m, static=static: f"{m.group(1)}{static}/", text)
         page.write_text(text, encoding="utf-8")
+
+
+def _write_results_json(summary: ValidationSummary, path: Path) -> None:
+    # Every check's outcome, passed ones included, for auditors who compare nights by machine.
+    document = {
+        "run_id": summary.run_id,
+        **{k: v for k, v in summary.to_metrics().items() if k not in ("failures", "messages")},
+        "checks": [c.to_dict() for c in summary.checks],
+    }
+    path.write_text(json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _copy_suite_files(suites_dir: Path, target: Path, used: dict[str, dict[str, float]]) -> None:

@@ -228,6 +228,9 @@ def test_clean_night_writes_docs_and_metrics(clean_night):
     used = json.loads((site / "suites" / "thresholds_used.json").read_text())
     assert used["police_hukou"]["id_number_well_formed"] == 0.95
     assert (site / "suites" / "entity_map.sql").is_file() and (site / "suites" / "README.md").is_file()
+    results = json.loads((site / "results.json").read_text(encoding="utf-8"))
+    assert len(results["checks"]) == summary.evaluated and results["critical_failed"] == 0
+    assert {c["check"] for c in results["checks"]} >= {"record_in_one_cluster_only", "row_count_in_band"}
 
 
 def test_clean_night_docs_load_nothing_from_the_internet(clean_night):
