@@ -19,9 +19,14 @@ Why it is built this way:
 * The frames carry no identity number and no name at all: ids and dates are reduced to
   their shape (digit → 9, Han character → 字), the outcome of a check is a label
   (``wrong_check_character``, ``differs``), record ids have any run of 15+ digits masked
-  like an id number (330602********123X). GX stores and renders unexpected and distinct
-  values whatever the result format says; with these frames there is nothing personal
-  for it to show. Result format is SUMMARY with a few examples, which are labels.
+  like an id number (330602********123X) plus a digest salted per run, so distinct ids
+  stay distinct. GX stores and renders unexpected and distinct values whatever the
+  result format says; with these frames there is nothing personal for it to show.
+  Result format is SUMMARY with a few examples, which are labels. Labels are handed over
+  dictionary-encoded, so pandas holds them as categoricals and GX's set and null checks
+  run on integer codes: a million-record night validates in about 13-15 s on 2 busy
+  cores (benchmarks/bench_validation.py), against 94-120 s with plain string columns
+  and the checks done in pandas.
 * One checkpoint per run. A checkpoint hands the same batch parameters to every
   validation definition, so in-memory dataframes cannot differ per suite; each frame is
   therefore written to a parquet file in a private temporary folder (removed afterwards)
