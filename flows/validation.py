@@ -25,8 +25,9 @@ Why it is built this way:
   Result format is SUMMARY with a few examples, which are labels. Labels are handed over
   dictionary-encoded, so pandas holds them as categoricals and GX's set and null checks
   run on integer codes: a million-record night validates in about 13-15 s on 2 busy
-  cores (benchmarks/bench_validation.py), against 94-120 s with plain string columns
-  and the checks done in pandas.
+  cores (benchmarks/bench_validation.py), against 94-120 s for a first version with
+  plain string columns, a SQL lambda for the check character and a person_id regex run
+  in pandas.
 * One checkpoint per run. A checkpoint hands the same batch parameters to every
   validation definition, so in-memory dataframes cannot differ per suite; each frame is
   therefore written to a parquet file in a private temporary folder (removed afterwards)
