@@ -122,7 +122,9 @@ def ingest_sources(
             )
             if on_file is not None:
                 on_file(relative, extract.rows_in)
-    ingest_rows = pl.concat(readable, how="vertical")
+    # Frames are concatenated in source, file and row order, so the position is the
+    # record_key the design asks for (gaps where rows are quarantined are harmless).
+    ingest_rows = pl.concat(readable, how="vertical").with_row_index("ingest_position")
     read_rejects = pl.concat(rejected, how="vertical")
     del readable, rejected
 
@@ -135,13 +137,12 @@ def ingest_sources(
             f"""
             create or replace table raw_records as
             select
-                row_number() over (order by source_order, file_order, row_number) - 1 as record_key,
+                cast(ingest_position as bigint) as record_key,
                 source, department, source_kind, file, row_number, file_sha256,
                 $run_id as load_batch,
                 {", ".join(RAW_FIELDS)}
             from stg_ingest_rows_checked
             where reason_code is null
-            order by record_key
             """,
             {"run_id": run_id},
         )

@@ -156,7 +156,7 @@ def publish(ctx: RunContext) -> tuple[Path, StageResult]:
 
 
 def write_reports(ctx: RunContext, reports_dir: Path) -> None:
-    from flows.reports import write_department_reports
+    from flows.reports import department_folder, write_department_reports
     from linkage.reports import build_department_reports
 
     standardized = ctx.con.execute("select * from int_persons_standardized order by record_key").pl()
@@ -165,7 +165,7 @@ def write_reports(ctx: RunContext, reports_dir: Path) -> None:
     reports = build_department_reports(standardized, entity_map, findings)
     # Every department in the sources file gets a folder, even with nothing to correct.
     for source in ctx.config.sources:
-        (reports_dir / source.department).mkdir(parents=True, exist_ok=True)
+        (reports_dir / department_folder(source.department)).mkdir(parents=True, exist_ok=True)
     write_department_reports(reports_dir, reports)
 
 

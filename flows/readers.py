@@ -297,6 +297,9 @@ def read_parquet(file: Path, required: list[str], source: str) -> Extract:
         values = table.column(column)
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
             columns.append(pl.Series(column, values, dtype=pl.String))
+        elif pa.types.is_date(values.type) or pa.types.is_integer(values.type):
+            # ISO dates and plain integers: the same text cell_text gives, for the whole column at once.
+            columns.append(pl.Series(column, values).cast(pl.String))
         else:
             # Dates, numbers and the like: one cell at a time, as the other formats do.
             columns.append([cell_text(v) for v in values.to_pylist()])

@@ -59,6 +59,11 @@ class RunContext:
     standardization_metrics: pl.DataFrame | None = None
 
     @property
+    def as_of(self) -> dt.date:
+        """The night's own date in China: dates after it are "in the future", ages are on it."""
+        return self.started_at.astimezone(CHINA_TIME).date()
+
+    @property
     def staging_dir(self) -> Path:
         """Where the run's files are written until the run publishes them."""
         return self.out_dir / "runs" / f".{self.run_id}.partial"
@@ -147,7 +152,7 @@ def standardize(ctx: RunContext) -> StageResult:
     def body():
         raw = ctx.con.execute("select * from raw_records order by record_key").pl()
         # Dates after the night's own date count as "in the future": a rerun judges alike.
-        standardized = standardize_records(raw, as_of=ctx.started_at.astimezone(CHINA_TIME).date())
+        standardized = standardize_records(raw, as_of=ctx.as_of)
         del raw
         ctx.con.register("standardized_frame", standardized)
         ctx.con.execute("create or replace table int_persons_standardized as select * from standardized_frame")
@@ -218,8 +223,9 @@ def households(ctx: RunContext) -> StageResult:
     def body():
         standardized = load_standardized(ctx.con)
         entity_map = ctx.con.execute("select * from entity_map order by record_key").pl()
-        findings = find_household_findings(standardized, entity_map)
-        rates = compute_rates(standardized, entity_map, findings)
+        findings = find_household_findings(standardized, entity_map, as_of=ctx.as_of)
+        mapped_fields = {source.name: list(source.columns) for source in ctx.config.sources}
+        rates = compute_rates(standardized, entity_map, findings, mapped_fields=mapped_fields)
         ctx.rates = rates
         ctx.con.register("findings_frame", findings)
         ctx.con.execute("create or replace table household_findings as select * from findings_frame")
