@@ -19,10 +19,16 @@ from rapidfuzz import distance, process
 NULL_LEVEL = -1
 
 
-def _cpdist(a: pl.Series, b: pl.Series, scorer) -> np.ndarray:
-    """Pairwise scorer over two aligned string columns; 0 where a side is null."""
+def _cpdist(a: pl.Series, b: pl.Series, scorer, only: np.ndarray | None = None) -> np.ndarray:
+    """Pairwise scorer over two aligned string columns; 0 where a side is null.
+
+    ``only``: score just these rows (the others are already decided, e.g. equal strings),
+    which spares most of the work: most candidate pairs agree exactly.
+    """
     out = np.zeros(len(a), dtype=np.float64)
     mask = (a.is_not_null() & b.is_not_null()).to_numpy()
+    if only is not None:
+        mask &= only
     if mask.any():
         idx = np.flatnonzero(mask)
         out[idx] = process.cpdist(
@@ -91,7 +97,8 @@ class IdNumberComparison(Comparison):
             )
         ).to_series().fill_null(False).to_numpy()
         # OSA counts an adjacent swap as one edit, as a clerk's slip is.
-        osa = _cpdist(a, b, distance.OSA.distance)
+        osa = _cpdist(a, b, distance.OSA.distance, only=~exact)
+        osa[exact] = 0
         null = (a.is_null() | b.is_null()).to_numpy()
         if "id_foreign_l" in pairs.columns:
             # Someone else's number (a parent's) says nothing about who the record is,
@@ -121,7 +128,7 @@ class NameComparison(Comparison):
             same_sorted |= (
                 (c_l == pairs["pinyin_reordered_r"]).fill_null(False) | (pairs["pinyin_reordered_l"] == c_r).fill_null(False)
             ).to_numpy()
-        jw = _cpdist(py_l, py_r, distance.JaroWinkler.normalized_similarity)
+        jw = _cpdist(py_l, py_r, distance.JaroWinkler.normalized_similarity, only=~(same_name | same_pinyin | same_sorted))
         null = (py_l.is_null() | py_r.is_null()).to_numpy() & ~same_name
         conds = [same_name, same_pinyin, same_sorted] + [jw >= t for t in self.thresholds]
         if "given_pinyin_l" in pairs.columns:
@@ -216,7 +223,11 @@ class AddressComparison(Comparison):
                 b = pairs[f"{cr}_r"]
                 any_r |= b.is_not_null().to_numpy()
                 exact |= (a == b).fill_null(False).to_numpy()
-                best = np.maximum(best, _cpdist(a, b, distance.Indel.normalized_similarity))
+        # Similarity only where no address pair is equal already (the bulk of true pairs).
+        for cl in self.columns:
+            for cr in self.columns:
+                sim = _cpdist(pairs[f"{cl}_l"], pairs[f"{cr}_r"], distance.Indel.normalized_similarity, only=~exact)
+                best = np.maximum(best, sim)
         conds = [exact] + [best >= t for t in self.thresholds]
         return _levels_from_conditions(conds, ~(any_l & any_r))
 
