@@ -46,6 +46,9 @@ def test_every_contract_file_is_published(two_nights) -> None:
         assert any((run / "reports").iterdir())
         assert (run / "manifest.json").is_file() and (run / "index.html").is_file()
     assert (out / "latest").resolve() == second.resolve()
+    from flows.manifest import verify_run
+
+    assert verify_run(first) == [] and verify_run(second) == []
     assert pl.read_parquet(first / "entity_map.parquet").columns == ["source", "record_id", "person_id"]
     assert pl.read_parquet(first / "quarantine.parquet").columns[:5] == ["source", "file", "row_number", "record_id", "reason"]
     assert pl.read_csv(first / "share_rates.csv").columns == ["source", "records", "persons", "shared_persons", "share_rate"]
