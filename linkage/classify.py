@@ -405,8 +405,18 @@ def probability(weight: np.ndarray | float) -> np.ndarray:
     return 1.0 / (1.0 + np.power(2.0, -np.clip(weight, -1000, 1000)))
 
 
+SAME_VALID_ID = "same_valid_id"
+# Rules that keep two records apart; SAME_VALID_ID is the one rule that joins them.
+VETO_RULES = ("different_valid_ids", "id_conflict", "different_names")
+
+
+def decide(prob: np.ndarray, rule: np.ndarray, threshold: float) -> np.ndarray:
+    """Match when a rule says so, or when no rule objects and the probability reaches the threshold."""
+    return (rule == SAME_VALID_ID) | ((prob >= threshold) & (rule == ""))
+
+
 def apply_rules(pf: pl.DataFrame, gammas: np.ndarray, comparisons: list[Comparison]) -> np.ndarray:
-    """Rule that overrides the model, per pair: '' (none), 'different_valid_ids' or 'id_conflict'."""
+    """Rule that overrides the model, per pair: '' (none), a veto (VETO_RULES) or SAME_VALID_ID."""
     idx = {c.name: k for k, c in enumerate(comparisons)}
     g_id = gammas[:, idx["id_number"]]
     g_name = gammas[:, idx["name"]]
@@ -433,6 +443,10 @@ def apply_rules(pf: pl.DataFrame, gammas: np.ndarray, comparisons: list[Comparis
     # above all) agree on birth date, address, phone, all of them evidence that moves
     # together and outweighs the one field that tells them apart. Only an id (the same, or
     # one slip apart) may overrule the name.
+    # The converse of different_valid_ids: one valid id, the record's own, shared without
+    # conflict is one person, whatever slips the names carry (吕博 / 吕颖).
+    own_any = (pf[f"{own}_l"].fill_null(False) | pf[f"{own}_r"].fill_null(False)).to_numpy()
+    rule[(rule == "") & (g_id == 2) & own_any] = SAME_VALID_ID
     if "name_script_l" in pf.columns:
         # Han names only: a romanized name's parts are reordered, dropped and misspelt far
         # more often (FEBRL), and two han names with nothing in common are two people.

@@ -128,7 +128,21 @@ class NameComparison(Comparison):
             same_sorted |= (
                 (c_l == pairs["pinyin_reordered_r"]).fill_null(False) | (pairs["pinyin_reordered_l"] == c_r).fill_null(False)
             ).to_numpy()
-        jw = _cpdist(py_l, py_r, distance.JaroWinkler.normalized_similarity, only=~(same_name | same_pinyin | same_sorted))
+        decided = same_name | same_pinyin | same_sorted
+        jw_scorer = distance.JaroWinkler.normalized_similarity
+        if "given_pinyin_l" in pairs.columns and "surname_pinyin_l" in pairs.columns:
+            # Same han surname: judge the given names alone. On the whole string the shared
+            # prefix ("zhang ") lifts 张静瑶 / 张红 above 0.88; twins are exactly that case.
+            g_l, g_r = pairs["given_pinyin_l"], pairs["given_pinyin_r"]
+            by_given = (
+                (pairs["surname_pinyin_l"] == pairs["surname_pinyin_r"]).fill_null(False)
+                & g_l.is_not_null() & g_r.is_not_null()
+            ).to_numpy()
+            jw = _cpdist(py_l, py_r, jw_scorer, only=~decided & ~by_given)
+            jw_given = _cpdist(g_l, g_r, jw_scorer, only=~decided & by_given)
+            jw = np.where(by_given, jw_given, jw)
+        else:
+            jw = _cpdist(py_l, py_r, jw_scorer, only=~decided)
         null = (py_l.is_null() | py_r.is_null()).to_numpy() & ~same_name
         conds = [same_name, same_pinyin, same_sorted] + [jw >= t for t in self.thresholds]
         if "given_pinyin_l" in pairs.columns:
@@ -285,6 +299,7 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "pinyin_compact",
     "pinyin_reordered",
     "given_pinyin",
+    "surname_pinyin",
     "birth",
     "sex",
     "hukou_region",

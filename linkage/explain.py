@@ -12,10 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from linkage.block import prepare_link_records
-from linkage.classify import FellegiSunterModel, apply_rules, probability, score, term_frequency_adjustment
+from linkage.classify import (
+    FellegiSunterModel,
+    apply_rules,
+    decide,
+    probability,
+    score,
+    term_frequency_adjustment,
+)
 from linkage.compare import DEFAULT_COMPARISONS, NULL_LEVEL, Comparison, compare_pairs, pair_frame
 
 STD_TABLE = "int_persons_standardized"
@@ -164,7 +172,8 @@ def explain_pair(
         if ids[1] == 2:
             same = ids[0] == 1
     return PairExplanation(
-        record_l, record_r, lines, prior, tf_adj, total, prob, threshold, rule, bool(prob >= threshold and not rule), same
+        record_l, record_r, lines, prior, tf_adj, total, prob, threshold, rule,
+        bool(decide(np.array([prob]), np.array([rule], dtype=object), threshold)[0]), same
     )
 
 
@@ -188,7 +197,8 @@ def format_pair(e: PairExplanation) -> str:
     out.append(f"  {'prior (random pair)':<{width}}  {e.prior_weight:+.2f}")
     out.append(f"  total match weight {e.total_weight:+.2f} bits, probability {e.probability:.4f} (threshold {e.threshold})")
     if e.rule:
-        out.append(f"  rule: {e.rule} overrides the score")
+        verb = "decides: same person" if e.rule == "same_valid_id" else "overrides the score"
+        out.append(f"  rule: {e.rule} {verb}")
     out.append(f"  decision: {'MATCH' if e.is_match else 'NOT A MATCH'}")
     if e.same_person_in_run is not None:
         out.append(f"  in the run: {'same person' if e.same_person_in_run else 'different persons'}")

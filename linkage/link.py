@@ -17,6 +17,7 @@ from linkage.block import BLOCKING_PASSES, DEFAULT_MAX_BLOCK_SIZE, prepare_link_
 from linkage.classify import (
     FellegiSunterModel,
     apply_rules,
+    decide,
     estimate_u,
     fit_em,
     fit_em_by_sessions,
@@ -105,7 +106,7 @@ def score_pairs(
     total = total + tf_adj
     prob = probability(total)
     rule = apply_rules(pf, gammas, list(comparisons))
-    is_match = (prob >= threshold) & (rule == "")
+    is_match = decide(prob, rule, threshold)
     return total, prob, rule, is_match, per
 
 
@@ -130,6 +131,7 @@ def model_dict(
         },
         "rules": {
             "different_valid_ids": "two valid resident ids that differ (15/18 forms already made one): different people",
+            "same_valid_id": "the same valid resident id, the record's own, without conflict: the same person",
             "id_conflict": "same id, different names and a different sex or birth date: an id carried by two people",
             "different_names": "two han names with nothing in common (or only close, with another sex) and no shared id: "
             "not matched on this pair's evidence",
@@ -209,7 +211,7 @@ def link_records(
         pl.Series("is_match", is_match, dtype=pl.Boolean),
     ) if len(blocking.pairs) else _empty_pairs()
     rule_s = pl.Series("rule", rule.astype(str) if len(rule) else np.array([], dtype=str), dtype=pl.String)
-    ruled = pairs.with_columns(rule_s).filter(pl.col("rule") != "")
+    ruled = pairs.with_columns(rule_s).filter((pl.col("rule") != "") & (pl.col("rule") != "same_valid_id"))
     # Id rules are hard: such records never share a person, not even through others.
     # different_names only keeps the pair's own evidence from deciding.
     cannot_link = ruled.filter(pl.col("rule").is_in(["different_valid_ids", "id_conflict"]))

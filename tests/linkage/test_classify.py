@@ -101,7 +101,8 @@ def test_rules_different_valid_ids_and_id_conflict():
     # 3: same valid id, same name, birth date a typo apart: the same person
     g[3, idx["id_number"]], g[3, idx["name"]], g[3, idx["birth_date"]] = 2, 6, 2
     rules = apply_rules(_rule_frame([True, True, True, True], [True, False, True, True]), g, list(DEFAULT_COMPARISONS))
-    assert rules.tolist() == ["different_valid_ids", "", "id_conflict", ""]
+    # 3 is decided by the id itself: the same valid id, without conflict.
+    assert rules.tolist() == ["different_valid_ids", "", "id_conflict", "same_valid_id"]
 
 
 def test_supervised_weights_separate_labelled_pairs():
