@@ -117,3 +117,19 @@ def test_recordlinkage_compare_gives_the_same_levels():
     assert (features.to_numpy() == direct).all()
     assert list(features.columns) == [c.name for c in DEFAULT_COMPARISONS]
 
+
+
+def test_same_surname_names_are_judged_by_the_given_name():
+    # "zhang jing yao" / "zhang hong" share "zhang ": Jaro-Winkler on the whole string is
+    # above 0.88; twins' names are exactly this, so the given names alone decide.
+    frame = pf(
+        name=(["张静瑶", "张晓明"], ["张红", "张晓鸣"]),
+        name_pinyin=(["zhang jing yao", "zhang xiao ming"], ["zhang hong", "zhang xiao ming"]),
+        name_pinyin_sorted=(["jing yao zhang", "ming xiao zhang"], ["hong zhang", "ming xiao zhang"]),
+        surname_pinyin=(["zhang", "zhang"], ["zhang", "zhang"]),
+        given_pinyin=(["jingyao", "xiaoming"], ["hong", "xiaoming"]),
+    )
+    g = COMP["name"].gamma(frame).tolist()
+    labels = COMP["name"].levels
+    assert labels[g[0]] == "different"
+    assert labels[g[1]] == "same pinyin (homophone, other script)"
