@@ -156,6 +156,8 @@ def link_records(
     the weights come from a logistic regression on them instead of EM.
     """
     settings = settings or LinkageSettings()
+    if settings.training not in ("sessions", "random_pairs", "candidates"):
+        raise ValueError(f"unknown training {settings.training!r}: sessions, random_pairs or candidates")
     comparisons = settings.comparisons
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -177,6 +179,9 @@ def link_records(
             how="left",
         )["is_match"]
         known = lab.is_not_null().to_numpy()
+        classes = set(lab.drop_nulls().to_list())
+        if classes != {True, False}:
+            raise ValueError("labelled pairs must include matches and non-matches among the candidate pairs")
         model = fit_supervised(gammas[known], lab.to_numpy()[known].astype(bool), list(comparisons))
     else:
         n = len(records)
