@@ -35,6 +35,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -122,24 +123,46 @@ class Measured:
     # 1-minute load average before and after: other work on the machine shows up here.
     load_before: float | None = None
     load_after: float | None = None
+    killed_over_rss: int | None = None
 
 
 def run_measured(
-    command: list[str], *, log_path: Path, interval: float = 0.2, env: dict[str, str] | None = None
+    command: list[str],
+    *,
+    log_path: Path,
+    interval: float = 0.2,
+    env: dict[str, str] | None = None,
+    rss_limit: int | None = None,
 ) -> Measured:
-    """Run a command to completion, polling its process tree's RSS every `interval` seconds."""
+    """Run a command to completion, polling its process tree's RSS every `interval` seconds.
+
+    With `rss_limit` (bytes), a tree that grows past it is stopped (SIGKILL to its process
+    group): on a shared machine a run that has already failed its memory bar must not
+    push other work into the OOM killer. The Measured then has `killed_over_rss` set.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     samples: list[tuple[float, int]] = []
     load_before = os.getloadavg()[0]
     with log_path.open("wb") as log:
         started_at = time.time()
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        # Its own session, so that the whole tree (and only it) can be stopped at the limit.
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         done = threading.Event()
+        killed: list[int] = []
 
         def poll() -> None:
             while not done.is_set():
-                samples.append((time.time(), tree_rss_bytes(process.pid)))
+                rss = tree_rss_bytes(process.pid)
+                samples.append((time.time(), rss))
+                if rss_limit is not None and rss > rss_limit and not killed:
+                    killed.append(rss)
+                    try:
+                        os.killpg(process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 done.wait(interval)
 
         poller = threading.Thread(target=poll, daemon=True)
@@ -161,6 +184,7 @@ def run_measured(
         stderr_tail=tail,
         load_before=round(load_before, 2),
         load_after=round(os.getloadavg()[0], 2),
+        killed_over_rss=killed[0] if killed else None,
     )
 
 
@@ -644,6 +668,8 @@ def print_report(result: dict) -> None:
             f"\nrenhu night 1: {night1['seconds']:.1f} s, peak tree RSS {gb(night1['peak_tree_rss'])}, "
             f"largest process {gb(night1['max_process_rss'])}, exit {night1['returncode']}"
         )
+        if night1.get("killed_over_rss"):
+            print(f"STOPPED by the benchmark: process tree RSS reached {gb(night1['killed_over_rss'])}")
         print(f"{'stage':<22}{'seconds':>10}{'peak RSS':>12}{'rows in':>12}{'rows out':>12}")
         for stage in night1.get("stages", []):
             print(
@@ -745,10 +771,13 @@ def generate(city: Path, persons: int, seed: int, logs: Path) -> tuple[dict, Mea
     return info, measured
 
 
-def renhu_night(city: Path, out: Path, logs: Path, name: str, truth: pl.DataFrame) -> dict:
+def renhu_night(
+    city: Path, out: Path, logs: Path, name: str, truth: pl.DataFrame, rss_limit: int | None = None
+) -> dict:
     measured = run_measured(
         [str(RENHU), "run", "--sources", str(city / "sources.yaml"), "--out", str(out)],
         log_path=logs / f"{name}.log",
+        rss_limit=rss_limit,
     )
     night = {
         "command": " ".join(measured.command),
@@ -758,6 +787,7 @@ def renhu_night(city: Path, out: Path, logs: Path, name: str, truth: pl.DataFram
         "max_process_rss": measured.max_process_rss,
         "load_before": measured.load_before,
         "load_after": measured.load_after,
+        "killed_over_rss": measured.killed_over_rss,
     }
     ledger = read_ledger(out / "renhu.duckdb")
     if ledger and _timestamp(ledger.get("started_at")) < measured.started_at - 5:
@@ -823,8 +853,14 @@ def main(argv: list[str] | None = None) -> int:
         "--u-pairs", type=float, help="Splink u sampling pairs (default 1e6 up to 200k records, else 1e7)"
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--rss-limit-gb",
+        type=float,
+        help="stop a renhu run whose process tree passes this RSS (protects a shared machine)",
+    )
     args = parser.parse_args(argv)
 
+    rss_limit = int(args.rss_limit_gb * 1e9) if args.rss_limit_gb else None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H%MZ")
     base = args.work_dir / f"records-{args.records}"
     logs = base / "logs"
@@ -875,7 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     # The city is changed for night 2, so Splink runs before that, on the same extracts as night 1.
     out = base / "renhu-out"
     print("renhu night 1 ...", flush=True)
-    night1 = add_outside_stages(renhu_night(city, out, logs, "renhu_night1", truth))
+    night1 = add_outside_stages(renhu_night(city, out, logs, "renhu_night1", truth, rss_limit))
     night1["seconds_per_million"] = round(night1["seconds"] / million, 2)
     result["renhu_night1"] = night1
     print(f"  exit {night1['returncode']}, {night1['seconds']:.1f} s", flush=True)
@@ -931,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
             night1_map = read_table(out / "renhu.duckdb", "entity_map")
         mutation = mutate_city(city, 0.01, args.seed + 2)
         truth2 = pl.read_parquet(city / "truth" / "records.parquet")
-        night2 = add_outside_stages(renhu_night(city, out, logs, "renhu_night2", truth2))
+        night2 = add_outside_stages(renhu_night(city, out, logs, "renhu_night2", truth2, rss_limit))
         night2["mutation"] = mutation
         night2["relative_to_night1"] = round(night2["seconds"] / night1["seconds"], 4)
         night2_map = None

@@ -108,6 +108,20 @@ def test_run_measured_sees_memory_of_a_grandchild():
     assert measured.seconds >= 1.0
 
 
+def test_run_measured_stops_a_tree_past_its_rss_limit():
+    # 400 MB held for a minute; a 100 MB limit must stop it long before it would finish.
+    hog = "import time; b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(60)"
+    measured = bench.run_measured(
+        [sys.executable, "-c", hog],
+        log_path=Path("/tmp/renhu-bench-smoke-limit.log"),
+        interval=0.05,
+        rss_limit=100 * 2**20,
+    )
+    assert measured.returncode == -9
+    assert measured.killed_over_rss > 100 * 2**20
+    assert measured.seconds < 60
+
+
 def test_tree_rss_of_a_gone_process_is_zero():
     assert bench.rss_bytes(2**22 + 12345) == 0
     assert bench.tree_rss_bytes(2**22 + 12345) == 0
