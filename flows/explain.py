@@ -2,8 +2,8 @@
 
     renhu explain --run OUT/runs/<run_id> SOURCE:RECORD [SOURCE:RECORD] [--db FILE]
 
-Reads the run's ``linkage_model.json`` and the DuckDB file (default RUNDIR/../../renhu.duckdb),
-read-only. Output masks identity numbers and names.
+Reads the run's ``linkage_model.json`` and the DuckDB file (default RUNDIR/../../renhu.duckdb,
+OUT/renhu.duckdb when RUNDIR is OUT/latest), read-only. Output masks identity numbers and names.
 """
 
 from __future__ import annotations
@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _default_db(run: Path) -> Path:
+    """OUT/renhu.duckdb for a run folder OUT/runs/<run_id>, also when given as OUT/latest
+    (a symlink, resolved first, or a copy of the run, one level below OUT)."""
+    resolved = run.resolve()
+    for candidate in (resolved.parent.parent / "renhu.duckdb", run.absolute().parent / "renhu.duckdb"):
+        if candidate.is_file():
+            return candidate
+    return resolved.parent.parent / "renhu.duckdb"
+
+
 def explain_command(argv: list[str]) -> int:
     parser = build_parser()
     try:
@@ -47,7 +57,7 @@ def explain_command(argv: list[str]) -> int:
         print("renhu explain: give one or two SOURCE:RECORD", file=sys.stderr)
         return 2
     model_path = args.run / "linkage_model.json"
-    db = args.db or args.run.parent.parent / "renhu.duckdb"
+    db = args.db or _default_db(args.run)
     if not model_path.is_file():
         print(f"renhu explain: no linkage model at {model_path}", file=sys.stderr)
         return 1

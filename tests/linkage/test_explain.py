@@ -120,3 +120,12 @@ def test_errors_are_one_line_and_nonzero(run, capsys, tmp_path):
     assert "no record hukou:nope" in capsys.readouterr().err
     assert explain_command(["--run", str(tmp_path), "hukou:ouyang"]) == 1
     assert explain_command(["--run", str(rundir), "not-a-record"]) == 2
+
+
+def test_latest_symlink_finds_the_run_database(run, capsys):
+    rundir, _, _ = run
+    latest = rundir.parent.parent / "latest"
+    if not latest.exists():
+        latest.symlink_to(rundir, target_is_directory=True)
+    assert explain_command(["--run", str(latest), "hukou:ouyang", "school:ouyang2"]) == 0
+    assert "decision: MATCH" in capsys.readouterr().out
