@@ -669,7 +669,10 @@ def print_report(result: dict) -> None:
             f"largest process {gb(night1['max_process_rss'])}, exit {night1['returncode']}"
         )
         if night1.get("killed_over_rss"):
-            print(f"STOPPED by the benchmark: process tree RSS reached {gb(night1['killed_over_rss'])}")
+            print(
+                f"STOPPED by the benchmark: process tree RSS reached {gb(night1['killed_over_rss'])} "
+                f"in stage {night1.get('last_stage_started')}"
+            )
         print(f"{'stage':<22}{'seconds':>10}{'peak RSS':>12}{'rows in':>12}{'rows out':>12}")
         for stage in night1.get("stages", []):
             print(
@@ -797,6 +800,7 @@ def renhu_night(
     if measured.returncode != 0:
         night["published"] = False
         night["error_tail"] = measured.stderr_tail
+        night["last_stage_started"] = last_stage_started(logs / f"{name}.log")
         if ledger:
             # Not published (e.g. a critical validation failure), but the stages ran: their
             # figures and the entity_map the run left in its DuckDB file are still worth a look.
@@ -820,6 +824,18 @@ def renhu_night(
     entity_map = pl.read_parquet(latest / "entity_map.parquet")
     night["accuracy"] = pairwise_scores(entity_map, accepted_truth(truth))
     return night
+
+
+_STAGE_START = re.compile(r"stage (\w+): starting")
+
+
+def last_stage_started(log: Path) -> str | None:
+    """The stage a stopped run was in, from the flow's own 'stage X: starting' log lines."""
+    try:
+        found = _STAGE_START.findall(log.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    return found[-1] if found else None
 
 
 def add_outside_stages(night: dict) -> dict:

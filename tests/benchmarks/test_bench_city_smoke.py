@@ -285,3 +285,15 @@ def test_splink_side_dates_names_and_sex():
     assert baseline.standard_name("Wei Zhang")[2:] == ("wei zhang", "wei zhang")
     assert baseline.standard_name("不详") == (None, None, None, None)
     assert baseline.standard_sex("女") == "F"
+
+
+def test_last_stage_started_reads_the_flow_log(tmp_path: Path):
+    log = tmp_path / "night.log"
+    log.write_text(
+        "14:26:38 | INFO | Task run 'ingest-101' - stage ingest: starting\n"
+        "14:27:38 | INFO | Task run 'standardize-1' - stage standardize: starting\n"
+        "Killed\n",
+        encoding="utf-8",
+    )
+    assert bench.last_stage_started(log) == "standardize"
+    assert bench.last_stage_started(tmp_path / "missing.log") is None
