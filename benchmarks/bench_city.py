@@ -126,6 +126,21 @@ class Measured:
     killed_over_rss: int | None = None
 
 
+def rss_timeline(measured: Measured, points: int = 120) -> list[list[float]]:
+    """[seconds since start, GB] at most `points` samples, each the peak of its slice, so
+    where memory climbs can be read from the results file without the raw samples."""
+    samples = measured.samples
+    if not samples:
+        return []
+    step = max(1, -(-len(samples) // points))
+    timeline = []
+    for i in range(0, len(samples), step):
+        chunk = samples[i : i + step]
+        t, _ = chunk[0]
+        timeline.append([round(t - measured.started_at, 1), round(max(r for _, r in chunk) / 1e9, 3)])
+    return timeline
+
+
 def run_measured(
     command: list[str],
     *,
@@ -791,6 +806,7 @@ def renhu_night(
         "load_before": measured.load_before,
         "load_after": measured.load_after,
         "killed_over_rss": measured.killed_over_rss,
+        "rss_timeline_gb": rss_timeline(measured),
     }
     ledger = read_ledger(out / "renhu.duckdb")
     if ledger and _timestamp(ledger.get("started_at")) < measured.started_at - 5:
@@ -962,6 +978,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_process_rss": measured.max_process_rss,
             "load_before": measured.load_before,
             "load_after": measured.load_after,
+            "rss_timeline_gb": rss_timeline(measured),
         }
         if measured.returncode == 0:
             splink["metrics"] = json.loads((splink_out / "splink_metrics.json").read_text(encoding="utf-8"))

@@ -297,3 +297,22 @@ def test_last_stage_started_reads_the_flow_log(tmp_path: Path):
     )
     assert bench.last_stage_started(log) == "standardize"
     assert bench.last_stage_started(tmp_path / "missing.log") is None
+
+
+def test_rss_timeline_keeps_the_peak_of_each_slice():
+    t0 = 1000.0
+    samples = [(t0 + i, (i % 7) * 10**9) for i in range(100)]  # peaks of 6 GB every 7 s
+    measured = bench.Measured(
+        command=[],
+        returncode=0,
+        seconds=100.0,
+        peak_tree_rss=6 * 10**9,
+        max_process_rss=0,
+        started_at=t0,
+        samples=samples,
+    )
+    timeline = bench.rss_timeline(measured, points=10)
+    assert len(timeline) == 10
+    assert timeline[0] == [0.0, 6.0]
+    assert max(gb for _, gb in timeline) == 6.0
+    assert bench.rss_timeline(bench.Measured([], 0, 0.0, 0, 0, t0)) == []
