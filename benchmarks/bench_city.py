@@ -882,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-night2", action="store_true")
     parser.add_argument("--profile", action="store_true", help="extra untimed renhu run under py-spy")
     parser.add_argument(
-        "--u-pairs", type=float, help="Splink u sampling pairs (default 1e6 up to 200k records, else 1e7)"
+        "--u-pairs", type=float, help="Splink u sampling pairs (default 1e6 up to 250k records, else 1e7)"
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument(
@@ -898,6 +898,10 @@ def main(argv: list[str] | None = None) -> int:
     logs = base / "logs"
     if base.exists() and not args.city:
         shutil.rmtree(base)
+    # A reused city still gets a first night: no DuckDB file or outputs of an earlier run.
+    for stale in ("renhu-out", "splink-out", "renhu-profile-out"):
+        if (base / stale).exists():
+            shutil.rmtree(base / stale)
     logs.mkdir(parents=True, exist_ok=True)
     persons = max(1, round(args.records / RECORDS_PER_PERSON))
     result: dict = {
@@ -1071,10 +1075,17 @@ def main(argv: list[str] | None = None) -> int:
         bars["F1 >= Splink's"] = (
             f"{r1['accuracy']['f1']:.4f} vs {sp['accuracy']['f1']:.4f} ({'met' if r1['accuracy']['f1'] >= sp['accuracy']['f1'] else 'NOT met'})"
         )
+    first = result.get("renhu_night1") or {}
     if r1.get("peak_tree_rss"):
         limit = 3e9 if records <= 1_500_000 else 16e9
         bars[f"peak RSS <= {limit / 1e9:.0f} GB"] = (
             f"{gb(r1['peak_tree_rss'])} ({'met' if r1['peak_tree_rss'] <= limit else 'NOT met'})"
+        )
+    elif first.get("killed_over_rss"):
+        # Stopped at the limit: the run cannot have stayed under it.
+        bars[f"completes under {gb(rss_limit)}"] = (
+            f"NOT met: stopped at {gb(first['killed_over_rss'])} after {first['seconds']:.0f} s, "
+            f"in stage {first.get('last_stage_started')}"
         )
     n2 = result.get("renhu_night2") or {}
     if n2.get("returncode") == 0 and r1:
