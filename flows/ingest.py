@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -30,7 +31,7 @@ class IngestResult:
     per_source: list[dict]
 
 
-def read_extract(source: Source, file) -> Extract:
+def read_extract(source: Source, file: Path) -> Extract:
     required = source.mapped_columns
     record_id_column = source.columns["record_id"][0]
     if source.format == "csv":
@@ -42,6 +43,36 @@ def read_extract(source: Source, file) -> Extract:
     if source.format == "jsonl":
         return read_jsonl(file, source.encoding, required, source.name, record_id_column)
     raise ConfigError(f"{file}: unsupported format {source.format!r}")
+
+
+# Extracts read ahead of the flow (see `prefetch_extracts`), keyed by source, path, size and
+# modification time so a file changed in between is read again.
+_prefetched: dict[tuple[str, str, int, int], Extract] = {}
+
+
+def _file_key(source: Source, file: Path) -> tuple[str, str, int, int]:
+    stat = file.stat()
+    return source.name, str(file.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def prefetch_extracts(config: SourcesConfig) -> int:
+    """Read every extract now, for the ingest task to take later; returns rows read.
+
+    The CLI calls this while Prefect's temporary server starts (10-25 s of waiting on a
+    small machine), so the night's reading overlaps that wait. Reading writes nothing.
+    """
+    rows = 0
+    for source in config.sources:
+        for file in source.files:
+            extract = _take_or_read(source, file)
+            _prefetched[_file_key(source, file)] = extract
+            rows += extract.rows_in
+    return rows
+
+
+def _take_or_read(source: Source, file: Path) -> Extract:
+    extract = _prefetched.pop(_file_key(source, file), None)
+    return extract if extract is not None else read_extract(source, file)
 
 
 def _canonical_frame(source: Source, extract: Extract, relative_file: str, order: tuple[int, int]) -> pl.DataFrame:
@@ -107,7 +138,7 @@ def ingest_sources(
     files: list[dict] = []
     for source_order, source in enumerate(config.sources):
         for file_order, file in enumerate(source.files):
-            extract = read_extract(source, file)
+            extract = _take_or_read(source, file)
             relative = config.relative(file)
             readable.append(_canonical_frame(source, extract, relative, (source_order, file_order)))
             rejected.append(_rejected_frame(source, extract, relative, (source_order, file_order)))
