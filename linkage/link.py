@@ -92,22 +92,38 @@ def random_pairs(records: pl.DataFrame, n_pairs: int, seed: int) -> pl.DataFrame
     return pl.DataFrame({"record_key_l": np.minimum(a, b), "record_key_r": np.maximum(a, b)}).unique()
 
 
-def score_pairs(
-    pf: pl.DataFrame,
-    gammas: np.ndarray,
-    model: FellegiSunterModel,
+@dataclass
+class ComparedPairs:
+    gammas: np.ndarray  # (pairs, comparisons) int8 levels
+    rule: np.ndarray  # per pair: '' or a rule name
+    tf_adjustment: np.ndarray  # per pair, bits
+
+
+def compare_in_chunks(
+    pairs: pl.DataFrame,
+    records: pl.DataFrame,
     comparisons: tuple[Comparison, ...],
     tf_tables: dict[str, pl.DataFrame],
-    threshold: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Weight (bits), probability, rule and decision per pair, and the per-comparison weights."""
-    total, per = score(model, gammas)
-    tf_adj = term_frequency_adjustment(pf, gammas, list(comparisons), tf_tables)
-    total = total + tf_adj
-    prob = probability(total)
-    rule = apply_rules(pf, gammas, list(comparisons))
-    is_match = decide(prob, rule, threshold)
-    return total, prob, rule, is_match, per
+    chunk_size: int = 500_000,
+) -> ComparedPairs:
+    """Comparison vectors, rules and term-frequency adjustments, a chunk of pairs at a time.
+
+    The pair frame carries both sides' strings (names, addresses) for every pair: for
+    millions of pairs that is gigabytes, so it lives one chunk at a time. Nothing after
+    this needs it: the model works on the small integer levels.
+    """
+    comps = list(comparisons)
+    gammas, rules, tf_adj = [], [], []
+    for start in range(0, len(pairs), chunk_size):
+        pf = pair_frame(pairs.slice(start, chunk_size), records)
+        g = compare_pairs(pf, comparisons)
+        gammas.append(g)
+        rules.append(apply_rules(pf, g, comps))
+        tf_adj.append(term_frequency_adjustment(pf, g, comps, tf_tables))
+        del pf
+    if not gammas:
+        return ComparedPairs(np.zeros((0, len(comps)), dtype=np.int8), np.array([], dtype=object), np.zeros(0))
+    return ComparedPairs(np.vstack(gammas), np.concatenate(rules), np.concatenate(tf_adj))
 
 
 def model_dict(
@@ -166,8 +182,9 @@ def link_records(
     timings["block"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    pf = pair_frame(blocking.pairs, records)
-    gammas = compare_pairs(pf, comparisons)
+    tf_tables = {c.tf_column: term_frequencies(records, c.tf_column) for c in comparisons if c.tf_column}
+    compared = compare_in_chunks(blocking.pairs, records, comparisons, tf_tables)
+    gammas, rule = compared.gammas, compared.rule
     timings["compare"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -203,10 +220,9 @@ def link_records(
         if all_pairs and model.u_source == "random_pairs":
             # Matches outside the candidates are negligible: the candidates' expected matches over all pairs.
             model.prior = min(model.lam * len(gammas) / all_pairs, 0.5)
-    tf_tables = {c.tf_column: term_frequencies(records, c.tf_column) for c in comparisons if c.tf_column}
-    total, prob, rule, is_match, _ = score_pairs(
-        pf, gammas, model, comparisons, tf_tables, settings.match_probability_threshold
-    )
+    total = score(model, gammas)[0] + compared.tf_adjustment
+    prob = probability(total)
+    is_match = decide(prob, rule, settings.match_probability_threshold)
     timings["classify"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
