@@ -256,6 +256,9 @@ def fit_em_by_sessions(
     for k, n in enumerate(names):
         if learned[n]:
             m.append(np.mean(learned[n], axis=0))
+        elif len(gammas) < MIN_SESSION_PAIRS:
+            # A handful of pairs teaches EM nothing: matches mostly agree fully (the prior shape).
+            m.append(_initial_m(len(comparisons[k].levels)))
         else:
             if fallback is None:
                 fallback = fit_em(gammas, comparisons, max_iterations=max_iterations, u_fixed=u_fixed)
