@@ -41,7 +41,7 @@ class _Groups:
     """Union-find over one component's records, each group knowing what it holds."""
 
     def __init__(self, members: list[int], valid_id: dict[int, str], any_id: dict[int, str], birth: dict[int, object],
-                 cannot: set[tuple[int, int]]):
+                 cannot: set[tuple[int, int]]) -> None:
         self.parent = {m: m for m in members}
         self.items = {m: [m] for m in members}
         self.valid_id, self.any_id, self.birth, self.cannot = valid_id, any_id, birth, cannot

@@ -11,10 +11,14 @@ over arrays); nothing loops over pairs in Python.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 from rapidfuzz import distance, process
+
+if TYPE_CHECKING:
+    import recordlinkage
 
 NULL_LEVEL = -1
 
@@ -326,7 +330,7 @@ def compare_pairs(pf: pl.DataFrame, comparisons: tuple[Comparison, ...] = DEFAUL
     return np.column_stack([c.gamma(pf) for c in comparisons]).astype(np.int8)
 
 
-def recordlinkage_compare(comparisons: tuple[Comparison, ...] = DEFAULT_COMPARISONS):
+def recordlinkage_compare(comparisons: tuple[Comparison, ...] = DEFAULT_COMPARISONS) -> recordlinkage.Compare:
     """The same comparisons as a ``recordlinkage.Compare`` (one feature per comparison).
 
     For use inside a recordlinkage pipeline (its indexers, classifiers, evaluation): each
@@ -344,7 +348,7 @@ def recordlinkage_compare(comparisons: tuple[Comparison, ...] = DEFAULT_COMPARIS
             super().__init__(cols, cols, label=comparison.name)
             self.comparison = comparison
 
-        def _compute_vectorized(self, *series):
+        def _compute_vectorized(self, *series) -> np.ndarray:
             n = len(PAIR_COLUMNS)
             data = {}
             for i, col in enumerate(PAIR_COLUMNS):
