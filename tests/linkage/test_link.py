@@ -248,3 +248,32 @@ def test_labelled_pairs_train_a_supervised_model(linked):
         pl.col("person_id").n_unique().alias("ids")
     )
     assert (per_truth["ids"] == 1).mean() >= 0.98
+
+
+def test_merge_and_split_across_nights_are_recorded():
+    # Night 1: the school record's name was keyed wrong, so it stands alone.
+    rid = resident_id("330602", "19900101", 321)
+    a = {"source": "hukou", "record_id": "wk", "name": "孙悟空", "id_number": rid, "sex": "男", "birth_date": "19900101",
+         "hukou_address": "越城区府山街道99号"}
+    b_wrong = {"source": "school", "record_id": "wk_s", "name": "陈平安", "sex": "男", "birth_date": "19900101"}
+    b_right = {**b_wrong, "name": "孙悟空"}
+    base = background(400)
+
+    def night(rows, previous):
+        std = standardize_records(raw_frame(base + rows))
+        return link_records(duckdb.connect(), std, previous)
+
+    n1 = night([a, b_wrong], None)
+    assert person_of(n1, "wk") != person_of(n1, "wk_s")
+    # Night 2: corrected, the two are one person; the smaller of the two old ids stays.
+    n2 = night([a, b_right], n1.entity_map.select("source", "record_id", "person_id"))
+    old = sorted([person_of(n1, "wk"), person_of(n1, "wk_s")])
+    assert person_of(n2, "wk") == person_of(n2, "wk_s") == old[0]
+    assert n2.id_changes.to_dicts() == [{"change": "merge", "old_person_id": old[1], "new_person_id": old[0]}]
+    # Night 3: the wrong name is back: the person splits, one part keeps the id, the split is recorded.
+    n3 = night([a, b_wrong], n2.entity_map.select("source", "record_id", "person_id"))
+    ids3 = {person_of(n3, "wk"), person_of(n3, "wk_s")}
+    assert len(ids3) == 2 and old[0] in ids3
+    (change,) = n3.id_changes.to_dicts()
+    assert change["change"] == "split" and change["old_person_id"] == old[0]
+    assert change["new_person_id"] == (ids3 - {old[0]}).pop()
