@@ -180,11 +180,12 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _stats_sql(pass_sql: str) -> str:
-    """The pass's own CTEs, ending in block-size figures instead of pairs.
+def _pass_with_stats_sql(pass_sql: str) -> str:
+    """The pass's own CTEs, returning its pairs and, in the same scan, its block-size figures.
 
     Every pass file ends with ``select * from pairs`` and has a ``block_sizes`` CTE with a
-    ``block_size`` column; reusing its CTEs keeps the report true to what the pass did.
+    ``block_size`` column. Rows with ``row_kind`` 0 are pairs; 1 is the largest block; 2 a
+    capped block. One query instead of two: the keys of a pass are computed once.
     """
     body = pass_sql.rstrip().rstrip(";")
     tail = "select * from pairs"
@@ -192,9 +193,9 @@ def _stats_sql(pass_sql: str) -> str:
         raise ValueError("a blocking pass must end with 'select * from pairs'")
     return (
         body[: -len(tail)]
-        + "select count(*) filter (where block_size > $max_block_size) as capped_blocks,"
-        " coalesce(sum(block_size) filter (where block_size > $max_block_size), 0) as capped_records,"
-        " coalesce(max(block_size), 0) as largest_block from block_sizes"
+        + "select 0 as row_kind, record_key_l, record_key_r, block_size from pairs"
+        " union all select 1, null, null, coalesce(max(block_size), 0) from block_sizes"
+        " union all select 2, null, null, block_size from block_sizes where block_size > $max_block_size"
     )
 
 
@@ -224,10 +225,21 @@ def run_blocking(
     params = {"max_block_size": max_block_size}
     try:
         for bp in passes:
-            sql = bp.sql()
-            con.execute(f"create or replace temp table {bp.table} as {sql}", params)
-            n_pairs = con.execute(f"select count(*) from {bp.table}").fetchone()[0]
-            capped_blocks, capped_records, largest = con.execute(_stats_sql(sql), params).fetchone()
+            con.execute(f"create or replace temp table {bp.table}__all as {_pass_with_stats_sql(bp.sql())}", params)
+            con.execute(
+                f"create or replace temp view {bp.table} as "
+                f"select record_key_l, record_key_r, block_size from {bp.table}__all where row_kind = 0"
+            )
+            n_pairs, largest, capped_blocks, capped_records = con.execute(
+                f"""
+                select
+                    count(*) filter (where row_kind = 0),
+                    coalesce(max(block_size) filter (where row_kind = 1), 0),
+                    count(*) filter (where row_kind = 2),
+                    coalesce(sum(block_size) filter (where row_kind = 2), 0)
+                from {bp.table}__all
+                """
+            ).fetchone()
             report.append(
                 {
                     "pass": bp.name,
@@ -256,7 +268,8 @@ def run_blocking(
         ).pl()
     finally:
         for bp in passes:
-            con.execute(f"drop table if exists {bp.table}")
+            con.execute(f"drop view if exists {bp.table}")
+            con.execute(f"drop table if exists {bp.table}__all")
         con.execute(f"drop table if exists {LINK_RECORDS}")
     return BlockingResult(pairs=pairs, report=report)
 
