@@ -210,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "explain":
         from flows.explain import explain_command
 
-        return explain_command(argv[1:])
+        try:
+            return explain_command(argv[1:])
+        except BrokenPipeError:  # `renhu explain … | head` closed the pipe: not an error
+            sys.stderr.close()
+            return 0
     if argv and argv[0] == "verify":
         from flows.manifest import verify_command
 

@@ -206,6 +206,24 @@ def link(ctx: RunContext) -> StageResult:
             ctx.con.register("id_changes_frame", result.id_changes.select("change", "old_person_id", "new_person_id"))
             ctx.con.execute("insert into person_id_changes select $run_id, * from id_changes_frame", {"run_id": ctx.run_id})
             ctx.con.unregister("id_changes_frame")
+        # Id conflicts and split clusters: kept for the steward and the audit, per run.
+        ctx.con.execute(
+            """
+            create table if not exists link_conflicts (
+                run_id varchar, kind varchar, record_key bigint, source varchar, record_id varchar, detail varchar
+            )
+            """
+        )
+        if result.conflicts is not None and result.conflicts.height:
+            conflicts = result.conflicts.select("kind", "record_key", "detail").join(
+                entity_map.select("record_key", "source", "record_id"), on="record_key", how="left"
+            )
+            ctx.con.register("conflicts_frame", conflicts)
+            ctx.con.execute(
+                "insert into link_conflicts select $run_id, kind, record_key, source, record_id, detail from conflicts_frame",
+                {"run_id": ctx.run_id},
+            )
+            ctx.con.unregister("conflicts_frame")
         if result.pairs is not None:
             ctx.con.register("pairs_frame", result.pairs)
             ctx.con.execute("create or replace table int_pairs_scored as select * from pairs_frame")

@@ -76,6 +76,19 @@ def test_every_demo_row_ends_in_exactly_one_output(demo_city, two_nights) -> Non
     assert metrics["linkage_method"]
 
 
+def test_id_conflicts_are_kept_for_the_steward(two_nights) -> None:
+    import duckdb
+
+    out, first, _ = two_nights
+    run_id = first.name
+    with duckdb.connect(str(out / "renhu.duckdb"), read_only=True) as con:
+        kinds = dict(con.execute(
+            "select kind, count(*) from link_conflicts where run_id = $run_id group by kind", {"run_id": run_id}
+        ).fetchall())
+    # The demo city enrols some pupils under a parent's id number: flagged, not merged.
+    assert kinds.get("id_conflict", 0) > 0
+
+
 def test_second_night_over_the_same_files_changes_nothing(two_nights) -> None:
     _, first, second = two_nights
     one = json.loads((first / "metrics.json").read_text(encoding="utf-8"))
