@@ -163,7 +163,7 @@ def ingest_sources(
     con.register("read_rejects", read_rejects)
     con.execute("begin transaction")
     try:
-        materialize(con, "stg_ingest_rows_checked")
+        materialize(con, "stg_ingest_rows_checked", temporary=True)
         con.execute(
             f"""
             create or replace table raw_records as

@@ -30,10 +30,14 @@ def load_sql(table: str) -> str:
     return sql_path(table).read_text(encoding="utf-8")
 
 
-def materialize(con: duckdb.DuckDBPyConnection, table: str, **params: object) -> int:
-    """Build `table` from its SQL file; return its row count."""
+def materialize(con: duckdb.DuckDBPyConnection, table: str, *, temporary: bool = False, **params: object) -> int:
+    """Build `table` from its SQL file; return its row count.
+
+    `temporary`: a staging table that lives only for this connection, never written to the file.
+    """
     body = load_sql(table).strip().rstrip(";")
-    statement = f"create or replace table {table} as\n{body}"
+    kind = "temp table" if temporary else "table"
+    statement = f"create or replace {kind} {table} as\n{body}"
     if params:
         con.execute(statement, params)
     else:
