@@ -14,25 +14,8 @@ from pathlib import Path
 
 import yaml
 
-CANONICAL_FIELDS: tuple[str, ...] = (
-    "record_id",
-    "name",
-    "id_number",
-    "sex",
-    "birth_date",
-    "ethnicity",
-    "phone",
-    "hukou_address",
-    "hukou_region",
-    "residence_address",
-    "residence_region",
-    "household_id",
-    "relation_to_head",
-    "house_id",
-    "employer",
-    "registered_at",
-    "updated_at",
-)
+from linkage.fields import CANONICAL_FIELDS
+
 SOURCE_KINDS: tuple[str, ...] = ("hukou", "residence", "roster", "rental", "generic")
 FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "jsonl")
 _SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")

@@ -29,6 +29,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
+from linkage.fields import CANONICAL_FIELDS
+
 __all__ = [
     "FINDING_KIND_LABELS",
     "QUARANTINE_REASON_LABELS",
@@ -62,13 +64,6 @@ QUARANTINE_REASON_LABELS: dict[str, str] = {
     "no_name_or_id": "无姓名且无证件号",
     "superseded_duplicate_record_id": "记录编号重复（已被替代）",
 }
-
-# Canonical field order of the contract, so completeness columns read the same every night.
-CANONICAL_FIELDS: tuple[str, ...] = (
-    "record_id", "name", "id_number", "sex", "birth_date", "ethnicity", "phone",
-    "hukou_address", "hukou_region", "residence_address", "residence_region",
-    "household_id", "relation_to_head", "house_id", "employer", "registered_at", "updated_at",
-)
 
 FIELD_LABELS: dict[str, str] = {
     "record_id": "记录编号", "name": "姓名", "id_number": "身份号码", "sex": "性别",
