@@ -199,3 +199,27 @@ def test_rerun_replaces_rather_than_doubles(tmp_path: Path) -> None:
     ingest_sources(con, config, "night-2")
     assert con.execute("select count(*) from raw_records").fetchone()[0] == 3
     assert con.execute("select count(*), count(distinct run_id) from run_source_counts").fetchone() == (2, 2)
+
+
+def test_a_file_with_no_readable_rows_between_others(tmp_path: Path) -> None:
+    (tmp_path / "ex").mkdir()
+    write_csv(tmp_path / "ex" / "p1.csv", [], "utf-8")
+    write_csv(tmp_path / "ex" / "p2.csv", [["r9", "李四"]], "utf-8")  # wrong width only
+    write_csv(tmp_path / "ex" / "p3.csv", ROWS[:2], "utf-8")
+    con, result = ingest(tmp_path, [entry("g", "ex/p*.csv", "csv")])
+    assert raw(con)["record_id"].to_list() == ["r1", "r2"]
+    assert quarantine(con)["reason_code"].to_list() == ["wrong_column_count"]
+    assert result.rows_in == 3
+    # the staging table is gone; only the night's tables remain
+    tables = {row[0] for row in con.execute("select table_name from information_schema.tables").fetchall()}
+    assert "ingest_rows" not in tables and "stg_ingest_rows_checked" not in tables
+
+
+def test_bad_second_file_leaves_no_staging_table(tmp_path: Path) -> None:
+    write_csv(tmp_path / "a.csv", ROWS, "utf-8")
+    (tmp_path / "b.csv").write_text("编号\n1\n", encoding="utf-8")
+    config = load_sources(sources_yaml(tmp_path, [entry("a", "a.csv", "csv"), entry("b", "b.csv", "csv")]))
+    con = duckdb.connect()
+    with pytest.raises(ConfigError, match="b.csv"):
+        ingest_sources(con, config, "r")
+    assert con.execute("select count(*) from information_schema.tables").fetchone()[0] == 0
