@@ -8,6 +8,7 @@ failed after it started (validation found a critical problem, or a stage broke).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -103,10 +104,23 @@ def _start_server_while_reading(config) -> None:
         except BaseException as error:  # surfaced below, in the main thread
             failure.append(error)
 
+    def import_stages() -> None:
+        # The stages' libraries (GX, recordlinkage with scikit-learn, OpenCC, plotly) take
+        # seconds to import; doing it during the wait takes it off the night's clock.
+        for module in ("flows.validation", "linkage.standardize", "linkage.link", "linkage.households",
+                       "linkage.reports", "flows.reports", "flows.dashboard", "great_expectations"):
+            try:
+                importlib.import_module(module)
+            except Exception:  # the stage itself will import it again and report properly
+                return
+
     server = threading.Thread(target=start_server, name="prefect-server-start", daemon=True)
     server.start()
+    importer = threading.Thread(target=import_stages, name="import-stages", daemon=True)
+    importer.start()
     prefetch_extracts(config)
     server.join()
+    importer.join()
     if failure:
         raise failure[0]
 
