@@ -157,16 +157,18 @@ def publish(ctx: RunContext) -> tuple[Path, StageResult]:
 
 def write_reports(ctx: RunContext, reports_dir: Path) -> None:
     from flows.reports import department_folder, write_department_reports
-    from linkage.reports import build_department_reports
+    from flows.stages import load_standardized
+    from linkage.reports import REPORT_COLUMNS, iter_department_reports
 
-    standardized = ctx.con.execute("select * from int_persons_standardized order by record_key").pl()
-    entity_map = ctx.con.execute("select * from entity_map order by record_key").pl()
+    # Only the columns the reports show, and one department's report in memory at a time:
+    # the whole 59-column table and every department's sheets at once set the run's peak.
+    standardized = load_standardized(ctx.con, REPORT_COLUMNS)
+    entity_map = ctx.con.execute("select source, record_id, person_id from entity_map order by record_key").pl()
     findings = ctx.con.execute("select * from household_findings").pl()
-    reports = build_department_reports(standardized, entity_map, findings)
     # Every department in the sources file gets a folder, even with nothing to correct.
     for source in ctx.config.sources:
         (reports_dir / department_folder(source.department)).mkdir(parents=True, exist_ok=True)
-    write_department_reports(reports_dir, reports)
+    write_department_reports(reports_dir, iter_department_reports(standardized, entity_map, findings))
 
 
 def write_dashboard_and_manifest(ctx: RunContext, staging: Path, metrics: dict, finished_at: dt.datetime) -> None:

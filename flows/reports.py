@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import polars as pl
@@ -110,17 +111,29 @@ def _write_workbook(path: Path, report: DepartmentReport) -> None:
         workbook.close()
 
 
-def write_department_reports(reports_dir: Path, reports: dict[str, DepartmentReport]) -> list[Path]:
-    """Write every department's workbook and CSVs; return the paths written."""
+def write_department_report(reports_dir: Path, report: DepartmentReport) -> list[Path]:
+    """Write one department's workbook and CSVs; return the paths written."""
+    folder = Path(reports_dir) / department_folder(report.department)
+    folder.mkdir(parents=True, exist_ok=True)
+    workbook = folder / WORKBOOK_NAME
+    _write_workbook(workbook, report)
+    written = [workbook]
+    for number, sheet in enumerate(report.sheets, start=1):
+        path = folder / f"{number:02d}_{sheet.key}.csv"
+        _write_csv(path, sheet.frame)
+        written.append(path)
+    return written
+
+
+def write_department_reports(
+    reports_dir: Path, reports: Mapping[str, DepartmentReport] | Iterable[DepartmentReport]
+) -> list[Path]:
+    """Write every department's workbook and CSVs; return the paths written.
+
+    ``reports`` may be a generator (``iter_department_reports``): each report is written
+    before the next is built, so only one department's sheets are in memory.
+    """
     written: list[Path] = []
-    for department, report in reports.items():
-        folder = Path(reports_dir) / department_folder(department)
-        folder.mkdir(parents=True, exist_ok=True)
-        workbook = folder / WORKBOOK_NAME
-        _write_workbook(workbook, report)
-        written.append(workbook)
-        for number, sheet in enumerate(report.sheets, start=1):
-            path = folder / f"{number:02d}_{sheet.key}.csv"
-            _write_csv(path, sheet.frame)
-            written.append(path)
+    for report in reports.values() if isinstance(reports, Mapping) else reports:
+        written.extend(write_department_report(reports_dir, report))
     return written

@@ -13,6 +13,7 @@ import logging
 import secrets
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -163,8 +164,20 @@ def standardize(ctx: RunContext) -> StageResult:
     return _timed("standardize", _count(ctx.con, "raw_records"), body)
 
 
-def load_standardized(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    return con.execute("select * from int_persons_standardized order by record_key").pl()
+def load_standardized(con: duckdb.DuckDBPyConnection, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """The standardized records in record_key order; only ``columns`` (those the table has) when given.
+
+    At a million records all 59 columns take ~0.5 GB in polars and more while DuckDB hands
+    them over: a stage that reads a dozen of them should load only those.
+    """
+    if columns is None:
+        return con.execute("select * from int_persons_standardized order by record_key").pl()
+    present = {row[0] for row in con.execute("describe int_persons_standardized").fetchall()}
+    wanted = [c for c in dict.fromkeys(columns) if c in present]
+    if "record_key" not in wanted:
+        wanted.insert(0, "record_key")
+    select = ", ".join(f'"{c}"' for c in wanted)
+    return con.execute(f"select {select} from int_persons_standardized order by record_key").pl()
 
 
 def link(ctx: RunContext) -> StageResult:
@@ -236,14 +249,15 @@ def link(ctx: RunContext) -> StageResult:
 
 def households(ctx: RunContext) -> StageResult:
     from linkage.households import find_household_findings
-    from linkage.rates import compute_rates
+    from linkage.rates import compute_rates, rates_columns
 
     def body():
-        standardized = load_standardized(ctx.con)
-        entity_map = ctx.con.execute("select * from entity_map order by record_key").pl()
-        findings = find_household_findings(standardized, entity_map, as_of=ctx.as_of)
         mapped_fields = {source.name: list(source.columns) for source in ctx.config.sources}
+        standardized = load_standardized(ctx.con, rates_columns(mapped_fields))
+        entity_map = ctx.con.execute("select source, record_id, person_id from entity_map order by record_key").pl()
+        findings = find_household_findings(standardized, entity_map, as_of=ctx.as_of)
         rates = compute_rates(standardized, entity_map, findings, mapped_fields=mapped_fields)
+        del standardized, entity_map
         ctx.rates = rates
         ctx.con.register("findings_frame", findings)
         ctx.con.execute("create or replace table household_findings as select * from findings_frame")

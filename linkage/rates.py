@@ -34,6 +34,7 @@ import polars as pl
 
 from linkage.households import (
     FINDING_KINDS,
+    RECORD_COLUMNS,
     current_residence,
     person_records,
     registered_hukou,
@@ -60,6 +61,15 @@ COMPLETENESS_FIELDS: tuple[str, ...] = (
 )
 
 SHARE_RATE_COLUMNS: tuple[str, ...] = ("source", "records", "persons", "shared_persons", "share_rate")
+
+
+def rates_columns(mapped_fields: dict[str, list[str]] | None = None) -> tuple[str, ...]:
+    """The standardized columns ``compute_rates`` reads, so a caller can load only these.
+
+    Without ``mapped_fields`` a field's ``_raw`` column also tells whether a source maps it.
+    """
+    raw = () if mapped_fields is not None else tuple(f"{name}_raw" for name in COMPLETENESS_FIELDS)
+    return tuple(dict.fromkeys((*RECORD_COLUMNS, *COMPLETENESS_FIELDS, *raw)))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ values.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -54,6 +55,25 @@ RECORD_HEADERS = {
     "registered_at": "登记日期",
     "updated_at": "更新日期",
 }
+
+
+# The standardized columns the reports read: a caller need load only these.
+REPORT_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        (
+            "source",
+            "record_id",
+            "department",
+            "name",
+            "name_script",
+            *(f for f in RECORD_HEADERS if f != "person_id"),
+            *(
+                f"{f}_raw"
+                for f in ("name", "id_number", "hukou_address", "residence_address", "relation_to_head")
+            ),
+        )
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -195,14 +215,26 @@ def describe_difference(field: str, own: object, other: object) -> str:
 
 def _conflicts(own: pl.DataFrame, records: pl.DataFrame, sources: tuple[str, ...]) -> pl.DataFrame:
     others = records.filter(~pl.col("source").is_in(list(sources)) & pl.col("person_id").is_not_null())
-    pairs = own.filter(pl.col("person_id").is_not_null()).join(others, on="person_id", suffix="_other")
+    own = own.filter(pl.col("person_id").is_not_null())
     parts = []
     for field in COMPARED_FIELDS:
-        both = pl.col(field).is_not_null() & pl.col(f"{field}_other").is_not_null()
+        # One field's pairs at a time, with only the columns that field needs: the pairs of a
+        # big department with all others run to millions of rows at a million records.
+        extra = ["name_script"] if field == "name" else []
+        compared = (
+            own.filter(pl.col(field).is_not_null())
+            .select("person_id", "source", "record_id", field, *extra)
+            .join(
+                others.filter(pl.col(field).is_not_null()).select(
+                    "person_id",
+                    *(pl.col(c).alias(f"{c}_other") for c in ("source", "department", field, *extra)),
+                ),
+                on="person_id",
+            )
+        )
         if field == "name":
             # 张伟 against ZHANG WEI is one name in two scripts, not a disagreement.
-            both = both & pl.col("name_script").eq_missing(pl.col("name_script_other"))
-        compared = pairs.filter(both)
+            compared = compared.filter(pl.col("name_script").eq_missing(pl.col("name_script_other")))
         # How many other sources back the department's own value: a clerk checks first
         # the values that every other department contradicts.
         backing = (
@@ -358,6 +390,17 @@ def build_department_reports(
     Every department of ``std`` gets a report with every sheet, empty ones included, so
     the clerk's workbook has the same layout every night.
     """
+    return {report.department: report for report in iter_department_reports(std, entity_map, findings)}
+
+
+def iter_department_reports(
+    std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame
+) -> Iterator[DepartmentReport]:
+    """The reports of ``build_department_reports`` one department at a time, in the same order.
+
+    A writer that writes each report before asking for the next holds one department's
+    sheets at a time rather than every department's. ``std`` needs only ``REPORT_COLUMNS``.
+    """
     records = _records(std, entity_map)
     shown = _own_values(std).join(
         entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"]),
@@ -369,7 +412,6 @@ def build_department_reports(
         set(findings.get_column("kind").unique().to_list()) - set(FINDING_KINDS)
     )
     by_department = records.select("department", "source").unique(maintain_order=True)
-    reports: dict[str, DepartmentReport] = {}
     for department in by_department.get_column("department").unique(maintain_order=True).to_list():
         sources = tuple(
             by_department.filter(pl.col("department") == department).get_column("source").to_list()
@@ -385,5 +427,4 @@ def build_department_reports(
             rows = dept_findings.filter(pl.col("kind") == kind)
             sheets.append(ReportSheet(kind, KIND_LABELS.get(kind, kind), _finding_sheet(rows, own_shown)))
         summary = ReportSheet("summary", "汇总", _summary(department, sources, own, sheets))
-        reports[department] = DepartmentReport(department, sources, (summary, *sheets))
-    return reports
+        yield DepartmentReport(department, sources, (summary, *sheets))
