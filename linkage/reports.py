@@ -408,6 +408,9 @@ def iter_department_reports(
         how="left",
     )
     findings = _with_departments(findings, std)
+    # What follows reads ``records`` and ``shown`` only: a caller that handed over its only
+    # reference to ``std`` gets that memory back for the departments' sheets.
+    del std
     kinds = list(FINDING_KINDS) + sorted(
         set(findings.get_column("kind").unique().to_list()) - set(FINDING_KINDS)
     )

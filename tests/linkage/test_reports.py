@@ -14,7 +14,13 @@ import polars as pl
 import pytest
 
 from linkage.households import find_household_findings
-from linkage.reports import DepartmentReport, build_department_reports, describe_difference
+from linkage.reports import (
+    REPORT_COLUMNS,
+    DepartmentReport,
+    build_department_reports,
+    describe_difference,
+    iter_department_reports,
+)
 
 ID_A = "330602198003010017"
 ID_A_OTHER = "330602198003110015"
@@ -296,3 +302,46 @@ def test_no_findings_at_all_still_gives_every_sheet() -> None:
     reports = build_department_reports(std, entity_map, untyped)
     assert all(reports["民政局"].sheet(kind).frame.is_empty() for kind in ("no_head", "roster_conflict"))
     assert reports["公安局户政科"].sheet("duplicates").frame.height == 2
+
+
+def _with_raw_cells(std: pl.DataFrame) -> pl.DataFrame:
+    """The city with raw cells that differ from the standardized ones and a column no report reads."""
+    return std.with_columns(
+        name_raw=pl.lit("原:") + pl.col("name"),
+        id_number_raw=pl.col("id_number").str.to_lowercase() + pl.lit(" "),
+        hukou_address_raw=pl.lit("原址"),
+        relation_to_head_raw=pl.lit("户主"),
+        file=pl.lit("extract.csv"),
+    )
+
+
+def test_report_columns_are_all_the_reports_read() -> None:
+    std, entity_map = city()
+    std = _with_raw_cells(std)
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    full = build_department_reports(std, entity_map, findings)
+    narrow_std = std.select([c for c in REPORT_COLUMNS if c in std.columns])
+    assert "file" not in narrow_std.columns and "name_raw" in narrow_std.columns
+    narrow = build_department_reports(narrow_std, entity_map, findings)
+    assert list(full) == list(narrow)
+    for department, report in full.items():
+        assert [s.key for s in report.sheets] == [s.key for s in narrow[department].sheets]
+        for sheet, other in zip(report.sheets, narrow[department].sheets, strict=True):
+            assert sheet.frame.equals(other.frame), (department, sheet.key)
+    # The raw cell is what the department's own sheet shows.
+    police = full["公安局户政科"].sheet("duplicates").frame
+    assert police.get_column("姓名").str.starts_with("原:").all()
+
+
+def test_iter_department_reports_yields_the_reports_one_by_one_in_order(reports) -> None:
+    std, entity_map = city()
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    streamed = iter_department_reports(std, entity_map, findings)
+    assert not isinstance(streamed, dict)
+    first = next(streamed)
+    assert first.department == next(iter(reports))
+    rest = list(streamed)
+    assert [r.department for r in [first, *rest]] == list(reports)
+    for report in [first, *rest]:
+        for sheet, other in zip(report.sheets, reports[report.department].sheets, strict=True):
+            assert sheet.frame.equals(other.frame)
