@@ -252,12 +252,15 @@ def _who(name: str | None, person_id: str | None) -> str:
 
 def registered_hukou(records: pl.DataFrame) -> pl.DataFrame:
     """One row per person in the register: their freshest register record with a township."""
-    return (
-        records.filter(
-            (pl.col("source_kind") == "hukou")
-            & pl.col("person_id").is_not_null()
-            & pl.col("hukou_town").is_not_null()
-        )
+    register = records.filter(
+        (pl.col("source_kind") == "hukou")
+        & pl.col("person_id").is_not_null()
+        & pl.col("hukou_town").is_not_null()
+    )
+    # The sort picks each person's row by its keys alone; the rows are then taken whole.
+    chosen = (
+        register.select("person_id", "fresh", "source", "record_id")
+        .with_row_index("_row")
         .sort(
             ["person_id", "fresh", "source", "record_id"],
             descending=[False, True, False, False],
@@ -265,7 +268,9 @@ def registered_hukou(records: pl.DataFrame) -> pl.DataFrame:
         )
         .group_by("person_id", maintain_order=True)
         .first()
+        .get_column("_row")
     )
+    return register[chosen]
 
 
 def residence_evidence(records: pl.DataFrame) -> pl.DataFrame:
@@ -284,8 +289,10 @@ def current_residence(evidence: pl.DataFrame) -> pl.DataFrame:
     ties go to the source kind that vouches most for residence (residence registration
     first, then rental, then other lists).
     """
+    # Only the sort keys and the answer go through the sort, not every column of the records.
     return (
-        evidence.sort(
+        evidence.select("person_id", "fresh", "kind_priority", "source", "record_id", "res_town")
+        .sort(
             ["person_id", "fresh", "kind_priority", "source", "record_id"],
             descending=[False, True, False, False, False],
             nulls_last=True,
