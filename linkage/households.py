@@ -305,7 +305,17 @@ def current_residence(evidence: pl.DataFrame) -> pl.DataFrame:
 
 def _hukou_residence_split(records: pl.DataFrame, as_of: date, names: dict[str, str]) -> pl.DataFrame:
     hukou_of = registered_hukou(records)
-    evidence = residence_evidence(records)
+    # The columns the check and its rows read: the evidence is most of the city's records.
+    evidence = residence_evidence(records).select(
+        "person_id",
+        "res_town",
+        "fresh",
+        "registered_at",
+        "kind_priority",
+        "source",
+        "record_id",
+        "department",
+    )
     if hukou_of.is_empty() or evidence.is_empty():
         return _empty_findings()
     freshest = current_residence(evidence)
