@@ -121,9 +121,9 @@ def _own_values(std: pl.DataFrame) -> pl.DataFrame:
     return std.select("source", "record_id", *shown)
 
 
-def _records(std: pl.DataFrame, entity_map: pl.DataFrame) -> pl.DataFrame:
-    persons = entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"])
-    base = std.select(
+def _records(std: pl.DataFrame) -> pl.DataFrame:
+    """What is compared across departments, of ``std`` already joined to its ``person_id``."""
+    return std.select(
         "source",
         "record_id",
         _column(std, "department").fill_null(pl.col("source")).alias("department"),
@@ -133,8 +133,8 @@ def _records(std: pl.DataFrame, entity_map: pl.DataFrame) -> pl.DataFrame:
         _column(std, "birth_date", pl.Date).cast(pl.Date),
         _column(std, "sex"),
         _column(std, "updated_at", pl.Date).cast(pl.Date),
+        "person_id",
     )
-    return base.join(persons, on=["source", "record_id"], how="left")
 
 
 def _duplicates(own: pl.DataFrame, shown: pl.DataFrame) -> pl.DataFrame:
@@ -401,12 +401,11 @@ def iter_department_reports(
     A writer that writes each report before asking for the next holds one department's
     sheets at a time rather than every department's. ``std`` needs only ``REPORT_COLUMNS``.
     """
-    records = _records(std, entity_map)
-    shown = _own_values(std).join(
-        entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"]),
-        on=["source", "record_id"],
-        how="left",
-    )
+    persons = entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"])
+    # One join gives both views their person ids; columns they take unchanged are shared, not copied.
+    std = std.drop("person_id", strict=False).join(persons, on=["source", "record_id"], how="left")
+    records = _records(std)
+    shown = pl.concat([_own_values(std), std.select("person_id")], how="horizontal")
     findings = _with_departments(findings, std)
     # What follows reads ``records`` and ``shown`` only: a caller that handed over its only
     # reference to ``std`` gets that memory back for the departments' sheets.
