@@ -45,9 +45,7 @@ def build_metrics(ctx: RunContext, finished_at: dt.datetime) -> dict:
     if ctx.standardization_metrics is not None:
         for row in ctx.standardization_metrics.iter_rows(named=True):
             standardization.setdefault(row["source"], {})[row["field"]] = {
-                "filled": row["filled"],
-                "standardized": row["standardized"],
-                "flagged_invalid": row["flagged_invalid"],
+                key: row[key] for key in ("filled", "standardized", "flagged_invalid", "derived") if key in row
             }
     sources: dict[str, dict] = {}
     for source in ctx.config.sources:

@@ -41,6 +41,12 @@ class StageResult:
         return {"stage": self.stage, "seconds": round(self.seconds, 3), "rows_in": self.rows_in, "rows_out": self.rows_out}
 
 
+@dataclass(frozen=True)
+class LinkageSummary:
+    metrics: dict
+    model: dict | None
+
+
 @dataclass
 class RunContext:
     config: SourcesConfig
@@ -207,10 +213,11 @@ def load_standardized(con: duckdb.DuckDBPyConnection, columns: Sequence[str] | N
 
 
 def link(ctx: RunContext) -> StageResult:
+    from linkage.block import LINK_COLUMNS
     from linkage.link import link_records
 
     def body():
-        standardized = load_standardized(ctx.con)
+        standardized = load_standardized(ctx.con, columns=LINK_COLUMNS)
         ctx.con.execute(
             """
             create table if not exists person_registry (
@@ -268,6 +275,8 @@ def link(ctx: RunContext) -> StageResult:
             ctx.con.execute("create or replace table int_pairs_scored as select * from pairs_frame")
             ctx.con.unregister("pairs_frame")
         persons = entity_map["person_id"].n_unique()
+        # The frames live on as tables; keep only what publish reads, so they can be freed.
+        ctx.linkage = LinkageSummary(metrics=result.metrics, model=result.model)
         return entity_map.height, {"persons": persons}
 
     return _timed("link", _count(ctx.con, "int_persons_standardized"), body)

@@ -82,6 +82,10 @@ _STD_COLUMNS: dict[str, pl.DataType] = {
 }
 
 
+# What a caller needs to load for linkage: nothing else of the standardized table is read.
+LINK_COLUMNS: tuple[str, ...] = tuple(_STD_COLUMNS)
+
+
 @dataclass
 class BlockingResult:
     pairs: pl.DataFrame  # record_key_l, record_key_r, passes (bit mask over BLOCKING_PASSES)
