@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import secrets
 import shutil
 import time
@@ -25,7 +24,6 @@ from flows.config import SourcesConfig
 from flows.ingest import ingest_sources
 from flows.settings import Settings
 
-log = logging.getLogger("renhu")
 CHINA_TIME = ZoneInfo("Asia/Shanghai")
 
 
@@ -142,15 +140,11 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
 # ---------------------------------------------------------------------------- stages
 
 def ingest(ctx: RunContext, on_file=None) -> StageResult:
-    def body():
-        result = ingest_sources(ctx.con, ctx.config, ctx.run_id, on_file=on_file)
-        ctx.ingest = result
-        return result.accepted, {"quarantined": result.quarantined, "files": len(result.files)}
-
     started = time.perf_counter()
-    rows_out, details = body()
-    rows_in = ctx.ingest.rows_in
-    return StageResult("ingest", time.perf_counter() - started, rows_in, rows_out, details)
+    result = ingest_sources(ctx.con, ctx.config, ctx.run_id, on_file=on_file)
+    ctx.ingest = result
+    details = {"quarantined": result.quarantined, "files": len(result.files)}
+    return StageResult("ingest", time.perf_counter() - started, result.rows_in, result.accepted, details)
 
 
 def standardize(ctx: RunContext) -> StageResult:

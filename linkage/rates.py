@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from linkage.fields import PERSON_FIELDS
 from linkage.households import (
     FINDING_KINDS,
     RECORD_COLUMNS,
@@ -41,24 +42,7 @@ from linkage.households import (
     residence_evidence,
 )
 
-COMPLETENESS_FIELDS: tuple[str, ...] = (
-    "name",
-    "id_number",
-    "sex",
-    "birth_date",
-    "ethnicity",
-    "phone",
-    "hukou_address",
-    "hukou_region",
-    "residence_address",
-    "residence_region",
-    "household_id",
-    "relation_to_head",
-    "house_id",
-    "employer",
-    "registered_at",
-    "updated_at",
-)
+COMPLETENESS_FIELDS: tuple[str, ...] = PERSON_FIELDS
 
 SHARE_RATE_COLUMNS: tuple[str, ...] = ("source", "records", "persons", "shared_persons", "share_rate")
 
