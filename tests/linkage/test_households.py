@@ -13,6 +13,7 @@ from datetime import date
 import polars as pl
 import pytest
 
+from linkage.fields import CANONICAL_FIELDS
 from linkage.households import (
     FINDING_COLUMNS,
     find_household_findings,
@@ -613,28 +614,7 @@ def test_on_records_standardized_by_the_real_stage() -> None:
             registered_at="2024-06-01",
         ),
     ]
-    columns = [
-        "source",
-        "department",
-        "source_kind",
-        "record_id",
-        "name",
-        "id_number",
-        "sex",
-        "birth_date",
-        "ethnicity",
-        "phone",
-        "hukou_address",
-        "hukou_region",
-        "residence_address",
-        "residence_region",
-        "household_id",
-        "relation_to_head",
-        "house_id",
-        "employer",
-        "registered_at",
-        "updated_at",
-    ]
+    columns = ["source", "department", "source_kind", *CANONICAL_FIELDS]
     raw = pl.DataFrame(
         [{c: r.get(c) for c in columns} for r in raw_rows], schema={c: pl.String for c in columns}
     )
