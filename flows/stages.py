@@ -62,6 +62,8 @@ class RunContext:
     rates: object | None = None
     validation: object | None = None
     standardization_metrics: pl.DataFrame | None = None
+    # "full" or "incremental": whether tonight reuses last night's work for unchanged rows.
+    refresh: str = "full"
 
     @property
     def as_of(self) -> dt.date:
@@ -147,19 +149,238 @@ def ingest(ctx: RunContext, on_file=None) -> StageResult:
     return StageResult("ingest", time.perf_counter() - started, result.rows_in, result.accepted, details)
 
 
-def standardize(ctx: RunContext) -> StageResult:
-    from linkage.standardize import standardization_metrics, standardize_records
+# Bump when a change to linkage/standardize.py changes what a row standardizes to: the
+# next night then re-standardizes every row instead of reusing last night's values.
+STANDARDIZE_VERSION = 1
+# Rows standardized at a time on a full night: polars holds one slice, DuckDB the rest.
+STANDARDIZE_CHUNK_ROWS = 250_000
+# Above this share of changed rows a night re-standardizes (and re-links) everything.
+INCREMENTAL_MAX_CHANGED_SHARE = 0.2
+# Carried from tonight's row even when its standard values are last night's.
+_ROW_PROVENANCE = ("record_key", "source", "department", "source_kind", "record_id", "file", "row_number",
+                   "file_sha256", "load_batch")
 
+
+def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from duckdb_tables() where table_name = $t and not temporary", {"t": table}
+    ).fetchone()[0])
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [row[0] for row in con.execute(f"describe {table}").fetchall()]
+
+
+def _state_value(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    if not _table_exists(con, "pipeline_state"):
+        return None
+    row = con.execute("select value from pipeline_state where key = $key", {"key": key}).fetchone()
+    return row[0] if row else None
+
+
+def set_state_value(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute("create table if not exists pipeline_state (key varchar primary key, value varchar)")
+    con.execute(
+        "insert into pipeline_state values ($key, $value) on conflict (key) do update set value = excluded.value",
+        {"key": key, "value": value},
+    )
+
+
+def _hash_raw_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """`raw_row_hashes`: a 64-bit hash of each row's content (its source, id and every raw field)."""
+    from linkage.standardize import RAW_FIELDS
+
+    present = set(_columns(con, "raw_records"))
+    fields = ", ".join(f'"{c}"' for c in ("source", "record_id", *RAW_FIELDS) if c in present)
+    con.execute(
+        f"create or replace temp table raw_row_hashes as "
+        f"select record_key, source, record_id, hash({fields}) as raw_row_hash from raw_records"
+    )
+
+
+def standardize_plan(ctx: RunContext) -> tuple[str, str]:
+    """("full" | "incremental", why) for tonight's standardize and link stages."""
+    con = ctx.con
+    if getattr(ctx.settings, "full_refresh", False):
+        return "full", "full refresh asked for"
+    if not _table_exists(con, "int_persons_standardized") or "raw_row_hash" not in _columns(con, "int_persons_standardized"):
+        return "full", "no earlier night in this database"
+    if _state_value(con, "standardize_version") != str(STANDARDIZE_VERSION) or not _table_exists(con, "std_region_townships"):
+        return "full", "the standardization changed since the last full night"
+    total, changed = con.execute(
+        """
+        select count(*), count(*) filter (where p.record_key is null)
+        from raw_row_hashes r
+        left join int_persons_standardized p using (source, record_id, raw_row_hash)
+        """
+    ).fetchone()
+    if total and changed > INCREMENTAL_MAX_CHANGED_SHARE * total:
+        return "full", f"{changed:,} of {total:,} records new or changed (over {INCREMENTAL_MAX_CHANGED_SHARE:.0%})"
+    return "incremental", f"{changed:,} of {total:,} records new or changed"
+
+
+def _save_region_context(con: duckdb.DuckDBPyConnection, context) -> None:
+    cities = pl.DataFrame({"rank": list(range(len(context.preferred_cities))), "city": list(context.preferred_cities)},
+                          schema={"rank": pl.Int64, "city": pl.String})
+    for table, frame in (("std_region_townships", context.learned_townships), ("std_region_cities", cities)):
+        con.register("context_frame", frame)
+        con.execute(f"create or replace table {table} as select * from context_frame")
+        con.unregister("context_frame")
+
+
+def _load_region_context(con: duckdb.DuckDBPyConnection):
+    from linkage.standardize import RegionContext
+
+    cities = con.execute("select city from std_region_cities order by rank").fetchall()
+    return RegionContext(tuple(row[0] for row in cities), con.execute("select * from std_region_townships").pl())
+
+
+def _save_standardization_metrics(con: duckdb.DuckDBPyConnection, metrics: pl.DataFrame) -> None:
+    con.register("metrics_frame", metrics)
+    con.execute("create or replace table std_metrics as select * from metrics_frame")
+    con.unregister("metrics_frame")
+
+
+def _standardize_full(ctx: RunContext) -> pl.DataFrame:
+    """Every row, a key range at a time, with the region context learned over all of them."""
+    from linkage.standardize import (
+        REGION_CONTEXT_COLUMNS,
+        combine_standardization_metrics,
+        learn_region_context,
+        standardization_metrics,
+        standardize_records,
+    )
+
+    con = ctx.con
+    present = [c for c in REGION_CONTEXT_COLUMNS if c in _columns(con, "raw_records")]
+    context = learn_region_context(con.execute(f"select {', '.join(present)} from raw_records").pl() if present
+                                   else pl.DataFrame())
+    rows, low, high = con.execute("select count(*), min(record_key), max(record_key) from raw_records").fetchone()
+    con.execute("drop table if exists int_persons_standardized_next")
+    metrics_parts = []
+    created = False
+    if rows:
+        width = (high - low) // -(-rows // STANDARDIZE_CHUNK_ROWS) + 1
+        for start in range(low, high + 1, width):
+            raw = con.execute(
+                """
+                select r.*, h.raw_row_hash from raw_records r join raw_row_hashes h using (record_key)
+                where record_key >= $start and record_key < $stop order by record_key
+                """,
+                {"start": start, "stop": start + width},
+            ).pl()
+            if not raw.height:
+                continue
+            standardized = standardize_records(raw, as_of=ctx.as_of, context=context).with_columns(raw["raw_row_hash"])
+            del raw
+            metrics_parts.append(standardization_metrics(standardized))
+            con.register("standardized_frame", standardized)
+            if created:
+                con.execute("insert into int_persons_standardized_next by name select * from standardized_frame")
+            else:
+                con.execute("create table int_persons_standardized_next as select * from standardized_frame")
+                created = True
+            con.unregister("standardized_frame")
+            del standardized
+    if not created:
+        empty = standardize_records(con.execute("select * from raw_records").pl(), as_of=ctx.as_of, context=context)
+        con.register("standardized_frame", empty.with_columns(pl.lit(None, dtype=pl.UInt64).alias("raw_row_hash")))
+        con.execute("create table int_persons_standardized_next as select * from standardized_frame")
+        con.unregister("standardized_frame")
+    _save_region_context(con, context)
+    return combine_standardization_metrics(*metrics_parts)
+
+
+def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
+    """Last night's standard values for unchanged rows; only new and changed rows standardized."""
+    from linkage.standardize import (
+        combine_standardization_metrics,
+        standardization_metrics,
+        standardize_records,
+    )
+
+    con = ctx.con
+    context = _load_region_context(con)
+    # Tonight's key → last night's key, for rows whose content is unchanged.
+    con.execute(
+        """
+        create or replace temp table std_reused as
+        select r.record_key, p.record_key as previous_key
+        from raw_row_hashes r join int_persons_standardized p using (source, record_id, raw_row_hash)
+        """
+    )
+    changed_raw = con.execute(
+        """
+        select r.*, h.raw_row_hash from raw_records r join raw_row_hashes h using (record_key)
+        where r.record_key not in (select record_key from std_reused) order by r.record_key
+        """
+    ).pl()
+    changed = standardize_records(changed_raw, as_of=ctx.as_of, context=context).with_columns(
+        changed_raw["raw_row_hash"]
+    )
+    del changed_raw
+    # Last night's rows that are not reused (gone, or changed since) leave the metrics.
+    gone = con.execute(
+        "select * from int_persons_standardized where record_key not in (select previous_key from std_reused)"
+    ).pl()
+    previous_metrics = con.execute("select * from std_metrics").pl() if _table_exists(con, "std_metrics") else None
+    if previous_metrics is None:
+        metrics = None
+    else:
+        metrics = combine_standardization_metrics(
+            previous_metrics, standardization_metrics(changed), minus=[standardization_metrics(gone)]
+        )
+    del gone
+    previous_columns = _columns(con, "int_persons_standardized")
+    provenance = [c for c in _ROW_PROVENANCE if c in previous_columns]
+    reused_columns = ", ".join(
+        [f'r."{c}"' for c in provenance] + [f'p."{c}"' for c in previous_columns if c not in provenance]
+    )
+    con.execute("drop table if exists int_persons_standardized_next")
+    con.execute(
+        f"""
+        create table int_persons_standardized_next as
+        select {reused_columns}
+        from std_reused u
+        join raw_records r on r.record_key = u.record_key
+        join int_persons_standardized p on p.record_key = u.previous_key
+        """
+    )
+    con.register("standardized_frame", changed)
+    con.execute("insert into int_persons_standardized_next by name select * from standardized_frame")
+    con.unregister("standardized_frame")
+    if metrics is None:
+        metrics = _metrics_from_table(con, "int_persons_standardized_next")
+    return metrics, changed.height
+
+
+def _metrics_from_table(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
+    from linkage.standardize import combine_standardization_metrics, standardization_metrics
+
+    parts = []
+    for (source,) in con.execute(f"select distinct source from {table}").fetchall():
+        parts.append(standardization_metrics(con.execute(f"select * from {table} where source = $s", {"s": source}).pl()))
+    return combine_standardization_metrics(*parts)
+
+
+def standardize(ctx: RunContext) -> StageResult:
     def body():
-        raw = ctx.con.execute("select * from raw_records order by record_key").pl()
-        # Dates after the night's own date count as "in the future": a rerun judges alike.
-        standardized = standardize_records(raw, as_of=ctx.as_of)
-        del raw
-        ctx.con.register("standardized_frame", standardized)
-        ctx.con.execute("create or replace table int_persons_standardized as select * from standardized_frame")
-        ctx.con.unregister("standardized_frame")
-        ctx.standardization_metrics = standardization_metrics(standardized)
-        return standardized.height, {}
+        con = ctx.con
+        _hash_raw_rows(con)
+        mode, why = standardize_plan(ctx)
+        ctx.refresh = mode
+        if mode == "incremental":
+            metrics, restandardized = _standardize_incremental(ctx)
+        else:
+            metrics = _standardize_full(ctx)
+            restandardized = _count(con, "raw_records")
+        con.execute("drop table if exists int_persons_standardized")
+        con.execute("alter table int_persons_standardized_next rename to int_persons_standardized")
+        _save_standardization_metrics(con, metrics)
+        set_state_value(con, "standardize_version", str(STANDARDIZE_VERSION))
+        ctx.standardization_metrics = metrics
+        rows = _count(con, "int_persons_standardized")
+        return rows, {"mode": mode, "why": why, "restandardized": restandardized}
 
     return _timed("standardize", _count(ctx.con, "raw_records"), body)
 
@@ -206,6 +427,57 @@ def load_standardized(con: duckdb.DuckDBPyConnection, columns: Sequence[str] | N
     return loaded
 
 
+def _save_link_state(con: duckdb.DuckDBPyConnection, model: dict, tf_tables: dict[str, pl.DataFrame]) -> None:
+    """The full night's model and term frequencies, for the incremental nights after it."""
+    set_state_value(con, "linkage_model", json.dumps(model))
+    frames = [t.select(pl.lit(column).alias("column"), "value", "tf") for column, t in tf_tables.items()]
+    frame = pl.concat(frames) if frames else pl.DataFrame(
+        schema={"column": pl.String, "value": pl.String, "tf": pl.Float64}
+    )
+    con.register("tf_frame", frame)
+    con.execute("create or replace table link_term_frequencies as select * from tf_frame")
+    con.unregister("tf_frame")
+
+
+def _link_state(ctx: RunContext):
+    """Last night's model and scored pairs among unchanged records, in tonight's keys; None for a full link."""
+    from linkage.link import MODEL_VERSION, LinkState
+
+    con = ctx.con
+    if ctx.refresh != "incremental":
+        return None
+    model_json = _state_value(con, "linkage_model")
+    if (
+        model_json is None
+        or not _table_exists(con, "link_term_frequencies")
+        or not _table_exists(con, "int_pairs_scored")
+        or "rule" not in _columns(con, "int_pairs_scored")
+    ):
+        return None
+    model = json.loads(model_json)
+    if model.get("model_version") != MODEL_VERSION:
+        return None
+    tf = con.execute("select * from link_term_frequencies").pl()
+    tf_tables = {
+        column: tf.filter(pl.col("column") == column).select("value", "tf")
+        for column in tf.get_column("column").unique().to_list()
+    }
+    # std_reused (from the standardize stage): tonight's key → last night's, for unchanged rows.
+    pairs = con.execute(
+        """
+        select least(l.record_key, r.record_key) as record_key_l, greatest(l.record_key, r.record_key) as record_key_r,
+               p.match_weight, p.match_probability, p.is_match, p.rule
+        from int_pairs_scored p
+        join std_reused l on l.previous_key = p.record_key_l
+        join std_reused r on r.previous_key = p.record_key_r
+        """
+    ).pl()
+    changed = con.execute(
+        "select record_key from int_persons_standardized where record_key not in (select record_key from std_reused)"
+    ).pl().get_column("record_key")
+    return LinkState(model=model, tf_tables=tf_tables, pairs=pairs, changed_keys=changed)
+
+
 def link(ctx: RunContext) -> StageResult:
     from linkage.block import LINK_COLUMNS
     from linkage.link import link_records
@@ -221,7 +493,10 @@ def link(ctx: RunContext) -> StageResult:
             """
         )
         previous = ctx.con.execute("select source, record_id, person_id from person_registry").pl()
-        result = link_records(ctx.con, standardized, previous if previous.height else None)
+        state = _link_state(ctx)
+        result = link_records(ctx.con, standardized, previous if previous.height else None, state=state)
+        if state is None:
+            _save_link_state(ctx.con, result.model, result.tf_tables)
         ctx.linkage = result
         entity_map = result.entity_map.select("record_key", "source", "record_id", "person_id")
         ctx.con.register("entity_map_frame", entity_map)
@@ -271,7 +546,8 @@ def link(ctx: RunContext) -> StageResult:
         persons = entity_map["person_id"].n_unique()
         # The frames live on as tables; keep only what publish reads, so they can be freed.
         ctx.linkage = LinkageSummary(metrics=result.metrics, model=result.model)
-        return entity_map.height, {"persons": persons}
+        return entity_map.height, {"persons": persons, "mode": result.metrics.get("refresh", "full"),
+                                   "relinked": result.metrics.get("records_relinked")}
 
     return _timed("link", _count(ctx.con, "int_persons_standardized"), body)
 

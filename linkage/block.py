@@ -19,6 +19,8 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "intermediate"
 
 # Reserved name of the prepared records relation the pass SQL reads.
 LINK_RECORDS = "__renhu_link_records"
+# Reserved name of the keys of tonight's new and changed records, on an incremental night.
+CHANGED_RECORDS = "__renhu_changed_records"
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _pass_with_stats_sql(pass_sql: str) -> str:
+def _pass_with_stats_sql(pass_sql: str, only_changed: bool = False) -> str:
     """The pass's own CTEs, returning its pairs and, in the same scan, its block-size figures.
 
     Every pass file ends with ``select * from pairs`` and has a ``block_sizes`` CTE with a
@@ -195,9 +197,18 @@ def _pass_with_stats_sql(pass_sql: str) -> str:
     tail = "select * from pairs"
     if not body.endswith(tail):
         raise ValueError("a blocking pass must end with 'select * from pairs'")
+    pairs = "pairs"
+    if only_changed:
+        # A semi join on each side: DuckDB keeps only the pairs that touch a changed record
+        # before they are materialised.
+        pairs = (
+            f"(select * from pairs where record_key_l in (select record_key from {CHANGED_RECORDS}) "
+            f"union all select * from pairs where record_key_r in (select record_key from {CHANGED_RECORDS}) "
+            f"and record_key_l not in (select record_key from {CHANGED_RECORDS}))"
+        )
     return (
         body[: -len(tail)]
-        + "select 0 as row_kind, record_key_l, record_key_r, block_size from pairs"
+        + f"select 0 as row_kind, record_key_l, record_key_r, block_size from {pairs}"
         " union all select 1, null, null, coalesce(max(block_size), 0) from block_sizes"
         " union all select 2, null, null, block_size from block_sizes where block_size > $max_block_size"
     )
@@ -208,8 +219,14 @@ def run_blocking(
     records: pl.DataFrame,
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     passes: tuple[BlockingPass, ...] = BLOCKING_PASSES,
+    changed_keys: pl.Series | None = None,
 ) -> BlockingResult:
     """Run every pass over ``records`` (from :func:`prepare_link_records`) and union the pairs.
+
+    With ``changed_keys``, only the pairs that touch one of those records are kept: the
+    blocks are still keyed and sized over every record (a block's cap depends on all its
+    members), but no pair between two unchanged records is formed. The report's pair
+    counts are then tonight's new candidates.
 
     Pass tables are TEMP tables of ``con``: they never land in the run's DuckDB file.
     """
@@ -225,11 +242,18 @@ def run_blocking(
     con.register(f"{LINK_RECORDS}_frame", blocking_frame)
     con.execute(f"create or replace temp table {LINK_RECORDS} as select * from {LINK_RECORDS}_frame")
     con.unregister(f"{LINK_RECORDS}_frame")
+    only_changed = changed_keys is not None
+    if only_changed:
+        con.register(f"{CHANGED_RECORDS}_frame", pl.DataFrame({"record_key": changed_keys.cast(pl.Int64)}))
+        con.execute(f"create or replace temp table {CHANGED_RECORDS} as select * from {CHANGED_RECORDS}_frame")
+        con.unregister(f"{CHANGED_RECORDS}_frame")
     report: list[dict] = []
     params = {"max_block_size": max_block_size}
     try:
         for bp in passes:
-            con.execute(f"create or replace temp table {bp.table}__all as {_pass_with_stats_sql(bp.sql())}", params)
+            con.execute(
+                f"create or replace temp table {bp.table}__all as {_pass_with_stats_sql(bp.sql(), only_changed)}", params
+            )
             con.execute(
                 f"create or replace temp view {bp.table} as "
                 f"select record_key_l, record_key_r, block_size from {bp.table}__all where row_kind = 0"
@@ -275,6 +299,7 @@ def run_blocking(
             con.execute(f"drop view if exists {bp.table}")
             con.execute(f"drop table if exists {bp.table}__all")
         con.execute(f"drop table if exists {LINK_RECORDS}")
+        con.execute(f"drop table if exists {CHANGED_RECORDS}")
     return BlockingResult(pairs=pairs, report=report)
 
 

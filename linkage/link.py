@@ -57,6 +57,25 @@ class LinkageResult:
     conflicts: pl.DataFrame  # kind, record_key, detail
     metrics: dict
     model: dict = field(default_factory=dict)  # JSON-serializable; no personal data
+    # value, tf per term-frequency column: kept with the model for the nights that reuse it.
+    tf_tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+
+@dataclass
+class LinkState:
+    """What a night that re-links only its new and changed records reuses from earlier nights.
+
+    ``model`` and ``tf_tables`` are those of the last full night (the weights are not
+    refitted on a 1% change). ``pairs``: the scored pairs between records that did not
+    change, already in tonight's record keys (record_key_l < record_key_r), with their
+    ``rule``. ``changed_keys``: tonight's keys of records that are new or changed; only
+    pairs touching them are blocked, compared and scored tonight.
+    """
+
+    model: dict
+    tf_tables: dict[str, pl.DataFrame]
+    pairs: pl.DataFrame
+    changed_keys: pl.Series
 
 
 LINKAGE_METHOD = (
@@ -68,16 +87,18 @@ LINKAGE_METHOD = (
 )
 
 
+PAIR_SCHEMA = {
+    "record_key_l": pl.Int64,
+    "record_key_r": pl.Int64,
+    "match_weight": pl.Float64,
+    "match_probability": pl.Float64,
+    "is_match": pl.Boolean,
+    "rule": pl.String,
+}
+
+
 def _empty_pairs() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "record_key_l": pl.Int64,
-            "record_key_r": pl.Int64,
-            "match_weight": pl.Float64,
-            "match_probability": pl.Float64,
-            "is_match": pl.Boolean,
-        }
-    )
+    return pl.DataFrame(schema=PAIR_SCHEMA)
 
 
 def random_pairs(records: pl.DataFrame, n_pairs: int, seed: int) -> pl.DataFrame:
@@ -164,12 +185,16 @@ def link_records(
     *,
     settings: LinkageSettings | None = None,
     labels: pl.DataFrame | None = None,
+    state: LinkState | None = None,
 ) -> LinkageResult:
     """Link every standardized record to a person.
 
     ``previous``: last night's person_registry (source, record_id, person_id), or None.
     ``labels``: optional labelled pairs (record_key_l, record_key_r, is_match); when given,
     the weights come from a logistic regression on them instead of EM.
+    ``state``: reuse an earlier night's model and scored pairs, and block, compare and
+    score only the pairs that touch ``state.changed_keys``; clustering and person ids
+    still run over every record, so the result has the same form as a full night's.
     """
     settings = settings or LinkageSettings()
     if settings.training not in ("sessions", "random_pairs", "candidates"):
@@ -178,18 +203,26 @@ def link_records(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     records = prepare_link_records(std)
-    blocking = run_blocking(con, records, settings.max_block_size)
+    blocking = run_blocking(
+        con, records, settings.max_block_size, changed_keys=state.changed_keys if state is not None else None
+    )
     timings["block"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tf_tables = {c.tf_column: term_frequencies(records, c.tf_column) for c in comparisons if c.tf_column}
+    if state is not None:
+        tf_tables = state.tf_tables
+    else:
+        tf_tables = {c.tf_column: term_frequencies(records, c.tf_column) for c in comparisons if c.tf_column}
     compared = compare_in_chunks(blocking.pairs, records, comparisons, tf_tables)
     gammas, rule = compared.gammas, compared.rule
     timings["compare"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     sessions: list[dict] = []
-    if labels is not None and len(labels):
+    if state is not None:
+        model = FellegiSunterModel.from_dict(state.model)
+        sessions = list(state.model.get("training_sessions", []))
+    elif labels is not None and len(labels):
         lab = blocking.pairs.join(
             labels.select("record_key_l", "record_key_r", pl.col("is_match").cast(pl.Boolean)),
             on=["record_key_l", "record_key_r"],
@@ -230,9 +263,14 @@ def link_records(
         pl.Series("match_weight", total, dtype=pl.Float64),
         pl.Series("match_probability", prob, dtype=pl.Float64),
         pl.Series("is_match", is_match, dtype=pl.Boolean),
+        pl.Series("rule", rule.astype(str), dtype=pl.String),
     ) if len(blocking.pairs) else _empty_pairs()
-    rule_s = pl.Series("rule", rule.astype(str) if len(rule) else np.array([], dtype=str), dtype=pl.String)
-    ruled = pairs.with_columns(rule_s).filter((pl.col("rule") != "") & (pl.col("rule") != "same_valid_id"))
+    pairs_scored_tonight = len(pairs)
+    if state is not None and len(state.pairs):
+        pairs = pl.concat([state.pairs.select(list(PAIR_SCHEMA)).cast(PAIR_SCHEMA), pairs]).sort(
+            "record_key_l", "record_key_r"
+        )
+    ruled = pairs.filter((pl.col("rule") != "") & (pl.col("rule") != "same_valid_id"))
     # Id rules are hard: such records never share a person, not even through others.
     # different_names only keeps the pair's own evidence from deciding.
     cannot_link = ruled.filter(pl.col("rule").is_in(["different_valid_ids", "id_conflict"]))
@@ -266,10 +304,13 @@ def link_records(
         "linkage_method": LINKAGE_METHOD,
         "records": len(records),
         "persons": n_persons,
+        "refresh": "incremental" if state is not None else "full",
+        "records_relinked": len(state.changed_keys) if state is not None else len(records),
         "pairs_scored": len(pairs),
-        "pairs_matched": int(is_match.sum()) if len(is_match) else 0,
-        "pairs_ruled_different_valid_ids": int((rule == "different_valid_ids").sum()) if len(rule) else 0,
-        "pairs_ruled_different_names": int((rule == "different_names").sum()) if len(rule) else 0,
+        "pairs_scored_tonight": pairs_scored_tonight,
+        "pairs_matched": int(pairs["is_match"].sum()),
+        "pairs_ruled_different_valid_ids": int((pairs["rule"] == "different_valid_ids").sum()),
+        "pairs_ruled_different_names": int((pairs["rule"] == "different_names").sum()),
         "id_conflicts": len(id_conflicts),
         "cluster_splits": clustered.splits["record_key"].n_unique() if len(clustered.splits) else 0,
         "id_changes": {
@@ -287,5 +328,8 @@ def link_records(
         id_changes=ids.id_changes,
         conflicts=conflict_rows,
         metrics=metrics,
-        model={**model_dict(model, comparisons, settings, tf_tables, blocking.report), "training_sessions": sessions},
+        model=state.model if state is not None else {
+            **model_dict(model, comparisons, settings, tf_tables, blocking.report), "training_sessions": sessions
+        },
+        tf_tables=tf_tables,
     )

@@ -8,6 +8,8 @@ addresses, date strings), joined back on the raw value.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
@@ -19,7 +21,10 @@ from linkage.names import DATA_DIR, NAME_COLUMNS, standardize_names
 from linkage.phones import standardize_phones
 from linkage.regions import learn_township_codes, normalize_region_code, preferred_cities
 
-__all__ = ["standardize_records", "standardization_metrics", "RAW_FIELDS", "RELATIONS"]
+__all__ = [
+    "standardize_records", "standardization_metrics", "learn_region_context", "RegionContext",
+    "combine_standardization_metrics", "RAW_FIELDS", "RELATIONS",
+]
 
 CARRIED = ("record_key", "source", "department", "source_kind", "record_id", "file", "row_number")
 # Carried too when ingest provides them (they help an auditor trace a row to its file).
@@ -105,23 +110,70 @@ def _region_prefix(code: pl.Expr) -> pl.Expr:
     )
 
 
-def _regions(raw: pl.DataFrame) -> pl.DataFrame:
-    """Region and township codes of both addresses; same height and order as `raw`."""
-    given = raw.select(
+REGION_CONTEXT_COLUMNS = ("hukou_region", "residence_region", "hukou_address", "residence_address")
+
+
+@dataclass(frozen=True)
+class RegionContext:
+    """What the whole batch teaches about regions, applied to each row.
+
+    `preferred_cities`: 4-digit city prefixes ranked by how often the batch's own codes
+    name them (they break ties between counties of the same name). `learned_townships`:
+    `county_code, township_name, township_code, seen, codes_seen` from the rows whose
+    extract gives a 9-digit code and whose address names the township. Learned once over
+    every row, it lets the records be standardized a slice at a time, or only the rows
+    that changed since the night the context was learned, with the same result.
+    """
+
+    preferred_cities: tuple[str, ...]
+    learned_townships: pl.DataFrame
+
+    @property
+    def townships_by_name(self) -> pl.DataFrame:
+        # A township name seen in a single county of the batch identifies it even without the county.
+        return (
+            self.learned_townships.group_by("township_name")
+            .agg(pl.col("township_code").first(), pl.len().alias("_n"))
+            .filter(pl.col("_n") == 1)
+            .select("township_name", pl.col("township_code").alias("township_by_name"))
+        )
+
+
+def _given_codes(raw: pl.DataFrame) -> pl.DataFrame:
+    return raw.select(
         normalize_region_code(pl.col("hukou_region")).alias("hukou_given"),
         normalize_region_code(pl.col("residence_region")).alias("residence_given"),
     )
-    preferred = preferred_cities(pl.concat([given.get_column("hukou_given"), given.get_column("residence_given")]))
+
+
+def _address_sides(raw: pl.DataFrame, given: pl.DataFrame, preferred: Sequence[str]) -> dict[str, pl.DataFrame]:
+    """Per side, `address_raw, given` and the parsed address (address, address_region, township_name)."""
     lookup = standardize_addresses(
         pl.concat([raw.get_column("hukou_address"), raw.get_column("residence_address")]).rename("a"),
-        preferred,
+        list(preferred),
     )
-    sides = {}
-    for side in ("hukou", "residence"):
-        sides[side] = (
-            pl.concat([raw.select(pl.col(f"{side}_address").alias("address_raw")), given.select(pl.col(f"{side}_given").alias("given"))], how="horizontal")
-            .join(lookup, on="address_raw", how="left", maintain_order="left")
-        )
+    return {
+        side: pl.concat(
+            [raw.select(pl.col(f"{side}_address").alias("address_raw")), given.select(pl.col(f"{side}_given").alias("given"))],
+            how="horizontal",
+        ).join(lookup, on="address_raw", how="left", maintain_order="left")
+        for side in ("hukou", "residence")
+    }
+
+
+def learn_region_context(raw: pl.DataFrame) -> RegionContext:
+    """The batch's region context from its `REGION_CONTEXT_COLUMNS` (other columns are ignored).
+
+    Only rows that give a 9-digit code can teach a township, so only their addresses are
+    parsed here; every row's own address is parsed when it is standardized.
+    """
+    raw = _with_all_raw_columns(raw.select([c for c in REGION_CONTEXT_COLUMNS if c in raw.columns]))
+    given = _given_codes(raw)
+    preferred = preferred_cities(pl.concat([given.get_column("hukou_given"), given.get_column("residence_given")]))
+    teaching = (given.get_column("hukou_given").str.len_chars() == 9) | (given.get_column("residence_given").str.len_chars() == 9)
+    teaching = teaching.fill_null(False)
+    raw, given = raw.filter(teaching), given.filter(teaching)
+    sides = _address_sides(raw, given, preferred)
     # The batch's own (county, township name) → 9-digit code pairs: rows whose extract gives a
     # township code and whose address names the township. An address whose prefix names another
     # county than the code is a contradiction and teaches nothing.
@@ -142,14 +194,15 @@ def _regions(raw: pl.DataFrame) -> pl.DataFrame:
             for frame in sides.values()
         ]
     )
-    learned = learn_township_codes(pairs)
-    # A township name seen in a single county of the batch identifies it even without the county.
-    by_name_only = (
-        learned.group_by("township_name")
-        .agg(pl.col("township_code").first(), pl.len().alias("_n"))
-        .filter(pl.col("_n") == 1)
-        .select("township_name", pl.col("township_code").alias("township_by_name"))
-    )
+    return RegionContext(tuple(preferred), learn_township_codes(pairs))
+
+
+def _regions(raw: pl.DataFrame, context: RegionContext) -> pl.DataFrame:
+    """Region and township codes of both addresses; same height and order as `raw`."""
+    given = _given_codes(raw)
+    sides = _address_sides(raw, given, context.preferred_cities)
+    learned = context.learned_townships
+    by_name_only = context.townships_by_name
     out: dict[str, pl.Series] = {}
     for side, frame in sides.items():
         given, from_address = pl.col("given"), pl.col("address_region")
@@ -208,13 +261,19 @@ def _regions(raw: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def standardize_records(raw: pl.DataFrame, *, as_of: date | None = None) -> pl.DataFrame:
+def standardize_records(
+    raw: pl.DataFrame, *, as_of: date | None = None, context: RegionContext | None = None
+) -> pl.DataFrame:
     """raw_records → int_persons_standardized: one row per input row, same order.
 
-    `as_of` is the day after which a date is in the future (default: today).
+    `as_of` is the day after which a date is in the future (default: today). `context`:
+    the region context learned over the whole batch (`learn_region_context`) when `raw`
+    is only a slice of it; learned from `raw` itself when not given.
     """
     as_of = as_of or date.today()
     raw = _with_all_raw_columns(raw)
+    if context is None:
+        context = learn_region_context(raw)
     names = standardize_names(raw.get_column("name"))
     named = raw.select(pl.col("name").alias("name_raw")).join(names, on="name_raw", how="left", maintain_order="left")
     ids = standardize_id_numbers(raw, "id_number", as_of=as_of)
@@ -222,7 +281,7 @@ def standardize_records(raw: pl.DataFrame, *, as_of: date | None = None) -> pl.D
     registered = parse_date_column(raw.get_column("registered_at"), as_of)
     updated = parse_date_column(raw.get_column("updated_at"), as_of)
     phones = standardize_phones(raw, "phone")
-    regions = _regions(raw)
+    regions = _regions(raw, context)
     relation = _relation_lookup()
     ethnicity = _ethnicity_lookup()
 
@@ -342,3 +401,29 @@ def standardization_metrics(std: pl.DataFrame) -> pl.DataFrame:
         .sort(["source", "_o"])
         .select("source", "field", *[pl.col(c).cast(pl.Int64) for c in counts])
     ) if wide.height else pl.DataFrame(schema={"source": pl.String, "field": pl.String, **{c: pl.Int64 for c in counts}})
+
+
+def combine_standardization_metrics(
+    *parts: pl.DataFrame, minus: Sequence[pl.DataFrame] = ()
+) -> pl.DataFrame:
+    """The metrics of a union of record sets from the metrics of each (and less those of `minus`).
+
+    Every figure is a count, so the metrics of slices add up to those of the whole, and a
+    night that reuses most of last night's rows takes last night's figures, less the rows
+    that left, plus the rows that came.
+    """
+    counts = ["filled", "standardized", "flagged_invalid", "derived"]
+    signed = [p for p in parts if p.height] + [
+        p.with_columns(-pl.col(c) for c in counts) for p in minus if p.height
+    ]
+    if not signed:
+        return pl.DataFrame(schema={"source": pl.String, "field": pl.String, **{c: pl.Int64 for c in counts}})
+    order = {f: i for i, f in enumerate(_metric_specs())}
+    return (
+        pl.concat(signed)
+        .group_by("source", "field")
+        .agg(pl.col(c).sum().cast(pl.Int64) for c in counts)
+        .with_columns(pl.col("field").replace_strict(order, return_dtype=pl.Int32).alias("_o"))
+        .sort(["source", "_o"])
+        .select("source", "field", *counts)
+    )

@@ -109,3 +109,18 @@ def test_union_bits_follow_the_pass_order():
     text = (SQL_DIR / "int_pairs_blocked.sql").read_text(encoding="utf-8")
     bits = {table: int(bit) for bit, table in re.findall(r"(\d+)(?: as pass_bit)? from (int_pairs_\w+)", text)}
     assert bits == {bp.table: 1 << i for i, bp in enumerate(BLOCKING_PASSES)}
+
+
+def test_changed_records_get_exactly_the_full_passes_pairs_that_touch_them():
+    rows = [{"id_number": ID_A, "id_valid": True, "phone": "13900000000"} for _ in range(3)]
+    rows += [{"name": "张伟", "name_pinyin": "zhang wei", "name_pinyin_sorted": "wei zhang",
+              "birth_date": date(1990, 1, 2)} for _ in range(3)]
+    # A capped block stays capped: its size counts every member, not only the changed one.
+    rows += [{"id_number": "000000000000000000", "id_valid": False} for _ in range(4)]
+    records = prepare_link_records(std(rows))
+    full = run_blocking(duckdb.connect(), records, max_block_size=3).pairs
+    changed = pl.Series([1, 4, 8], dtype=pl.Int64)
+    only = run_blocking(duckdb.connect(), records, max_block_size=3, changed_keys=changed).pairs
+    touching = full.filter(pl.col("record_key_l").is_in(changed) | pl.col("record_key_r").is_in(changed))
+    assert only.equals(touching)
+    assert len(only) > 0 and len(only) < len(full)

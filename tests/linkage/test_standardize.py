@@ -193,3 +193,20 @@ def test_township_learning_uses_the_most_seen_vintage_and_ignores_contradicting_
     assert std["residence_region"].to_list()[-2:] == ["330602003", "330603"]
     assert std["residence_township"].to_list()[-2:] == ["330602003", None]
     assert std["hukou_region"].to_list()[:3] == ["330602003", "330602003", "330602010"]  # given codes are kept
+
+
+def test_rows_standardized_one_at_a_time_with_the_batch_context_equal_the_batch(std):
+    from linkage.standardize import combine_standardization_metrics, learn_region_context
+
+    raw = raw_frame()
+    context = learn_region_context(raw)
+    one_by_one = [standardize_records(raw.slice(i, 1), as_of=AS_OF, context=context) for i in range(raw.height)]
+    assert pl.concat(one_by_one).equals(std)
+    # Counts add up: the metrics of the slices are those of the batch, and less a slice is the rest.
+    parts = [standardization_metrics(part) for part in one_by_one]
+    assert combine_standardization_metrics(*parts).equals(standardization_metrics(std))
+    rest = combine_standardization_metrics(standardization_metrics(std), minus=parts[:1])
+    assert rest.equals(combine_standardization_metrics(*parts[1:]))
+    # Without the batch's context a lone row cannot learn its township from the others.
+    alone = pl.concat([standardize_records(raw.slice(i, 1), as_of=AS_OF) for i in range(raw.height)])
+    assert not alone.get_column("residence_region").equals(std.get_column("residence_region"))
