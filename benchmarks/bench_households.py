@@ -13,6 +13,18 @@
    found ∩ true / true. The bar: precision >= 0.95 and recall >= 0.90 for every kind;
 6. times compute_rates, build_department_reports and write_department_reports;
 7. prints a table and writes benchmarks/results/<UTC time>_households-<persons>.json.
+
+The flow's own households stage alone, on a run's kept DuckDB file (one that `renhu run` or
+`bench_stages.py` left, with int_persons_standardized and entity_map):
+
+    .venv/bin/python benchmarks/bench_households.py --db COPY.duckdb --sources CITY/sources.yaml \
+        [--as-of 2026-11-23] [--save DIR]
+
+runs `flows.stages.households` in a fresh process and prints its seconds, the RSS before it
+and the process's peak RSS (getrusage: exact, not sampled), so the stage's own memory is the
+difference. The stage replaces household_findings and share_rates in that file: give it a
+copy. `--save DIR` writes the findings, share rates, overlap and rate metrics (sorted, as
+parquet and JSON) so two versions of the stage can be compared row for row.
 """
 
 from __future__ import annotations
@@ -94,13 +106,76 @@ def _print_scores(title: str, scores: dict[str, dict]) -> bool:
     return ok_all
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def stage_on_db(db: Path, sources: Path, as_of: dt.date, save: Path | None) -> int:
+    """Time `flows.stages.households` on a kept run database; optionally save what it made."""
+    import resource
+
+    from flows import stages
+    from flows.settings import Settings
+
+    settings = Settings.from_env()
+    # The night's date in China is as_of: noon UTC falls on it there too.
+    started_at = dt.datetime.combine(as_of, dt.time(4, 0), tzinfo=dt.UTC)
+    ctx = stages.RunContext(
+        config=load_sources(sources),
+        out_dir=db.parent,
+        db_path=db,
+        con=stages.connect(db, settings),
+        settings=settings,
+        run_id=stages.new_run_id(started_at),
+        started_at=started_at,
+        sources_sha256="",
+    )
+    # Imports the stage makes on first call, so they do not count as the stage's memory or time.
+    import linkage.households  # noqa: F401
+    import linkage.rates  # noqa: F401
+
+    before = _rss_bytes()
+    result = stages.households(ctx)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    records = ctx.con.execute("select count(*) from entity_map").fetchone()[0]
+    print(
+        f"households stage: {result.seconds:.2f} s  records {records:,}  findings {result.rows_out:,}  "
+        f"RSS before {before / 1e9:.2f} GB  peak {peak / 1e9:.2f} GB  (stage +{(peak - before) / 1e9:.2f} GB)"
+    )
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        findings = ctx.con.execute("select * from household_findings").pl()
+        findings.sort(findings.columns, nulls_last=True).write_parquet(save / "household_findings.parquet")
+        ctx.con.execute("select * from share_rates order by source").pl().write_parquet(save / "share_rates.parquet")
+        rates = ctx.rates
+        rates.overlap.sort("source_l", "source_r").write_parquet(save / "overlap.parquet")
+        (save / "metrics.json").write_text(
+            json.dumps(rates.metrics, ensure_ascii=False, indent=1, sort_keys=True), encoding="utf-8"
+        )
+        print(f"saved: {save}")
+    ctx.con.close()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, default=None, help="time the flow's households stage on this run database")
+    parser.add_argument("--sources", type=Path, default=None, help="with --db: the sources file of that run")
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 11, 23))
+    parser.add_argument("--save", type=Path, default=None, help="with --db: write the stage's outputs here")
     parser.add_argument("--persons", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--linkage", choices=("truth", "real", "both"), default="both")
     parser.add_argument("--keep", type=Path, default=None, help="generate into this folder and keep it")
     args = parser.parse_args()
+    if args.db is not None:
+        if args.sources is None:
+            parser.error("--db needs --sources")
+        return stage_on_db(args.db, args.sources, args.as_of, args.save)
 
     from linkage.demo_city import generate_city
     from linkage.standardize import standardize_records

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import duckdb
 import polars as pl
 
 FINDING_COLUMNS: tuple[str, ...] = ("kind", "person_id", "source", "record_id", "detail")
@@ -192,19 +193,29 @@ def place_names(records: pl.DataFrame) -> dict[str, str]:
     The county comes from the GB/T 2260 table; the township is the name most addresses
     carrying that code start with (codes change as townships merge, so no fixed table).
     """
-    from linkage.regions import TOWNSHIP_PATTERN, region_table
-
     pairs = pl.concat(
         [
             records.select(code=pl.col("hukou_town"), address=pl.col("hukou_address")),
             records.select(code=pl.col("res_town"), address=pl.col("residence_address")),
         ]
     ).filter(pl.col("code").is_not_null() & pl.col("address").is_not_null())
+    return _names_from_addresses(pairs.with_columns(n=pl.lit(1, dtype=pl.Int64)))
+
+
+# The township pattern matches at most 12 characters and a 2-character suffix: an address's
+# first 14 characters decide its township, so addresses can be counted by that prefix.
+ADDRESS_PREFIX_CHARS = 14
+
+
+def _names_from_addresses(pairs: pl.DataFrame) -> dict[str, str]:
+    """``place_names`` from (code, address, n): n addresses with that code start that way."""
+    from linkage.regions import TOWNSHIP_PATTERN, region_table
+
     towns = (
         pairs.with_columns(town=pl.col("address").str.extract(TOWNSHIP_PATTERN, 1))
         .filter(pl.col("town").is_not_null())
         .group_by("code", "town")
-        .agg(n=pl.len())
+        .agg(n=pl.col("n").sum())
         .sort(["code", "n", "town"], descending=[False, True, False])
         .group_by("code", maintain_order=True)
         .first()
@@ -303,30 +314,79 @@ def current_residence(evidence: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _hukou_residence_split(records: pl.DataFrame, as_of: date, names: dict[str, str]) -> pl.DataFrame:
-    hukou_of = registered_hukou(records)
-    # The columns the check and its rows read: the evidence is most of the city's records.
-    evidence = residence_evidence(records).select(
-        "person_id",
-        "res_town",
-        "fresh",
-        "registered_at",
-        "kind_priority",
-        "source",
-        "record_id",
-        "department",
+def _place_expr(code: pl.Expr, names: dict[str, str]) -> pl.Expr:
+    """``_place`` over a column: "name（code）" when the extracts name the code, else the code, or 不详."""
+    name = (
+        code.replace_strict(names, default=None, return_dtype=pl.String)
+        if names
+        else pl.lit(None, dtype=pl.String)
     )
+    return (
+        pl.when(code.is_null())
+        .then(pl.lit("不详"))
+        .when(name.is_not_null())
+        .then(pl.concat_str([name, pl.lit("（"), code, pl.lit("）")]))
+        .otherwise(code)
+    )
+
+
+def _related(related_department: pl.Expr) -> pl.Expr:
+    """``_row``'s related_department over columns: null when it is the record's own department."""
+    return pl.when(related_department != pl.col("department")).then(related_department)
+
+
+def _finding_frame(kind: str, frame: pl.DataFrame, related_department: pl.Expr) -> pl.DataFrame:
+    """Finding rows from a frame holding the evidence records and their ``detail``."""
+    return frame.select(
+        kind=pl.lit(kind, dtype=pl.String),
+        person_id=pl.col("person_id"),
+        source=pl.col("source"),
+        record_id=pl.col("record_id"),
+        detail=pl.col("detail"),
+        department=pl.col("department"),
+        related_department=_related(related_department),
+    )
+
+
+# The columns of a residence evidence record the 人户分离 check and its rows read.
+EVIDENCE_COLUMNS: tuple[str, ...] = (
+    "person_id",
+    "res_town",
+    "fresh",
+    "registered_at",
+    "kind_priority",
+    "source",
+    "record_id",
+    "department",
+)
+# The columns of a register record with a township that the check reads.
+HUKOU_TOWN_COLUMNS: tuple[str, ...] = (
+    "source_kind",
+    "person_id",
+    "fresh",
+    "source",
+    "record_id",
+    "department",
+    "household_id",
+    "hukou_town",
+)
+
+
+def _hukou_residence_split(
+    hukou_rows: pl.DataFrame, evidence: pl.DataFrame, as_of: date, names: dict[str, str]
+) -> pl.DataFrame:
+    """``hukou_rows``: the register records with a township; ``evidence``: ``residence_evidence``'s
+    rows (``EVIDENCE_COLUMNS``), in record order."""
+    hukou_of = registered_hukou(hukou_rows)
     if hukou_of.is_empty() or evidence.is_empty():
         return _empty_findings()
     freshest = current_residence(evidence)
-    all_towns = (
-        records.filter((pl.col("source_kind") == "hukou") & pl.col("hukou_town").is_not_null())
-        .group_by("person_id")
-        .agg(hukou_towns=pl.col("hukou_town").unique())
-    )
+    all_towns = hukou_rows.group_by("person_id").agg(hukou_towns=pl.col("hukou_town").unique())
     # Every record of the person that places them in the freshest township shows the split;
     # the earliest start among them is "since when".
-    at_live = evidence.join(freshest, on="person_id").filter(pl.col("res_town") == pl.col("live_town"))
+    at_live = evidence.join(freshest, on="person_id", maintain_order="left").filter(
+        pl.col("res_town") == pl.col("live_town")
+    )
     since = at_live.group_by("person_id").agg(since=pl.col("registered_at").min(), seen=pl.col("fresh").max())
     split = (
         hukou_of.join(freshest, on="person_id")
@@ -338,35 +398,74 @@ def _hukou_residence_split(records: pl.DataFrame, as_of: date, names: dict[str, 
     )
     if split.is_empty():
         return _empty_findings()
-    live_sources = at_live.group_by("person_id").agg(
+    live_sources = at_live.join(split.select("person_id"), on="person_id", how="semi").group_by("person_id").agg(
         pl.col("source").unique(maintain_order=True).alias("live_sources"),
         pl.col("department").unique(maintain_order=True).alias("live_departments"),
     )
-    split = split.join(live_sources, on="person_id", how="left")
-    details: dict[str, str] = {}
-    rows: list[dict[str, str | None]] = []
-    for s in split.iter_rows(named=True):
-        since_text = (
-            f"自{s['since'].isoformat()}起"
-            if s["since"] is not None
-            else f"起始时间不详（最近记录{_fmt_date(s['seen'])}）"
+    # "据 source（department）、…" is written once per distinct set of sources, not per person.
+    key = pl.concat_str(
+        [pl.col("live_sources").list.join("\x1f"), pl.col("live_departments").list.join("\x1f")],
+        separator="\x1e",
+    )
+    live_sources = live_sources.with_columns(live_key=key)
+    distinct = live_sources.select("live_key", "live_sources", "live_departments").unique(subset=["live_key"])
+    live_by = pl.DataFrame(
+        [
+            (
+                k,
+                "、".join(f"{src}（{dep}）" for src, dep in zip(sources, departments, strict=False)),
+                departments[0],
+            )
+            for k, sources, departments in distinct.iter_rows()
+        ],
+        schema={"live_key": pl.String, "live_by": pl.String, "live_department": pl.String},
+        orient="row",
+    )
+    split = split.join(live_sources.select("person_id", "live_key"), on="person_id", how="left").join(
+        live_by, on="live_key", how="left"
+    )
+    since_text = (
+        pl.when(pl.col("since").is_not_null())
+        .then(pl.concat_str([pl.lit("自"), pl.col("since").cast(pl.String), pl.lit("起")]))
+        .otherwise(
+            pl.concat_str(
+                [pl.lit("起始时间不详（最近记录"), pl.col("seen").cast(pl.String).fill_null("不详"), pl.lit("）")]
+            )
         )
-        live_by = "、".join(
-            f"{src}（{dep}）" for src, dep in zip(s["live_sources"], s["live_departments"], strict=False)
+    )
+    household = pl.when(pl.col("household_id").is_null() | (pl.col("household_id") == "")).then(
+        pl.lit("不详")
+    ).otherwise(pl.col("household_id"))
+    split = split.with_columns(
+        detail=pl.concat_str(
+            [
+                pl.lit("人户分离：户籍登记在"),
+                _place_expr(pl.col("hukou_town"), names),
+                pl.lit("（"),
+                pl.col("source"),
+                pl.lit("，户号"),
+                household,
+                pl.lit("），实际居住在"),
+                _place_expr(pl.col("live_town"), names),
+                pl.lit("（据"),
+                pl.col("live_by"),
+                pl.lit("，"),
+                since_text,
+                pl.lit("）"),
+            ]
         )
-        detail = (
-            f"人户分离：户籍登记在{_place(s['hukou_town'], names)}（{s['source']}，户号{s['household_id'] or '不详'}），"
-            f"实际居住在{_place(s['live_town'], names)}（据{live_by}，{since_text}）"
-        )
-        details[s["person_id"]] = detail
-        rows.append(_row("hukou_residence_split", s["person_id"], s, detail, s["live_departments"][0]))
-    hukou_department = dict(split.select("person_id", "department").iter_rows())
-    for r in at_live.filter(pl.col("person_id").is_in(list(details))).iter_rows(named=True):
-        person_id = r["person_id"]
-        rows.append(
-            _row("hukou_residence_split", person_id, r, details[person_id], hukou_department[person_id])
-        )
-    return _finding_rows(rows)
+    )
+    register_rows = _finding_frame("hukou_residence_split", split, pl.col("live_department"))
+    # The residence side's records show the same finding; its related department is the register's.
+    residence_rows = at_live.join(
+        split.select("person_id", "detail", hukou_department=pl.col("department")), on="person_id"
+    )
+    return pl.concat(
+        [
+            register_rows,
+            _finding_frame("hukou_residence_split", residence_rows, pl.col("hukou_department")),
+        ]
+    )
 
 
 def _row(
@@ -595,24 +694,43 @@ ADULT_AGE = 18
 def school_rosters(records: pl.DataFrame, as_of: date) -> list[str]:
     """The ``generic`` sources that list pupils: at least 90% of their dated people are minors."""
     generic = records.filter((pl.col("source_kind") == "generic") & pl.col("birth").is_not_null())
-    if generic.is_empty():
-        return []
-    adult_born_by = date(as_of.year - ADULT_AGE, as_of.month, min(as_of.day, 28))
-    shares = generic.group_by("source").agg(minors=(pl.col("birth") > adult_born_by).mean())
+    shares = generic.group_by("source").agg(minors=(pl.col("birth") > adult_born_by(as_of)).mean())
+    return _school_sources(shares)
+
+
+def adult_born_by(as_of: date) -> date:
+    """Born on or before this day: an adult on ``as_of`` (29 February counts as the 28th)."""
+    return date(as_of.year - ADULT_AGE, as_of.month, min(as_of.day, 28))
+
+
+def _school_sources(shares: pl.DataFrame) -> list[str]:
+    """From (source, minors: share of its dated people who are minors)."""
     return sorted(shares.filter(pl.col("minors") >= SCHOOL_ROSTER_MINOR_SHARE).get_column("source").to_list())
 
 
-def _unregistered_resident(records: pl.DataFrame, as_of: date, names: dict[str, str]) -> pl.DataFrame:
-    pupils = school_rosters(records, as_of)
-    living = records.filter(
+# The columns of a tenancy or school record the 居住未登记 check reads.
+LIVING_COLUMNS: tuple[str, ...] = (
+    "person_id",
+    "res_town",
+    "source",
+    "record_id",
+    "source_kind",
+    "registered_at",
+    "department",
+)
+
+
+def _living(records: pl.DataFrame, pupils: list[str]) -> pl.DataFrame:
+    return records.filter(
         ((pl.col("source_kind") == "rental") | pl.col("source").is_in(pupils))
         & pl.col("person_id").is_not_null()
         & pl.col("res_town").is_not_null()
-    )
-    if living.is_empty():
-        return _empty_findings()
-    # Places where the person is registered: residence registrations and the household register.
-    registered = (
+    ).select(LIVING_COLUMNS)
+
+
+def _registered_places(records: pl.DataFrame) -> pl.DataFrame:
+    """(person_id, town) where the person is registered: residence registrations and the register."""
+    return (
         pl.concat(
             [
                 records.filter(
@@ -626,19 +744,35 @@ def _unregistered_resident(records: pl.DataFrame, as_of: date, names: dict[str, 
         .drop_nulls()
         .unique()
     )
+
+
+def _unregistered_resident(living: pl.DataFrame, registered: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """``living``: tenancy and school records (``_living``); ``registered``: ``_registered_places``."""
+    if living.is_empty():
+        return _empty_findings()
     unregistered = living.join(
         registered, left_on=["person_id", "res_town"], right_on=["person_id", "town"], how="anti"
     ).sort(["person_id", "source", "record_id"])
-    rows: list[dict[str, str | None]] = []
-    for r in unregistered.iter_rows(named=True):
-        what = "租住" if r["source_kind"] == "rental" else "就学登记的住址在"
-        since = f"，自{r['registered_at'].isoformat()}起" if r["registered_at"] is not None else ""
-        detail = (
-            f"居住未登记：{what}{_place(r['res_town'], names)}（{r['source']}{since}），"
-            "该地既无居住登记，也非户籍登记地"
+    what = pl.when(pl.col("source_kind") == "rental").then(pl.lit("租住")).otherwise(pl.lit("就学登记的住址在"))
+    since = (
+        pl.when(pl.col("registered_at").is_not_null())
+        .then(pl.concat_str([pl.lit("，自"), pl.col("registered_at").cast(pl.String), pl.lit("起")]))
+        .otherwise(pl.lit(""))
+    )
+    unregistered = unregistered.with_columns(
+        detail=pl.concat_str(
+            [
+                pl.lit("居住未登记："),
+                what,
+                _place_expr(pl.col("res_town"), names),
+                pl.lit("（"),
+                pl.col("source"),
+                since,
+                pl.lit("），该地既无居住登记，也非户籍登记地"),
+            ]
         )
-        rows.append(_row("unregistered_resident", r["person_id"], r, detail))
-    return _finding_rows(rows)
+    )
+    return _finding_frame("unregistered_resident", unregistered, pl.lit(None, dtype=pl.String))
 
 
 def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
@@ -757,15 +891,40 @@ def find_household_findings(
     concerns, when there is one). ``as_of`` is the day ages and the half-year rule are
     measured on (default: today).
     """
-    as_of = as_of or date.today()
-    records = person_records(std, entity_map)
-    register = register_households(records)
-    names = place_names(records)
-    parts = [
-        _hukou_residence_split(records, as_of, names),
+    return _findings(_FrameRecords(person_records(std, entity_map)), as_of or date.today())
+
+
+def find_household_findings_db(
+    con: duckdb.DuckDBPyConnection,
+    as_of: date | None = None,
+    *,
+    standardized: str = "int_persons_standardized",
+    entity_map: str = "entity_map",
+) -> pl.DataFrame:
+    """``find_household_findings`` over the run's tables: the same rows, read in DuckDB.
+
+    Each check loads only the records and columns it reads (the register, the residence
+    evidence, tenancies and pupils), and the counts over every record (township names,
+    school rosters) are made in DuckDB, so the city's records never sit in polars whole.
+    """
+    view = person_records_view(con, standardized=standardized, entity_map=entity_map)
+    try:
+        return _findings(_DuckDBRecords(con, view), as_of or date.today())
+    finally:
+        con.execute(f"drop view if exists {view}")
+
+
+def _findings(records: _FrameRecords | _DuckDBRecords, as_of: date) -> pl.DataFrame:
+    names = _names_from_addresses(records.address_counts())
+    # The residence evidence is most of the city's records: it is freed once this check is done.
+    parts = [_hukou_residence_split(records.hukou_town_rows(), records.evidence(), as_of, names)]
+    register = register_households(records.register_rows())
+    pupils = _school_sources(records.minor_shares(as_of))
+    living = records.living(pupils)
+    parts += [
         _multi_household(register, names),
-        _roster_conflict(records, register),
-        _unregistered_resident(records, as_of, names),
+        _roster_conflict(records.roster_rows(), register),
+        _unregistered_resident(living, records.registered_places(pupils), names),
         _household_sanity(register, as_of),
     ]
     findings = pl.concat(parts, how="vertical")
@@ -778,3 +937,216 @@ def find_household_findings(
         .sort(["_order", "person_id", "source", "record_id"], nulls_last=True)
         .drop("_order")
     )
+
+
+# The columns of a register record (with a household number) the household checks read.
+REGISTER_COLUMNS: tuple[str, ...] = (
+    "source",
+    "department",
+    "source_kind",
+    "record_id",
+    "person_id",
+    "household_id",
+    "relation_to_head",
+    "hukou_town",
+    "name",
+    "birth",
+    "sex_any",
+)
+ROSTER_COLUMNS: tuple[str, ...] = (
+    "source",
+    "department",
+    "source_kind",
+    "record_id",
+    "person_id",
+    "household_id",
+    "relation_to_head",
+    "name",
+)
+
+
+class _FrameRecords:
+    """The checks' inputs cut from a ``person_records`` frame."""
+
+    def __init__(self, records: pl.DataFrame) -> None:
+        self.records = records
+
+    def address_counts(self) -> pl.DataFrame:
+        r = self.records
+        return pl.concat(
+            [
+                r.select(code=pl.col("hukou_town"), address=pl.col("hukou_address")),
+                r.select(code=pl.col("res_town"), address=pl.col("residence_address")),
+            ]
+        ).filter(pl.col("code").is_not_null() & pl.col("address").is_not_null()).with_columns(
+            n=pl.lit(1, dtype=pl.Int64)
+        )
+
+    def hukou_town_rows(self) -> pl.DataFrame:
+        return self.records.filter(
+            (pl.col("source_kind") == "hukou") & pl.col("hukou_town").is_not_null()
+        ).select(HUKOU_TOWN_COLUMNS)
+
+    def evidence(self) -> pl.DataFrame:
+        return residence_evidence(self.records).select(EVIDENCE_COLUMNS)
+
+    def register_rows(self) -> pl.DataFrame:
+        return self.records.filter(
+            (pl.col("source_kind") == "hukou")
+            & pl.col("household_id").is_not_null()
+            & pl.col("person_id").is_not_null()
+        ).select(REGISTER_COLUMNS)
+
+    def roster_rows(self) -> pl.DataFrame:
+        return self.records.filter(
+            (pl.col("source_kind") == "roster")
+            & pl.col("household_id").is_not_null()
+            & pl.col("person_id").is_not_null()
+        ).select(ROSTER_COLUMNS)
+
+    def minor_shares(self, as_of: date) -> pl.DataFrame:
+        generic = self.records.filter((pl.col("source_kind") == "generic") & pl.col("birth").is_not_null())
+        return generic.group_by("source").agg(minors=(pl.col("birth") > adult_born_by(as_of)).mean())
+
+    def living(self, pupils: list[str]) -> pl.DataFrame:
+        return _living(self.records, pupils)
+
+    def registered_places(self, pupils: list[str]) -> pl.DataFrame:
+        return _registered_places(self.records)
+
+
+class _DuckDBRecords:
+    """The same inputs as ``_FrameRecords``, queried from ``person_records_view``.
+
+    Rows come in record_key order, as the frame holds them, so every "first" and every
+    order-keeping step below picks the same record either way.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, view: str) -> None:
+        self.con = con
+        self.view = view
+
+    def _rows(self, columns: tuple[str, ...], where: str, params: dict | None = None) -> pl.DataFrame:
+        select = ", ".join(columns)
+        return self.con.execute(
+            f"select {select} from {self.view} where {where} order by record_key", params or {}
+        ).pl()
+
+    def address_counts(self) -> pl.DataFrame:
+        return self.con.execute(
+            f"""
+            select code, left(address, {ADDRESS_PREFIX_CHARS}) as address, count(*) as n
+            from (
+                select hukou_town as code, hukou_address as address from {self.view}
+                union all
+                select res_town, residence_address from {self.view}
+            )
+            where code is not null and address is not null
+            group by all
+            """
+        ).pl()
+
+    def hukou_town_rows(self) -> pl.DataFrame:
+        return self._rows(HUKOU_TOWN_COLUMNS, "source_kind = 'hukou' and hukou_town is not null")
+
+    def evidence(self) -> pl.DataFrame:
+        return self._rows(
+            EVIDENCE_COLUMNS, "source_kind <> 'hukou' and person_id is not null and res_town is not null"
+        )
+
+    def register_rows(self) -> pl.DataFrame:
+        return self._rows(
+            REGISTER_COLUMNS, "source_kind = 'hukou' and household_id is not null and person_id is not null"
+        )
+
+    def roster_rows(self) -> pl.DataFrame:
+        return self._rows(
+            ROSTER_COLUMNS, "source_kind = 'roster' and household_id is not null and person_id is not null"
+        )
+
+    def minor_shares(self, as_of: date) -> pl.DataFrame:
+        counts = self.con.execute(
+            f"""
+            select source, count(*) filter (where birth > $born_by) as minors, count(*) as dated
+            from {self.view}
+            where source_kind = 'generic' and birth is not null
+            group by source
+            """,
+            {"born_by": adult_born_by(as_of)},
+        ).pl()
+        # The share is divided here, as polars' mean of a boolean column divides it.
+        return counts.select("source", minors=pl.col("minors").cast(pl.Float64) / pl.col("dated").cast(pl.Float64))
+
+    _LIVING = (
+        "(source_kind = 'rental' or list_contains($pupils, source))"
+        " and person_id is not null and res_town is not null"
+    )
+
+    def living(self, pupils: list[str]) -> pl.DataFrame:
+        return self._rows(LIVING_COLUMNS, self._LIVING, {"pupils": pupils})
+
+    def registered_places(self, pupils: list[str]) -> pl.DataFrame:
+        # Only the places of people who rent or attend school matter to the check.
+        return self.con.execute(
+            f"""
+            select distinct person_id, town from (
+                select person_id, res_town as town from {self.view}
+                where source_kind = 'residence' and res_town is not null
+                union all
+                select person_id, hukou_town from {self.view}
+                where source_kind = 'hukou' and hukou_town is not null
+            )
+            where person_id is not null
+              and person_id in (select person_id from {self.view} where {self._LIVING})
+            """,
+            {"pupils": pupils},
+        ).pl()
+
+
+_SQL_TYPES = {pl.String: "varchar", pl.Date: "date"}
+
+
+def person_records_view(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    standardized: str = "int_persons_standardized",
+    entity_map: str = "entity_map",
+    name: str = "__renhu_person_records",
+) -> str:
+    """A temporary view of ``person_records`` over the run's tables; returns its name.
+
+    The same columns as the frame (``person_id`` joined on record_key; ``birth``,
+    ``sex_any``, ``fresh``, ``hukou_town``, ``res_town``, ``kind_priority``) plus
+    ``record_key``. A column the standardized table lacks reads as null. The caller drops it.
+    """
+    present = {row[0] for row in con.execute(f"describe {standardized}").fetchall()}
+
+    def column(c: str) -> str:
+        return f's."{c}"' if c in present else f"cast(null as {_SQL_TYPES[_RECORD_SCHEMA[c]]})"
+
+    def township(code: str, region: str) -> str:
+        return f"coalesce({column(code)}, case when length({column(region)}) = 9 then {column(region)} end)"
+
+    priority = " ".join(f"when '{kind}' then {rank}" for kind, rank in _KIND_PRIORITY.items())
+    plain = [c for c in _RECORD_SCHEMA if c not in {"department", "source_kind"}]
+    con.execute(
+        f"""
+        create or replace temp view {name} as
+        select
+            s.record_key,
+            {", ".join(f'{column(c)} as "{c}"' for c in plain)},
+            coalesce({column("department")}, s.source) as department,
+            coalesce({column("source_kind")}, 'generic') as source_kind,
+            e.person_id,
+            coalesce({column("birth_date")}, {column("id_birth_date")}) as birth,
+            coalesce({column("sex")}, {column("id_sex")}) as sex_any,
+            coalesce({column("updated_at")}, {column("registered_at")}) as fresh,
+            {township("hukou_township", "hukou_region")} as hukou_town,
+            {township("residence_township", "residence_region")} as res_town,
+            cast(case coalesce({column("source_kind")}, 'generic') {priority} else 5 end as tinyint)
+                as kind_priority
+        from {standardized} s
+        left join {entity_map} e on e.record_key = s.record_key
+        """
+    )
+    return name

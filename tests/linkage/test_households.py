@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -17,6 +18,7 @@ from linkage.fields import CANONICAL_FIELDS
 from linkage.households import (
     FINDING_COLUMNS,
     find_household_findings,
+    find_household_findings_db,
     mask_id_number,
     mask_name,
     person_records,
@@ -165,9 +167,30 @@ def clean_rows() -> list[dict[str, object]]:
     ]
 
 
+def in_duckdb(std: pl.DataFrame, entity_map: pl.DataFrame) -> duckdb.DuckDBPyConnection:
+    """The run's two tables, as the flow keeps them, in an in-memory database."""
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.register("entity_map_frame", entity_map)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    con.execute("create table entity_map as select * from entity_map_frame")
+    con.unregister("std_frame")
+    con.unregister("entity_map_frame")
+    return con
+
+
 def findings_of(rows: list[dict[str, object]]) -> pl.DataFrame:
-    std, entity_map = city(rows)
-    return find_household_findings(std, entity_map, as_of=AS_OF)
+    return checked_findings(*city(rows))
+
+
+def checked_findings(std: pl.DataFrame, entity_map: pl.DataFrame) -> pl.DataFrame:
+    """The findings of the frame interface, checked row for row against the DuckDB one."""
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    with in_duckdb(std, entity_map) as con:
+        from_db = find_household_findings_db(con, as_of=AS_OF)
+        assert con.execute("select count(*) from duckdb_views() where not internal").fetchone()[0] == 0
+    assert from_db.equals(findings), (from_db.to_dicts(), findings.to_dicts())
+    return findings
 
 
 def by_kind(findings: pl.DataFrame, kind: str) -> set[tuple[str, str, str]]:
@@ -181,8 +204,7 @@ def test_clean_city_has_no_finding() -> None:
 
 
 def test_empty_input_gives_empty_frame_with_contract_columns() -> None:
-    std, entity_map = city([])
-    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    findings = findings_of([])
     assert findings.columns[:5] == list(FINDING_COLUMNS)
     assert findings.height == 0
 
@@ -532,7 +554,7 @@ def test_head_registered_twice_is_a_duplicate_not_two_heads() -> None:
 
 def test_records_missing_from_entity_map_are_ignored() -> None:
     std, entity_map = city(clean_rows() + [rec("rental", "t9", "PZ", residence_township=ELSEWHERE)])
-    findings = find_household_findings(std, entity_map.filter(pl.col("person_id") != "PZ"), as_of=AS_OF)
+    findings = checked_findings(std, entity_map.filter(pl.col("person_id") != "PZ"))
     assert findings.is_empty()
 
 
@@ -629,7 +651,7 @@ def test_on_records_standardized_by_the_real_stage() -> None:
     entity_map = std.select("record_key", "source", "record_id").with_columns(
         person_id=pl.Series(["PA", "PB", "PA", "PT"])
     )
-    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    findings = checked_findings(std, entity_map)
     assert by_kind(findings, "hukou_residence_split") == {
         ("PA", "police_hukou", "H1"),
         ("PA", "residence_reg", "R1"),
