@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import duckdb
 import polars as pl
 
 from linkage.fields import PERSON_FIELDS
@@ -38,6 +39,7 @@ from linkage.households import (
     RECORD_COLUMNS,
     current_residence,
     person_records,
+    person_records_view,
     registered_hukou,
     residence_evidence,
 )
@@ -280,3 +282,237 @@ def compute_rates(
         ),
     }
     return Rates(share_rates=share_rates, overlap=overlap, metrics=metrics)
+
+
+def compute_rates_db(
+    con: duckdb.DuckDBPyConnection,
+    findings: pl.DataFrame,
+    mapped_fields: dict[str, list[str]] | None = None,
+    *,
+    standardized: str = "int_persons_standardized",
+    entity_map: str = "entity_map",
+) -> Rates:
+    """``compute_rates`` over the run's tables: the same figures, counted in DuckDB.
+
+    Only per-source and per-pair counts come back to polars, so the cost in memory does
+    not grow with the city.
+    """
+    view = person_records_view(con, standardized=standardized, entity_map=entity_map)
+    try:
+        return _rates_db(con, view, standardized, findings, mapped_fields)
+    finally:
+        con.execute(f"drop view if exists {view}")
+
+
+def _rates_db(
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    standardized: str,
+    findings: pl.DataFrame,
+    mapped_fields: dict[str, list[str]] | None,
+) -> Rates:
+    present = {row[0] for row in con.execute(f"describe {standardized}").fetchall()}
+    department = "department" if "department" in present else "source"
+    kind = "source_kind" if "source_kind" in present else "'generic'"
+    # The sources file's order is the order of their first records.
+    sources = con.execute(
+        f"""
+        select source, {department} as department, {kind} as kind
+        from {standardized}
+        qualify row_number() over (partition by source order by record_key) = 1
+        order by record_key
+        """
+    ).pl()
+    counts = con.execute(
+        f"""
+        with linked as (select distinct source, person_id from {view} where person_id is not null),
+        holders as (select person_id, count(*) as n_sources from linked group by person_id)
+        select
+            r.source,
+            r.records,
+            p.persons,
+            p.shared_persons,
+            coalesce(r.linked_records, 0) - coalesce(p.persons, 0) as duplicates
+        from (
+            select source, count(*) as records, count(person_id) as linked_records from {view} group by source
+        ) r
+        left join (
+            select source, count(*) as persons, count(*) filter (where n_sources >= 2) as shared_persons
+            from linked join holders using (person_id)
+            group by source
+        ) p using (source)
+        """
+    ).pl()
+    share_rates = (
+        sources.select("source")
+        .join(counts.select("source", "records", "persons", "shared_persons"), on="source", how="left")
+        .with_columns(pl.col("records", "persons", "shared_persons").fill_null(0).cast(pl.Int64))
+        .with_columns(
+            share_rate=pl.when(pl.col("persons") > 0).then(pl.col("shared_persons") / pl.col("persons"))
+        )
+        .select(SHARE_RATE_COLUMNS)
+    )
+    pairs = con.execute(
+        f"""
+        with held as (select distinct source, person_id from {view} where person_id is not null)
+        select l.source as source_l, r.source as source_r, count(*) as shared_persons
+        from held l join held r on l.person_id = r.person_id and l.source <> r.source
+        group by all
+        """
+    ).pl()
+    names = sources.get_column("source").to_list()
+    grid = pl.DataFrame(
+        [(left, right) for left in names for right in names if left != right],
+        schema={"source_l": pl.String, "source_r": pl.String},
+        orient="row",
+    )
+    overlap = (
+        grid.join(pairs, on=["source_l", "source_r"], how="left")
+        .with_columns(pl.col("shared_persons").fill_null(0).cast(pl.Int64))
+        .select("source_l", "source_r", "shared_persons")
+    )
+    persons, multi_source, records = con.execute(
+        f"""
+        select count(*), count(*) filter (where n_sources >= 2), (select count(*) from {view})
+        from (select person_id, count(distinct source) as n_sources from {view}
+              where person_id is not null group by person_id)
+        """
+    ).fetchone()
+    completeness = _field_completeness_db(con, standardized, present, sources, mapped_fields)
+    duplicates_of = dict(counts.select("source", "duplicates").iter_rows())
+    per_source: dict[str, dict] = {}
+    for row in share_rates.join(sources, on="source").iter_rows(named=True):
+        duplicates = int(duplicates_of.get(row["source"], 0) or 0)
+        per_source[row["source"]] = {
+            "department": row["department"],
+            "kind": row["kind"],
+            "persons": row["persons"],
+            "shared_persons": row["shared_persons"],
+            "share_rate": _ratio(row["shared_persons"], row["persons"]),
+            "duplicate_records": duplicates,
+            "duplicate_rate": _ratio(duplicates, row["records"]),
+            "field_completeness": completeness.get(row["source"], {}),
+        }
+    duplicate_records = sum(s["duplicate_records"] for s in per_source.values())
+    overlap_matrix: dict[str, dict[str, int]] = {name: {} for name in names}
+    for left, right, n in overlap.iter_rows():
+        overlap_matrix[left][right] = n
+    metrics = {
+        "persons": persons,
+        "duplicate_records": duplicate_records,
+        "duplicate_rate": rate(duplicate_records, records),
+        "share_rate": rate(multi_source, persons),
+        "household_consistency_rate": _household_consistency_db(con, view),
+        "floating_registration_rate": _floating_registration_db(con, view),
+        "sources": per_source,
+        "overlap": overlap_matrix,
+        "findings": _findings_counts(findings, sources.get_column("department").unique(maintain_order=True).to_list()),
+    }
+    return Rates(share_rates=share_rates, overlap=overlap, metrics=metrics)
+
+
+def _field_completeness_db(
+    con: duckdb.DuckDBPyConnection,
+    standardized: str,
+    present: set[str],
+    sources: pl.DataFrame,
+    mapped_fields: dict[str, list[str]] | None,
+) -> dict[str, dict[str, float | None]]:
+    """``field_completeness`` from one count per (source, column) made in DuckDB."""
+    columns = [c for name in COMPLETENESS_FIELDS for c in (name, f"{name}_raw") if c in present]
+    filled = ", ".join(f'count("{c}") as "{c}"' for c in columns)
+    counts = {
+        row["source"]: row
+        for row in con.execute(
+            f"select source, count(*) as __rows{', ' + filled if filled else ''} from {standardized} group by source"
+        ).pl().iter_rows(named=True)
+    }
+    result: dict[str, dict[str, float | None]] = {}
+    for source in sources.get_column("source").to_list():
+        row = counts.get(source)
+        if row is None:
+            continue
+        fields = (mapped_fields or {}).get(source)
+        if fields is None:
+            # Mapped: the raw or the standard value is filled on at least one record.
+            fields = [n for n in COMPLETENESS_FIELDS if row.get(f"{n}_raw", 0) or row.get(n, 0)]
+        # record_id is never empty on an accepted record: not a completeness question.
+        chosen = [f for f in COMPLETENESS_FIELDS if f in set(fields)]
+        result[source] = {name: _ratio(row.get(name, 0) or 0, row["__rows"]) for name in chosen}
+    return result
+
+
+# Each person's freshest register record with a township, and freshest residence evidence:
+# the same picks as ``registered_hukou`` and ``current_residence``.
+_HUKOU_OF = """
+    select person_id, hukou_town from {view}
+    where source_kind = 'hukou' and person_id is not null and hukou_town is not null
+    qualify row_number() over (
+        partition by person_id order by fresh desc nulls last, source, record_id
+    ) = 1
+"""
+_LIVES_IN = """
+    select person_id, res_town as live_town from {view}
+    where source_kind <> 'hukou' and person_id is not null and res_town is not null
+    qualify row_number() over (
+        partition by person_id order by fresh desc nulls last, kind_priority, source, record_id
+    ) = 1
+"""
+
+
+def _household_consistency_db(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, int | float | None]:
+    agree, both = con.execute(
+        f"""
+        select count(*) filter (where hukou_town = live_town), count(*)
+        from ({_HUKOU_OF.format(view=view)}) join ({_LIVES_IN.format(view=view)}) using (person_id)
+        """
+    ).fetchone()
+    return rate(agree, both)
+
+
+def _floating_registration_db(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, int | float | None]:
+    prefixes = sorted(
+        row[0]
+        for row in con.execute(
+            f"""
+            select distinct left(code, 4) from (
+                select hukou_region as code from {view} where source_kind = 'hukou'
+                union all
+                select hukou_town from {view} where source_kind = 'hukou'
+            )
+            where length(code) >= 6
+            """
+        ).fetchall()
+    )
+    if not prefixes:
+        # Without a register the city is unknown, so nobody can be called floating.
+        return rate(0, 0)
+    floating, registered = con.execute(
+        f"""
+        with linked as (select * from {view} where person_id is not null),
+        outsiders as (
+            select * from linked
+            where person_id not in (select person_id from linked where source_kind = 'hukou')
+        ),
+        stated as (
+            select person_id, coalesce(hukou_town, hukou_region) as region from outsiders
+            where length(coalesce(hukou_town, hukou_region)) >= 6
+        ),
+        by_id as (
+            select person_id, id_region as region from outsiders
+            where length(id_region) >= 6 and person_id not in (select person_id from stated)
+        ),
+        floating as (
+            select distinct person_id from (select * from stated union all select * from by_id)
+            where not list_contains($prefixes, left(region, 4))
+        )
+        select
+            count(*),
+            count(*) filter (where person_id in (
+                select person_id from {view} where source_kind = 'residence' and person_id is not null
+            ))
+        from floating
+        """,
+        {"prefixes": prefixes},
+    ).fetchone()
+    return rate(registered, floating)
