@@ -135,7 +135,6 @@ def cluster_pairs(
         edge_rows: dict[int, list[tuple]] = defaultdict(list)
         for cid, a, b, w in edges.select("cluster", "record_key_l", "record_key_r", "match_weight").iter_rows():
             edge_rows[cid].append((a, b, w))
-        key_pos = {int(k): i for i, k in enumerate(keys.tolist())} if rec_rows else {}
         for cid in sorted(rec_rows):
             members = rec_rows[cid]
             mk = [r[0] for r in members]
@@ -158,8 +157,7 @@ def cluster_pairs(
                 continue
             # The part holding the smallest record key keeps the component's label.
             for root in roots[1:]:
-                for m in groups.items[root]:
-                    labels[key_pos[m]] = next_label
+                labels[index_of(np.asarray(groups.items[root], dtype=keys.dtype))] = next_label
                 next_label += 1
             for a, b, w, why in refused:
                 if groups.find(a) == groups.find(b):
