@@ -1,9 +1,11 @@
 -- int_persons_standardized suite frame: identity-number arithmetic redone for one source.
--- Grain: one row per record of int_persons_standardized for $source.
+-- Grain: one row per record of int_persons_standardized, every source at once (the
+-- `source` column makes the batches).
 -- Nothing personal leaves this query: only labels (valid, wrong_check_character, agrees,
 -- differs, present ...) and record ids (any run of 15+ digits masked) are returned.
 with std as (
     select
+        source,
         record_id,
         id_number,
         id_type,
@@ -13,7 +15,6 @@ with std as (
         name,
         name_raw
     from int_persons_standardized
-    where source = $source
 ),
 
 -- Ids that look like resident ids: typed so by standardize, or untyped with a resident-id shape.
@@ -56,6 +57,7 @@ labelled as (
 )
 
 select
+    source,
     case when regexp_matches(record_id, '[0-9]{15}')
         then regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g')
             || '#' || left(md5($mask_salt || record_id), 8)

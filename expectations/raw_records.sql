@@ -1,12 +1,13 @@
 -- raw_records suite frame: what the per-source checks of the raw extract look at.
--- Grain: one row per input row of one source ($source) in the latest run: accepted rows
--- (raw_records) and rejected rows (quarantine).
+-- Grain: one row per input row in the latest run, every source at once (the `source`
+-- column makes the batches): accepted rows (raw_records) and rejected rows (quarantine).
 -- Nothing personal leaves this query: identity numbers and dates are reduced to their
 -- shape (digit -> 9, Han character -> 字, other letter -> A), record ids have any run of
 -- 15+ digits masked like an identity number (plus a short salted digest that keeps them
 -- distinct), names are not read at all.
 with accepted as (
     select
+        source,
         'accepted' as outcome,
         record_id,
         trim(id_number) as id_number,
@@ -30,11 +31,11 @@ with accepted as (
         registered_at is not null as has_registered_at,
         updated_at is not null as has_updated_at
     from raw_records
-    where source = $source
 ),
 
 rejected as (
     select
+        source,
         'quarantined' as outcome,
         nullif(trim(record_id), '') as record_id,
         null::varchar as id_number,
@@ -58,7 +59,6 @@ rejected as (
         false as has_registered_at,
         false as has_updated_at
     from quarantine
-    where source = $source
 ),
 
 extract_rows as (
@@ -67,19 +67,30 @@ extract_rows as (
     select * from rejected
 ),
 
--- Rows in: tonight's ledger figure when ingest wrote one, else what the tables hold.
+-- Rows in: tonight's ledger figure when ingest wrote one, else what the tables hold; and
+-- the latest earlier night's.
+source_rows as (
+    select source, count(*) as rows_in from extract_rows group by source
+),
+
+ledger_tonight as (
+    select source, max(rows_in) as rows_in from run_source_counts where run_id = $run_id group by source
+),
+
+ledger_before as (
+    select source, arg_max(rows_in, run_id) as rows_in
+    from run_source_counts
+    where run_id < $run_id
+    group by source
+),
+
 nights as (
     select
-        coalesce(
-            (select max(rows_in) from run_source_counts where run_id = $run_id and source = $source),
-            (select count(*) from extract_rows)
-        ) as rows_in_tonight,
-        (
-            select rows_in from run_source_counts
-            where source = $source and run_id < $run_id
-            order by run_id desc
-            limit 1
-        ) as rows_in_previous_night
+        source_rows.source,
+        coalesce(ledger_tonight.rows_in, source_rows.rows_in) / nullif(ledger_before.rows_in, 0) as row_count_ratio
+    from source_rows
+    left join ledger_tonight on ledger_tonight.source = source_rows.source
+    left join ledger_before on ledger_before.source = source_rows.source
 ),
 
 -- Dates are judged once per distinct value, in the forms linkage/dates.py reads: year,
@@ -160,6 +171,7 @@ masked as (
 
 shaped as (
     select
+        masked.source,
         outcome,
         record_id_masked as record_id,
         case when outcome = 'accepted' then record_id_masked end as accepted_record_id,
@@ -167,13 +179,14 @@ shaped as (
         birth.date_check as birth_date_check,
         registered.date_check as registered_at_check,
         updated.date_check as updated_at_check,
-        (select rows_in_tonight / nullif(rows_in_previous_night, 0) from nights) as row_count_ratio,
+        nights.row_count_ratio,
         true as has_record_id,
         has_name, has_id_number, has_sex, has_birth_date, has_ethnicity, has_phone,
         has_hukou_address, has_hukou_region, has_residence_address, has_residence_region,
         has_household_id, has_relation_to_head, has_house_id, has_employer,
         has_registered_at, has_updated_at
     from masked
+    left join nights on nights.source = masked.source
     left join date_checks as birth on birth.value = masked.birth_date
     left join date_checks as registered on registered.value = masked.registered_at
     left join date_checks as updated on updated.value = masked.updated_at

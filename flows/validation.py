@@ -9,34 +9,29 @@ per-source overrides.
 Why it is built this way:
 
 * GX 1.24's SQL datasource over duckdb-engine fails on every expectation (IndexError in
-  ``resolve_metric_bundle``, GX issues #10738 and #11579). So DuckDB computes, per suite,
-  a narrow frame holding only the columns that suite checks, and GX validates that frame
-  through its pandas datasource. Joins, the full-outer accounting joins and the
-  identity-number arithmetic (ISO 7064 MOD 11-2) run in DuckDB, which does them on a
-  million rows in well under a second; GX evaluates simple column expectations on a few
-  narrow columns. Validating the wide tables in pandas would copy every column of every
-  table into Python for nothing.
+  ``resolve_metric_bundle``, GX issues #10738 and #11579), and its pandas engine needs
+  every checked row in Python: at a million records, copying the frames into pandas and
+  evaluating them row by row took 10-20 s of the stage. So the work is split at GX's own
+  seam between metrics and verdicts. Each suite's SQL builds its frame as a temporary
+  DuckDB table (all sources at once; a ``source`` column makes the per-source batches);
+  GX says which metrics each expectation needs (``get_validation_dependencies``: row
+  count, missing count, unexpected count, up to 10 unexpected values, the columns); DuckDB
+  computes them for every expectation and batch of the suite in one grouped query (plus
+  one per uniqueness check); GX judges each expectation from them (``metrics_validate``:
+  ``mostly``, percentages, the result GX would store) and renders the Data Docs. Nothing
+  of the size of a table enters Python. Each metric means what GX's pandas engine makes
+  it mean; tests/flows/test_validation_parity.py runs GX's own engine on the same frames
+  and compares every result.
 * The frames carry no identity number and no name at all: ids and dates are reduced to
   their shape (digit → 9, Han character → 字), the outcome of a check is a label
   (``wrong_check_character``, ``differs``), record ids have any run of 15+ digits masked
   like an id number (330602********123X) plus a digest salted per run, so distinct ids
-  stay distinct. GX stores and renders unexpected and distinct values whatever the
-  result format says; with these frames there is nothing personal for it to show.
-  Result format is SUMMARY with a few examples, which are labels. Labels are handed over
-  dictionary-encoded, so pandas holds them as categoricals and GX's set and null checks
-  run on integer codes: a million-record night validates in about 13-15 s on 2 busy
-  cores (benchmarks/bench_validation.py), against 94-120 s for a first version with
-  plain string columns, a SQL lambda for the check character and a person_id regex run
-  in pandas.
-* One checkpoint per run. A checkpoint hands the same batch parameters to every
-  validation definition, so in-memory dataframes cannot differ per suite; each frame is
-  therefore written to a parquet file in a private temporary folder (removed afterwards)
-  and registered as its own parquet asset. The site is then built once from the
-  context's results into ``run_dir/validation/`` (GX's UpdateDataDocsAction would
-  rebuild the whole site after each of the ~12 validation results).
-* The GX context is ephemeral (in-memory stores) and new on every call, and the site
-  folder is emptied first, so the site shows this run's results only: the Data Docs
-  builder renders every stored result, and an old one would otherwise come back.
+  stay distinct. The unexpected values GX shows are taken from these columns only.
+* GX's import (2.5-5 s) runs in a background thread while DuckDB builds the frames.
+* The GX context is ephemeral (in-memory stores) and new on every call (its creation
+  costs about 10 ms), and the site folder is emptied first, so the site shows this run's
+  results only: the Data Docs builder renders every stored result, and an old one would
+  otherwise come back. The site is built once, after every result is stored.
 * A suite file is one table's checks; GX suites are named ``<table>`` for run-wide
   checks and ``<table>.<source>`` for per-source checks, because thresholds differ per
   source and GX fixes ``mostly`` in the suite.
@@ -53,9 +48,9 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,9 +59,6 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
@@ -154,7 +146,6 @@ class SuiteSpec:
     frame_file: str
     frame_sql: str
     reads: tuple[str, ...]
-    batches_from: tuple[str, ...]
     expectations: tuple[ExpectationSpec, ...]
 
 
@@ -192,7 +183,6 @@ def load_suites(directory: Path = EXPECTATIONS_DIR) -> list[SuiteSpec]:
                 frame_file=spec["frame"],
                 frame_sql=(directory / spec["frame"]).read_text(encoding="utf-8"),
                 reads=tuple(spec.get("reads", ())),
-                batches_from=tuple(spec.get("batches_from", spec.get("reads", ())[:1])),
                 expectations=tuple(checks),
             )
         )
@@ -389,10 +379,10 @@ class ValidationSummary:
 def preload_great_expectations() -> threading.Thread:
     """Import Great Expectations in a background thread and return the thread.
 
-    The import takes 2.5-5 s here, all of it paid at the validate stage otherwise; started
-    when the night starts, it overlaps ingest, standardize and link, whose DuckDB and
-    polars work runs outside the GIL. Joining is optional: run_validation's own import
-    waits for it.
+    The import takes 2.5-5 s here. Started when the night starts, it overlaps ingest,
+    standardize and link; run_validation starts it too, so that at worst it overlaps the
+    DuckDB half of validation (DuckDB runs outside the GIL). An import already under way
+    in another thread is waited for, not repeated.
     """
     thread = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
     thread.start()
@@ -408,15 +398,19 @@ def run_validation(
     mapped_fields: Mapping[str, list[str]] | None = None,
     suites_dir: Path = EXPECTATIONS_DIR,
 ) -> ValidationSummary:
-    """Run every suite of ``suites_dir`` over the night's tables in one GX checkpoint.
+    """Run every suite of ``suites_dir`` over the night's tables.
 
     ``thresholds``: overrides of expectations/thresholds.yaml (``{"defaults": {...},
     "sources": {name: {...}}}``). ``mapped_fields``: per source, the canonical fields its
     sources-file mapping names; without it only record_id is required to be present.
-    Writes the Data Docs site to ``run_dir/validation/`` (index.html) and a copy of the
-    suite files and the thresholds used to ``run_dir/validation/suites/``.
+    DuckDB builds each suite's frame and computes the metrics every expectation asks for;
+    Great Expectations judges each expectation from them. Writes the Data Docs site to
+    ``run_dir/validation/`` (index.html), every check's outcome to
+    ``run_dir/validation/results.json`` and a copy of the suite files and the thresholds
+    used to ``run_dir/validation/suites/``.
     """
     started = time.perf_counter()
+    importer = preload_great_expectations()
     run_dir = Path(run_dir)
     site_dir = run_dir / "validation"
     try:
@@ -439,33 +433,26 @@ def run_validation(
     # Salts the digests that keep masked record ids apart; never stored, so they cannot be
     # reversed by trying candidate ids.
     mask_salt = secrets.token_hex(16)
-    with tempfile.TemporaryDirectory(prefix="renhu-validation-") as tmp:
-        batches: list[_Batch] = []
-        for suite in suites:
-            missing = [t for t in suite.reads if t not in existing]
-            if missing:
-                errors.append(
-                    f"CRITICAL {suite.suite}: cannot validate, table(s) {', '.join(missing)} missing"
-                )
-                continue
-            for batch in _batch_names(con, suite, run_id):
-                source = None if batch == RUN_BATCH else batch
-                limits_here = limits.for_source(source)
-                used_thresholds[batch] = limits_here if source else limits.defaults
-                path = Path(tmp) / f"{suite.suite}__{len(batches)}.parquet"
-                try:
-                    rows = _write_frame(con, suite, run_id, source, path, mask_salt)
-                except duckdb.Error as exc:
-                    errors.append(f"CRITICAL {suite.suite}[{batch}]: cannot build the checked frame: {exc}")
-                    continue
-                run_values = {"mapped_field_columns": _mapped_field_columns(mapped_fields, source)}
-                batches.append(_Batch(suite, batch, path, rows, limits_here, run_values))
-        timings["frames"] = time.perf_counter() - started
-        if batches:
-            try:
-                results = _run_checkpoint(batches, site_dir, run_id, timings)
-            except Exception as exc:  # noqa: BLE001 - a GX crash must become a failed run, with the docs folder kept
-                errors.append(f"CRITICAL validation could not run: {type(exc).__name__}: {exc}")
+    tallies: list[_Tally] = []
+    for suite in suites:
+        missing = [t for t in suite.reads if t not in existing]
+        if missing:
+            errors.append(f"CRITICAL {suite.suite}: cannot validate, table(s) {', '.join(missing)} missing")
+            continue
+        try:
+            tallies.append(_tally_suite(con, suite, run_id, mask_salt))
+        except duckdb.Error as exc:
+            errors.append(f"CRITICAL {suite.suite}: cannot build the checked frame: {exc}")
+    timings["frames"] = time.perf_counter() - started
+
+    if tallies:
+        waited = time.perf_counter()
+        importer.join()
+        timings["gx_import"] = time.perf_counter() - waited
+        try:
+            results = _judge(tallies, limits, mapped_fields, used_thresholds, site_dir, run_id, timings)
+        except Exception as exc:  # noqa: BLE001 - a GX crash must become a failed run, with the docs folder kept
+            errors.append(f"CRITICAL validation could not run: {type(exc).__name__}: {exc}")
 
     _copy_suite_files(suites_dir, site_dir / "suites", used_thresholds)
     if (site_dir / "index.html").exists():
@@ -484,11 +471,45 @@ def run_validation(
     return summary
 
 
+def _existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute("select distinct table_name from information_schema.tables").fetchall()
+    return {r[0] for r in rows}
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics in DuckDB
+#
+# GX asks each expectation which metrics it needs (``get_validation_dependencies``) and
+# judges it from their values (``metrics_validate``); normally its execution engine
+# computes them row by row over a pandas frame. Here DuckDB computes the same metrics
+# over the frame where it was built, all expectations of a suite and all its batches in
+# one grouped pass, so nothing of the size of a table is copied into Python. Each metric
+# keeps the meaning GX's pandas engine gives it (tests/flows/test_validation_parity.py
+# runs GX's own engine on the same frames and compares every result).
+
+_FRAME = "__renhu_validation_frame"
+_BATCH = "__renhu_batch"
+_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES_PER_CHECK}
+_SUFFIXES = ("unexpected_count", "unexpected_values", "unexpected_index_list", "unexpected_index_query",
+             "filtered_row_count")  # fmt: skip
+
+
+@dataclass
+class _Tally:
+    """One suite's frame, reduced in DuckDB: what GX needs to judge its expectations."""
+
+    suite: SuiteSpec
+    columns: list[str]
+    rows: dict[str, int]  # batch -> rows
+    filled: dict[str, set[str]]  # batch -> has_<field> columns with a value somewhere
+    con: duckdb.DuckDBPyConnection
+    params: dict[str, Any]
+
+
 @dataclass
 class _Batch:
     suite: SuiteSpec
     name: str
-    path: Path
     rows: int
     thresholds: dict[str, float]
     run_values: dict[str, Any]
@@ -498,49 +519,223 @@ class _Batch:
         return self.suite.suite if self.name == RUN_BATCH else f"{self.suite.suite}.{self.name}"
 
 
-def _existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute("select distinct table_name from information_schema.tables").fetchall()
-    return {r[0] for r in rows}
-
-
-def _batch_names(con: duckdb.DuckDBPyConnection, suite: SuiteSpec, run_id: str) -> list[str]:
-    if suite.batch == RUN_BATCH:
-        return [RUN_BATCH]
-    union = " union ".join(f"select distinct source from {t}" for t in suite.batches_from)
-    return [
-        r[0]
-        for r in con.execute(f"select source from ({union}) where source is not null order by 1").fetchall()
-    ]
-
-
-def _write_frame(
-    con: duckdb.DuckDBPyConnection,
-    suite: SuiteSpec,
-    run_id: str,
-    source: str | None,
-    path: Path,
-    mask_salt: str,
-) -> int:
-    values = {"run_id": run_id, "source": source, "mask_salt": mask_salt}
+def _tally_suite(con: duckdb.DuckDBPyConnection, suite: SuiteSpec, run_id: str, mask_salt: str) -> _Tally:
+    """Build the suite's frame as a temporary DuckDB table and count its batches."""
+    values = {"run_id": run_id, "mask_salt": mask_salt}
     params = {name: values[name] for name in sorted(set(_PARAMETER.findall(suite.frame_sql)))}
-    table = con.execute(suite.frame_sql, params).to_arrow_table()
-    # has_<field> columns exist only for fields that hold a value somewhere in the source,
-    # which is what "the mapped columns arrived" is checked against.
-    empty = [
-        name
-        for name in table.column_names
-        if name.removeprefix("has_") in OPTIONAL_FIELDS and not pc.any(table[name]).as_py()
+    con.execute(f"create or replace temp table {_FRAME}_{suite.suite} as {suite.frame_sql}", params)
+    frame = f"{_FRAME}_{suite.suite}"
+    columns = [r[0] for r in con.execute(f"describe {frame}").fetchall()]
+    if suite.batch == RUN_BATCH:
+        batch = "'run'"
+    elif "source" in columns:
+        batch = "coalesce(source, '')"
+    else:
+        raise duckdb.BinderException(f"a per_source frame needs a source column ({suite.frame_file})")
+    filled_columns = [
+        c for c in columns if c.removeprefix("has_") in OPTIONAL_FIELDS and c.startswith("has_")
     ]
-    if empty:
-        table = table.drop_columns(empty)
-    # Labels and shapes repeat a handful of values over a million rows: dictionary-encoded,
-    # pandas reads them as categoricals and GX's set and null checks work on the codes.
-    table = pa.table(
-        [pc.dictionary_encode(col) if pa.types.is_string(col.type) else col for col in table.columns],
-        names=table.column_names,
+    selects = [f"{batch} as {_BATCH}", "count(*)"] + [f"bool_or({_quote(c)})" for c in filled_columns]
+    rows: dict[str, int] = {}
+    filled: dict[str, set[str]] = {}
+    for row in con.execute(f"select {', '.join(selects)} from {frame} group by all order by 1").fetchall():
+        rows[row[0]] = row[1]
+        filled[row[0]] = {c for c, has in zip(filled_columns, row[2:], strict=True) if has}
+    if suite.batch == RUN_BATCH and not rows:
+        rows[RUN_BATCH], filled[RUN_BATCH] = 0, set()
+    return _Tally(suite, columns, rows, filled, con, {"frame": frame, "batch": batch})
+
+
+def _metric_sql(name: str, domain: Mapping[str, Any], value: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(predicate of an unexpected row, how to aggregate it) for a map metric; None for
+    metrics that are not one aggregate over the batch (table.columns, uniqueness)."""
+    if domain.get("row_condition"):
+        raise ValueError("row_condition is not supported by renhu's DuckDB metrics")
+    base, _, suffix = name.rpartition(".")
+    if suffix not in _SUFFIXES:
+        raise ValueError(f"renhu computes no metric {name!r}")
+    if base.startswith("column_pair_values."):
+        a, b = _quote(domain["column_A"]), _quote(domain["column_B"])
+        ignore = domain.get("ignore_row_if") or "both_values_are_missing"
+        keep = {
+            "both_values_are_missing": f"not ({a} is null and {b} is null)",
+            "either_value_is_missing": f"{a} is not null and {b} is not null",
+            "neither": "true",
+        }[ignore]
+        # pandas compares with == / >: a missing value on a kept row is unexpected.
+        if base == "column_pair_values.equal":
+            ok = f"coalesce({a} = {b}, false)"
+        elif base == "column_pair_values.a_greater_than_b":
+            ok = f"coalesce({a} {'>=' if value.get('or_equal') else '>'} {b}, false)"
+        else:
+            raise ValueError(f"renhu computes no metric {name!r}")
+        if suffix == "filtered_row_count":
+            return keep, "count"
+        return f"({keep}) and not {ok}", f"pair:{a}:{b}"
+    column = _quote(domain["column"])
+    if base == "column_values.nonnull":
+        return f"{column} is null", column
+    if base == "column_values.in_set":
+        members = ", ".join(_literal(v) for v in value["value_set"])
+        ok = f"{column} in ({members})" if members else "false"
+    elif base == "column_values.between":
+        bounds = []
+        if value.get("min_value") is not None:
+            bounds.append(
+                f"{column} {'>' if value.get('strict_min') else '>='} {_literal(value['min_value'])}"
+            )
+        if value.get("max_value") is not None:
+            bounds.append(
+                f"{column} {'<' if value.get('strict_max') else '<='} {_literal(value['max_value'])}"
+            )
+        if not bounds:
+            raise ValueError("expect_column_values_to_be_between needs min_value or max_value")
+        ok = " and ".join(bounds)
+    elif base == "column_values.match_regex":
+        # pandas: str.contains(regex), a search; DuckDB's regexp_matches searches too.
+        ok = f"regexp_matches({column}::varchar, {_literal(value['regex'])})"
+    elif base == "column_values.unique":
+        return None
+    else:
+        raise ValueError(f"renhu computes no metric {name!r}")
+    return f"{column} is not null and not ({ok})", column
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _referenced_columns(domain: Mapping[str, Any]) -> list[str]:
+    return [domain[k] for k in ("column", "column_A", "column_B") if domain.get(k) is not None]
+
+
+def _compute_metrics(
+    tally: _Tally, plans: list[tuple[str, Any]]
+) -> tuple[dict[tuple[str, Any], Any], dict[tuple[str, int], str]]:
+    """Values of the metrics ``plans`` asks for, and the checks that name a missing column.
+
+    ``plans``: (batch, validation dependencies of one expectation). Returns (batch, metric
+    configuration id) -> value, and (batch, index in ``plans``) -> missing column. One
+    grouped query gives every count and example list of the suite; each uniqueness check
+    is one more grouped query.
+    """
+    frame, batch_sql = tally.params["frame"], tally.params["batch"]
+    aggregates: dict[str, str] = {}  # sql -> alias
+    uniques: dict[str, str] = {}
+    wanted: list[tuple[str, Any, str, str]] = []  # batch, metric id, kind, key
+    missing: dict[tuple[str, int], str] = {}
+    for index, (batch, deps) in enumerate(plans):
+        configs = deps.metric_configurations
+        absent = [
+            c
+            for config in configs.values()
+            for c in _referenced_columns(config.metric_domain_kwargs)
+            if c not in tally.columns
+        ]
+        if absent:
+            missing[(batch, index)] = absent[0]
+            continue
+        for name, config in configs.items():
+            domain, value = config.metric_domain_kwargs, config.metric_value_kwargs
+            if name == "table.row_count":
+                wanted.append((batch, config.id, "rows", ""))
+                continue
+            if name == "table.columns":
+                wanted.append((batch, config.id, "columns", ""))
+                continue
+            suffix = name.rpartition(".")[2]
+            if suffix in ("unexpected_index_list", "unexpected_index_query"):
+                # Row positions of a frame built for the check mean nothing to a reader.
+                wanted.append((batch, config.id, "none", ""))
+                continue
+            planned = _metric_sql(name, domain, value)
+            if planned is None:  # uniqueness
+                column = _quote(domain["column"])
+                uniques.setdefault(column, f"u{len(uniques)}")
+                wanted.append((batch, config.id, f"unique_{suffix}", uniques[column]))
+                continue
+            predicate, shown = planned
+            if suffix in ("unexpected_count", "filtered_row_count"):
+                sql = f"count(*) filter (where {predicate})"
+            elif shown.startswith("pair:"):
+                _, a, b = shown.split(":")
+                sql = f"min({{'a': {a}, 'b': {b}}}, {EXAMPLES_PER_CHECK}) filter (where {predicate})"
+            elif predicate.endswith(" is null"):
+                sql = f"count(*) filter (where {predicate})"  # examples of missing values are all None
+                suffix = "null_values"
+            else:
+                sql = f"min({shown}, {EXAMPLES_PER_CHECK}) filter (where {predicate})"
+            alias = aggregates.setdefault(sql, f"m{len(aggregates)}")
+            wanted.append((batch, config.id, suffix, alias))
+
+    values: dict[tuple[str, str], Any] = {}
+    if aggregates:
+        query = f"select {batch_sql} as {_BATCH}, " + ", ".join(f"{s} as {a}" for s, a in aggregates.items())
+        cursor = tally.con.execute(f"{query} from {frame} group by all")
+        names = [d[0] for d in cursor.description]
+        for row in cursor.fetchall():
+            values.update({(row[0], n): v for n, v in zip(names[1:], row[1:], strict=True)})
+    for column, alias in uniques.items():
+        rows = tally.con.execute(
+            f"""
+            with repeated as (
+                select {batch_sql} as {_BATCH}, {column} as value, count(*) as n
+                from {frame} where {column} is not null group by all having count(*) > 1
+            )
+            select {_BATCH}, sum(n)::bigint,
+                list_slice(flatten(list(list_resize([value], least(n, {EXAMPLES_PER_CHECK}), value) order by value)),
+                           1, {EXAMPLES_PER_CHECK})
+            from repeated group by all
+            """
+        ).fetchall()
+        for batch, count, examples in rows:
+            values[(batch, f"{alias}_count")] = count
+            values[(batch, f"{alias}_values")] = examples
+
+    metrics: dict[tuple[str, Any], Any] = {}
+    for batch, metric_id, kind, key in wanted:
+        if kind == "rows":
+            value: Any = tally.rows.get(batch, 0)
+        elif kind == "columns":
+            value = [c for c in tally.columns if not _empty_field_column(c, tally.filled.get(batch, set()))]
+        elif kind == "none":
+            value = None
+        elif kind == "unique_unexpected_count":
+            value = values.get((batch, f"{key}_count")) or 0
+        elif kind == "unique_unexpected_values":
+            value = values.get((batch, f"{key}_values")) or []
+        elif kind in ("unexpected_count", "filtered_row_count"):
+            value = values.get((batch, key)) or 0
+        elif kind == "null_values":
+            value = [None] * min(values.get((batch, key)) or 0, EXAMPLES_PER_CHECK)
+        else:
+            value = values.get((batch, key)) or []
+            if value and isinstance(value[0], dict):
+                value = [tuple(v.values()) for v in value]
+        metrics[(batch, metric_id)] = value
+    return metrics, missing
+
+
+def _empty_field_column(column: str, filled: set[str]) -> bool:
+    # has_<field> columns exist only for fields that hold a value somewhere in the batch,
+    # which is what "the mapped columns arrived" is checked against.
+    return (
+        column.startswith("has_") and column.removeprefix("has_") in OPTIONAL_FIELDS and column not in filled
     )
-    pq.write_table(table, path)
-    return table.num_rows
+
+
+# ---------------------------------------------------------------------------------------
+# Great Expectations: suites, verdicts, Data Docs
 
 
 def _mapped_field_columns(mapped_fields: Mapping[str, list[str]] | None, source: str | None) -> list[str]:
@@ -576,8 +771,9 @@ def _build_suite(batch: _Batch) -> Any:
         f"**{spec.table}** — {spec.description}",
         f"Grain: {spec.grain}.",
         f"Batch: {'source ' + batch.name if batch.name != RUN_BATCH else 'the whole run'}; {batch.rows} rows.",
-        f"Checked columns are built by `expectations/{spec.frame_file}` (handed to Great Expectations as a "
-        "temporary parquet file, the path under Batch Spec, removed after validation):",
+        f"Checked columns are built by `expectations/{spec.frame_file}`; DuckDB computes, over that frame, "
+        "the counts and examples each expectation asks for, and Great Expectations judges the expectation "
+        "from them:",
         f"```sql\n{spec.frame_sql.strip()}\n```",
     ]
     suite = gx.ExpectationSuite(
@@ -607,6 +803,8 @@ def _gx_context(site_dir: Path) -> Any:
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False),
     )
+    # Ephemeral (in-memory stores) and new on every call: the Data Docs builder renders
+    # every stored result, so a context reused across nights would bring old ones back.
     context = gx.get_context(mode="ephemeral", project_config=config)
     context.add_data_docs_site(
         DOCS_SITE_NAME,
@@ -620,53 +818,128 @@ def _gx_context(site_dir: Path) -> Any:
     return context
 
 
-def _run_checkpoint(
-    batches: list[_Batch], site_dir: Path, run_id: str, timings: dict[str, float]
+def _judge(
+    tallies: list[_Tally],
+    limits: Thresholds,
+    mapped_fields: Mapping[str, list[str]] | None,
+    used_thresholds: dict[str, dict[str, float]],
+    site_dir: Path,
+    run_id: str,
+    timings: dict[str, float],
 ) -> list[SuiteResult]:
-    started = time.perf_counter()
+    """Have GX judge every expectation of every batch from DuckDB's metrics, store the
+    results in an ephemeral context and build the Data Docs site from them."""
     import great_expectations as gx
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    timings["gx_import"] = time.perf_counter() - started
-
-    context = _gx_context(site_dir)
-    datasource = context.data_sources.add_pandas("renhu_run_tables")
-    definitions = []
-    by_suite_name: dict[str, _Batch] = {}
-    for batch in batches:
-        asset = datasource.add_parquet_asset(name=batch.gx_suite_name, path=batch.path)
-        batch_definition = asset.add_batch_definition_whole_dataframe("whole_table")
-        suite = context.suites.add(_build_suite(batch))
-        definitions.append(
-            context.validation_definitions.add(
-                gx.ValidationDefinition(name=batch.gx_suite_name, data=batch_definition, suite=suite)
-            )
-        )
-        by_suite_name[batch.gx_suite_name] = batch
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"renhu_nightly_{run_id}",
-            validation_definitions=definitions,
-            # No UpdateDataDocsAction: it rebuilds the whole site once per validation result
-            # (about 0.4 s each here); one build after the run renders the same pages.
-            actions=[],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES_PER_CHECK},
-        )
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
     )
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+    from great_expectations.validator.validator import calc_validation_statistics
+
     started = time.perf_counter()
-    outcome = checkpoint.run(run_id=RunIdentifier(run_name=run_id, run_time=datetime.now(UTC)))
-    timings["checkpoint"] = time.perf_counter() - started
+    context = _gx_context(site_dir)
+    run = RunIdentifier(run_name=run_id, run_time=datetime.now(UTC))
+    timings["gx_context"] = time.perf_counter() - started
+    metrics_seconds = 0.0
+    results: list[SuiteResult] = []
+    for tally in tallies:
+        batches = []
+        for name, rows in tally.rows.items():
+            source = None if name == RUN_BATCH else name
+            limits_here = limits.for_source(source)
+            used_thresholds[name] = limits_here if source else limits.defaults
+            run_values = {"mapped_field_columns": _mapped_field_columns(mapped_fields, source)}
+            batches.append(_Batch(tally.suite, name, rows, limits_here, run_values))
+        suites = {batch.name: context.suites.add(_build_suite(batch)) for batch in batches}
+        expectations = [(b.name, e) for b in batches for e in suites[b.name].expectations]
+        plans = [
+            (
+                name,
+                e.get_validation_dependencies(runtime_configuration={"result_format": dict(_RESULT_FORMAT)}),
+            )
+            for name, e in expectations
+        ]
+        counted = time.perf_counter()
+        metrics, missing = _compute_metrics(tally, plans)
+        metrics_seconds += time.perf_counter() - counted
+        verdicts: dict[str, list[Any]] = {b.name: [] for b in batches}
+        for index, ((name, expectation), (_, deps)) in enumerate(zip(expectations, plans, strict=True)):
+            if (name, index) in missing:
+                message = f'The column "{missing[(name, index)]}" is not in the checked frame ({tally.suite.frame_file}).'
+                verdict = ExpectationValidationResult(
+                    success=False,
+                    expectation_config=expectation.configuration,
+                    exception_info={
+                        "raised_exception": True,
+                        "exception_message": message,
+                        "exception_traceback": message,
+                    },
+                )
+            else:
+                provided = {c.id: metrics[(name, c.id)] for c in deps.metric_configurations.values()}
+                try:
+                    verdict = expectation.metrics_validate(
+                        provided, runtime_configuration={"result_format": dict(_RESULT_FORMAT)}
+                    )
+                except Exception as exc:  # noqa: BLE001 - as GX's catch_exceptions: the check fails with its reason
+                    verdict = ExpectationValidationResult(
+                        success=False,
+                        expectation_config=expectation.configuration,
+                        exception_info={"raised_exception": True, "exception_message": f"{type(exc).__name__}: {exc}",
+                                        "exception_traceback": traceback.format_exc()},
+                    )  # fmt: skip
+            verdicts[name].append(verdict)
+        for batch in batches:
+            suite_name = batch.gx_suite_name
+            statistics = calc_validation_statistics(verdicts[batch.name])
+            batch_id = f"duckdb-{suite_name}"
+            suite_result = ExpectationSuiteValidationResult(
+                results=verdicts[batch.name],
+                success=statistics.success,
+                suite_name=suite_name,
+                statistics={
+                    "evaluated_expectations": statistics.evaluated_expectations,
+                    "successful_expectations": statistics.successful_expectations,
+                    "unsuccessful_expectations": statistics.unsuccessful_expectations,
+                    "success_percent": statistics.success_percent,
+                },
+                meta={
+                    "great_expectations_version": gx.__version__,
+                    "batch_spec": {
+                        "data_asset_name": suite_name,
+                        "frame": f"expectations/{tally.suite.frame_file}",
+                        "batch": batch.name if batch.name != RUN_BATCH else "the whole run",
+                        "rows": batch.rows,
+                        "metrics_computed_by": f"DuckDB {duckdb.__version__}",
+                    },
+                    "batch_markers": {},
+                    "run_id": run,
+                    "validation_time": run.run_time,
+                },
+                batch_id=batch_id,
+            )
+            suite_id = ExpectationSuiteIdentifier(name=suite_name)
+            context.validation_results_store.store_validation_results(
+                suite_validation_result=suite_result,
+                suite_validation_result_identifier=ValidationResultIdentifier(
+                    expectation_suite_identifier=suite_id, run_id=run, batch_identifier=batch_id
+                ),
+                expectation_suite_identifier=suite_id,
+            )
+            summary = SuiteResult(suite=batch.suite.suite, batch=batch.name, rows=batch.rows)
+            summary.checks.extend(_check_result(batch, verdict) for verdict in verdicts[batch.name])
+            results.append(summary)
+        tally.con.execute(f"drop table if exists {tally.params['frame']}")
+    timings["metrics"] = metrics_seconds
+    timings["gx_verdicts"] = time.perf_counter() - started - metrics_seconds - timings["gx_context"]
     started = time.perf_counter()
     context.build_data_docs(site_names=[DOCS_SITE_NAME])
     timings["data_docs"] = time.perf_counter() - started
-
-    results = []
-    for suite_result in outcome.run_results.values():
-        batch = by_suite_name[suite_result.suite_name]
-        summary = SuiteResult(suite=batch.suite.suite, batch=batch.name, rows=batch.rows)
-        for item in suite_result.results:
-            summary.checks.append(_check_result(batch, item))
-        results.append(summary)
     return results
 
 

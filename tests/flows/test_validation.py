@@ -655,7 +655,7 @@ def test_check_on_a_missing_column_fails_with_the_reason(con, tmp_path):
     found = check(summary, "share_rates", "run", "share_rate_within_0_1")
     assert not found.success and summary.critical_failures == [found.message]
     assert found.message.endswith(
-        'could not be evaluated: Error: The column "share_ratio" in BatchData does not exist.'
+        'could not be evaluated: The column "share_ratio" is not in the checked frame (share_rates.sql).'
     )
 
 
