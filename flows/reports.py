@@ -20,6 +20,8 @@ from pathlib import Path
 
 import polars as pl
 import xlsxwriter
+from xlsxwriter.utility import xl_col_to_name
+from xlsxwriter.worksheet import Worksheet
 
 from linkage.reports import DepartmentReport
 
@@ -68,11 +70,136 @@ def _column_widths(frame: pl.DataFrame) -> list[int]:
     return widths
 
 
+def _csv_by_polars(frame: pl.DataFrame) -> bool:
+    """Whether polars writes ``frame`` byte for byte as Python's ``csv.writer`` does.
+
+    They agree on quoting and line ends for text and whole numbers once empty strings are
+    nulls (polars quotes an empty string, csv does not); a one-column row holding an empty
+    value (csv quotes it) and other types (floats, dates) are left to csv.
+    """
+    return frame.width >= 2 and all(dtype == pl.String or dtype.is_integer() for dtype in frame.dtypes)
+
+
 def _write_csv(path: Path, frame: pl.DataFrame) -> None:
+    escaped = _escaped(frame)
+    if _csv_by_polars(escaped):
+        with path.open("wb") as handle:
+            handle.write("\ufeff".encode())
+            escaped.with_columns(pl.col(pl.String).replace("", None)).write_csv(
+                handle, line_terminator="\r\n", null_value=""
+            )
+        return
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(frame.columns)
-        writer.writerows(["" if v is None else v for v in row] for row in _escaped(frame).iter_rows())
+        writer.writerows(["" if v is None else v for v in row] for row in escaped.iter_rows())
+
+
+# What xlsxwriter's constant_memory mode writes for a cell, rebuilt column by column in
+# polars: a department's sheets run to 10^5 rows, and xlsxwriter's per-cell Python took
+# two thirds of the publish stage at a million records. Same XML, byte for byte
+# (tests/flows/test_write_reports.py compares the two on awkward values).
+_XLSX_ROW_LIMIT = 1_048_576
+# Control characters Excel cannot hold become _xHHHH_; a literal "_xHHHH_" is escaped first.
+_XLSX_ESCAPED_ESCAPE = r"(_x[0-9a-fA-F]{4}_)"
+_XLSX_CONTROL = [chr(c) for c in (*range(0x00, 0x09), *range(0x0B, 0x20))] + ["\ufffe", "\uffff"]
+# What Python's re calls \s, less the control characters escaped before the check: a text
+# with one of these first or last gets xml:space="preserve", as xlsxwriter decides it.
+_XLSX_SPACE = "\t\n \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_XLSX_PRESERVE = f"^[{_XLSX_SPACE}]|[{_XLSX_SPACE}]$"
+# The 1-based row number, beside the sheet's own (Chinese-headed) columns.
+_ROW = "__xlsx_row"
+# Rows per piece of sheet XML joined and written at once.
+_XLSX_CHUNK_ROWS = 50_000
+
+
+def _rows_as_xml(frame: pl.DataFrame) -> bool:
+    """Whether ``_write_rows_xml`` writes exactly what xlsxwriter would for ``frame``.
+
+    Text and whole numbers (shorter than 16 digits, which xlsxwriter prints as they are)
+    only; a text that xlsxwriter might shorten to 32767 UTF-16 units, rows past Excel's
+    last, or an "<r>...</r>" text (which constant_memory mode writes unescaped, as rich
+    text) go through xlsxwriter itself.
+    """
+    if frame.height + 1 > _XLSX_ROW_LIMIT:
+        return False
+    for name, dtype in frame.schema.items():
+        column = frame.get_column(name)
+        if dtype == pl.String:
+            if (column.str.len_chars().max() or 0) > _XLSX_MAX_CELL // 2:
+                return False
+            if (column.str.starts_with("<r>") & column.str.ends_with("</r>")).any():
+                return False
+        elif dtype.is_integer():
+            if max(abs(column.min() or 0), abs(column.max() or 0)) >= 10**15:
+                return False
+        else:
+            return False
+    return True
+
+
+def _cell_xml(column: pl.Series, letter: str, text_style: int | None) -> pl.Expr:
+    """One column's cells as xlsxwriter writes them; null where it writes no cell."""
+    name = column.name
+    reference = pl.lit(f'<c r="{letter}') + pl.col(_ROW)
+    if column.dtype != pl.String:
+        return pl.concat_str([reference, pl.lit('"><v>'), pl.col(name).cast(pl.String), pl.lit("</v></c>")])
+    value = pl.col(name)
+    if column.str.contains(_XLSX_ESCAPED_ESCAPE).any():
+        value = value.str.replace_all(_XLSX_ESCAPED_ESCAPE, "_x005F${1}")
+    # Most columns hold no control character: their text skips the 32 replacements.
+    if column.str.contains(f"[{''.join(_XLSX_CONTROL)}]").any():
+        for char in _XLSX_CONTROL:
+            value = value.str.replace_all(char, f"_x{ord(char):04X}_", literal=True)
+    preserve = pl.when(value.str.contains(_XLSX_PRESERVE)).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
+    data = (
+        value.str.replace_all("&", "&amp;", literal=True)
+        .str.replace_all("<", "&lt;", literal=True)
+        .str.replace_all(">", "&gt;", literal=True)
+    )
+    cell = pl.concat_str(
+        [reference, pl.lit(f'" s="{text_style}" t="inlineStr"><is><t'), preserve, pl.lit(">"), data, pl.lit("</t></is></c>")]
+    )
+    # An empty text is a blank cell, and xlsxwriter writes no blank cell without a format.
+    return pl.when(pl.col(name) != "").then(cell)
+
+
+def _write_rows_xml(worksheet: Worksheet, frame: pl.DataFrame, text: xlsxwriter.workbook.Format) -> None:
+    """Write ``frame`` under the header row of a constant_memory worksheet, as ``write_row`` would."""
+    if frame.is_empty():
+        return
+    # The header row goes to the sheet's row file first; the text format then takes the
+    # next style number, as it does when xlsxwriter writes the first data cell.
+    worksheet._write_single_row(1)
+    text_style = text._get_xf_index() if pl.String in frame.dtypes else None
+    names = [f"_c{col}" for col in range(frame.width)]
+    cells = frame.with_columns(pl.int_range(2, frame.height + 2).cast(pl.String).alias(_ROW)).select(
+        _cell_xml(column, xl_col_to_name(col), text_style).alias(names[col])
+        for col, column in enumerate(frame.iter_columns())
+    )
+    written = cells.select(pl.any_horizontal(pl.col(names).is_not_null())).to_series()
+    if not written.any():
+        return
+    # The sheet's dimension covers the cells written, as xlsxwriter's own bookkeeping does.
+    filled = [col for col, name in enumerate(names) if cells.get_column(name).is_not_null().any()]
+    rows = written.arg_true()
+    worksheet._check_dimensions(int(rows.min()) + 1, filled[0])
+    worksheet._check_dimensions(int(rows.max()) + 1, filled[-1])
+    # A row with no cell at all is not written.
+    lines = (
+        cells.filter(written)
+        .with_columns((rows + 2).cast(pl.String).alias(_ROW))
+        .select(
+            pl.concat_str(
+                [pl.lit('<row r="'), pl.col(_ROW), pl.lit('">'), *map(pl.col, names), pl.lit("</row>")],
+                ignore_nulls=True,
+            )
+        )
+        .to_series()
+    )
+    for start in range(0, lines.len(), _XLSX_CHUNK_ROWS):
+        worksheet.row_data_fh.write("".join(lines.slice(start, _XLSX_CHUNK_ROWS).to_list()))
+    worksheet.previous_row = frame.height
 
 
 def _write_workbook(path: Path, report: DepartmentReport) -> None:
@@ -97,10 +224,13 @@ def _write_workbook(path: Path, report: DepartmentReport) -> None:
                 # Text columns are formatted as text, so a typed-in id stays an id.
                 worksheet.set_column(col, col, max(width, 8), text if dtype == pl.String else None)
             worksheet.write_row(0, 0, frame.columns, header)
-            for r, row in enumerate(frame.iter_rows(), start=1):
-                # write_row dispatches on type: str -> string (never a formula, see the
-                # options above), int/float -> number, None -> nothing.
-                worksheet.write_row(r, 0, row)
+            if _rows_as_xml(frame):
+                _write_rows_xml(worksheet, frame, text)
+            else:
+                for r, row in enumerate(frame.iter_rows(), start=1):
+                    # write_row dispatches on type: str -> string (never a formula, see the
+                    # options above), int/float -> number, None -> nothing.
+                    worksheet.write_row(r, 0, row)
             worksheet.freeze_panes(1, 0)
             # Clerks print these: landscape, all columns on the page width, header on every page.
             worksheet.set_landscape()

@@ -213,3 +213,122 @@ def test_escape_cell_and_folder_names() -> None:
     assert escape_cell(-3) == -3
     assert department_folder("公安局/户政科") == "公安局_户政科"
     assert department_folder("民政局") == "民政局"
+
+
+# ------------------------------------------------------------------ the fast writers
+# The sheet XML and the CSVs are built column by column in polars; these check them byte
+# for byte against what xlsxwriter's own write_row and Python's csv module write.
+
+AWKWARD = [
+    "王建国",
+    "",
+    None,
+    "'=HYPERLINK(\"x\")",
+    "a & b < c > d \"q\"",
+    " leading space",
+    "trailing space ",
+    "\u3000全角空格",
+    "不换行\xa0",
+    "tab\tinside",
+    "line\nbreak",
+    "\rcarriage",
+    "ctrl\x01\x1f char",
+    "_x0041_ looks escaped",
+    "_x004g_ does not",
+    "non\ufffechar",
+    "𠮷 outside the BMP",
+    "x,y",
+]
+
+
+def awkward_frame() -> pl.DataFrame:
+    n = len(AWKWARD)
+    return pl.DataFrame(
+        {
+            "文本": AWKWARD,
+            "计数": [i if i % 4 else None for i in range(n)],
+            "空列": [None] * n,
+            "负数": [-i for i in range(n)],
+            "末列": ["x" if i % 3 == 0 else None for i in range(n)],
+        },
+        schema={"文本": pl.String, "计数": pl.Int64, "空列": pl.String, "负数": pl.Int32, "末列": pl.String},
+    ).with_columns(
+        # a row with no cell at all: xlsxwriter writes no <row> for it
+        pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("文本", "计数", "负数", "末列")
+    )
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        # docProps/core.xml holds the time the workbook was made
+        return {n: archive.read(n) for n in archive.namelist() if n != "docProps/core.xml"}
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [awkward_frame()],
+        [awkward_frame().head(0), awkward_frame()],  # an empty sheet before a full one
+        [awkward_frame().select("计数", "负数")],  # numbers only
+        [awkward_frame().filter(pl.col("文本").is_null())],  # rows without a single cell
+    ],
+)
+def test_sheet_xml_is_what_xlsxwriter_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frames) -> None:
+    import flows.reports as reports_module
+    from linkage.reports import DepartmentReport, ReportSheet
+
+    report = DepartmentReport(
+        "部门", ("src",), tuple(ReportSheet(f"s{i}", f"表{i}", frame) for i, frame in enumerate(frames))
+    )
+    assert all(reports_module._rows_as_xml(reports_module._escaped(f)) for f in frames)
+    reports_module._write_workbook(tmp_path / "fast.xlsx", report)
+    monkeypatch.setattr(reports_module, "_rows_as_xml", lambda frame: False)
+    reports_module._write_workbook(tmp_path / "slow.xlsx", report)
+    fast, slow = _members(tmp_path / "fast.xlsx"), _members(tmp_path / "slow.xlsx")
+    assert fast.keys() == slow.keys()
+    for name in slow:
+        assert fast[name] == slow[name], name
+    # and it opens, with the values as written
+    sheet = openpyxl.load_workbook(tmp_path / "fast.xlsx")[f"表{len(frames) - 1}"]
+    assert sheet.cell(1, 1).value == frames[-1].columns[0]
+
+
+def test_sheets_xlsxwriter_must_write_itself() -> None:
+    from flows.reports import _rows_as_xml
+
+    assert not _rows_as_xml(pl.DataFrame({"a": ["<r><t>rich</t></r>"]}))
+    assert not _rows_as_xml(pl.DataFrame({"a": ["长" * 20_000]}))
+    assert not _rows_as_xml(pl.DataFrame({"a": [10**15]}))
+    assert not _rows_as_xml(pl.DataFrame({"a": [1.5]}))
+    assert _rows_as_xml(pl.DataFrame({"a": ["长" * 16_000], "b": [10**15 - 1]}))
+
+
+def test_preserved_spaces_are_pythons() -> None:
+    """xlsxwriter marks a text xml:space="preserve" when Python's \\s matches its first or
+    last character; control characters are escaped before, so they never count."""
+    import re
+
+    from flows.reports import _XLSX_CONTROL, _XLSX_PRESERVE
+
+    python = {chr(c) for c in range(0x110000) if re.match(r"\s", chr(c))} - set(_XLSX_CONTROL)
+    candidates = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    ours = pl.Series(candidates).str.contains(_XLSX_PRESERVE)
+    assert {c for c, hit in zip(candidates, ours, strict=True) if hit} == python
+
+
+def test_csv_is_what_the_csv_module_writes(tmp_path: Path) -> None:
+    import io
+
+    from flows.reports import _csv_by_polars, _escaped, _write_csv
+
+    frame = awkward_frame()
+    assert _csv_by_polars(frame)
+    _write_csv(tmp_path / "fast.csv", frame)
+    expected = io.StringIO(newline="")
+    writer = csv.writer(expected)
+    writer.writerow(frame.columns)
+    writer.writerows(["" if v is None else v for v in row] for row in _escaped(frame).iter_rows())
+    assert (tmp_path / "fast.csv").read_bytes() == "\ufeff".encode() + expected.getvalue().encode()
