@@ -479,11 +479,9 @@ def _link_state(ctx: RunContext):
 
 
 def link(ctx: RunContext) -> StageResult:
-    from linkage.block import LINK_COLUMNS
     from linkage.link import link_records
 
     def body():
-        standardized = load_standardized(ctx.con, columns=LINK_COLUMNS)
         ctx.con.execute(
             """
             create table if not exists person_registry (
@@ -494,7 +492,8 @@ def link(ctx: RunContext) -> StageResult:
         )
         previous = ctx.con.execute("select source, record_id, person_id from person_registry").pl()
         state = _link_state(ctx)
-        result = link_records(ctx.con, standardized, previous if previous.height else None, state=state)
+        # The records stay in DuckDB: link_records reads the table a key range at a time.
+        result = link_records(ctx.con, "int_persons_standardized", previous if previous.height else None, state=state)
         if state is None:
             _save_link_state(ctx.con, result.model, result.tf_tables)
         ctx.linkage = result

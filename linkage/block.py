@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
+
+if TYPE_CHECKING:
+    from linkage.records import PreparedRecords
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "intermediate"
 
@@ -214,14 +218,23 @@ def _pass_with_stats_sql(pass_sql: str, only_changed: bool = False) -> str:
     )
 
 
+# Columns of the prepared records the passes read (besides the addresses' first characters).
+_BLOCKING_COLUMNS = (
+    "record_key", "name", "name_script", "name_pinyin", "name_pinyin_sorted", "pinyin_compact", "pinyin_reordered",
+    "surname_pinyin", "id_number", "id_valid", "birth", "phone", "id_birth_part",
+    "hukou_region6", "residence_region6", "id_region6",
+)
+
+
 def run_blocking(
     con: duckdb.DuckDBPyConnection,
-    records: pl.DataFrame,
+    records: pl.DataFrame | PreparedRecords,
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     passes: tuple[BlockingPass, ...] = BLOCKING_PASSES,
     changed_keys: pl.Series | None = None,
 ) -> BlockingResult:
-    """Run every pass over ``records`` (from :func:`prepare_link_records`) and union the pairs.
+    """Run every pass over ``records`` (from :func:`prepare_link_records`, as a frame or as
+    a `linkage.records.PreparedRecords` table) and union the pairs.
 
     With ``changed_keys``, only the pairs that touch one of those records are kept: the
     blocks are still keyed and sized over every record (a block's cap depends on all its
@@ -232,16 +245,22 @@ def run_blocking(
     """
     # Materialised once: every pass scans it, and a registered frame is re-read per scan.
     # Only the columns the passes read: handing long address strings to DuckDB costs seconds.
-    blocking_frame = records.select(
-        "record_key", "name", "name_script", "name_pinyin", "name_pinyin_sorted", "pinyin_compact", "pinyin_reordered",
-        "surname_pinyin", "id_number", "id_valid", "birth", "phone", "id_birth_part",
-        "hukou_region6", "residence_region6", "id_region6",
-        pl.col("hukou_address").str.slice(0, 4).alias("hukou_address"),
-        pl.col("residence_address").str.slice(0, 4).alias("residence_address"),
-    )
-    con.register(f"{LINK_RECORDS}_frame", blocking_frame)
-    con.execute(f"create or replace temp table {LINK_RECORDS} as select * from {LINK_RECORDS}_frame")
-    con.unregister(f"{LINK_RECORDS}_frame")
+    if isinstance(records, pl.DataFrame):
+        blocking_frame = records.select(
+            *_BLOCKING_COLUMNS,
+            pl.col("hukou_address").str.slice(0, 4).alias("hukou_address"),
+            pl.col("residence_address").str.slice(0, 4).alias("residence_address"),
+        )
+        con.register(f"{LINK_RECORDS}_frame", blocking_frame)
+        con.execute(f"create or replace temp table {LINK_RECORDS} as select * from {LINK_RECORDS}_frame")
+        con.unregister(f"{LINK_RECORDS}_frame")
+    else:
+        # Prepared records already in DuckDB (linkage.records.PreparedRecords): copied there.
+        con.execute(
+            f"create or replace temp table {LINK_RECORDS} as select {', '.join(_BLOCKING_COLUMNS)}, "
+            f"substr(hukou_address, 1, 4) as hukou_address, substr(residence_address, 1, 4) as residence_address "
+            f"from {records.table}"
+        )
     only_changed = changed_keys is not None
     if only_changed:
         con.register(f"{CHANGED_RECORDS}_frame", pl.DataFrame({"record_key": changed_keys.cast(pl.Int64)}))

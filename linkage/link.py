@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from linkage.block import BLOCKING_PASSES, DEFAULT_MAX_BLOCK_SIZE, prepare_link_records, run_blocking
+from linkage.block import BLOCKING_PASSES, DEFAULT_MAX_BLOCK_SIZE, run_blocking
 from linkage.classify import (
     FellegiSunterModel,
     apply_rules,
@@ -24,11 +24,11 @@ from linkage.classify import (
     fit_supervised,
     probability,
     score,
-    term_frequencies,
     term_frequency_adjustment,
 )
 from linkage.cluster import assign_person_ids, cluster_pairs
 from linkage.compare import DEFAULT_COMPARISONS, Comparison, compare_pairs, pair_frame
+from linkage.records import PreparedRecords
 
 MODEL_VERSION = 1
 
@@ -101,9 +101,9 @@ def _empty_pairs() -> pl.DataFrame:
     return pl.DataFrame(schema=PAIR_SCHEMA)
 
 
-def random_pairs(records: pl.DataFrame, n_pairs: int, seed: int) -> pl.DataFrame:
+def random_pairs(records: pl.DataFrame | PreparedRecords, n_pairs: int, seed: int) -> pl.DataFrame:
     """Up to ``n_pairs`` distinct random pairs of records (record_key_l < record_key_r), reproducibly."""
-    keys = records["record_key"].to_numpy()
+    keys = records.keys() if isinstance(records, PreparedRecords) else records["record_key"].to_numpy()
     n = len(keys)
     rng = np.random.default_rng(seed)
     i = rng.integers(0, n, n_pairs)
@@ -120,9 +120,13 @@ class ComparedPairs:
     tf_adjustment: np.ndarray  # per pair, bits
 
 
+def _pair_frame(pairs: pl.DataFrame, records: pl.DataFrame | PreparedRecords) -> pl.DataFrame:
+    return records.pair_frame(pairs) if isinstance(records, PreparedRecords) else pair_frame(pairs, records)
+
+
 def compare_in_chunks(
     pairs: pl.DataFrame,
-    records: pl.DataFrame,
+    records: pl.DataFrame | PreparedRecords,
     comparisons: tuple[Comparison, ...],
     tf_tables: dict[str, pl.DataFrame],
     chunk_size: int = 500_000,
@@ -136,7 +140,7 @@ def compare_in_chunks(
     comps = list(comparisons)
     gammas, rules, tf_adj = [], [], []
     for start in range(0, len(pairs), chunk_size):
-        pf = pair_frame(pairs.slice(start, chunk_size), records)
+        pf = _pair_frame(pairs.slice(start, chunk_size), records)
         g = compare_pairs(pf, comparisons)
         gammas.append(g)
         rules.append(apply_rules(pf, g, comps))
@@ -180,7 +184,7 @@ def model_dict(
 
 def link_records(
     con: duckdb.DuckDBPyConnection,
-    std: pl.DataFrame,
+    std: pl.DataFrame | str,
     previous: pl.DataFrame | None,
     *,
     settings: LinkageSettings | None = None,
@@ -188,6 +192,10 @@ def link_records(
     state: LinkState | None = None,
 ) -> LinkageResult:
     """Link every standardized record to a person.
+
+    ``std``: the standardized records, as a frame or as the name of a table of ``con``
+    (the flow's ``int_persons_standardized``, read a key range at a time: the records
+    live in a DuckDB temp table, not in polars).
 
     ``previous``: last night's person_registry (source, record_id, person_id), or None.
     ``labels``: optional labelled pairs (record_key_l, record_key_r, is_match); when given,
@@ -202,7 +210,12 @@ def link_records(
     comparisons = settings.comparisons
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    records = prepare_link_records(std)
+    if isinstance(std, str):
+        records = PreparedRecords.from_table(con, std)
+        key_order = records.select("record_key")
+    else:
+        records = PreparedRecords.from_frame(con, std)
+        key_order = std.select(pl.col("record_key").cast(pl.Int64))
     blocking = run_blocking(
         con, records, settings.max_block_size, changed_keys=state.changed_keys if state is not None else None
     )
@@ -212,7 +225,7 @@ def link_records(
     if state is not None:
         tf_tables = state.tf_tables
     else:
-        tf_tables = {c.tf_column: term_frequencies(records, c.tf_column) for c in comparisons if c.tf_column}
+        tf_tables = {c.tf_column: records.term_frequencies(c.tf_column) for c in comparisons if c.tf_column}
     compared = compare_in_chunks(blocking.pairs, records, comparisons, tf_tables)
     gammas, rule = compared.gammas, compared.rule
     timings["compare"] = time.perf_counter() - t0
@@ -239,7 +252,7 @@ def link_records(
         u_fixed = None
         if n >= 2:
             sample = random_pairs(records, settings.u_sample_pairs, settings.random_seed)
-            u_fixed = estimate_u(compare_pairs(pair_frame(sample, records), comparisons), list(comparisons), all_pairs)
+            u_fixed = estimate_u(compare_pairs(records.pair_frame(sample), comparisons), list(comparisons), all_pairs)
         if settings.training == "candidates" or u_fixed is None:
             model = fit_em(gammas, list(comparisons), max_iterations=settings.em_max_iterations, u_init=u_fixed)
         elif settings.training == "random_pairs":
@@ -275,7 +288,9 @@ def link_records(
     # different_names only keeps the pair's own evidence from deciding.
     cannot_link = ruled.filter(pl.col("rule").is_in(["different_valid_ids", "id_conflict"]))
     clustered = cluster_pairs(
-        records, pairs.filter(pl.col("is_match")), cannot_link.select("record_key_l", "record_key_r")
+        records.select("record_key", "id_number", "id_own", "birth"),
+        pairs.filter(pl.col("is_match")),
+        cannot_link.select("record_key_l", "record_key_r"),
     )
     id_conflicts = ruled.filter(pl.col("rule") == "id_conflict")
     conflict_rows = pl.concat(
@@ -294,9 +309,10 @@ def link_records(
         how="vertical_relaxed",
     ).unique(maintain_order=True)
     clusters = clustered.clusters.join(records.select("record_key", "source", "record_id"), on="record_key")
+    records.drop()
     ids = assign_person_ids(clusters, previous)
     # Same order as std, as the design asks.
-    entity_map = records.select("record_key").join(ids.entity_map, on="record_key", how="left", maintain_order="left")
+    entity_map = key_order.join(ids.entity_map, on="record_key", how="left", maintain_order="left")
     timings["cluster"] = time.perf_counter() - t0
 
     n_persons = entity_map["person_id"].n_unique() if len(entity_map) else 0

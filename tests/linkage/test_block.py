@@ -121,6 +121,6 @@ def test_changed_records_get_exactly_the_full_passes_pairs_that_touch_them():
     full = run_blocking(duckdb.connect(), records, max_block_size=3).pairs
     changed = pl.Series([1, 4, 8], dtype=pl.Int64)
     only = run_blocking(duckdb.connect(), records, max_block_size=3, changed_keys=changed).pairs
-    touching = full.filter(pl.col("record_key_l").is_in(changed) | pl.col("record_key_r").is_in(changed))
+    touching = full.filter(pl.col("record_key_l").is_in(changed.to_list()) | pl.col("record_key_r").is_in(changed.to_list()))
     assert only.equals(touching)
     assert len(only) > 0 and len(only) < len(full)

@@ -1,0 +1,58 @@
+"""PreparedRecords: the prepared link records in DuckDB give what the polars path gives."""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+import pytest
+
+from linkage.block import prepare_link_records
+from linkage.classify import term_frequencies
+from linkage.compare import pair_frame
+from linkage.link import link_records
+from linkage.records import PreparedRecords
+from linkage.standardize import standardize_records
+from tests.linkage.test_link import background, raw_frame
+
+
+@pytest.fixture(scope="module")
+def std() -> pl.DataFrame:
+    return standardize_records(raw_frame(background(120, seed=3)))
+
+
+def test_from_table_in_slices_equals_the_frame(std: pl.DataFrame) -> None:
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    # Slices of 37 rows: many key ranges, the last one short.
+    from_table = PreparedRecords.from_table(con, "int_persons_standardized", chunk_rows=37)
+    expected = prepare_link_records(std).sort("record_key")
+    assert len(from_table) == std.height
+    assert from_table.select(*expected.columns).equals(expected)
+
+
+def test_pair_frame_and_term_frequencies_equal_the_polars_ones(std: pl.DataFrame) -> None:
+    records = prepare_link_records(std)
+    stored = PreparedRecords.from_frame(duckdb.connect(), std)
+    keys = records["record_key"].to_list()
+    # Unsorted, repeated, and one key that is no record (its side stays empty).
+    pairs = pl.DataFrame(
+        {"record_key_l": [keys[5], keys[0], keys[5], keys[2]], "record_key_r": [keys[9], keys[3], keys[9], 10_000]}
+    )
+    assert stored.pair_frame(pairs).equals(pair_frame(pairs, records).select(stored.pair_frame(pairs).columns))
+    assert set(stored.pair_frame(pairs).columns) == set(pair_frame(pairs, records).columns)
+    for column in ("name_pinyin", "id_number"):
+        mine = stored.term_frequencies(column).sort("value")
+        theirs = term_frequencies(records, column).sort("value")
+        assert mine["value"].equals(theirs["value"])
+        assert (mine["tf"] - theirs["tf"]).abs().max() < 1e-12
+
+
+def test_linking_from_a_table_equals_linking_the_frame(std: pl.DataFrame) -> None:
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    from_table = link_records(con, "int_persons_standardized", None)
+    from_frame = link_records(duckdb.connect(), std, None)
+    assert from_table.entity_map.equals(from_frame.entity_map)
+    assert from_table.pairs.equals(from_frame.pairs)
