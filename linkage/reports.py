@@ -213,19 +213,39 @@ def describe_difference(field: str, own: object, other: object) -> str:
     return f"第{_positions(own_text, other_text)}{unit}不同"
 
 
-def _conflicts(own: pl.DataFrame, records: pl.DataFrame, sources: tuple[str, ...]) -> pl.DataFrame:
-    others = records.filter(~pl.col("source").is_in(list(sources)) & pl.col("person_id").is_not_null())
-    own = own.filter(pl.col("person_id").is_not_null())
+def _conflict_candidates(records: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Per compared field, the records of persons whose records hold two or more values of it.
+
+    Only these can disagree with another department, and every pair of a record that does
+    (and so every other source that backs its value) lies among them: a few per cent of
+    the records at a million, where joining each department's records with all the others
+    made millions of pairs per field.
+    """
+    known = records.filter(pl.col("person_id").is_not_null())
+    candidates = {}
+    for field in COMPARED_FIELDS:
+        extra = ["name_script"] if field == "name" else []
+        candidates[field] = (
+            known.select("person_id", "source", "record_id", "department", field, *extra)
+            .filter(pl.col(field).is_not_null())
+            .filter(pl.col(field).n_unique().over("person_id") > 1)
+        )
+    return candidates
+
+
+def _conflicts(candidates: dict[str, pl.DataFrame], sources: tuple[str, ...]) -> pl.DataFrame:
     parts = []
     for field in COMPARED_FIELDS:
-        # One field's pairs at a time, with only the columns that field needs: the pairs of a
-        # big department with all others run to millions of rows at a million records.
         extra = ["name_script"] if field == "name" else []
+        own_source = pl.col("source").is_in(list(sources))
         compared = (
-            own.filter(pl.col(field).is_not_null())
+            candidates[field]
+            .filter(own_source)
             .select("person_id", "source", "record_id", field, *extra)
             .join(
-                others.filter(pl.col(field).is_not_null()).select(
+                candidates[field]
+                .filter(~own_source)
+                .select(
                     "person_id",
                     *(pl.col(c).alias(f"{c}_other") for c in ("source", "department", field, *extra)),
                 ),
@@ -356,13 +376,13 @@ def _with_departments(findings: pl.DataFrame, std: pl.DataFrame) -> pl.DataFrame
 
 
 def _summary(
-    department: str, sources: tuple[str, ...], own: pl.DataFrame, sheets: list[ReportSheet]
+    department: str, sources: tuple[str, ...], records: int, persons: int, sheets: list[ReportSheet]
 ) -> pl.DataFrame:
     rows = [
         {
             "项目": "本部门数据源",
-            "记录数": own.height,
-            "人数": own.get_column("person_id").n_unique(),
+            "记录数": records,
+            "人数": persons,
             "说明": "、".join(sources),
         },
     ]
@@ -402,31 +422,49 @@ def iter_department_reports(
     sheets at a time rather than every department's. ``std`` needs only ``REPORT_COLUMNS``.
     """
     persons = entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"])
-    # One join gives both views their person ids; columns they take unchanged are shared, not copied.
-    std = std.drop("person_id", strict=False).join(persons, on=["source", "record_id"], how="left")
+    # The person ids as one more column: the other columns are shared with ``std``, not copied.
+    person_id = (
+        std.select("source", "record_id")
+        .join(persons, on=["source", "record_id"], how="left", maintain_order="left")
+        .get_column("person_id")
+    )
+    std = std.drop("person_id", strict=False).with_columns(person_id)
     records = _records(std)
-    shown = pl.concat([_own_values(std), std.select("person_id")], how="horizontal")
+    # What each department's summary counts over all its records.
+    by_department = records.group_by("department", maintain_order=True).agg(
+        pl.col("source").unique(maintain_order=True).alias("sources"),
+        pl.len().alias("records"),
+        pl.col("person_id").n_unique().alias("persons"),
+    )
+    candidates = _conflict_candidates(records)
     findings = _with_departments(findings, std)
-    # What follows reads ``records`` and ``shown`` only: a caller that handed over its only
+    # Own values are shown for duplicate records and records with findings only: a fraction
+    # of the city, where formatting every record's values held the whole city twice more.
+    duplicated = pl.len().over("source", "person_id") >= 2
+    duplicates = records.filter(pl.col("person_id").is_not_null() & duplicated).select(
+        "source", "record_id", "person_id"
+    )
+    shown_keys = pl.concat([duplicates.select("source", "record_id"), findings.select("source", "record_id")])
+    shown = _own_values(std.join(shown_keys.unique(), on=["source", "record_id"], how="semi", maintain_order="left"))
+    # What follows reads only the frames above: a caller that handed over its only
     # reference to ``std`` gets that memory back for the departments' sheets.
-    del std
+    del std, records
     kinds = list(FINDING_KINDS) + sorted(
         set(findings.get_column("kind").unique().to_list()) - set(FINDING_KINDS)
     )
-    by_department = records.select("department", "source").unique(maintain_order=True)
-    for department in by_department.get_column("department").unique(maintain_order=True).to_list():
-        sources = tuple(
-            by_department.filter(pl.col("department") == department).get_column("source").to_list()
-        )
-        own = records.filter(pl.col("source").is_in(list(sources)))
-        own_shown = shown.filter(pl.col("source").is_in(list(sources))).drop("person_id")
+    for department, source_list, record_count, person_count in by_department.iter_rows():
+        sources = tuple(source_list)
+        own_source = pl.col("source").is_in(list(sources))
+        own_shown = shown.filter(own_source)
         sheets = [
-            ReportSheet("duplicates", "重复登记", _duplicates(own, own_shown)),
-            ReportSheet("conflicts", "与其他部门不一致", _conflicts(own, records, sources)),
+            ReportSheet("duplicates", "重复登记", _duplicates(duplicates.filter(own_source), own_shown)),
+            ReportSheet("conflicts", "与其他部门不一致", _conflicts(candidates, sources)),
         ]
         dept_findings = _findings_for(findings, department, sources)
         for kind in kinds:
             rows = dept_findings.filter(pl.col("kind") == kind)
             sheets.append(ReportSheet(kind, KIND_LABELS.get(kind, kind), _finding_sheet(rows, own_shown)))
-        summary = ReportSheet("summary", "汇总", _summary(department, sources, own, sheets))
+        summary = ReportSheet(
+            "summary", "汇总", _summary(department, sources, record_count, person_count, sheets)
+        )
         yield DepartmentReport(department, sources, (summary, *sheets))
