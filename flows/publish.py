@@ -155,20 +155,15 @@ def publish(ctx: RunContext) -> tuple[Path, StageResult]:
 
 def write_reports(ctx: RunContext, reports_dir: Path) -> None:
     from flows.reports import department_folder, write_department_reports
-    from flows.stages import load_standardized
-    from linkage.reports import REPORT_COLUMNS, iter_department_reports
+    from linkage.reports import iter_reports, report_inputs_from_duckdb
 
-    # Only the columns the reports show, and one department's report in memory at a time:
-    # the whole 59-column table and every department's sheets at once set the run's peak.
-    entity_map = ctx.con.execute("select source, record_id, person_id from entity_map order by record_key").pl()
-    findings = ctx.con.execute("select * from household_findings").pl()
     # Every department in the sources file gets a folder, even with nothing to correct.
     for source in ctx.config.sources:
         (reports_dir / department_folder(source.department)).mkdir(parents=True, exist_ok=True)
-    # The reports hold the only reference to the standardized frame, so they can drop it
-    # once they have taken what they show from it.
-    reports = iter_department_reports(load_standardized(ctx.con, REPORT_COLUMNS), entity_map, findings)
-    write_department_reports(reports_dir, reports)
+    # DuckDB reduces the city to the rows the reports show (a few per cent of the records),
+    # and the reports are built and written one department at a time: loading every
+    # record's shown columns into polars set the stage's time and its peak.
+    write_department_reports(reports_dir, iter_reports(report_inputs_from_duckdb(ctx.con)))
 
 
 def write_dashboard_and_manifest(ctx: RunContext, staging: Path, metrics: dict, finished_at: dt.datetime) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
+import duckdb
 import polars as pl
 
 from linkage.households import FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS, mask_id_number, mask_name
@@ -213,26 +214,6 @@ def describe_difference(field: str, own: object, other: object) -> str:
     return f"第{_positions(own_text, other_text)}{unit}不同"
 
 
-def _conflict_candidates(records: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Per compared field, the records of persons whose records hold two or more values of it.
-
-    Only these can disagree with another department, and every pair of a record that does
-    (and so every other source that backs its value) lies among them: a few per cent of
-    the records at a million, where joining each department's records with all the others
-    made millions of pairs per field.
-    """
-    known = records.filter(pl.col("person_id").is_not_null())
-    candidates = {}
-    for field in COMPARED_FIELDS:
-        extra = ["name_script"] if field == "name" else []
-        candidates[field] = (
-            known.select("person_id", "source", "record_id", "department", field, *extra)
-            .filter(pl.col(field).is_not_null())
-            .filter(pl.col(field).n_unique().over("person_id") > 1)
-        )
-    return candidates
-
-
 def _conflicts(candidates: dict[str, pl.DataFrame], sources: tuple[str, ...]) -> pl.DataFrame:
     parts = []
     for field in COMPARED_FIELDS:
@@ -357,9 +338,12 @@ def _findings_for(findings: pl.DataFrame, department: str, sources: tuple[str, .
     return pl.concat([own.select(columns), related.select(columns).unique(maintain_order=True)])
 
 
-def _with_departments(findings: pl.DataFrame, std: pl.DataFrame) -> pl.DataFrame:
-    departments = std.select("source", _column(std, "department").fill_null(pl.col("source")).alias("_dept"))
-    departments = departments.unique(subset=["source"])
+def _with_departments(findings: pl.DataFrame, source_departments: pl.DataFrame) -> pl.DataFrame:
+    """``findings`` with the contract's text columns, ``department`` and ``related_department``.
+
+    ``source_departments``: ``source, department``, one row per source.
+    """
+    departments = source_departments.select("source", pl.col("department").alias("_dept"))
     # An empty findings frame may come untyped (all-null columns): the contract's are text.
     findings = findings.with_columns(
         pl.col(c).cast(pl.String) for c in FINDING_COLUMNS if c in findings.columns
@@ -413,14 +397,31 @@ def build_department_reports(
     return {report.department: report for report in iter_department_reports(std, entity_map, findings)}
 
 
-def iter_department_reports(
-    std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame
-) -> Iterator[DepartmentReport]:
-    """The reports of ``build_department_reports`` one department at a time, in the same order.
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the department reports are built from: the city reduced to the rows they show.
 
-    A writer that writes each report before asking for the next holds one department's
-    sheets at a time rather than every department's. ``std`` needs only ``REPORT_COLUMNS``.
+    ``departments``: ``department, sources, records, persons`` in the order of each
+    department's first record, ``sources`` in the order of each source's first record, the
+    counts over all of the department's records. ``candidates``: per compared field,
+    ``person_id, source, record_id, department`` and the field (``name_script`` too for
+    names) of the records of persons whose records hold two or more values of it: only
+    these can disagree with another department, and every other source that backs a
+    disagreeing record's value is among them. ``duplicates``: ``source, record_id,
+    person_id`` of the records sharing a person with another record of their source.
+    ``shown``: the own values (``_own_values``) of duplicate records and of records with
+    findings. ``findings``: with ``department`` and ``related_department``.
     """
+
+    departments: pl.DataFrame
+    candidates: dict[str, pl.DataFrame]
+    duplicates: pl.DataFrame
+    shown: pl.DataFrame
+    findings: pl.DataFrame
+
+
+def report_inputs(std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame) -> ReportInputs:
+    """``ReportInputs`` of polars frames; ``std`` in record order, with ``REPORT_COLUMNS`` at least."""
     persons = entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"])
     # The person ids as one more column: the other columns are shared with ``std``, not copied.
     person_id = (
@@ -430,35 +431,170 @@ def iter_department_reports(
     )
     std = std.drop("person_id", strict=False).with_columns(person_id)
     records = _records(std)
-    # What each department's summary counts over all its records.
-    by_department = records.group_by("department", maintain_order=True).agg(
+    departments = records.group_by("department", maintain_order=True).agg(
         pl.col("source").unique(maintain_order=True).alias("sources"),
         pl.len().alias("records"),
         pl.col("person_id").n_unique().alias("persons"),
     )
-    candidates = _conflict_candidates(records)
-    findings = _with_departments(findings, std)
-    # Own values are shown for duplicate records and records with findings only: a fraction
-    # of the city, where formatting every record's values held the whole city twice more.
-    duplicated = pl.len().over("source", "person_id") >= 2
-    duplicates = records.filter(pl.col("person_id").is_not_null() & duplicated).select(
-        "source", "record_id", "person_id"
-    )
+    known = records.filter(pl.col("person_id").is_not_null())
+    candidates = {}
+    for field in COMPARED_FIELDS:
+        extra = ["name_script"] if field == "name" else []
+        candidates[field] = (
+            known.select("person_id", "source", "record_id", "department", field, *extra)
+            .filter(pl.col(field).is_not_null())
+            .filter(pl.col(field).n_unique().over("person_id") > 1)
+        )
+    duplicates = known.filter(pl.len().over("source", "person_id") >= 2).select("source", "record_id", "person_id")
+    findings = _with_departments(findings, records.select("source", "department").unique(subset=["source"]))
     shown_keys = pl.concat([duplicates.select("source", "record_id"), findings.select("source", "record_id")])
     shown = _own_values(std.join(shown_keys.unique(), on=["source", "record_id"], how="semi", maintain_order="left"))
-    # What follows reads only the frames above: a caller that handed over its only
-    # reference to ``std`` gets that memory back for the departments' sheets.
-    del std, records
+    return ReportInputs(departments, candidates, duplicates, shown, findings)
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {row[0] for row in con.execute(f"describe {table}").fetchall()}
+
+
+def _select_or_null(name: str, present: set[str], sql_type: str = "varchar") -> str:
+    return f'"{name}"' if name in present else f'cast(null as {sql_type}) as "{name}"'
+
+
+def report_records_sql(present: set[str], standardized: str, entity_map: str) -> str:
+    """The compared view of every record (``_records``) with ``record_key``, as SQL."""
+    department = "coalesce(s.department, s.source)" if "department" in present else "s.source"
+    return f"""
+        select s.record_key, s.source, s.record_id, {department} as department,
+               {_select_or_null("name", present)}, {_select_or_null("name_script", present)},
+               {_select_or_null("id_number", present)},
+               cast({_select_or_null("birth_date", present, "date")} as date) as birth_date,
+               {_select_or_null("sex", present)}, e.person_id
+        from {standardized} s left join {entity_map} e on e.record_key = s.record_key
+    """
+
+
+def report_inputs_from_duckdb(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    standardized: str = "int_persons_standardized",
+    entity_map: str = "entity_map",
+    findings: str = "household_findings",
+) -> ReportInputs:
+    """The ``ReportInputs`` of ``report_inputs``, reduced inside DuckDB from its tables.
+
+    The city's records never come into Python: DuckDB hands over the departments' counts,
+    the conflict candidates, the duplicates and the shown rows (a few per cent of the
+    records at a million), in record_key order as ``report_inputs`` keeps them.
+    ``entity_map`` joins ``standardized`` on ``record_key``.
+    """
+    present = _table_columns(con, standardized)
+    con.execute(f"create or replace temp view __renhu__report_records as {report_records_sql(present, standardized, entity_map)}")
+    try:
+        by_source = con.execute(
+            """
+            select department, source, min(record_key) as first_key from __renhu__report_records
+            group by all order by first_key
+            """
+        ).pl()
+        counts = con.execute(
+            """
+            select department, count(*) as records,
+                   count(distinct person_id) + max(case when person_id is null then 1 else 0 end) as persons,
+                   min(record_key) as first_key
+            from __renhu__report_records group by all order by first_key
+            """
+        ).pl()
+        departments = (
+            counts.join(
+                by_source.group_by("department", maintain_order=True).agg(pl.col("source").alias("sources")),
+                on="department",
+                maintain_order="left",
+            )
+            .select("department", "sources", pl.col("records").cast(pl.UInt32), pl.col("persons").cast(pl.UInt32))
+        )
+        several = " or ".join(f"min({f}) over person <> max({f}) over person" for f in COMPARED_FIELDS)
+        flags = ", ".join(
+            f"{f} is not null and min({f}) over person <> max({f}) over person as several_{f}" for f in COMPARED_FIELDS
+        )
+        compared = con.execute(
+            f"""
+            select * exclude (record_key) from (
+                select *, {flags} from __renhu__report_records
+                where person_id is not null
+                window person as (partition by person_id)
+                qualify {several}
+            ) order by record_key
+            """
+        ).pl()
+        candidates = {}
+        for field in COMPARED_FIELDS:
+            extra = ["name_script"] if field == "name" else []
+            candidates[field] = compared.filter(pl.col(f"several_{field}")).select(
+                "person_id", "source", "record_id", "department", field, *extra
+            )
+        del compared
+        duplicates = con.execute(
+            """
+            select source, record_id, person_id from __renhu__report_records
+            where person_id is not null
+            qualify count(*) over (partition by source, person_id) >= 2
+            order by record_key
+            """
+        ).pl()
+        finding_rows = _with_departments(
+            con.execute(f"select * from {findings}").pl(),
+            by_source.select("source", "department").unique(subset=["source"], keep="first", maintain_order=True),
+        )
+        shown_columns = [
+            c for c in dict.fromkeys(REPORT_COLUMNS) if c in present and c not in ("department", "name_script")
+        ]
+        con.register("__renhu__duplicate_keys", duplicates.select("source", "record_id"))
+        con.register("__renhu__finding_keys", finding_rows.select("source", "record_id"))
+        try:
+            shown = _own_values(
+                con.execute(
+                    f"""
+                    select {", ".join(f's."{c}"' for c in shown_columns)} from {standardized} s
+                    where exists (select 1 from __renhu__duplicate_keys k
+                                  where k.source = s.source and k.record_id = s.record_id)
+                       or exists (select 1 from __renhu__finding_keys k
+                                  where k.source = s.source and k.record_id = s.record_id)
+                    order by s.record_key
+                    """
+                ).pl()
+            )
+        finally:
+            con.unregister("__renhu__duplicate_keys")
+            con.unregister("__renhu__finding_keys")
+    finally:
+        con.execute("drop view if exists __renhu__report_records")
+    return ReportInputs(departments, candidates, duplicates, shown, finding_rows)
+
+
+def iter_department_reports(
+    std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame
+) -> Iterator[DepartmentReport]:
+    """The reports of ``build_department_reports`` one department at a time, in the same order.
+
+    A writer that writes each report before asking for the next holds one department's
+    sheets at a time rather than every department's. ``std`` needs only ``REPORT_COLUMNS``.
+    """
+    return iter_reports(report_inputs(std, entity_map, findings))
+
+
+def iter_reports(inputs: ReportInputs) -> Iterator[DepartmentReport]:
+    """Each department's report from ``inputs``, one at a time, in the order of ``inputs.departments``."""
+    findings = inputs.findings
     kinds = list(FINDING_KINDS) + sorted(
         set(findings.get_column("kind").unique().to_list()) - set(FINDING_KINDS)
     )
-    for department, source_list, record_count, person_count in by_department.iter_rows():
+    for department, source_list, record_count, person_count in inputs.departments.iter_rows():
         sources = tuple(source_list)
         own_source = pl.col("source").is_in(list(sources))
-        own_shown = shown.filter(own_source)
+        own_shown = inputs.shown.filter(own_source)
         sheets = [
-            ReportSheet("duplicates", "重复登记", _duplicates(duplicates.filter(own_source), own_shown)),
-            ReportSheet("conflicts", "与其他部门不一致", _conflicts(candidates, sources)),
+            ReportSheet("duplicates", "重复登记", _duplicates(inputs.duplicates.filter(own_source), own_shown)),
+            ReportSheet("conflicts", "与其他部门不一致", _conflicts(inputs.candidates, sources)),
         ]
         dept_findings = _findings_for(findings, department, sources)
         for kind in kinds:

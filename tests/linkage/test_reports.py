@@ -345,3 +345,56 @@ def test_iter_department_reports_yields_the_reports_one_by_one_in_order(reports)
     for report in [first, *rest]:
         for sheet, other in zip(report.sheets, reports[report.department].sheets, strict=True):
             assert sheet.frame.equals(other.frame)
+
+
+def _wider_city() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The city and: a second 民政局 source whose 李秀英 has another birth date, a source with
+    no department (its own name stands in), and a police record the entity map lacks."""
+    std, entity_map = city()
+    std = _with_raw_cells(std).drop("file")
+    extra = pl.DataFrame(
+        [
+            ("civil_extra", "民政局", "roster", "x1", "李秀英", "李秀英", "han", ID_B, date(1982, 5, 3), "F", "PB"),
+            ("schools", None, "generic", "s1", "赵六", "赵六", "han", None, None, "M", "PC"),
+            ("schools", None, "generic", "s2", "赵六", "赵 六", "han", None, None, "M", "PC"),
+            ("police_hukou", "公安局户政科", "hukou", "h9", "孙七", "孙七", "han", None, None, None, None),
+        ],
+        schema=["source", "department", "source_kind", "record_id", "name", "name_raw", "name_script",
+                "id_number", "birth_date", "sex", "person_id"],
+        orient="row",
+    ).with_columns(record_key=pl.int_range(std.height, std.height + 4, dtype=pl.UInt32))
+    wider = pl.concat([std, extra.drop("person_id")], how="diagonal_relaxed")
+    mapped = extra.filter(pl.col("person_id").is_not_null()).select("record_key", "source", "record_id", "person_id")
+    return wider, pl.concat([entity_map, mapped], how="vertical_relaxed")
+
+
+def test_duckdb_inputs_give_the_same_reports() -> None:
+    """report_inputs_from_duckdb reduces the tables in SQL; the reports must not change."""
+    import duckdb
+
+    from linkage.reports import iter_reports, report_inputs_from_duckdb
+
+    std, entity_map = _wider_city()
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    expected = build_department_reports(std, entity_map, findings)
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    con.register("entity_frame", entity_map)
+    con.execute("create table entity_map as select * from entity_frame")
+    con.register("findings_frame", findings)
+    con.execute("create table household_findings as select * from findings_frame")
+    got = list(iter_reports(report_inputs_from_duckdb(con)))
+    assert [r.department for r in got] == list(expected) == ["公安局户政科", "流动人口服务中心", "民政局", "schools"]
+    assert expected["民政局"].sources == ("civil_roster", "civil_extra")
+    # the police summary counts the record without a person: 4 records, 3 persons (one unknown)
+    assert expected["公安局户政科"].sheet("summary").frame.row(0)[1:3] == (4, 3)
+    assert expected["schools"].sheet("duplicates").frame.height == 2
+    assert expected["民政局"].sheet("conflicts").frame.height > 0
+    for report in got:
+        want = expected[report.department]
+        assert report.sources == want.sources
+        assert [s.key for s in report.sheets] == [s.key for s in want.sheets]
+        for sheet, other in zip(report.sheets, want.sheets, strict=True):
+            assert sheet.frame.equals(other.frame), (report.department, sheet.key)
+            assert sheet.frame.schema == other.frame.schema, (report.department, sheet.key)
