@@ -667,3 +667,33 @@ def test_preload_imports_great_expectations_in_the_background():
     thread = preload_great_expectations()
     thread.join(timeout=120)
     assert not thread.is_alive() and "great_expectations" in sys.modules
+
+
+def test_date_forms_in_the_raw_records_frame(con):
+    # ISO dates and timestamps take a per-row shortcut; every other form is judged once
+    # per distinct value. Both must agree with the forms linkage/dates.py reads.
+    forms = {
+        "2020-01-02": "parses",
+        "2020-01-02 08:00:00": "parses",
+        "2020-02-30": "9999-99-99",  # ISO shape, impossible day
+        "2020-01-02 25:00:00": "parses",  # the time is not judged, only the date
+        "2020/1/2": "parses",
+        "2020年1月2日": "parses",
+        "２０２０－０１－０２": "parses",
+        "19900230": "99999999",
+        "43831": "parses",  # an Excel day serial
+        "不详": None,
+        "1990年13月": "9999字99字",
+    }
+    for key, value in enumerate(forms, start=1):
+        con.execute("update raw_records set birth_date = ? where record_key = ?", [value, key])
+    sql = next(s for s in load_suites() if s.suite == "raw_records").frame_sql
+    found = dict(
+        con.execute(
+            f"select r.birth_date, f.birth_date_check from ({sql}) as f "
+            "join raw_records as r on r.source = f.source and r.record_id = f.record_id "
+            "where r.record_key <= $forms",
+            {"run_id": RUN_ID, "mask_salt": "x", "forms": len(forms)},
+        ).fetchall()
+    )
+    assert found == forms
