@@ -134,7 +134,10 @@ def stage_on_db(db: Path, sources: Path, as_of: dt.date, save: Path | None) -> i
         started_at=started_at,
         sources_sha256="",
     )
-    # Imports the stage makes on first call, so they do not count as the stage's memory or time.
+    # Imports the stage makes on first call, so they do not count as the stage's memory or time
+    # (in the flow, earlier stages have loaded them: pyarrow, for one, hands frames to DuckDB).
+    import pyarrow  # noqa: F401
+
     import linkage.households  # noqa: F401
     import linkage.rates  # noqa: F401
 

@@ -39,7 +39,7 @@ from linkage.households import (
     RECORD_COLUMNS,
     current_residence,
     person_records,
-    person_records_view,
+    person_records_table,
     registered_hukou,
     residence_evidence,
 )
@@ -289,19 +289,19 @@ def compute_rates_db(
     findings: pl.DataFrame,
     mapped_fields: dict[str, list[str]] | None = None,
     *,
+    records: str | None = None,
     standardized: str = "int_persons_standardized",
     entity_map: str = "entity_map",
 ) -> Rates:
     """``compute_rates`` over the run's tables: the same figures, counted in DuckDB.
 
     Only per-source and per-pair counts come back to polars, so the cost in memory does
-    not grow with the city.
+    not grow with the city. ``records``: as for ``find_household_findings_db``.
     """
-    view = person_records_view(con, standardized=standardized, entity_map=entity_map)
-    try:
-        return _rates_db(con, view, standardized, findings, mapped_fields)
-    finally:
-        con.execute(f"drop view if exists {view}")
+    if records is not None:
+        return _rates_db(con, records, standardized, findings, mapped_fields)
+    with person_records_table(con, standardized=standardized, entity_map=entity_map) as made:
+        return _rates_db(con, made, standardized, findings, mapped_fields)
 
 
 def _rates_db(
@@ -324,62 +324,59 @@ def _rates_db(
         """
     ).pl()
     counts = con.execute(
-        f"""
-        with linked as (select distinct source, person_id from {view} where person_id is not null),
-        holders as (select person_id, count(*) as n_sources from linked group by person_id)
-        select
-            r.source,
-            r.records,
-            p.persons,
-            p.shared_persons,
-            coalesce(r.linked_records, 0) - coalesce(p.persons, 0) as duplicates
-        from (
-            select source, count(*) as records, count(person_id) as linked_records from {view} group by source
-        ) r
-        left join (
-            select source, count(*) as persons, count(*) filter (where n_sources >= 2) as shared_persons
-            from linked join holders using (person_id)
-            group by source
-        ) p using (source)
-        """
+        f"select source, count(*) as records, count(person_id) as linked_records from {view} group by source"
     ).pl()
+    # People by the set of sources holding them: a handful of sets, from which every count of
+    # persons per source, per pair of sources and overall follows.
+    held = con.execute(
+        f"""
+        select sources, count(*) as persons from (
+            select list_sort(list(distinct source)) as sources from {view}
+            where person_id is not null
+            group by person_id
+        )
+        group by sources
+        """
+    ).fetchall()
+    persons_of: dict[str, int] = {}
+    shared_of: dict[str, int] = {}
+    pair_counts: dict[tuple[str, str], int] = {}
+    persons = multi_source = 0
+    for holders, n in held:
+        persons += n
+        multi_source += n if len(holders) >= 2 else 0
+        for left in holders:
+            persons_of[left] = persons_of.get(left, 0) + n
+            shared_of[left] = shared_of.get(left, 0) + (n if len(holders) >= 2 else 0)
+            for right in holders:
+                if left != right:
+                    pair_counts[left, right] = pair_counts.get((left, right), 0) + n
+    per_source_counts = counts.with_columns(
+        persons=pl.col("source").replace_strict(persons_of, default=None, return_dtype=pl.Int64),
+        shared_persons=pl.col("source").replace_strict(shared_of, default=None, return_dtype=pl.Int64),
+    )
     share_rates = (
         sources.select("source")
-        .join(counts.select("source", "records", "persons", "shared_persons"), on="source", how="left")
+        .join(per_source_counts.select("source", "records", "persons", "shared_persons"), on="source", how="left")
         .with_columns(pl.col("records", "persons", "shared_persons").fill_null(0).cast(pl.Int64))
         .with_columns(
             share_rate=pl.when(pl.col("persons") > 0).then(pl.col("shared_persons") / pl.col("persons"))
         )
         .select(SHARE_RATE_COLUMNS)
     )
-    pairs = con.execute(
-        f"""
-        with held as (select distinct source, person_id from {view} where person_id is not null)
-        select l.source as source_l, r.source as source_r, count(*) as shared_persons
-        from held l join held r on l.person_id = r.person_id and l.source <> r.source
-        group by all
-        """
-    ).pl()
     names = sources.get_column("source").to_list()
-    grid = pl.DataFrame(
-        [(left, right) for left in names for right in names if left != right],
-        schema={"source_l": pl.String, "source_r": pl.String},
+    overlap = pl.DataFrame(
+        [(left, right, pair_counts.get((left, right), 0)) for left in names for right in names if left != right],
+        schema={"source_l": pl.String, "source_r": pl.String, "shared_persons": pl.Int64},
         orient="row",
     )
-    overlap = (
-        grid.join(pairs, on=["source_l", "source_r"], how="left")
-        .with_columns(pl.col("shared_persons").fill_null(0).cast(pl.Int64))
-        .select("source_l", "source_r", "shared_persons")
-    )
-    persons, multi_source, records = con.execute(
-        f"""
-        select count(*), count(*) filter (where n_sources >= 2), (select count(*) from {view})
-        from (select person_id, count(distinct source) as n_sources from {view}
-              where person_id is not null group by person_id)
-        """
-    ).fetchone()
+    records = int(counts.get_column("records").sum())
+    # Records the entity map does not hold are not duplicates of anybody.
+    duplicates_of = {
+        source: linked - persons_of.get(source, 0)
+        for source, linked in counts.select("source", "linked_records").iter_rows()
+    }
     completeness = _field_completeness_db(con, standardized, present, sources, mapped_fields)
-    duplicates_of = dict(counts.select("source", "duplicates").iter_rows())
     per_source: dict[str, dict] = {}
     for row in share_rates.join(sources, on="source").iter_rows(named=True):
         duplicates = int(duplicates_of.get(row["source"], 0) or 0)
