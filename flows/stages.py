@@ -486,7 +486,7 @@ def link(ctx: RunContext) -> StageResult:
             """
             create table if not exists person_registry (
                 source varchar, record_id varchar, person_id varchar,
-                first_seen_run varchar, last_seen_run varchar, primary key (source, record_id)
+                first_seen_run varchar, last_seen_run varchar
             )
             """
         )
@@ -500,11 +500,19 @@ def link(ctx: RunContext) -> StageResult:
         entity_map = result.entity_map.select("record_key", "source", "record_id", "person_id")
         ctx.con.register("entity_map_frame", entity_map)
         ctx.con.execute("create or replace table entity_map as select * from entity_map_frame order by record_key")
+        # Rebuilt by a join, not upserted: a primary-key index over ten million keys must
+        # sit in memory, while a join spills. Records not seen tonight keep their row.
         ctx.con.execute(
             """
-            insert into person_registry
-            select source, record_id, person_id, $run_id, $run_id from entity_map_frame
-            on conflict (source, record_id) do update set person_id = excluded.person_id, last_seen_run = $run_id
+            create or replace table person_registry as
+            select
+                coalesce(tonight.source, registry.source) as source,
+                coalesce(tonight.record_id, registry.record_id) as record_id,
+                coalesce(tonight.person_id, registry.person_id) as person_id,
+                coalesce(registry.first_seen_run, $run_id) as first_seen_run,
+                case when tonight.source is null then registry.last_seen_run else $run_id end as last_seen_run
+            from person_registry as registry
+            full outer join entity_map_frame as tonight using (source, record_id)
             """,
             {"run_id": ctx.run_id},
         )

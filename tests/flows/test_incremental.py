@@ -101,6 +101,15 @@ def test_second_night_reuses_unchanged_rows_and_equals_a_full_night(city: Path, 
     )
     kept = sum(after[key] == person for key, person in registry_before.items() if key in after)
     assert kept / len(registry_before) > 0.99
+    # The registry: one row per record ever seen; new records first seen tonight, the rest earlier.
+    registry = night2.con.execute(
+        "select source, record_id, first_seen_run, last_seen_run from person_registry"
+    ).pl()
+    assert registry.height == registry.select("source", "record_id").n_unique() == len(after)
+    first_seen = {(s, r): run for s, r, run, _ in registry.iter_rows()}
+    assert {first_seen[("social_insurance", r)] for r in added} == {night2.run_id}
+    assert {first_seen[("social_insurance", r)] for r in moved} == {night1.run_id}
+    assert set(registry["last_seen_run"].to_list()) == {night2.run_id}
     metrics = night2.standardization_metrics.sort("source", "field")
     assert metrics.equals(full.standardization_metrics.sort("source", "field"))
     night2.con.close()
