@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -31,6 +33,8 @@ _FORMULA_PATTERN = r"^[=+\-@\t\r]"
 _UNSAFE_PATH = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 _MAX_WIDTH = 60
 _XLSX_MAX_CELL = 32767
+# Departments written at once, each in its own thread.
+_WRITERS = 2
 
 
 def escape_cell(value: object) -> object:
@@ -258,12 +262,25 @@ def write_department_report(reports_dir: Path, report: DepartmentReport) -> list
 def write_department_reports(
     reports_dir: Path, reports: Mapping[str, DepartmentReport] | Iterable[DepartmentReport]
 ) -> list[Path]:
-    """Write every department's workbook and CSVs; return the paths written.
+    """Write every department's workbook and CSVs; return the paths written, in report order.
 
-    ``reports`` may be a generator (``iter_department_reports``): each report is written
-    before the next is built, so only one department's sheets are in memory.
+    ``reports`` may be a generator (``iter_reports``): a report is built while the two
+    before it are written, in two threads, and no more are asked for, so at most three
+    departments' sheets are in memory. A workbook's zip compression and polars' work
+    release the GIL, so the writing of one and the building of the next share the cores.
     """
     written: list[Path] = []
-    for report in reports.values() if isinstance(reports, Mapping) else reports:
-        written.extend(write_department_report(reports_dir, report))
+    pending: deque[Future[list[Path]]] = deque()
+    with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="report-writer") as pool:
+        try:
+            for report in reports.values() if isinstance(reports, Mapping) else reports:
+                pending.append(pool.submit(write_department_report, reports_dir, report))
+                if len(pending) >= _WRITERS:
+                    written.extend(pending.popleft().result())
+            while pending:
+                written.extend(pending.popleft().result())
+        finally:
+            # A failure stops the writing: reports not yet started are not written.
+            for future in pending:
+                future.cancel()
     return written

@@ -488,42 +488,40 @@ def report_inputs_from_duckdb(
     ``entity_map`` joins ``standardized`` on ``record_key``.
     """
     present = _table_columns(con, standardized)
-    con.execute(f"create or replace temp view __renhu__report_records as {report_records_sql(present, standardized, entity_map)}")
+    # One join of the records with their persons, kept for the queries below (~0.1 GB at a
+    # million records): each query joining afresh took longer than all of them together.
+    records = "__renhu__report_records"
+    con.execute(f"create or replace temp table {records} as {report_records_sql(present, standardized, entity_map)}")
     try:
         by_source = con.execute(
-            """
-            select department, source, min(record_key) as first_key from __renhu__report_records
-            group by all order by first_key
-            """
+            f"select department, source, min(record_key) as first_key from {records} group by all order by first_key"
         ).pl()
         counts = con.execute(
-            """
+            f"""
             select department, count(*) as records,
                    count(distinct person_id) + max(case when person_id is null then 1 else 0 end) as persons,
                    min(record_key) as first_key
-            from __renhu__report_records group by all order by first_key
+            from {records} group by all order by first_key
             """
         ).pl()
-        departments = (
-            counts.join(
-                by_source.group_by("department", maintain_order=True).agg(pl.col("source").alias("sources")),
-                on="department",
-                maintain_order="left",
-            )
-            .select("department", "sources", pl.col("records").cast(pl.UInt32), pl.col("persons").cast(pl.UInt32))
-        )
-        several = " or ".join(f"min({f}) over person <> max({f}) over person" for f in COMPARED_FIELDS)
-        flags = ", ".join(
-            f"{f} is not null and min({f}) over person <> max({f}) over person as several_{f}" for f in COMPARED_FIELDS
-        )
+        departments = counts.join(
+            by_source.group_by("department", maintain_order=True).agg(pl.col("source").alias("sources")),
+            on="department",
+            maintain_order="left",
+        ).select("department", "sources", pl.col("records").cast(pl.UInt32), pl.col("persons").cast(pl.UInt32))
+        # Persons with two or more values of a compared field, then their records.
+        several = {f: f"min({f}) <> max({f})" for f in COMPARED_FIELDS}
         compared = con.execute(
             f"""
-            select * exclude (record_key) from (
-                select *, {flags} from __renhu__report_records
-                where person_id is not null
-                window person as (partition by person_id)
-                qualify {several}
-            ) order by record_key
+            with persons as (
+                select person_id, {", ".join(f"{test} as several_{f}" for f, test in several.items())}
+                from {records} where person_id is not null
+                group by person_id having {" or ".join(several.values())}
+            )
+            select r.* exclude (record_key),
+                   {", ".join(f"r.{f} is not null and coalesce(p.several_{f}, false) as several_{f}" for f in several)}
+            from {records} r join persons p using (person_id)
+            order by r.record_key
             """
         ).pl()
         candidates = {}
@@ -534,10 +532,12 @@ def report_inputs_from_duckdb(
             )
         del compared
         duplicates = con.execute(
-            """
-            select source, record_id, person_id from __renhu__report_records
-            where person_id is not null
-            qualify count(*) over (partition by source, person_id) >= 2
+            f"""
+            with repeated as (
+                select source, person_id from {records} where person_id is not null
+                group by all having count(*) >= 2
+            )
+            select record_key, source, record_id, person_id from {records} semi join repeated using (source, person_id)
             order by record_key
             """
         ).pl()
@@ -545,20 +545,23 @@ def report_inputs_from_duckdb(
             con.execute(f"select * from {findings}").pl(),
             by_source.select("source", "department").unique(subset=["source"], keep="first", maintain_order=True),
         )
+        # Only the columns the own values read: every column of the table took longer to scan.
         shown_columns = [
             c for c in dict.fromkeys(REPORT_COLUMNS) if c in present and c not in ("department", "name_script")
         ]
-        con.register("__renhu__duplicate_keys", duplicates.select("source", "record_id"))
+        con.register("__renhu__duplicate_keys", duplicates.select("record_key"))
         con.register("__renhu__finding_keys", finding_rows.select("source", "record_id"))
         try:
             shown = _own_values(
                 con.execute(
                     f"""
-                    select {", ".join(f's."{c}"' for c in shown_columns)} from {standardized} s
-                    where exists (select 1 from __renhu__duplicate_keys k
-                                  where k.source = s.source and k.record_id = s.record_id)
-                       or exists (select 1 from __renhu__finding_keys k
-                                  where k.source = s.source and k.record_id = s.record_id)
+                    with shown_keys as (
+                        select record_key from __renhu__duplicate_keys
+                        union
+                        select record_key from {records} semi join __renhu__finding_keys using (source, record_id)
+                    )
+                    select {", ".join(f's."{c}"' for c in shown_columns)}
+                    from {standardized} s semi join shown_keys using (record_key)
                     order by s.record_key
                     """
                 ).pl()
@@ -566,8 +569,9 @@ def report_inputs_from_duckdb(
         finally:
             con.unregister("__renhu__duplicate_keys")
             con.unregister("__renhu__finding_keys")
+        duplicates = duplicates.drop("record_key")
     finally:
-        con.execute("drop view if exists __renhu__report_records")
+        con.execute(f"drop table if exists {records}")
     return ReportInputs(departments, candidates, duplicates, shown, finding_rows)
 
 

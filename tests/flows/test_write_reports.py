@@ -332,3 +332,30 @@ def test_csv_is_what_the_csv_module_writes(tmp_path: Path) -> None:
     writer.writerow(frame.columns)
     writer.writerows(["" if v is None else v for v in row] for row in _escaped(frame).iter_rows())
     assert (tmp_path / "fast.csv").read_bytes() == "\ufeff".encode() + expected.getvalue().encode()
+
+
+def test_reports_written_in_threads_come_back_in_order(tmp_path: Path) -> None:
+    from flows.reports import write_department_report
+
+    std, entity_map = city()
+    findings = find_household_findings(std, entity_map, as_of=date(2026, 11, 23))
+    reports = list(build_department_reports(std, entity_map, findings).values())
+    one_by_one = [p.relative_to(tmp_path / "a") for r in reports for p in write_department_report(tmp_path / "a", r)]
+    threaded = write_department_reports(tmp_path / "b", iter(reports * 2))
+    assert [p.relative_to(tmp_path / "b") for p in threaded] == one_by_one * 2
+    for path in one_by_one:
+        if path.suffix == ".csv":
+            assert (tmp_path / "b" / path).read_bytes() == (tmp_path / "a" / path).read_bytes()
+
+
+def test_a_failing_report_stops_the_writing(tmp_path: Path) -> None:
+    std, entity_map = city()
+    findings = find_household_findings(std, entity_map, as_of=date(2026, 11, 23))
+    first = next(iter(build_department_reports(std, entity_map, findings).values()))
+
+    def reports():
+        yield first
+        raise RuntimeError("building the second report failed")
+
+    with pytest.raises(RuntimeError, match="second report"):
+        write_department_reports(tmp_path, reports())
