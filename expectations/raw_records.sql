@@ -171,11 +171,16 @@ masked as (
                  || '#' || left(md5($mask_salt || record_id), 8)
             else record_id
         end as record_id_masked,
-        -- The shape of a well-formed id is one of three strings; only the others need the regexes.
+        -- The shape of a well-formed id is one of three strings (one regex tells them from the
+        -- rest, the length and last character tell them apart); only the others need the
+        -- regexes that draw the shape.
         case
-            when regexp_full_match(id_number, '[0-9]{17}[0-9]') then '999999999999999999'
-            when regexp_full_match(id_number, '[0-9]{17}X') then '99999999999999999X'
-            when regexp_full_match(id_number, '[0-9]{15}') then '999999999999999'
+            when regexp_full_match(id_number, '[0-9]{17}[0-9X]|[0-9]{15}') then
+                case
+                    when length(id_number) = 15 then '999999999999999'
+                    when right(id_number, 1) = 'X' then '99999999999999999X'
+                    else '999999999999999999'
+                end
             else left(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
                 id_number, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[０-９]', '９', 'g'),
                 '[^9９Xx字\s\p{P}\p{S}]', 'A', 'g'), 40)

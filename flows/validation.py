@@ -857,13 +857,18 @@ def _judge(
             batches.append(_Batch(tally.suite, name, rows, limits_here, run_values))
         suites = {batch.name: context.suites.add(_build_suite(batch)) for batch in batches}
         expectations = [(b.name, e) for b in batches for e in suites[b.name].expectations]
-        plans = [
-            (
-                name,
-                e.get_validation_dependencies(runtime_configuration={"result_format": dict(_RESULT_FORMAT)}),
-            )
-            for name, e in expectations
-        ]
+        # Sources share their checks' metrics (thresholds change `mostly`, which GX applies
+        # to the metrics, not the metrics themselves): ask GX once per distinct check.
+        dependencies: dict[str, Any] = {}
+        plans = []
+        for name, expectation in expectations:
+            config = expectation.configuration
+            key = json.dumps([config.type, config.kwargs], sort_keys=True, default=str)
+            if key not in dependencies:
+                dependencies[key] = expectation.get_validation_dependencies(
+                    runtime_configuration={"result_format": dict(_RESULT_FORMAT)}
+                )
+            plans.append((name, dependencies[key]))
         counted = time.perf_counter()
         metrics, missing = _compute_metrics(tally, plans)
         metrics_seconds += time.perf_counter() - counted
