@@ -275,3 +275,25 @@ def test_full_id_number_outside_the_reports_is_reported(run_dir: Path) -> None:
         "entity_map.parquet: holds 1 full identity number(s), e.g. 110105********002X; only a department's own report may"
         in verify_run(run_dir)
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b\r\n1,2\r\n3,4\r\n",
+        "a,b\n1,2\n\n3,4",  # an empty line is no row; no line end after the last
+        "a,b\r1,2\r\n\r\n3,4\n",  # a lone carriage return ends a row too
+        "\ufeffa,b\r\n张三,2\r\n 　,\r\n",  # BOM; a line of spaces is a row
+        'a,b\r\n"x\r\ny",2\r\n3,"4"\r\n',  # quoted line break: one row
+        "a,b\r\n1,\x0c2\x1c\r\n",  # form feed and file separator do not end a csv row
+        "",
+    ],
+)
+def test_csv_rows_counted_as_csv_reader_reads_them(tmp_path: Path, text: str) -> None:
+    import csv
+    import io
+
+    path = tmp_path / "x.csv"
+    path.write_bytes(text.encode("utf-8"))
+    expected = sum(1 for row in csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")) if row)
+    assert count_rows(path) == max(expected - 1, 0)
