@@ -1,6 +1,10 @@
-"""Time of the validate stage (flows.validation.run_validation) on a night of N records.
+"""Time and peak memory of the validate stage (flows.validation.run_validation).
 
     .venv/bin/python benchmarks/bench_validation.py [--records 1000000] [--sources 7]
+    .venv/bin/python benchmarks/bench_validation.py --db /tmp/renhu-stages/renhu.duckdb
+
+With --db it validates the latest night kept in a flow's DuckDB file (read only; e.g. the
+one benchmarks/bench_stages.py leaves in its --out folder) instead of building one:
 
 1. builds, in an in-memory DuckDB, the tables the flow keeps for one night, all in SQL:
    `records / 2.2` persons with valid resident id numbers (ISO 7064 check character)
@@ -11,8 +15,9 @@
 2. runs run_validation into a temporary run folder (Data Docs included), twice: the
    first pays Great Expectations' import, the second is what every later night of a
    long-running process pays;
-3. prints the seconds (total and per phase: frames in DuckDB, GX import, checkpoint,
-   Data Docs), the checks evaluated and failed, and writes
+3. prints the seconds (total and per phase: frames and metrics in DuckDB, waiting for
+   GX's import, GX's verdicts, Data Docs), the peak RSS of the process during each
+   run (sampled every 20 ms), the checks evaluated and failed, and writes
    benchmarks/results/<UTC time>_validation-<records>.json.
 
 A clean night must report 0 failed checks: the benchmark also shows the suites raise
@@ -175,22 +180,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--sources", type=int, default=7)
+    parser.add_argument("--db", type=Path, help="a flow's DuckDB file: validate its latest night")
     args = parser.parse_args()
 
-    con = duckdb.connect()
+    from bench_stages import RssSampler
+
+    sampler = RssSampler()
     started = time.perf_counter()
-    sizes = build_night(con, args.records, args.sources)
+    if args.db:
+        con = duckdb.connect(str(args.db), read_only=True)
+        run_id = con.execute("select max(run_id) from run_source_counts").fetchone()[0]
+        sizes = {
+            "persons": con.execute("select count(distinct person_id) from entity_map").fetchone()[0],
+            "accepted": con.execute("select count(*) from raw_records").fetchone()[0],
+            "quarantined": con.execute("select count(*) from quarantine").fetchone()[0],
+        }
+        args.sources = con.execute("select count(distinct source) from raw_records").fetchone()[0]
+        args.records = sizes["accepted"]
+        print(
+            f"night {run_id} of {args.db}: {sizes['accepted']:,} accepted records in {args.sources} sources"
+        )
+    else:
+        con = duckdb.connect()
+        run_id = RUN_ID
+        sizes = build_night(con, args.records, args.sources)
+        print(
+            f"built {sizes['accepted']:,} accepted + {sizes['quarantined']:,} quarantined records "
+            f"of {sizes['persons']:,} persons in {args.sources} sources in {time.perf_counter() - started:.1f} s"
+        )
     build_seconds = time.perf_counter() - started
-    print(
-        f"built {sizes['accepted']:,} accepted + {sizes['quarantined']:,} quarantined records "
-        f"of {sizes['persons']:,} persons in {args.sources} sources in {build_seconds:.1f} s"
-    )
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="renhu-bench-validation-") as tmp:
         for attempt in ("first (GX import included)", "second (same process)"):
             run_dir = Path(tmp) / attempt.split()[0]
-            summary = run_validation(con, run_dir, RUN_ID)
+            sampler.reset()
+            summary = run_validation(con, run_dir, run_id)
+            peak = sampler.peak
             files = [p for p in (run_dir / "validation").rglob("*") if p.is_file()]
             run = {
                 "run": attempt,
@@ -201,11 +227,12 @@ def main() -> None:
                 "critical_failed": summary.critical_failed,
                 "docs_files": len(files),
                 "docs_bytes": sum(p.stat().st_size for p in files),
+                "peak_rss_gb": round(peak / 1e9, 3),
             }
             runs.append(run)
             phases = ", ".join(f"{k} {v:.2f} s" for k, v in run["timings"].items())
             print(
-                f"validate, {attempt}: {summary.seconds:.2f} s ({phases}); "
+                f"validate, {attempt}: {summary.seconds:.2f} s, peak RSS {peak / 1e9:.2f} GB ({phases}); "
                 f"{summary.evaluated} checks, {summary.failed} failed; Data Docs {len(files)} files, "
                 f"{run['docs_bytes'] / 1e6:.1f} MB"
             )
@@ -214,8 +241,10 @@ def main() -> None:
 
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    sampler.stop()
     result = {
         "benchmark": "validation",
+        "db": str(args.db) if args.db else None,
         "records": sizes["accepted"],
         "quarantined": sizes["quarantined"],
         "persons": sizes["persons"],
