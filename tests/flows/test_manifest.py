@@ -297,3 +297,17 @@ def test_csv_rows_counted_as_csv_reader_reads_them(tmp_path: Path, text: str) ->
     path.write_bytes(text.encode("utf-8"))
     expected = sum(1 for row in csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")) if row)
     assert count_rows(path) == max(expected - 1, 0)
+
+
+def test_csv_rows_of_random_texts(tmp_path: Path) -> None:
+    import csv
+    import io
+    import random
+
+    rng = random.Random(7)
+    path = tmp_path / "x.csv"
+    for _ in range(500):
+        text = "".join(rng.choice(["a", ",", "\r", "\n", "\r\n", " ", "张"]) for _ in range(rng.randint(0, 12)))
+        path.write_bytes(text.encode("utf-8"))
+        expected = sum(1 for row in csv.reader(io.StringIO(text, newline="")) if row)
+        assert count_rows(path) == max(expected - 1, 0), repr(text)
