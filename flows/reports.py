@@ -156,11 +156,13 @@ def _cell_xml(column: pl.Series, letter: str, text_style: int | None) -> pl.Expr
         for char in _XLSX_CONTROL:
             value = value.str.replace_all(char, f"_x{ord(char):04X}_", literal=True)
     preserve = pl.when(value.str.contains(_XLSX_PRESERVE)).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
-    data = (
-        value.str.replace_all("&", "&amp;", literal=True)
-        .str.replace_all("<", "&lt;", literal=True)
-        .str.replace_all(">", "&gt;", literal=True)
-    )
+    data = value
+    if column.str.contains("[&<>]").any():
+        data = (
+            value.str.replace_all("&", "&amp;", literal=True)
+            .str.replace_all("<", "&lt;", literal=True)
+            .str.replace_all(">", "&gt;", literal=True)
+        )
     cell = pl.concat_str(
         [reference, pl.lit(f'" s="{text_style}" t="inlineStr"><is><t'), preserve, pl.lit(">"), data, pl.lit("</t></is></c>")]
     )
