@@ -443,6 +443,7 @@ def run_validation(
             tallies.append(_tally_suite(con, suite, run_id, mask_salt))
         except duckdb.Error as exc:
             errors.append(f"CRITICAL {suite.suite}: cannot build the checked frame: {exc}")
+            con.execute(f"drop table if exists {_quote(f'{_FRAME}_{suite.suite}')}")
     timings["frames"] = time.perf_counter() - started
 
     if tallies:
@@ -453,6 +454,9 @@ def run_validation(
             results = _judge(tallies, limits, mapped_fields, used_thresholds, site_dir, run_id, timings)
         except Exception as exc:  # noqa: BLE001 - a GX crash must become a failed run, with the docs folder kept
             errors.append(f"CRITICAL validation could not run: {type(exc).__name__}: {exc}")
+        finally:
+            for tally in tallies:
+                con.execute(f"drop table if exists {tally.params['frame']}")
 
     _copy_suite_files(suites_dir, site_dir / "suites", used_thresholds)
     if (site_dir / "index.html").exists():
@@ -523,8 +527,8 @@ def _tally_suite(con: duckdb.DuckDBPyConnection, suite: SuiteSpec, run_id: str, 
     """Build the suite's frame as a temporary DuckDB table and count its batches."""
     values = {"run_id": run_id, "mask_salt": mask_salt}
     params = {name: values[name] for name in sorted(set(_PARAMETER.findall(suite.frame_sql)))}
-    con.execute(f"create or replace temp table {_FRAME}_{suite.suite} as {suite.frame_sql}", params)
-    frame = f"{_FRAME}_{suite.suite}"
+    frame = _quote(f"{_FRAME}_{suite.suite}")
+    con.execute(f"create or replace temp table {frame} as {suite.frame_sql}", params)
     columns = [r[0] for r in con.execute(f"describe {frame}").fetchall()]
     if suite.batch == RUN_BATCH:
         batch = "'run'"
@@ -939,7 +943,6 @@ def _judge(
             summary = SuiteResult(suite=batch.suite.suite, batch=batch.name, rows=batch.rows)
             summary.checks.extend(_check_result(batch, verdict) for verdict in verdicts[batch.name])
             results.append(summary)
-        tally.con.execute(f"drop table if exists {tally.params['frame']}")
     timings["metrics"] = metrics_seconds
     timings["gx_verdicts"] = time.perf_counter() - started - metrics_seconds - timings["gx_context"]
     started = time.perf_counter()

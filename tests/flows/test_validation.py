@@ -380,6 +380,8 @@ def test_record_in_two_clusters_is_critical(con, tmp_path):
     assert failed(summary)[("entity_map", "run", "record_in_one_cluster_only")] == "critical"
     assert check(summary, "entity_map", "run", "record_in_one_cluster_only").examples == [5]
     assert summary.failure_message().startswith("validation failed: CRITICAL")
+    # The checked frames were temporary tables of the flow's connection: none is left.
+    assert con.execute("select count(*) from duckdb_tables() where temporary").fetchone()[0] == 0
 
 
 def test_lost_rows_are_critical(con, tmp_path):
