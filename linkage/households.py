@@ -244,6 +244,18 @@ def _place(code: str | None, names: dict[str, str]) -> str:
     return f"{name}（{code}）" if name else code
 
 
+def _empty_split() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            **{c: pl.String for c in ("person_id", "hukou_town", "source", "household_id", "department")},
+            "record_id": pl.String,
+            "live_town": pl.String,
+            "since": pl.Date,
+            "seen": pl.Date,
+        }
+    )
+
+
 def _empty_findings() -> pl.DataFrame:
     return pl.DataFrame(schema={c: pl.String for c in FINDING_COLUMNS + EXTRA_COLUMNS})
 
@@ -374,14 +386,17 @@ HUKOU_TOWN_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _hukou_residence_split(
-    hukou_rows: pl.DataFrame, evidence: pl.DataFrame, as_of: date, names: dict[str, str]
-) -> pl.DataFrame:
-    """``hukou_rows``: the register records with a township; ``evidence``: ``residence_evidence``'s
-    rows (``EVIDENCE_COLUMNS``), in record order."""
+def split_candidates(
+    hukou_rows: pl.DataFrame, evidence: pl.DataFrame, as_of: date
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The people whose register township is not where they live, and the records that place them.
+
+    ``hukou_rows``: the register records with a township; ``evidence``: ``residence_evidence``'s
+    rows (``EVIDENCE_COLUMNS``), in record order. Returns ``split`` (one row per person: their
+    register record's columns, ``live_town``, ``since``, ``seen``) and ``at_live`` (their
+    evidence records at ``live_town``, in record order).
+    """
     hukou_of = registered_hukou(hukou_rows)
-    if hukou_of.is_empty() or evidence.is_empty():
-        return _empty_findings()
     freshest = current_residence(evidence)
     all_towns = hukou_rows.group_by("person_id").agg(hukou_towns=pl.col("hukou_town").unique())
     # Every record of the person that places them in the freshest township shows the split;
@@ -398,9 +413,15 @@ def _hukou_residence_split(
         .filter(~pl.col("live_town").is_in(pl.col("hukou_towns")).fill_null(False))
         .filter(pl.col("since").is_null() | (pl.col("since") <= as_of - timedelta(days=SPLIT_MIN_DAYS)))
     )
+    return split, at_live.filter(pl.col("person_id").is_in(split.get_column("person_id").implode()))
+
+
+def _hukou_residence_split(split: pl.DataFrame, at_live: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+    """The 人户分离 rows of ``split_candidates``' people: their register record and each record at
+    the township they live in."""
     if split.is_empty():
         return _empty_findings()
-    live_sources = at_live.join(split.select("person_id"), on="person_id", how="semi").group_by("person_id").agg(
+    live_sources = at_live.group_by("person_id").agg(
         pl.col("source").unique(maintain_order=True).alias("live_sources"),
         pl.col("department").unique(maintain_order=True).alias("live_departments"),
     )
@@ -926,8 +947,7 @@ def find_household_findings_db(
 
 def _findings(records: _FrameRecords | _DuckDBRecords, as_of: date) -> pl.DataFrame:
     names = _names_from_addresses(records.address_counts())
-    # The residence evidence is most of the city's records: it is freed once this check is done.
-    parts = [_hukou_residence_split(records.hukou_town_rows(), records.evidence(), as_of, names)]
+    parts = [_hukou_residence_split(*records.split_candidates(as_of), names)]
     register = register_households(records.register_rows())
     pupils = _school_sources(records.minor_shares(as_of))
     living = records.living(pupils)
@@ -992,13 +1012,14 @@ class _FrameRecords:
             n=pl.lit(1, dtype=pl.Int64)
         )
 
-    def hukou_town_rows(self) -> pl.DataFrame:
-        return self.records.filter(
+    def split_candidates(self, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+        hukou_rows = self.records.filter(
             (pl.col("source_kind") == "hukou") & pl.col("hukou_town").is_not_null()
         ).select(HUKOU_TOWN_COLUMNS)
-
-    def evidence(self) -> pl.DataFrame:
-        return residence_evidence(self.records).select(EVIDENCE_COLUMNS)
+        evidence = residence_evidence(self.records).select(EVIDENCE_COLUMNS)
+        if hukou_rows.is_empty() or evidence.is_empty():
+            return _empty_split(), evidence.select("person_id", "source", "record_id", "department")
+        return split_candidates(hukou_rows, evidence, as_of)
 
     def register_rows(self) -> pl.DataFrame:
         return self.records.filter(
@@ -1064,12 +1085,66 @@ class _DuckDBRecords:
             """
         ).pl()
 
-    def hukou_town_rows(self) -> pl.DataFrame:
-        return self._rows(HUKOU_TOWN_COLUMNS, "source_kind = 'hukou' and hukou_town is not null")
+    def split_candidates(self, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """``split_candidates`` in SQL: the residence evidence (most of the city's records)
+        stays in DuckDB; only the people found split and their records come back."""
+        self.con.execute(
+            f"""
+            create or replace temp table __renhu_split as
+            with hukou_rows as (
+                select * from {self.view} where source_kind = 'hukou' and hukou_town is not null
+            ),
+            hukou_of as (
+                select person_id, hukou_town, source, household_id, department, record_id
+                from hukou_rows
+                where person_id is not null
+                qualify row_number() over (
+                    partition by person_id order by fresh desc nulls last, source, record_id
+                ) = 1
+            ),
+            evidence as ({self._evidence()}),
+            freshest as (
+                select person_id, res_town as live_town from evidence
+                qualify row_number() over (
+                    partition by person_id order by fresh desc nulls last, kind_priority, source, record_id
+                ) = 1
+            ),
+            since as (
+                select e.person_id, min(e.registered_at) as since, max(e.fresh) as seen
+                from evidence e join freshest f on e.person_id = f.person_id and e.res_town = f.live_town
+                group by e.person_id
+            )
+            select h.*, f.live_town, s.since, s.seen
+            from hukou_of h
+            join freshest f using (person_id)
+            left join since s using (person_id)
+            -- Someone registered in two households (一人多户) living at either is not split.
+            where not exists (
+                select 1 from hukou_rows t where t.person_id = h.person_id and t.hukou_town = f.live_town
+            )
+            and (s.since is null or s.since <= $cutoff)
+            """,
+            {"cutoff": as_of - timedelta(days=SPLIT_MIN_DAYS)},
+        )
+        try:
+            split = self.con.execute("select * from __renhu_split").pl()
+            at_live = self.con.execute(
+                f"""
+                select e.person_id, e.source, e.record_id, e.department
+                from ({self._evidence()}) e
+                join __renhu_split s on e.person_id = s.person_id and e.res_town = s.live_town
+                order by e.record_key
+                """
+            ).pl()
+        finally:
+            self.con.execute("drop table if exists __renhu_split")
+        return split, at_live
 
-    def evidence(self) -> pl.DataFrame:
-        return self._rows(
-            EVIDENCE_COLUMNS, "source_kind <> 'hukou' and person_id is not null and res_town is not null"
+    def _evidence(self) -> str:
+        """``residence_evidence`` as a query."""
+        return (
+            f"select * from {self.view}"
+            " where source_kind <> 'hukou' and person_id is not null and res_town is not null"
         )
 
     def register_rows(self) -> pl.DataFrame:
