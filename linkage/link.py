@@ -15,6 +15,8 @@ import polars as pl
 
 from linkage.block import BLOCKING_PASSES, DEFAULT_MAX_BLOCK_SIZE, run_blocking
 from linkage.classify import (
+    SAME_VALID_ID,
+    VETO_RULES,
     FellegiSunterModel,
     apply_rules,
     decide,
@@ -95,6 +97,22 @@ PAIR_SCHEMA = {
     "is_match": pl.Boolean,
     "rule": pl.String,
 }
+
+
+RULE_NAMES = ("", SAME_VALID_ID, *VETO_RULES)
+
+
+def _rule_series(rule: np.ndarray) -> pl.Series:
+    """The per-pair rule names (an object array) as a string column, built from small codes:
+    ``astype(str)`` on tens of millions of pairs makes a fixed-width array of gigabytes."""
+    codes = np.zeros(len(rule), dtype=np.uint8)
+    for code, name in enumerate(RULE_NAMES[1:], start=1):
+        codes[rule == name] = code
+    if int((codes == 0).sum()) != int((rule == "").sum()):
+        raise ValueError(f"a rule outside {RULE_NAMES[1:]}")
+    return pl.Series("rule", codes).replace_strict(
+        list(range(len(RULE_NAMES))), list(RULE_NAMES), return_dtype=pl.String
+    )
 
 
 def _empty_pairs() -> pl.DataFrame:
@@ -276,8 +294,11 @@ def link_records(
         pl.Series("match_weight", total, dtype=pl.Float64),
         pl.Series("match_probability", prob, dtype=pl.Float64),
         pl.Series("is_match", is_match, dtype=pl.Boolean),
-        pl.Series("rule", rule.astype(str), dtype=pl.String),
+        _rule_series(rule),
     ) if len(blocking.pairs) else _empty_pairs()
+    # The per-pair arrays live on in `pairs`; at ten million records they are gigabytes.
+    del compared, gammas, rule, total, prob, is_match
+    blocking.pairs = blocking.pairs.clear()
     pairs_scored_tonight = len(pairs)
     if state is not None and len(state.pairs):
         pairs = pl.concat([state.pairs.select(list(PAIR_SCHEMA)).cast(PAIR_SCHEMA), pairs]).sort(
