@@ -1235,12 +1235,13 @@ def person_records_table(
 ) -> Iterator[str]:
     """A temporary table of ``person_records`` over the run's tables, dropped on leaving.
 
-    The same columns as the frame (``person_id`` joined on record_key; ``birth``,
-    ``sex_any``, ``fresh``, ``hukou_town``, ``res_town``, ``kind_priority``) plus
-    ``record_key``; a column the standardized table lacks reads as null. Made once, so the
-    dozen queries of the checks and the rates scan it instead of joining the entity map
-    again each time (a view cost 0.3 s per query at a million records). DuckDB spills it
-    to disk past its memory limit.
+    The columns the checks and the rates read: ``record_key``, ``_TABLE_PLAIN_COLUMNS``,
+    ``department`` and ``source_kind`` filled as the frame fills them, ``person_id`` (joined
+    on record_key: null for a record the entity map lacks) and the derived ``birth``,
+    ``sex_any``, ``fresh``, ``hukou_town``, ``res_town``, ``kind_priority``. A column the
+    standardized table lacks reads as null. Made once, so the dozen queries of the checks
+    and the rates scan it instead of joining the entity map again each time (through a view
+    each query cost 0.3 s more at a million records). DuckDB spills it past its memory limit.
     """
     std = _StandardizedSql(con, standardized)
     priority = " ".join(f"when '{kind}' then {rank}" for kind, rank in _KIND_PRIORITY.items())

@@ -22,6 +22,7 @@ from linkage.households import (
     mask_id_number,
     mask_name,
     person_records,
+    place_names,
     register_households,
 )
 
@@ -551,6 +552,30 @@ def test_head_registered_twice_is_a_duplicate_not_two_heads() -> None:
         rec("police_hukou", "h1dup", "PA", household_id="H001", relation_to_head="head", hukou_township=HOME),
     ]
     assert findings_of(rows).is_empty()
+
+
+def test_township_names_counted_in_duckdb_by_address_prefix() -> None:
+    # DuckDB counts addresses by their first 14 characters: the longest township the pattern
+    # takes is 12 characters and a 2-character suffix, so the names must come out the same.
+    long_town = "甲乙丙丁戊己庚辛壬癸子丑街道"  # 12 + 街道: still a township
+    too_long = "甲乙丙丁戊己庚辛壬癸子丑寅街道"  # 13 + 街道: not one
+    addresses = {
+        HOME: ["北海街道解放北路10号", "北海街道解放北路12号", long_town + "1号"],
+        ELSEWHERE: [long_town + "2号", long_town + "3号", "城南街道9号"],
+        "330602005": [too_long + "1号"],
+    }
+    rows = [
+        rec("residence_reg", f"r{town}{i}", f"P{town}{i}", residence_township=town, residence_address=address)
+        for town, listed in addresses.items()
+        for i, address in enumerate(listed)
+    ]
+    std, entity_map = city(rows)
+    names = place_names(person_records(std, entity_map))
+    assert names == {HOME: "越城区北海街道", ELSEWHERE: "越城区" + long_town}
+    from linkage.households import _DuckDBRecords, _names_from_addresses
+
+    with in_duckdb(std, entity_map) as con:
+        assert _names_from_addresses(_DuckDBRecords(con, "unused", "int_persons_standardized").address_counts()) == names
 
 
 def test_records_missing_from_entity_map_are_ignored() -> None:
