@@ -8,6 +8,9 @@ failed after it started (validation found a critical problem, or a stage broke).
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import gc
 import importlib
 import json
 import os
@@ -51,6 +54,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sources", type=Path, required=True, help="the sources file (YAML)")
     run.add_argument("--out", type=Path, required=True, help="output folder")
     run.add_argument("--db", type=Path, default=None, help="DuckDB file kept between nights (default: OUT/renhu.duckdb)")
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="re-standardize and re-link every record and refit the linkage model instead of reusing last "
+        "night's work for unchanged records",
+    )
 
     explain = commands.add_parser(
         "explain",
@@ -76,76 +85,95 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _start_server_while_reading(config) -> None:
-    """Start Prefect's temporary server in the background and read the extracts meanwhile.
+# Prefect (the flow waits for it) and then the stages' libraries (GX, recordlinkage with
+# scikit-learn, OpenCC, plotly) take seconds to import; importing them while the extracts are
+# read and Prefect's server starts takes that off the night's clock.
+STAGE_MODULES = ("flows.nightly", "flows.validation", "linkage.standardize", "linkage.link", "linkage.households",
+                 "linkage.reports", "flows.reports", "flows.dashboard", "great_expectations")
 
-    Without PREFECT_API_URL every night waits 10-25 s for the server; the flow's ingest
-    task then takes the extracts already read instead of reading them after the wait.
+
+def _import_stage_modules(freeze: bool) -> None:
+    for module in STAGE_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception:  # the stage itself will import it again and report properly
+            return
+    if freeze:
+        # The few million objects the libraries' imports made live as long as the process:
+        # the collector need not walk them again on every full collection of the night.
+        gc.freeze()
+
+
+def run_flow(sources: Path, out: Path, db: Path | None, full_refresh: bool = False,
+             owns_process: bool = False) -> int:
+    """The nightly flow as `renhu run` starts it; returns the exit status.
+
+    `owns_process`: the run is this process's whole life (the command line), so objects that
+    live to its end may be frozen out of the garbage collector's sight.
     """
-    from flows.ingest import prefetch_extracts
     from flows.settings import Settings
 
-    if Settings.prefect_api_configured():
-        return
-    print(
-        "renhu: starting Prefect's temporary local server (10-25 s here; set PREFECT_API_URL to use a "
-        "running one), reading the extracts meanwhile …",
-        file=sys.stderr,
-        flush=True,
-    )
-    failure: list[BaseException] = []
+    started = time.perf_counter()
+    server = None
+    if not Settings.prefect_api_configured():
+        from flows.prefect_server import TemporaryPrefectServer
 
-    def start_server() -> None:
-        try:
-            from prefect.server.api.server import SubprocessASGIServer
-
-            # Prefect keeps one temporary server per process; the flow finds this one running.
-            SubprocessASGIServer().start()
-        except BaseException as error:  # surfaced below, in the main thread
-            failure.append(error)
-
-    def import_stages() -> None:
-        # The stages' libraries (GX, recordlinkage with scikit-learn, OpenCC, plotly) take
-        # seconds to import; doing it during the wait takes it off the night's clock.
-        for module in ("flows.validation", "linkage.standardize", "linkage.link", "linkage.households",
-                       "linkage.reports", "flows.reports", "flows.dashboard", "great_expectations"):
-            try:
-                importlib.import_module(module)
-            except Exception:  # the stage itself will import it again and report properly
-                return
-
-    server = threading.Thread(target=start_server, name="prefect-server-start", daemon=True)
-    server.start()
-    importer = threading.Thread(target=import_stages, name="import-stages", daemon=True)
-    importer.start()
-    prefetch_extracts(config)
-    server.join()
-    importer.join()
-    if failure:
-        raise failure[0]
+        # Launched first: its 3-4 s of start-up overlap the checks, reads and imports below.
+        server = TemporaryPrefectServer.launch()
+        # A safety net: atexit runs after Prefect's exit hooks have sent the logs they hold.
+        atexit.register(server.stop)
+    try:
+        return _run(sources, out, db, full_refresh, server, started, owns_process)
+    finally:
+        if server is not None:
+            server.stop()
 
 
-def run_flow(sources: Path, out: Path, db: Path | None) -> int:
+def _run(sources: Path, out: Path, db: Path | None, full_refresh: bool, server, started: float,
+         owns_process: bool) -> int:
     from flows.config import ConfigError
     from flows.preflight import preflight
 
-    started = time.perf_counter()
     try:
         config = preflight(sources)
     except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG
+    if server is not None:
+        print(
+            "renhu: starting Prefect's temporary local server (set PREFECT_API_URL to use a running one), "
+            "reading the extracts meanwhile …",
+            file=sys.stderr,
+            flush=True,
+        )
+    threading.Thread(target=_import_stage_modules, args=(owns_process,), name="import-stages", daemon=True).start()
+    from flows.ingest import prefetch_extracts
+
     try:
-        _start_server_while_reading(config)
+        prefetch_extracts(config)
     except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG
-    from flows.config import ConfigError as FlowConfigError
     from flows.nightly import RunFailed, nightly
 
+    serving = contextlib.nullcontext()
+    if server is not None:
+        from flows.prefect_server import ServerStartError, prefect_api_url
+
+        if prefect_api_url():  # a Prefect profile or prefect.toml names a server: use that one
+            server.stop()
+            server = None
+        else:
+            try:
+                server.wait_until_ready()
+            except ServerStartError as error:
+                _err(f"the run did not publish: {error}")
+                return EXIT_FAILED
+            serving = server.serving()
     try:
-        run_dir = Path(nightly(str(sources), str(out), str(db) if db else None))
-    except FlowConfigError as error:
+        with serving:
+            run_dir = Path(nightly(str(sources), str(out), str(db) if db else None, full_refresh=full_refresh))
+    except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG
     except RunFailed as error:
@@ -155,6 +183,9 @@ def run_flow(sources: Path, out: Path, db: Path | None) -> int:
         first_line = str(error).splitlines()[0] if str(error) else ""
         _err(f"the run did not publish: {type(error).__name__}: {first_line}")
         return EXIT_FAILED
+    finally:
+        if server is not None:
+            server.terminate()  # it shuts down while the summary is printed
     _print_summary(run_dir, time.perf_counter() - started)
     return 0
 
@@ -181,7 +212,7 @@ def _print_summary(run_dir: Path, seconds: float) -> None:
     console.print(f"dashboard:  {run_dir / 'index.html'}")
 
 
-def demo(out: Path, persons: int, seed: int) -> int:
+def demo(out: Path, persons: int, seed: int, owns_process: bool = False) -> int:
     from linkage.demo_city import generate_city
 
     if persons < 1:
@@ -196,7 +227,7 @@ def demo(out: Path, persons: int, seed: int) -> int:
         file=sys.stderr,
         flush=True,
     )
-    return run_flow(city.sources_file, out, None)
+    return run_flow(city.sources_file, out, None, owns_process=owns_process)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -217,6 +248,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Called without arguments, main is the process's command line, not a test's call.
+    owns_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     # The machines renhu runs on have no way out; Prefect's telemetry would only log DNS errors.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -237,14 +270,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
-    if args.command == "demo":
-        return demo(args.out, args.persons, args.seed)
-    if args.command == "run":
-        return run_flow(args.sources, args.out, args.db)
     if args.command == "serve":
         return serve(args)
-    parser.print_help()
-    return EXIT_CONFIG
+    if args.command not in {"demo", "run"}:
+        parser.print_help()
+        return EXIT_CONFIG
+    if args.command == "demo":
+        status = demo(args.out, args.persons, args.seed, owns_process)
+    else:
+        status = run_flow(args.sources, args.out, args.db, args.full_refresh, owns_process)
+    if owns_process:
+        # Everything still alive dies with the process: without this, the interpreter's last
+        # collections walk every object the night made (1.5-2 s at exit).
+        gc.freeze()
+    return status
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import shutil
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -111,16 +112,24 @@ def open_run(sources_file: Path, out_dir: Path, db_path: Path | None, settings: 
 
 
 @flow(name="nightly", log_prints=True)
-def nightly(sources_file: str, out_dir: str, db_path: str | None = None) -> str:
-    """The nightly run over every source in `sources_file`, published into `out_dir`."""
+def nightly(sources_file: str, out_dir: str, db_path: str | None = None, full_refresh: bool = False) -> str:
+    """The nightly run over every source in `sources_file`, published into `out_dir`.
+
+    `full_refresh` (or RENHU_FULL_REFRESH=1) re-standardizes and re-links every record and
+    refits the linkage model instead of reusing last night's work for unchanged records.
+    """
     from flows.validation import preload_great_expectations
 
     # GX's import (2.5-5 s) overlaps the stages before validate instead of adding to them.
     preload_great_expectations()
     settings = Settings.from_env()
+    if full_refresh:
+        settings = replace(settings, full_refresh=True)
     ctx = open_run(Path(sources_file), Path(out_dir), Path(db_path) if db_path else None, settings)
     logger = get_run_logger()
     logger.info("run %s: %d sources from %s", ctx.run_id, len(ctx.config.sources), ctx.config.path)
+    if settings.full_refresh:
+        logger.info("full refresh: every record is re-standardized and re-linked, the linkage model refitted")
     try:
         stages.ledger_start(ctx)
         # Every extract is read and checked before any table is replaced: a bad file stops here.

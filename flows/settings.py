@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 @dataclass(frozen=True)
 class Settings:
     # DuckDB spills to disk past this; the 10M-record night must stay under 16 GB of RSS.
@@ -16,6 +20,9 @@ class Settings:
     # A source's row count moving by more than this share against last night is flagged.
     row_count_band: float = 0.3
     show_progress: bool = True
+    # Re-standardize and re-link every record and refit the linkage model instead of reusing
+    # last night's work for unchanged records (`renhu run --full-refresh`).
+    full_refresh: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -27,6 +34,7 @@ class Settings:
             duckdb_temp_dir=Path(temp_dir) if temp_dir else None,
             row_count_band=float(env.get("RENHU_ROW_COUNT_BAND", str(cls.row_count_band))),
             show_progress=env.get("RENHU_PROGRESS", "1") not in {"0", "false", "no"} and env.get("CI") != "true",
+            full_refresh=_flag(env.get("RENHU_FULL_REFRESH")),
         )
 
     @staticmethod

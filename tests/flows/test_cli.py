@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flows import cli
 from flows.cli import EXIT_CONFIG, main
 
 RENHU = [sys.executable, "-m", "flows.cli"]
@@ -26,7 +27,20 @@ def test_run_help_names_its_options(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = capsys.readouterr().out
-    assert "--sources" in out and "--out" in out and "--db" in out
+    assert "--sources" in out and "--out" in out and "--db" in out and "--full-refresh" in out
+    assert (
+        "re-standardize and re-link every record and refit the linkage model instead of reusing last night's "
+        "work for unchanged records"
+    ) in " ".join(out.split())
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], False), (["--full-refresh"], True)])
+def test_full_refresh_reaches_the_run(monkeypatch, flag: list[str], expected: bool) -> None:
+    calls = []
+    monkeypatch.setattr(cli, "run_flow", lambda *args: calls.append(args) or 0)
+    assert main(["run", "--sources", "s.yaml", "--out", "o", *flag]) == 0
+    # sources, out, db, full_refresh, owns_process: a test's call does not own the process.
+    assert calls == [(Path("s.yaml"), Path("o"), None, expected, False)]
 
 
 @pytest.mark.parametrize(

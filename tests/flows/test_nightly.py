@@ -142,6 +142,41 @@ def test_malformed_file_rows_each_end_in_one_output(prefect_harness, tmp_path: P
     assert sorted(entity_map["record_id"].to_list()) == ["1", "6", "7"]
 
 
+def _prefect_database() -> Path:
+    """The database Prefect's server uses for a command run with this environment."""
+    completed = subprocess.run(
+        [sys.executable, "-c", "from prefect.settings import get_current_settings as s; "
+         "print(s().server.database.connection_url.get_secret_value())"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    url = completed.stdout.strip()
+    assert url.startswith("sqlite+aiosqlite:///"), url
+    return Path(url.removeprefix("sqlite+aiosqlite:///"))
+
+
+def _recorded_runs(database: Path, out_dir: Path) -> list[dict]:
+    """The flow runs Prefect recorded for `out_dir`, oldest first, with their tasks, logs and artifacts."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as con:
+        runs = []
+        for run_id, state, parameters in con.execute(
+            "select id, state_type, parameters from flow_run where json_extract(parameters, '$.out_dir') = ? "
+            "order by created",
+            (str(out_dir),),
+        ):
+            runs.append({
+                "state": state,
+                "parameters": json.loads(parameters),
+                "tasks": sorted(name.rsplit("-", 1)[0] for (name,) in con.execute(
+                    "select name from task_run where flow_run_id = ? and state_type = 'COMPLETED'", (run_id,))),
+                "logs": [m for (m,) in con.execute("select message from log where flow_run_id = ?", (run_id,))],
+                "artifacts": sorted(k for (k,) in con.execute(
+                    "select key from artifact where flow_run_id = ?", (run_id,))),
+            })
+    return runs
+
+
 def test_renhu_demo_command_publishes_every_contract_file(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "flows.cli", "demo", "--persons", "300", "--out", str(tmp_path / "demo")],
@@ -151,3 +186,22 @@ def test_renhu_demo_command_publishes_every_contract_file(tmp_path: Path) -> Non
     latest = tmp_path / "demo" / "latest"
     for name in (*CONTRACT_FILES, "reports", "validation"):
         assert (latest / name).exists(), name
+    # A second night over the same city, asked to redo everything.
+    completed = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--sources", str(tmp_path / "demo" / "city" / "sources.yaml"),
+         "--out", str(tmp_path / "demo"), "--full-refresh"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "Traceback" not in completed.stderr and "Failed to send" not in completed.stderr
+    # Both nights are in Prefect (the temporary server writes Prefect's own database): the
+    # flow with its parameters, every task, the logs to the last line, and the artifacts.
+    first, second = _recorded_runs(_prefect_database(), tmp_path / "demo")
+    assert first["parameters"]["full_refresh"] is False and second["parameters"]["full_refresh"] is True
+    for run in (first, second):
+        assert run["state"] == "COMPLETED"
+        assert run["tasks"] == sorted(["ingest", "standardize", "link", "households", "validate", "publish"])
+        assert run["artifacts"] == ["renhu-run-summary", "renhu-share-rates"]
+        assert any(m.startswith("published ") for m in run["logs"])
+        assert "Finished in state Completed()" in run["logs"]
+    assert any(m.startswith("full refresh:") for m in second["logs"])
