@@ -560,16 +560,16 @@ def link(ctx: RunContext) -> StageResult:
 
 
 def households(ctx: RunContext) -> StageResult:
-    from linkage.households import find_household_findings
-    from linkage.rates import compute_rates, rates_columns
+    from linkage.households import find_household_findings_db, person_records_table
+    from linkage.rates import compute_rates_db
 
     def body():
         mapped_fields = {source.name: list(source.columns) for source in ctx.config.sources}
-        standardized = load_standardized(ctx.con, rates_columns(mapped_fields))
-        entity_map = ctx.con.execute("select source, record_id, person_id from entity_map order by record_key").pl()
-        findings = find_household_findings(standardized, entity_map, as_of=ctx.as_of)
-        rates = compute_rates(standardized, entity_map, findings, mapped_fields=mapped_fields)
-        del standardized, entity_map
+        # Both read the standardized records and the entity map in DuckDB, from one working
+        # table: only the records each check needs, and per-source counts, come back to polars.
+        with person_records_table(ctx.con) as records:
+            findings = find_household_findings_db(ctx.con, as_of=ctx.as_of, records=records)
+            rates = compute_rates_db(ctx.con, findings, mapped_fields=mapped_fields, records=records)
         ctx.rates = rates
         ctx.con.register("findings_frame", findings)
         ctx.con.execute("create or replace table household_findings as select * from findings_frame")
