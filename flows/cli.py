@@ -92,16 +92,19 @@ STAGE_MODULES = ("flows.nightly", "flows.validation", "linkage.standardize", "li
                  "linkage.reports", "flows.reports", "flows.dashboard", "great_expectations")
 
 
-def _import_stage_modules(freeze: bool) -> None:
-    for module in STAGE_MODULES:
-        try:
-            importlib.import_module(module)
-        except Exception:  # the stage itself will import it again and report properly
-            return
-    if freeze:
-        # The few million objects the libraries' imports made live as long as the process:
-        # the collector need not walk them again on every full collection of the night.
-        gc.freeze()
+def _import_stage_modules(owns_process: bool) -> None:
+    try:
+        for module in STAGE_MODULES:
+            try:
+                importlib.import_module(module)
+            except Exception:  # the stage itself will import it again and report properly
+                return
+    finally:
+        if owns_process:
+            # The few million objects these imports made live as long as the process: the
+            # collector need not walk them again on every full collection of the night.
+            gc.freeze()
+            gc.enable()
 
 
 def run_flow(sources: Path, out: Path, db: Path | None, full_refresh: bool = False,
@@ -114,6 +117,11 @@ def run_flow(sources: Path, out: Path, db: Path | None, full_refresh: bool = Fal
     from flows.settings import Settings
 
     started = time.perf_counter()
+    if owns_process:
+        # Each full collection while the libraries are imported walks every object imported
+        # so far (seven of them, 1.5-4.5 s in all); the importer thread freezes the lot and
+        # switches collection back on when it is done.
+        gc.disable()
     server = None
     if not Settings.prefect_api_configured():
         from flows.prefect_server import TemporaryPrefectServer
