@@ -201,7 +201,7 @@ def _hash_raw_rows(con: duckdb.DuckDBPyConnection) -> None:
 def standardize_plan(ctx: RunContext) -> tuple[str, str]:
     """("full" | "incremental", why) for tonight's standardize and link stages."""
     con = ctx.con
-    if getattr(ctx.settings, "full_refresh", False):
+    if ctx.settings.full_refresh:
         return "full", "full refresh asked for"
     if not _table_exists(con, "int_persons_standardized") or "raw_row_hash" not in _columns(con, "int_persons_standardized"):
         return "full", "no earlier night in this database"

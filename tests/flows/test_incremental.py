@@ -116,6 +116,18 @@ def test_second_night_reuses_unchanged_rows_and_equals_a_full_night(city: Path, 
     full.con.close()
 
 
+def test_full_refresh_restandardizes_and_relinks_everything(city: Path, tmp_path: Path) -> None:
+    work = tmp_path / "city"
+    shutil.copytree(city, work)
+    run_to_link(work / "sources.yaml", tmp_path / "out").con.close()
+    again = run_to_link(work / "sources.yaml", tmp_path / "out", full_refresh=True)
+    assert again.refresh == "full"
+    assert again.stages[1].details["why"] == "full refresh asked for"
+    assert again.stages[1].details["restandardized"] == again.stages[1].rows_in
+    assert again.stages[2].details["mode"] == "full"
+    again.con.close()
+
+
 def test_a_large_change_relinks_everything(city: Path, tmp_path: Path, monkeypatch) -> None:
     # Social insurance holds about a fifth of the records: a tenth is the bar here.
     monkeypatch.setattr(stages, "INCREMENTAL_MAX_CHANGED_SHARE", 0.1)
