@@ -127,19 +127,19 @@ def _rows_as_xml(frame: pl.DataFrame) -> bool:
     """
     if frame.height + 1 > _XLSX_ROW_LIMIT:
         return False
+    checks = []
     for name, dtype in frame.schema.items():
-        column = frame.get_column(name)
+        column = pl.col(name)
         if dtype == pl.String:
-            if (column.str.len_chars().max() or 0) > _XLSX_MAX_CELL // 2:
-                return False
-            if (column.str.starts_with("<r>") & column.str.ends_with("</r>")).any():
-                return False
+            checks.append((column.str.len_chars() > _XLSX_MAX_CELL // 2).any())
+            checks.append((column.str.starts_with("<r>") & column.str.ends_with("</r>")).any())
         elif dtype.is_integer():
-            if max(abs(column.min() or 0), abs(column.max() or 0)) >= 10**15:
-                return False
+            checks.append((column.cast(pl.Int64, strict=False).abs() >= 10**15).any())
+            checks.append((column.cast(pl.Int64, strict=False).is_null() & column.is_not_null()).any())
         else:
             return False
-    return True
+    # One pass over the frame for every column's checks.
+    return not checks or not any(frame.select(c.alias(f"_{i}") for i, c in enumerate(checks)).row(0))
 
 
 def _cell_xml(column: pl.Series, letter: str, text_style: int | None) -> pl.Expr:
