@@ -214,6 +214,64 @@ def describe_difference(field: str, own: object, other: object) -> str:
     return f"第{_positions(own_text, other_text)}{unit}不同"
 
 
+def difference_hints(differing: pl.DataFrame, field: str) -> pl.Series:
+    """``describe_difference`` of each row's ``field`` and ``{field}_other``, as column ``hint``.
+
+    Vectorised: a city's conflicts run to 10^5 rows. Text positions come from the two
+    texts split into characters side by side; runs of differing positions are joined.
+    """
+    own, other = pl.col(field), pl.col(f"{field}_other")
+    own_type, other_type = differing.schema[field], differing.schema[f"{field}_other"]
+    if field == "sex":
+        return pl.Series("hint", ["性别不同"] * differing.height, dtype=pl.String)
+    if field == "birth_date" and own_type == other_type == pl.Date:
+        days = (own - other).dt.total_days().abs().cast(pl.String)
+        return differing.select(pl.concat_str([pl.lit("相差"), days, pl.lit("天")]).alias("hint")).to_series()
+    if not own_type == other_type == pl.String:
+        hints = [describe_difference(field, a, b) for a, b in differing.select(own, other).iter_rows()]
+        return pl.Series("hint", hints, dtype=pl.String)
+    unit = "位" if field == "id_number" else "字"
+    texts = differing.select(own.alias("own"), other.alias("other")).with_row_index("row")
+    own_length, other_length = pl.col("own").str.len_chars(), pl.col("other").str.len_chars()
+    characters = (
+        texts.filter(own_length == other_length)
+        .select("row", pl.col("own").str.split(""), pl.col("other").str.split(""))
+        .explode("own", "other")
+        .with_columns(position=pl.int_range(1, pl.len() + 1).over("row"))
+        .filter(pl.col("own") != pl.col("other"))
+    )
+    # A run of differing positions starts where a position does not follow the one before.
+    runs = (
+        characters.with_columns(
+            run=(pl.col("position").diff().over("row") != 1).fill_null(True).cum_sum().over("row")
+        )
+        .group_by("row", "run", maintain_order=True)
+        .agg(start=pl.col("position").min(), stop=pl.col("position").max())
+        .group_by("row", maintain_order=True)
+        .agg(
+            pl.when(pl.col("start") == pl.col("stop"))
+            .then(pl.col("start").cast(pl.String))
+            .otherwise(pl.concat_str([pl.col("start"), pl.lit("-"), pl.col("stop")]))
+            .str.join("、")
+            .alias("positions")
+        )
+    )
+    return (
+        texts.join(runs, on="row", how="left", maintain_order="left")
+        .select(
+            pl.when(own_length != other_length)
+            .then(
+                pl.concat_str(
+                    [pl.lit("长度不同（本部门"), own_length, pl.lit(f"{unit}，对方"), other_length, pl.lit(f"{unit}）")]
+                )
+            )
+            .otherwise(pl.concat_str([pl.lit("第"), pl.col("positions"), pl.lit(f"{unit}不同")]))
+            .alias("hint")
+        )
+        .to_series()
+    )
+
+
 def _conflicts(candidates: dict[str, pl.DataFrame], sources: tuple[str, ...]) -> pl.DataFrame:
     parts = []
     for field in COMPARED_FIELDS:
@@ -246,12 +304,8 @@ def _conflicts(candidates: dict[str, pl.DataFrame], sources: tuple[str, ...]) ->
         differing = compared.filter(pl.col(field) != pl.col(f"{field}_other"))
         if differing.is_empty():
             continue
-        hints = [
-            describe_difference(field, a, b)
-            for a, b in zip(differing.get_column(field), differing.get_column(f"{field}_other"), strict=True)
-        ]
         parts.append(
-            differing.with_columns(hint=pl.Series(hints, dtype=pl.String))
+            differing.with_columns(difference_hints(differing, field))
             .join(backing, on=["source", "record_id"], how="left")
             .select(
                 "person_id",

@@ -398,3 +398,36 @@ def test_duckdb_inputs_give_the_same_reports() -> None:
         for sheet, other in zip(report.sheets, want.sheets, strict=True):
             assert sheet.frame.equals(other.frame), (report.department, sheet.key)
             assert sheet.frame.schema == other.frame.schema, (report.department, sheet.key)
+
+
+def test_difference_hints_are_describe_difference_row_by_row() -> None:
+    """The vectorised hints against the one-pair function, on random texts and dates."""
+    import random
+    from datetime import timedelta
+
+    from linkage.reports import difference_hints
+
+    rng = random.Random(11)
+    alphabet = ["3", "0", "6", "X", "张", "欧", "𠮷", "A", " "]
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.choice([1, 2, 3, 15, 18, 18, 18])))
+
+    pairs = []
+    while len(pairs) < 400:
+        own = text()
+        # mostly same-length variants with a few characters changed, as real conflicts are
+        other = "".join(c if rng.random() < 0.7 else rng.choice(alphabet) for c in own) if rng.random() < 0.8 else text()
+        if own != other:
+            pairs.append((own, other))
+    for field in ("id_number", "name"):
+        frame = pl.DataFrame(pairs, schema={field: pl.String, f"{field}_other": pl.String}, orient="row")
+        expected = [describe_difference(field, a, b) for a, b in pairs]
+        assert difference_hints(frame, field).to_list() == expected
+    days = [(date(1980, 1, 1) + timedelta(rng.randint(0, 20000)), date(1980, 1, 1) + timedelta(rng.randint(0, 20000)))
+            for _ in range(50)]
+    frame = pl.DataFrame(days, schema={"birth_date": pl.Date, "birth_date_other": pl.Date}, orient="row")
+    assert difference_hints(frame, "birth_date").to_list() == [describe_difference("birth_date", a, b) for a, b in days]
+    sexes = pl.DataFrame({"sex": ["M", "F"], "sex_other": ["F", "M"]})
+    assert difference_hints(sexes, "sex").to_list() == ["性别不同", "性别不同"]
+    assert difference_hints(frame.head(0), "birth_date").to_list() == []
