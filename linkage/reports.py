@@ -22,7 +22,7 @@ from datetime import date
 import duckdb
 import polars as pl
 
-from linkage.households import FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS, mask_id_number, mask_name
+from linkage.households import FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS
 
 SEX_LABELS = {"M": "男", "F": "女"}
 FIELD_LABELS = {"name": "姓名", "id_number": "公民身份号码", "birth_date": "出生日期", "sex": "性别"}
@@ -168,12 +168,26 @@ def _duplicates(own: pl.DataFrame, shown: pl.DataFrame) -> pl.DataFrame:
     return dup.select(list(headers)).sort("group", "record_id").rename(headers)
 
 
+def masked_name(value: pl.Expr) -> pl.Expr:
+    """``mask_name`` as an expression: 张三丰 -> 张**, at least one star."""
+    length = value.str.len_chars()
+    return pl.when(length == 0).then(value).otherwise(value.str.slice(0, 1).str.pad_end(pl.max_horizontal(length, 2), "*"))
+
+
+def masked_id_number(value: pl.Expr) -> pl.Expr:
+    """``mask_id_number`` as an expression: the first 6, 8 stars, the last 4 (short ones: the first 2)."""
+    length = value.str.len_chars().cast(pl.Int64)  # signed: length - 2 may go below zero
+    short = value.str.slice(0, 2).str.pad_end(pl.min_horizontal(length, 2) + pl.max_horizontal(length - 2, 1), "*")
+    full = pl.concat_str([value.str.slice(0, 6), pl.lit("********"), value.str.tail(4)])
+    return pl.when(length == 0).then(value).when(length <= 10).then(short).otherwise(full)
+
+
 def _other_value(field: str) -> pl.Expr:
     value = pl.col(f"{field}_other")
     if field == "name":
-        return value.map_elements(mask_name, return_dtype=pl.String)
+        return masked_name(value)
     if field == "id_number":
-        return value.map_elements(mask_id_number, return_dtype=pl.String)
+        return masked_id_number(value)
     if field == "sex":
         return value.replace_strict(SEX_LABELS, default=value)
     return value.cast(pl.String)

@@ -431,3 +431,14 @@ def test_difference_hints_are_describe_difference_row_by_row() -> None:
     sexes = pl.DataFrame({"sex": ["M", "F"], "sex_other": ["F", "M"]})
     assert difference_hints(sexes, "sex").to_list() == ["性别不同", "性别不同"]
     assert difference_hints(frame.head(0), "birth_date").to_list() == []
+
+
+def test_masks_as_expressions_are_the_households_masks() -> None:
+    from linkage.households import mask_id_number, mask_name
+    from linkage.reports import masked_id_number, masked_name
+
+    values = [None, "", "张", "张三", "欧阳娜娜", "ZHANG WEI", "𠮷", "𠮷野家", "3", "33", "330", "3306021990",
+              "33060219900", ID_A, "E12345678", "33060219900101123X", "12345678901234567890"]
+    frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
+    assert frame.select(masked_name(pl.col("v"))).to_series().to_list() == [mask_name(v) for v in values]
+    assert frame.select(masked_id_number(pl.col("v"))).to_series().to_list() == [mask_id_number(v) for v in values]
