@@ -138,8 +138,35 @@ class ComparedPairs:
     tf_adjustment: np.ndarray  # per pair, bits
 
 
-def _pair_frame(pairs: pl.DataFrame, records: pl.DataFrame | PreparedRecords) -> pl.DataFrame:
-    return records.pair_frame(pairs) if isinstance(records, PreparedRecords) else pair_frame(pairs, records)
+def _pair_groups(pairs: pl.DataFrame, records: pl.DataFrame | PreparedRecords) -> list[tuple[np.ndarray | None, tuple]]:
+    """The pairs split by the key blocks of their two sides: (positions in ``pairs``, key ranges).
+
+    Fetching a chunk's fields from the DuckDB table scans the table; pairs whose sides lie
+    in two known key ranges scan only those ranges. Without this a city of N records and
+    N pairs would be scanned once per chunk: work growing with N squared.
+    """
+    if not isinstance(records, PreparedRecords) or records.height <= PAIR_KEY_BLOCK_ROWS:
+        return [(None, ())]
+    low, high = records.key_range
+    blocks = -(-records.height // PAIR_KEY_BLOCK_ROWS)
+    width = (high - low) // blocks + 1
+    block_l = (pairs["record_key_l"].to_numpy() - low) // width
+    block_r = (pairs["record_key_r"].to_numpy() - low) // width
+    group = block_l * blocks + block_r
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[order])) + 1
+    groups = []
+    for positions in np.split(order, bounds):
+        if not len(positions):
+            continue
+        bl, br = int(block_l[positions[0]]), int(block_r[positions[0]])
+        ranges = (low + bl * width, low + (bl + 1) * width, low + br * width, low + (br + 1) * width)
+        groups.append((positions, ranges))
+    return groups
+
+
+# Records per key block of `_pair_groups`: a chunk's fetch scans at most two such blocks.
+PAIR_KEY_BLOCK_ROWS = 1_000_000
 
 
 def compare_in_chunks(
@@ -153,20 +180,29 @@ def compare_in_chunks(
 
     The pair frame carries both sides' strings (names, addresses) for every pair: for
     millions of pairs that is gigabytes, so it lives one chunk at a time. Nothing after
-    this needs it: the model works on the small integer levels.
+    this needs it: the model works on the small integer levels. The results are in the
+    order of ``pairs``.
     """
     comps = list(comparisons)
-    gammas, rules, tf_adj = [], [], []
-    for start in range(0, len(pairs), chunk_size):
-        pf = _pair_frame(pairs.slice(start, chunk_size), records)
-        g = compare_pairs(pf, comparisons)
-        gammas.append(g)
-        rules.append(apply_rules(pf, g, comps))
-        tf_adj.append(term_frequency_adjustment(pf, g, comps, tf_tables))
-        del pf
-    if not gammas:
-        return ComparedPairs(np.zeros((0, len(comps)), dtype=np.int8), np.array([], dtype=object), np.zeros(0))
-    return ComparedPairs(np.vstack(gammas), np.concatenate(rules), np.concatenate(tf_adj))
+    n = len(pairs)
+    gammas = np.zeros((n, len(comps)), dtype=np.int8)
+    rule = np.full(n, "", dtype=object)
+    tf_adjustment = np.zeros(n)
+    for positions, ranges in _pair_groups(pairs, records):
+        group = pairs if positions is None else pairs[positions]
+        for start in range(0, len(group), chunk_size):
+            chunk = group.slice(start, chunk_size)
+            if isinstance(records, PreparedRecords):
+                pf = records.pair_frame(chunk, key_ranges=ranges or None)
+            else:
+                pf = pair_frame(chunk, records)
+            at = slice(start, start + len(chunk)) if positions is None else positions[start:start + len(chunk)]
+            g = compare_pairs(pf, comparisons)
+            gammas[at] = g
+            rule[at] = apply_rules(pf, g, comps)
+            tf_adjustment[at] = term_frequency_adjustment(pf, g, comps, tf_tables)
+            del pf
+    return ComparedPairs(gammas, rule, tf_adjustment)
 
 
 def model_dict(

@@ -33,7 +33,10 @@ class PreparedRecords:
         self.con = con
         self.table = table
         self.columns = [row[0] for row in con.execute(f"describe {table}").fetchall()]
-        self.height = con.execute(f"select count(*) from {table}").fetchone()[0]
+        self.height, low, high = con.execute(
+            f"select count(*), min(record_key), max(record_key) from {table}"
+        ).fetchone()
+        self.key_range = (low or 0, high or 0)
 
     def __len__(self) -> int:
         return self.height
@@ -93,8 +96,17 @@ class PreparedRecords:
             """
         ).pl().cast({"value": pl.String, "tf": pl.Float64})
 
-    def pair_frame(self, pairs: pl.DataFrame) -> pl.DataFrame:
-        """As `linkage.compare.pair_frame`: the pairs, in their order, with each side's fields."""
+    def pair_frame(self, pairs: pl.DataFrame, key_ranges: tuple[int, int, int, int] | None = None) -> pl.DataFrame:
+        """As `linkage.compare.pair_frame`: the pairs, in their order, with each side's fields.
+
+        ``key_ranges``: (low, high) of the left keys, then of the right keys (high
+        exclusive), when the caller knows them: DuckDB then reads only those row groups.
+        """
+        left, right = self.table, self.table
+        if key_ranges is not None:
+            l_low, l_high, r_low, r_high = (int(k) for k in key_ranges)
+            left = f"(select * from {self.table} where record_key >= {l_low} and record_key < {l_high})"
+            right = f"(select * from {self.table} where record_key >= {r_low} and record_key < {r_high})"
         cols = ["record_key", *[c for c in PAIR_COLUMNS if c in self.columns]]
         sides = ", ".join(
             f"{side}.{_quoted(c)} as {_quoted(f'{c}_{suffix}')}"
@@ -108,8 +120,8 @@ class PreparedRecords:
                 f"""
                 select p.* exclude (__pair_order), {sides}
                 from __renhu_pairs_frame p
-                left join {self.table} l on l.record_key = p.record_key_l
-                left join {self.table} r on r.record_key = p.record_key_r
+                left join {left} l on l.record_key = p.record_key_l
+                left join {right} r on r.record_key = p.record_key_r
                 order by p.__pair_order
                 """
             ).pl()

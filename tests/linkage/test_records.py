@@ -56,3 +56,23 @@ def test_linking_from_a_table_equals_linking_the_frame(std: pl.DataFrame) -> Non
     from_frame = link_records(duckdb.connect(), std, None)
     assert from_table.entity_map.equals(from_frame.entity_map)
     assert from_table.pairs.equals(from_frame.pairs)
+
+
+def test_pairs_compared_by_key_blocks_equal_the_polars_path(std: pl.DataFrame, monkeypatch) -> None:
+    from linkage import link
+    from linkage.block import run_blocking
+    from linkage.link import LinkageSettings, compare_in_chunks
+
+    records = prepare_link_records(std)
+    pairs = run_blocking(duckdb.connect(), records).pairs
+    comparisons = LinkageSettings().comparisons
+    tf_tables = {c.tf_column: term_frequencies(records, c.tf_column) for c in comparisons if c.tf_column}
+    expected = compare_in_chunks(pairs, records, comparisons, tf_tables, chunk_size=50)
+    # Blocks of 40 records: the pairs fall in many (left block, right block) groups.
+    monkeypatch.setattr(link, "PAIR_KEY_BLOCK_ROWS", 40)
+    stored = PreparedRecords.from_frame(duckdb.connect(), std)
+    assert len(link._pair_groups(pairs, stored)) > 3
+    blocked = compare_in_chunks(pairs, stored, comparisons, tf_tables, chunk_size=50)
+    assert (blocked.gammas == expected.gammas).all()
+    assert (blocked.rule == expected.rule).all()
+    assert (blocked.tf_adjustment == expected.tf_adjustment).all()
