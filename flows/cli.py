@@ -147,13 +147,6 @@ def _run(sources: Path, out: Path, db: Path | None, full_refresh: bool, server, 
     except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG
-    if server is not None:
-        print(
-            "renhu: starting Prefect's temporary local server (set PREFECT_API_URL to use a running one), "
-            "reading the extracts meanwhile …",
-            file=sys.stderr,
-            flush=True,
-        )
     threading.Thread(target=_import_stage_modules, args=(owns_process,), name="import-stages", daemon=True).start()
     from flows.ingest import prefetch_extracts
 
@@ -172,6 +165,12 @@ def _run(sources: Path, out: Path, db: Path | None, full_refresh: bool, server, 
             server.stop()
             server = None
         else:
+            print(
+                "renhu: the run's Prefect API is a temporary local server, started with the run "
+                "(set PREFECT_API_URL to use a running one)",
+                file=sys.stderr,
+                flush=True,
+            )
             try:
                 server.wait_until_ready()
             except ServerStartError as error:
