@@ -203,7 +203,7 @@ def ingest_sources(
     con.register("read_rejects", read_rejects)
     con.execute("begin transaction")
     try:
-        materialize(con, "stg_ingest_rows_checked", temporary=True)
+        materialize(con, "stg_ingest_rows_rejected", temporary=True)
         con.execute(
             f"""
             create or replace table raw_records as
@@ -212,8 +212,8 @@ def ingest_sources(
                 source, department, source_kind, file, row_number, file_sha256,
                 $run_id as load_batch,
                 {", ".join(RAW_FIELDS)}
-            from stg_ingest_rows_checked
-            where reason_code is null
+            from ingest_rows
+            anti join stg_ingest_rows_rejected using (ingest_position)
             """,
             {"run_id": run_id},
         )
@@ -222,7 +222,7 @@ def ingest_sources(
             create or replace table quarantine as
             select {", ".join(QUARANTINE_COLUMNS)} from (
                 select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order
-                from stg_ingest_rows_checked where reason_code is not null
+                from stg_ingest_rows_rejected
                 union all
                 select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order from read_rejects
             )
@@ -264,7 +264,7 @@ def ingest_sources(
             """,
             {"run_id": run_id},
         )
-        con.execute("drop table stg_ingest_rows_checked")
+        con.execute("drop table stg_ingest_rows_rejected")
         con.execute("commit")
     except Exception:
         con.execute("rollback")

@@ -212,7 +212,7 @@ def test_a_file_with_no_readable_rows_between_others(tmp_path: Path) -> None:
     assert result.rows_in == 3
     # the staging table is gone; only the night's tables remain
     tables = {row[0] for row in con.execute("select table_name from information_schema.tables").fetchall()}
-    assert "ingest_rows" not in tables and "stg_ingest_rows_checked" not in tables
+    assert "ingest_rows" not in tables and "stg_ingest_rows_rejected" not in tables
 
 
 def test_bad_second_file_leaves_no_staging_table(tmp_path: Path) -> None:

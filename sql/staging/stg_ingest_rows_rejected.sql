@@ -1,11 +1,12 @@
--- stg_ingest_rows_checked
+-- stg_ingest_rows_rejected
 -- Purpose: apply ingest's row rules to every row that could be read from an extract:
 --   a row needs a record_id, and a name or an id number (placeholders such as 无/不详
 --   count as empty); a record_id repeated inside one source keeps its freshest row
 --   (latest updated_at, then the later file, then the later row) and marks the others
 --   superseded, naming the row that replaced them.
--- Grain: one row per readable input row (source, file, row_number). reason_code is
---   NULL for a row that is accepted.
+-- Grain: one row per readable input row that a rule rejects, with its reason. Every
+--   other row of ingest_rows is accepted as it is: raw_records is ingest_rows less these
+--   rows, so the ten million accepted rows are written once, not copied through here.
 -- Input: ingest_rows (registered by flows/ingest.py), all canonical fields as text.
 with readable as (
     select * from ingest_rows
@@ -57,9 +58,9 @@ ranked as (
     )
 ),
 
-checked as (
+rejected as (
     select
-        * exclude (rule_problem),
+        ingest_position, source, file, row_number, record_id, source_order, file_order,
         rule_problem as reason_code,
         case rule_problem
             when 'missing_record_id' then '缺少记录编号，无法追溯到原始记录 (the record id is empty)'
@@ -68,23 +69,16 @@ checked as (
     from flagged
     where rule_problem is not null
 
-    union all by name
-
-    select u.*, null as reason_code, null as reason
-    from usable u
-    anti join repeated_ids r on u.source = r.source and u.record_id = r.record_id
-
-    union all by name
+    union all
 
     select
-        * exclude (freshness_rank, kept_file, kept_row_number, kept_updated_at),
-        case when freshness_rank > 1 then 'superseded_duplicate_record_id' end as reason_code,
-        case when freshness_rank > 1 then
-            '记录编号 ' || record_id || ' 在本来源中重复，已被 ' || kept_file || ' 第' || kept_row_number || '行'
-            || coalesce('(更新时间 ' || kept_updated_at || ')', '') || '取代 (superseded by the fresher row '
-            || kept_row_number || ' of ' || kept_file || ' with the same record id)'
-        end as reason
+        ingest_position, source, file, row_number, record_id, source_order, file_order,
+        'superseded_duplicate_record_id' as reason_code,
+        '记录编号 ' || record_id || ' 在本来源中重复，已被 ' || kept_file || ' 第' || kept_row_number || '行'
+        || coalesce('(更新时间 ' || kept_updated_at || ')', '') || '取代 (superseded by the fresher row '
+        || kept_row_number || ' of ' || kept_file || ' with the same record id)' as reason
     from ranked
+    where freshness_rank > 1
 )
 
-select * from checked
+select * from rejected
