@@ -663,6 +663,9 @@ def machine() -> dict:
         ).stdout.strip()
     except OSError:
         commit = None
+    if not commit and (REPO / "COMMIT").is_file():
+        # A snapshot of the tree (git archive) run while the checkout moves on names its commit here.
+        commit = (REPO / "COMMIT").read_text(encoding="utf-8").strip()
     return {
         "cores": os.cpu_count(),
         "memory_gb": round(total_kb / 1024 / 1024, 1),
