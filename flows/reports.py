@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from collections import deque
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import xlsxwriter
+import xlsxwriter.workbook
 from xlsxwriter.utility import xl_col_to_name
 from xlsxwriter.worksheet import Worksheet
 
@@ -33,8 +36,27 @@ _FORMULA_PATTERN = r"^[=+\-@\t\r]"
 _UNSAFE_PATH = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 _MAX_WIDTH = 60
 _XLSX_MAX_CELL = 32767
+_XLSX_COMPRESSLEVEL = 1
 # Departments written at once, each in its own thread.
 _WRITERS = 2
+
+
+class _QuickZipFile(zipfile.ZipFile):
+    """The workbook's zip deflated at level 1 instead of zlib's default 6.
+
+    The sheets' XML runs to ~165 MB at a million records; level 6 took 2.2 s of one core to
+    pack it into 17.6 MB, level 1 takes 0.8 s for 21.7 MB. The workbook's contents are the
+    same (its bytes already differ from night to night: it records when it was made).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("compresslevel", _XLSX_COMPRESSLEVEL)
+        super().__init__(*args, **kwargs)
+
+
+# xlsxwriter offers no compression setting: its Workbook.close() makes the zip through
+# this module-level name, and nothing else in xlsxwriter writes a zip through it.
+xlsxwriter.workbook.ZipFile = _QuickZipFile
 
 
 def escape_cell(value: object) -> object:

@@ -359,3 +359,14 @@ def test_a_failing_report_stops_the_writing(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="second report"):
         write_department_reports(tmp_path, reports())
+
+
+def test_workbook_is_deflated(written) -> None:
+    import zipfile
+
+    out, _ = written
+    with zipfile.ZipFile(out / "公安局户政科" / WORKBOOK_NAME) as archive:
+        assert archive.testzip() is None
+        sheets = [i for i in archive.infolist() if i.filename.startswith("xl/worksheets/")]
+        assert sheets and all(i.compress_type == zipfile.ZIP_DEFLATED for i in sheets)
+        assert sum(i.compress_size for i in sheets) < sum(i.file_size for i in sheets)
