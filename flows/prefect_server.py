@@ -40,8 +40,8 @@ SERVER_ENVIRONMENT: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
 }
 
-# Prefect's own default (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS is 20 s); a loaded
-# 2-core machine has needed 12 s.
+# Prefect's own default is 20 s (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS); this 2-core
+# machine at a load of 7 has needed 22 s, and a first run creates Prefect's database as well.
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
