@@ -86,12 +86,19 @@ def _escaped(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _column_widths(frame: pl.DataFrame) -> list[int]:
     """Excel column widths: a Han character takes two columns, so (bytes + chars) / 2 in UTF-8."""
+    longest: tuple[int | None, ...] = (None,) * frame.width
+    if frame.height:
+        # Every column's longest cell in one pass over the sheet.
+        longest = frame.select(
+            (pl.col(name).cast(pl.String).str.len_bytes() + pl.col(name).cast(pl.String).str.len_chars())
+            .max()
+            .alias(f"_{i}")
+            for i, name in enumerate(frame.columns)
+        ).row(0)
     widths = []
-    for name in frame.columns:
-        cells = frame.get_column(name).cast(pl.String)
+    for name, cells in zip(frame.columns, longest, strict=True):
         header = (len(name.encode()) + len(name)) // 2
-        longest = (cells.str.len_bytes() + cells.str.len_chars()).max() if frame.height else None
-        content = int(longest) // 2 if longest is not None else 0
+        content = int(cells) // 2 if cells is not None else 0
         widths.append(min(max(header, content) + 2, _MAX_WIDTH))
     return widths
 
