@@ -113,8 +113,9 @@ def _csv_by_polars(frame: pl.DataFrame) -> bool:
     return frame.width >= 2 and all(dtype == pl.String or dtype.is_integer() for dtype in frame.dtypes)
 
 
-def _write_csv(path: Path, frame: pl.DataFrame) -> None:
-    escaped = _escaped(frame)
+def _write_csv(path: Path, frame: pl.DataFrame, escaped: pl.DataFrame | None = None) -> None:
+    """Write the sheet as CSV; ``escaped``: ``_escaped(frame)``, when the caller has it."""
+    escaped = _escaped(frame) if escaped is None else escaped
     if _csv_by_polars(escaped):
         with path.open("wb") as handle:
             handle.write("\ufeff".encode())
@@ -237,7 +238,23 @@ def _write_rows_xml(worksheet: Worksheet, frame: pl.DataFrame, text: xlsxwriter.
     worksheet.previous_row = frame.height
 
 
-def _write_workbook(path: Path, report: DepartmentReport) -> None:
+def _xlsx_frame(frame: pl.DataFrame, escaped: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The sheet as the workbook holds it: texts cut to Excel's cell limit, then escaped.
+
+    ``escaped``: ``_escaped(frame)`` when the caller has it; it is the same frame unless a
+    text runs past the limit.
+    """
+    texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    too_long = bool(texts) and frame.select(
+        pl.any_horizontal((pl.col(name).str.len_chars() > _XLSX_MAX_CELL).any() for name in texts)
+    ).item()
+    if escaped is not None and not too_long:
+        return escaped
+    return _escaped(frame.with_columns(pl.col(pl.String).str.slice(0, _XLSX_MAX_CELL)))
+
+
+def _write_workbook(path: Path, report: DepartmentReport, escaped: list[pl.DataFrame] | None = None) -> None:
+    """Write the report's workbook; ``escaped``: each sheet's ``_escaped`` frame, when the caller has them."""
     workbook = xlsxwriter.Workbook(
         str(path),
         # Never turn text into formulas, links or numbers: ids like 330602199001011234 stay text.
@@ -252,9 +269,9 @@ def _write_workbook(path: Path, report: DepartmentReport) -> None:
     header = workbook.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
     text = workbook.add_format({"num_format": "@"})
     try:
-        for sheet in report.sheets:
+        for number, sheet in enumerate(report.sheets):
             worksheet = workbook.add_worksheet(sheet.title[:31])
-            frame = _escaped(sheet.frame.with_columns(pl.col(pl.String).str.slice(0, _XLSX_MAX_CELL)))
+            frame = _xlsx_frame(sheet.frame, escaped[number] if escaped is not None else None)
             for col, (width, dtype) in enumerate(zip(_column_widths(frame), frame.dtypes, strict=True)):
                 # Text columns are formatted as text, so a typed-in id stays an id.
                 worksheet.set_column(col, col, max(width, 8), text if dtype == pl.String else None)
@@ -281,11 +298,13 @@ def write_department_report(reports_dir: Path, report: DepartmentReport) -> list
     folder = Path(reports_dir) / department_folder(report.department)
     folder.mkdir(parents=True, exist_ok=True)
     workbook = folder / WORKBOOK_NAME
-    _write_workbook(workbook, report)
+    # Escaped once for the workbook and the CSVs alike.
+    escaped = [_escaped(sheet.frame) for sheet in report.sheets]
+    _write_workbook(workbook, report, escaped)
     written = [workbook]
-    for number, sheet in enumerate(report.sheets, start=1):
+    for number, (sheet, frame) in enumerate(zip(report.sheets, escaped, strict=True), start=1):
         path = folder / f"{number:02d}_{sheet.key}.csv"
-        _write_csv(path, sheet.frame)
+        _write_csv(path, sheet.frame, frame)
         written.append(path)
     return written
 

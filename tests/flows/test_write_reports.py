@@ -370,3 +370,16 @@ def test_workbook_is_deflated(written) -> None:
         sheets = [i for i in archive.infolist() if i.filename.startswith("xl/worksheets/")]
         assert sheets and all(i.compress_type == zipfile.ZIP_DEFLATED for i in sheets)
         assert sum(i.compress_size for i in sheets) < sum(i.file_size for i in sheets)
+
+
+def test_a_text_past_excels_cell_limit_is_cut_in_the_workbook_only(tmp_path: Path) -> None:
+    from linkage.reports import DepartmentReport, ReportSheet
+
+    long = "=" + "长" * 40_000
+    frame = pl.DataFrame({"说明": [long, "短"], "数": [1, 2]})
+    written = write_department_reports(tmp_path, [DepartmentReport("部门", ("s",), (ReportSheet("x", "表", frame),))])
+    cell = openpyxl.load_workbook(tmp_path / "部门" / WORKBOOK_NAME)["表"]["A2"].value
+    assert len(cell) == 32767 and cell.startswith("'=长")
+    with (tmp_path / "部门" / "01_x.csv").open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[1][0] == "'" + long and len(written) == 2
