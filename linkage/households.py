@@ -44,6 +44,15 @@ the finding without that department's record.
 Details are Chinese sentences with township names and codes, source names, household
 numbers, person ids and masked names only: the findings file is published beyond the
 owning department.
+
+Two entrances give the same rows: ``find_household_findings(std, entity_map)`` over frames
+(DESIGN.md section 4), and ``find_household_findings_db(con)`` over the run's DuckDB tables,
+which the nightly stage uses. The checks are one code; only the cutting of their inputs
+differs (``_FrameRecords`` / ``_DuckDBRecords``). In DuckDB the work over every record
+(picking each person's freshest register record and residence, counting addresses and
+school rosters) stays in SQL and each check loads only the records and columns it reads:
+polars holds the register's records (eleven columns), tenancies and pupils, and the people
+found split, never every record with every column.
 """
 
 from __future__ import annotations
@@ -1053,15 +1062,15 @@ class _DuckDBRecords:
     order-keeping step below picks the same record either way.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, view: str, standardized: str) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: str, standardized: str) -> None:
         self.con = con
-        self.view = view
+        self.table = table
         self.standardized = standardized
 
     def _rows(self, columns: tuple[str, ...], where: str, params: dict | None = None) -> pl.DataFrame:
         select = ", ".join(columns)
         return self.con.execute(
-            f"select {select} from {self.view} where {where} order by record_key", params or {}
+            f"select {select} from {self.table} where {where} order by record_key", params or {}
         ).pl()
 
     def address_counts(self) -> pl.DataFrame:
@@ -1092,7 +1101,7 @@ class _DuckDBRecords:
             f"""
             create or replace temp table __renhu_split as
             with hukou_rows as (
-                select * from {self.view} where source_kind = 'hukou' and hukou_town is not null
+                select * from {self.table} where source_kind = 'hukou' and hukou_town is not null
             ),
             hukou_of as (
                 select person_id, hukou_town, source, household_id, department, record_id
@@ -1143,7 +1152,7 @@ class _DuckDBRecords:
     def _evidence(self) -> str:
         """``residence_evidence`` as a query."""
         return (
-            f"select * from {self.view}"
+            f"select * from {self.table}"
             " where source_kind <> 'hukou' and person_id is not null and res_town is not null"
         )
 
@@ -1161,7 +1170,7 @@ class _DuckDBRecords:
         counts = self.con.execute(
             f"""
             select source, count(*) filter (where birth > $born_by) as minors, count(*) as dated
-            from {self.view}
+            from {self.table}
             where source_kind = 'generic' and birth is not null
             group by source
             """,
@@ -1183,14 +1192,14 @@ class _DuckDBRecords:
         return self.con.execute(
             f"""
             select distinct person_id, town from (
-                select person_id, res_town as town from {self.view}
+                select person_id, res_town as town from {self.table}
                 where source_kind = 'residence' and res_town is not null
                 union all
-                select person_id, hukou_town from {self.view}
+                select person_id, hukou_town from {self.table}
                 where source_kind = 'hukou' and hukou_town is not null
             )
             where person_id is not null
-              and person_id in (select person_id from {self.view} where {self._LIVING})
+              and person_id in (select person_id from {self.table} where {self._LIVING})
             """,
             {"pupils": pupils},
         ).pl()
