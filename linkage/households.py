@@ -136,11 +136,6 @@ _RECORD_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-# The standardized columns the findings read (``person_records``): a caller loading the
-# standardized table need load only these, not all of its columns.
-RECORD_COLUMNS: tuple[str, ...] = ("record_key", *_RECORD_SCHEMA)
-
-
 def mask_name(name: str | None) -> str | None:
     """张三丰 -> 张**; ZHANG WEI -> Z********: first character kept, the rest starred."""
     if name is None or name == "":

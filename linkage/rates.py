@@ -36,7 +36,6 @@ import polars as pl
 from linkage.fields import PERSON_FIELDS
 from linkage.households import (
     FINDING_KINDS,
-    RECORD_COLUMNS,
     current_residence,
     person_records,
     person_records_table,
@@ -47,15 +46,6 @@ from linkage.households import (
 COMPLETENESS_FIELDS: tuple[str, ...] = PERSON_FIELDS
 
 SHARE_RATE_COLUMNS: tuple[str, ...] = ("source", "records", "persons", "shared_persons", "share_rate")
-
-
-def rates_columns(mapped_fields: dict[str, list[str]] | None = None) -> tuple[str, ...]:
-    """The standardized columns ``compute_rates`` reads, so a caller can load only these.
-
-    Without ``mapped_fields`` a field's ``_raw`` column also tells whether a source maps it.
-    """
-    raw = () if mapped_fields is not None else tuple(f"{name}_raw" for name in COMPLETENESS_FIELDS)
-    return tuple(dict.fromkeys((*RECORD_COLUMNS, *COMPLETENESS_FIELDS, *raw)))
 
 
 @dataclass(frozen=True)
