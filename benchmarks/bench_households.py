@@ -153,7 +153,9 @@ def stage_on_db(db: Path, sources: Path, as_of: dt.date, save: Path | None) -> i
         save.mkdir(parents=True, exist_ok=True)
         findings = ctx.con.execute("select * from household_findings").pl()
         findings.sort(findings.columns, nulls_last=True).write_parquet(save / "household_findings.parquet")
-        ctx.con.execute("select * from share_rates order by source").pl().write_parquet(save / "share_rates.parquet")
+        ctx.con.execute("select * from share_rates order by source").pl().write_parquet(
+            save / "share_rates.parquet"
+        )
         rates = ctx.rates
         rates.overlap.sort("source_l", "source_r").write_parquet(save / "overlap.parquet")
         (save / "metrics.json").write_text(
@@ -166,7 +168,9 @@ def stage_on_db(db: Path, sources: Path, as_of: dt.date, save: Path | None) -> i
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", type=Path, default=None, help="time the flow's households stage on this run database")
+    parser.add_argument(
+        "--db", type=Path, default=None, help="time the flow's households stage on this run database"
+    )
     parser.add_argument("--sources", type=Path, default=None, help="with --db: the sources file of that run")
     parser.add_argument("--as-of", type=dt.date.fromisoformat, default=dt.date(2026, 11, 23))
     parser.add_argument("--save", type=Path, default=None, help="with --db: write the stage's outputs here")

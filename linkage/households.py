@@ -456,13 +456,19 @@ def _hukou_residence_split(split: pl.DataFrame, at_live: pl.DataFrame, names: di
         .then(pl.concat_str([pl.lit("自"), pl.col("since").cast(pl.String), pl.lit("起")]))
         .otherwise(
             pl.concat_str(
-                [pl.lit("起始时间不详（最近记录"), pl.col("seen").cast(pl.String).fill_null("不详"), pl.lit("）")]
+                [
+                    pl.lit("起始时间不详（最近记录"),
+                    pl.col("seen").cast(pl.String).fill_null("不详"),
+                    pl.lit("）"),
+                ]
             )
         )
     )
-    household = pl.when(pl.col("household_id").is_null() | (pl.col("household_id") == "")).then(
-        pl.lit("不详")
-    ).otherwise(pl.col("household_id"))
+    household = (
+        pl.when(pl.col("household_id").is_null() | (pl.col("household_id") == ""))
+        .then(pl.lit("不详"))
+        .otherwise(pl.col("household_id"))
+    )
     split = split.with_columns(
         detail=pl.concat_str(
             [
@@ -778,14 +784,18 @@ def _registered_places(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _unregistered_resident(living: pl.DataFrame, registered: pl.DataFrame, names: dict[str, str]) -> pl.DataFrame:
+def _unregistered_resident(
+    living: pl.DataFrame, registered: pl.DataFrame, names: dict[str, str]
+) -> pl.DataFrame:
     """``living``: tenancy and school records (``_living``); ``registered``: ``_registered_places``."""
     if living.is_empty():
         return _empty_findings()
     unregistered = living.join(
         registered, left_on=["person_id", "res_town"], right_on=["person_id", "town"], how="anti"
     ).sort(["person_id", "source", "record_id"])
-    what = pl.when(pl.col("source_kind") == "rental").then(pl.lit("租住")).otherwise(pl.lit("就学登记的住址在"))
+    what = (
+        pl.when(pl.col("source_kind") == "rental").then(pl.lit("租住")).otherwise(pl.lit("就学登记的住址在"))
+    )
     since = (
         pl.when(pl.col("registered_at").is_not_null())
         .then(pl.concat_str([pl.lit("，自"), pl.col("registered_at").cast(pl.String), pl.lit("起")]))
@@ -1007,13 +1017,15 @@ class _FrameRecords:
 
     def address_counts(self) -> pl.DataFrame:
         r = self.records
-        return pl.concat(
-            [
-                r.select(code=pl.col("hukou_town"), address=pl.col("hukou_address")),
-                r.select(code=pl.col("res_town"), address=pl.col("residence_address")),
-            ]
-        ).filter(pl.col("code").is_not_null() & pl.col("address").is_not_null()).with_columns(
-            n=pl.lit(1, dtype=pl.Int64)
+        return (
+            pl.concat(
+                [
+                    r.select(code=pl.col("hukou_town"), address=pl.col("hukou_address")),
+                    r.select(code=pl.col("res_town"), address=pl.col("residence_address")),
+                ]
+            )
+            .filter(pl.col("code").is_not_null() & pl.col("address").is_not_null())
+            .with_columns(n=pl.lit(1, dtype=pl.Int64))
         )
 
     def split_candidates(self, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -1172,7 +1184,9 @@ class _DuckDBRecords:
             {"born_by": adult_born_by(as_of)},
         ).pl()
         # The share is divided here, as polars' mean of a boolean column divides it.
-        return counts.select("source", minors=pl.col("minors").cast(pl.Float64) / pl.col("dated").cast(pl.Float64))
+        return counts.select(
+            "source", minors=pl.col("minors").cast(pl.Float64) / pl.col("dated").cast(pl.Float64)
+        )
 
     _LIVING = (
         "(source_kind = 'rental' or list_contains($pupils, source))"

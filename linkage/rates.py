@@ -347,7 +347,11 @@ def _rates_db(
     )
     share_rates = (
         sources.select("source")
-        .join(per_source_counts.select("source", "records", "persons", "shared_persons"), on="source", how="left")
+        .join(
+            per_source_counts.select("source", "records", "persons", "shared_persons"),
+            on="source",
+            how="left",
+        )
         .with_columns(pl.col("records", "persons", "shared_persons").fill_null(0).cast(pl.Int64))
         .with_columns(
             share_rate=pl.when(pl.col("persons") > 0).then(pl.col("shared_persons") / pl.col("persons"))
@@ -356,7 +360,12 @@ def _rates_db(
     )
     names = sources.get_column("source").to_list()
     overlap = pl.DataFrame(
-        [(left, right, pair_counts.get((left, right), 0)) for left in names for right in names if left != right],
+        [
+            (left, right, pair_counts.get((left, right), 0))
+            for left in names
+            for right in names
+            if left != right
+        ],
         schema={"source_l": pl.String, "source_r": pl.String, "shared_persons": pl.Int64},
         orient="row",
     )
@@ -393,7 +402,9 @@ def _rates_db(
         "floating_registration_rate": _floating_registration_db(con, view),
         "sources": per_source,
         "overlap": overlap_matrix,
-        "findings": _findings_counts(findings, sources.get_column("department").unique(maintain_order=True).to_list()),
+        "findings": _findings_counts(
+            findings, sources.get_column("department").unique(maintain_order=True).to_list()
+        ),
     }
     return Rates(share_rates=share_rates, overlap=overlap, metrics=metrics)
 
@@ -412,7 +423,9 @@ def _field_completeness_db(
         row["source"]: row
         for row in con.execute(
             f"select source, count(*) as __rows{', ' + filled if filled else ''} from {standardized} group by source"
-        ).pl().iter_rows(named=True)
+        )
+        .pl()
+        .iter_rows(named=True)
     }
     result: dict[str, dict[str, float | None]] = {}
     for source in sources.get_column("source").to_list():

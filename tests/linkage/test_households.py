@@ -575,7 +575,10 @@ def test_township_names_counted_in_duckdb_by_address_prefix() -> None:
     from linkage.households import _DuckDBRecords, _names_from_addresses
 
     with in_duckdb(std, entity_map) as con:
-        assert _names_from_addresses(_DuckDBRecords(con, "unused", "int_persons_standardized").address_counts()) == names
+        assert (
+            _names_from_addresses(_DuckDBRecords(con, "unused", "int_persons_standardized").address_counts())
+            == names
+        )
 
 
 def test_records_missing_from_entity_map_are_ignored() -> None:

@@ -102,7 +102,9 @@ def checked_rates(
     std: pl.DataFrame, entity_map: pl.DataFrame, mapped_fields: dict[str, list[str]] | None = None
 ) -> Rates:
     """The rates of the frame interface, checked figure for figure against the DuckDB one."""
-    rates = compute_rates(std, entity_map, find_household_findings(std, entity_map), mapped_fields=mapped_fields)
+    rates = compute_rates(
+        std, entity_map, find_household_findings(std, entity_map), mapped_fields=mapped_fields
+    )
     with duckdb.connect() as con:
         con.register("std_frame", std)
         con.register("entity_map_frame", entity_map)
@@ -225,7 +227,12 @@ def test_id_region_stands_in_for_an_unstated_hukou() -> None:
         [
             entity_map,
             pl.DataFrame(
-                {"record_key": [100, 101], "source": ["rental"] * 2, "record_id": ["t7", "t8"], "person_id": ["G", "H"]}
+                {
+                    "record_key": [100, 101],
+                    "source": ["rental"] * 2,
+                    "record_id": ["t7", "t8"],
+                    "person_id": ["G", "H"],
+                }
             ),
         ],
         how="diagonal_relaxed",
