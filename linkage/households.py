@@ -1110,20 +1110,26 @@ class _DuckDBRecords:
             with hukou_rows as (
                 select * from {self.table} where source_kind = 'hukou' and hukou_town is not null
             ),
+            -- Each person's freshest record, as the frame's sorts pick it (an ordered
+            -- aggregate: a quarter of the time of a window over the same rows).
             hukou_of as (
                 select person_id, hukou_town, source, household_id, department, record_id
                 from hukou_rows
-                where person_id is not null
-                qualify row_number() over (
-                    partition by person_id order by fresh desc nulls last, source, record_id
-                ) = 1
+                where record_key in (
+                    select first(record_key order by fresh desc nulls last, source, record_id)
+                    from hukou_rows
+                    where person_id is not null
+                    group by person_id
+                )
             ),
             evidence as ({self._evidence()}),
             freshest as (
-                select person_id, res_town as live_town from evidence
-                qualify row_number() over (
-                    partition by person_id order by fresh desc nulls last, kind_priority, source, record_id
-                ) = 1
+                select
+                    person_id,
+                    first(res_town order by fresh desc nulls last, kind_priority, source, record_id)
+                        as live_town
+                from evidence
+                group by person_id
             ),
             since as (
                 select e.person_id, min(e.registered_at) as since, max(e.fresh) as seen

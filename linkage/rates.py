@@ -445,18 +445,18 @@ def _field_completeness_db(
 # Each person's freshest register record with a township, and freshest residence evidence:
 # the same picks as ``registered_hukou`` and ``current_residence``.
 _HUKOU_OF = """
-    select person_id, hukou_town from {view}
+    select person_id, first(hukou_town order by fresh desc nulls last, source, record_id) as hukou_town
+    from {view}
     where source_kind = 'hukou' and person_id is not null and hukou_town is not null
-    qualify row_number() over (
-        partition by person_id order by fresh desc nulls last, source, record_id
-    ) = 1
+    group by person_id
 """
 _LIVES_IN = """
-    select person_id, res_town as live_town from {view}
+    select
+        person_id,
+        first(res_town order by fresh desc nulls last, kind_priority, source, record_id) as live_town
+    from {view}
     where source_kind <> 'hukou' and person_id is not null and res_town is not null
-    qualify row_number() over (
-        partition by person_id order by fresh desc nulls last, kind_priority, source, record_id
-    ) = 1
+    group by person_id
 """
 
 
