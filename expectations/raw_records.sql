@@ -93,17 +93,30 @@ nights as (
     left join ledger_before on ledger_before.source = source_rows.source
 ),
 
--- Most dates come as 1990-01-02 or 2026-11-20 08:00:00: those are judged per row by one
--- strptime (a valid date and time in that exact form parses in every reading below).
+-- Most dates come as 1990-01-02 or 2026-11-20 08:00:00: those are judged per row by a
+-- cast (a valid date and time in that exact form parses in every reading below; casts
+-- cost a fraction of strptime or the regexes).
 iso_dates as (
     select
         *,
-        length(birth_date) in (10, 19) and substr(birth_date, 5, 1) = '-' and substr(birth_date, 8, 1) = '-'
-            and try_strptime(birth_date, ['%Y-%m-%d', '%Y-%m-%d %H:%M:%S']) is not null as birth_date_iso,
-        length(registered_at) in (10, 19) and substr(registered_at, 5, 1) = '-' and substr(registered_at, 8, 1) = '-'
-            and try_strptime(registered_at, ['%Y-%m-%d', '%Y-%m-%d %H:%M:%S']) is not null as registered_at_iso,
-        length(updated_at) in (10, 19) and substr(updated_at, 5, 1) = '-' and substr(updated_at, 8, 1) = '-'
-            and try_strptime(updated_at, ['%Y-%m-%d', '%Y-%m-%d %H:%M:%S']) is not null as updated_at_iso
+        substr(birth_date, 1, 1) between '0' and '9' and substr(birth_date, 10, 1) between '0' and '9'
+            and substr(birth_date, 5, 1) = '-' and substr(birth_date, 8, 1) = '-'
+            and try_cast(left(birth_date, 10) as date) is not null
+            and (length(birth_date) = 10 or length(birth_date) = 19 and substr(birth_date, 11, 1) = ' '
+                and substr(birth_date, 12, 1) between '0' and '9' and substr(birth_date, 19, 1) between '0' and '9'
+                and try_cast(substr(birth_date, 12) as time) is not null) as birth_date_iso,
+        substr(registered_at, 1, 1) between '0' and '9' and substr(registered_at, 10, 1) between '0' and '9'
+            and substr(registered_at, 5, 1) = '-' and substr(registered_at, 8, 1) = '-'
+            and try_cast(left(registered_at, 10) as date) is not null
+            and (length(registered_at) = 10 or length(registered_at) = 19 and substr(registered_at, 11, 1) = ' '
+                and substr(registered_at, 12, 1) between '0' and '9' and substr(registered_at, 19, 1) between '0' and '9'
+                and try_cast(substr(registered_at, 12) as time) is not null) as registered_at_iso,
+        substr(updated_at, 1, 1) between '0' and '9' and substr(updated_at, 10, 1) between '0' and '9'
+            and substr(updated_at, 5, 1) = '-' and substr(updated_at, 8, 1) = '-'
+            and try_cast(left(updated_at, 10) as date) is not null
+            and (length(updated_at) = 10 or length(updated_at) = 19 and substr(updated_at, 11, 1) = ' '
+                and substr(updated_at, 12, 1) between '0' and '9' and substr(updated_at, 19, 1) between '0' and '9'
+                and try_cast(substr(updated_at, 12) as time) is not null) as updated_at_iso
     from extract_rows
 ),
 
