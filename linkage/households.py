@@ -1103,52 +1103,53 @@ class _DuckDBRecords:
 
     def split_candidates(self, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
         """``split_candidates`` in SQL: the residence evidence (most of the city's records)
-        stays in DuckDB; only the people found split and their records come back."""
-        self.con.execute(
-            f"""
-            create or replace temp table __renhu_split as
-            with hukou_rows as (
-                select * from {self.table} where source_kind = 'hukou' and hukou_town is not null
-            ),
-            -- Each person's freshest record, as the frame's sorts pick it (an ordered
-            -- aggregate: a quarter of the time of a window over the same rows).
-            hukou_of as (
+        stays in DuckDB; only the people found split and their records come back.
+
+        One small query per step, each into a temporary table: DuckDB spills those, where one
+        query holding its CTEs and ordered aggregates ran out of a 1 GB limit at ten million
+        records (on the 100k city the steps pass in 30 MB, the single query needed 60 MB).
+        """
+        steps = {
+            # Each person's freshest register record with a township, as the frame's sort picks it.
+            "__renhu_hukou_of": f"""
                 select person_id, hukou_town, source, household_id, department, record_id
-                from hukou_rows
-                where record_key in (
-                    select first(record_key order by fresh desc nulls last, source, record_id)
-                    from hukou_rows
-                    where person_id is not null
-                    group by person_id
-                )
-            ),
-            evidence as ({self._evidence()}),
-            freshest as (
-                select
-                    person_id,
-                    first(res_town order by fresh desc nulls last, kind_priority, source, record_id)
-                        as live_town
-                from evidence
-                group by person_id
-            ),
-            since as (
-                select e.person_id, min(e.registered_at) as since, max(e.fresh) as seen
-                from evidence e join freshest f on e.person_id = f.person_id and e.res_town = f.live_town
-                group by e.person_id
-            )
-            select h.*, f.live_town, s.since, s.seen
-            from hukou_of h
-            join freshest f using (person_id)
-            left join since s using (person_id)
-            -- Someone registered in two households (一人多户) living at either is not split.
-            where not exists (
-                select 1 from hukou_rows t where t.person_id = h.person_id and t.hukou_town = f.live_town
-            )
-            and (s.since is null or s.since <= $cutoff)
+                from {self.table}
+                where source_kind = 'hukou' and hukou_town is not null and person_id is not null
+                qualify row_number() over (
+                    partition by person_id order by fresh desc nulls last, source, record_id
+                ) = 1
             """,
-            {"cutoff": as_of - timedelta(days=SPLIT_MIN_DAYS)},
-        )
+            # Each person's freshest residence evidence: the township they live in.
+            "__renhu_freshest": f"""
+                select person_id, res_town as live_town from ({self._evidence()})
+                qualify row_number() over (
+                    partition by person_id order by fresh desc nulls last, kind_priority, source, record_id
+                ) = 1
+            """,
+            # Since when the records at that township place them there.
+            "__renhu_since": f"""
+                select e.person_id, min(e.registered_at) as since, max(e.fresh) as seen
+                from ({self._evidence()}) e
+                join __renhu_freshest f on e.person_id = f.person_id and e.res_town = f.live_town
+                group by e.person_id
+            """,
+            "__renhu_split": f"""
+                select h.*, f.live_town, s.since, s.seen
+                from __renhu_hukou_of h
+                join __renhu_freshest f using (person_id)
+                left join __renhu_since s using (person_id)
+                -- Someone registered in two households (一人多户) living at either is not split.
+                where not exists (
+                    select 1 from {self.table} t
+                    where t.source_kind = 'hukou' and t.person_id = h.person_id and t.hukou_town = f.live_town
+                )
+                and (s.since is null or s.since <= $cutoff)
+            """,
+        }
         try:
+            for table, query in steps.items():
+                params = {"cutoff": as_of - timedelta(days=SPLIT_MIN_DAYS)} if "$cutoff" in query else {}
+                self.con.execute(f"create or replace temp table {table} as {query}", params)
             split = self.con.execute("select * from __renhu_split").pl()
             at_live = self.con.execute(
                 f"""
@@ -1159,7 +1160,8 @@ class _DuckDBRecords:
                 """
             ).pl()
         finally:
-            self.con.execute("drop table if exists __renhu_split")
+            for table in steps:
+                self.con.execute(f"drop table if exists {table}")
         return split, at_live
 
     def _evidence(self) -> str:

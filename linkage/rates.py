@@ -487,32 +487,44 @@ def _floating_registration_db(con: duckdb.DuckDBPyConnection, view: str) -> dict
     if not prefixes:
         # Without a register the city is unknown, so nobody can be called floating.
         return rate(0, 0)
-    floating, registered = con.execute(
-        f"""
-        with linked as (select * from {view} where person_id is not null),
-        outsiders as (
-            select * from linked
-            where person_id not in (select person_id from linked where source_kind = 'hukou')
-        ),
-        stated as (
-            select person_id, coalesce(hukou_town, hukou_region) as region from outsiders
-            where length(coalesce(hukou_town, hukou_region)) >= 6
-        ),
-        by_id as (
-            select person_id, id_region as region from outsiders
-            where length(id_region) >= 6 and person_id not in (select person_id from stated)
-        ),
-        floating as (
-            select distinct person_id from (select * from stated union all select * from by_id)
-            where not list_contains($prefixes, left(region, 4))
-        )
-        select
-            count(*),
-            count(*) filter (where person_id in (
-                select person_id from {view} where source_kind = 'residence' and person_id is not null
-            ))
-        from floating
+    # One step per temporary table, which DuckDB spills: one query holding these as CTEs
+    # ran out of memory first when the memory limit was tight.
+    steps = {
+        "__renhu_outsiders": f"""
+            select person_id, hukou_town, hukou_region, id_region from {view}
+            where person_id is not null
+            and person_id not in (select person_id from {view} where source_kind = 'hukou' and person_id is not null)
         """,
-        {"prefixes": prefixes},
-    ).fetchone()
+        "__renhu_stated": """
+            select person_id, coalesce(hukou_town, hukou_region) as region from __renhu_outsiders
+            where length(coalesce(hukou_town, hukou_region)) >= 6
+        """,
+        # Nobody states their hukou: the county that issued their resident id stands in for it.
+        "__renhu_floating": """
+            select distinct person_id from (
+                select person_id, region from __renhu_stated
+                union all
+                select person_id, id_region from __renhu_outsiders
+                where length(id_region) >= 6 and person_id not in (select person_id from __renhu_stated)
+            )
+            where not list_contains($prefixes, left(region, 4))
+        """,
+    }
+    try:
+        for table, query in steps.items():
+            params = {"prefixes": prefixes} if "$prefixes" in query else {}
+            con.execute(f"create or replace temp table {table} as {query}", params)
+        floating, registered = con.execute(
+            f"""
+            select
+                count(*),
+                count(*) filter (where person_id in (
+                    select person_id from {view} where source_kind = 'residence' and person_id is not null
+                ))
+            from __renhu_floating
+            """
+        ).fetchone()
+    finally:
+        for table in steps:
+            con.execute(f"drop table if exists {table}")
     return rate(registered, floating)
