@@ -445,28 +445,34 @@ def _field_completeness_db(
 # Each person's freshest register record with a township, and freshest residence evidence:
 # the same picks as ``registered_hukou`` and ``current_residence``.
 _HUKOU_OF = """
-    select person_id, first(hukou_town order by fresh desc nulls last, source, record_id) as hukou_town
-    from {view}
+    select person_id, hukou_town from {view}
     where source_kind = 'hukou' and person_id is not null and hukou_town is not null
-    group by person_id
+    qualify row_number() over (partition by person_id order by fresh desc nulls last, source, record_id) = 1
 """
 _LIVES_IN = """
-    select
-        person_id,
-        first(res_town order by fresh desc nulls last, kind_priority, source, record_id) as live_town
-    from {view}
+    select person_id, res_town as live_town from {view}
     where source_kind <> 'hukou' and person_id is not null and res_town is not null
-    group by person_id
+    qualify row_number() over (
+        partition by person_id order by fresh desc nulls last, kind_priority, source, record_id
+    ) = 1
 """
 
 
 def _household_consistency_db(con: duckdb.DuckDBPyConnection, view: str) -> dict[str, int | float | None]:
-    agree, both = con.execute(
-        f"""
-        select count(*) filter (where hukou_town = live_town), count(*)
-        from ({_HUKOU_OF.format(view=view)}) join ({_LIVES_IN.format(view=view)}) using (person_id)
-        """
-    ).fetchone()
+    # Each pick into a temporary table, which DuckDB spills under a tight memory limit.
+    steps = {"__renhu_hukou_of": _HUKOU_OF.format(view=view), "__renhu_lives_in": _LIVES_IN.format(view=view)}
+    try:
+        for table, query in steps.items():
+            con.execute(f"create or replace temp table {table} as {query}")
+        agree, both = con.execute(
+            """
+            select count(*) filter (where hukou_town = live_town), count(*)
+            from __renhu_hukou_of join __renhu_lives_in using (person_id)
+            """
+        ).fetchone()
+    finally:
+        for table in steps:
+            con.execute(f"drop table if exists {table}")
     return rate(agree, both)
 
 
