@@ -318,16 +318,33 @@ def _rates_db(
     ).pl()
     # People by the set of sources holding them: a handful of sets, from which every count of
     # persons per source, per pair of sources and overall follows.
-    held = con.execute(
-        f"""
-        select sources, count(*) as persons from (
-            select list_sort(list(distinct source)) as sources from {view}
-            where person_id is not null
-            group by person_id
-        )
-        group by sources
-        """
-    ).fetchall()
+    # One bit per source, OR-ed per person: a fixed-size aggregate state, which DuckDB can
+    # spill to disk; a list per person (list(distinct source)) cannot, and ran out of its
+    # 1 GB at ten million records.
+    source_names = sources.get_column("source").to_list()
+    if len(source_names) > 62:
+        raise ValueError(f"{len(source_names)} sources: the share rates count at most 62 (one bit each)")
+    con.register("rates_source_bits", pl.DataFrame(
+        {"source": source_names, "bit": [1 << i for i in range(len(source_names))]},
+        schema={"source": pl.String, "bit": pl.Int64},
+    ))
+    try:
+        masks = con.execute(
+            f"""
+            select holders, count(*) as persons from (
+                select bit_or(b.bit) as holders
+                from {view} as r join rates_source_bits as b using (source)
+                where r.person_id is not null
+                group by r.person_id
+            )
+            group by holders
+            """
+        ).fetchall()
+    finally:
+        con.unregister("rates_source_bits")
+    held = [
+        ([name for i, name in enumerate(source_names) if mask >> i & 1], n) for mask, n in masks
+    ]
     persons_of: dict[str, int] = {}
     shared_of: dict[str, int] = {}
     pair_counts: dict[tuple[str, str], int] = {}
