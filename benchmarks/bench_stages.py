@@ -56,7 +56,10 @@ def run_night(sources: Path, out: Path, sampler: RssSampler) -> list[tuple[str, 
     from flows.nightly import open_run
     from flows.publish import publish
     from flows.settings import Settings
+    from flows.validation import preload_great_expectations
 
+    # As the nightly flow does: GX's import overlaps the stages before validate.
+    preload_great_expectations()
     settings = Settings.from_env()
     ctx = open_run(sources, out, None, Settings(**{**settings.__dict__, "show_progress": False}))
     rows: list[tuple[str, float, int, int, int]] = []
