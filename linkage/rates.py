@@ -324,10 +324,13 @@ def _rates_db(
     source_names = sources.get_column("source").to_list()
     if len(source_names) > 62:
         raise ValueError(f"{len(source_names)} sources: the share rates count at most 62 (one bit each)")
-    con.register("rates_source_bits", pl.DataFrame(
-        {"source": source_names, "bit": [1 << i for i in range(len(source_names))]},
-        schema={"source": pl.String, "bit": pl.Int64},
-    ))
+    con.register(
+        "rates_source_bits",
+        pl.DataFrame(
+            {"source": source_names, "bit": [1 << i for i in range(len(source_names))]},
+            schema={"source": pl.String, "bit": pl.Int64},
+        ),
+    )
     try:
         masks = con.execute(
             f"""
@@ -342,9 +345,7 @@ def _rates_db(
         ).fetchall()
     finally:
         con.unregister("rates_source_bits")
-    held = [
-        ([name for i, name in enumerate(source_names) if mask >> i & 1], n) for mask, n in masks
-    ]
+    held = [([name for i, name in enumerate(source_names) if mask >> i & 1], n) for mask, n in masks]
     persons_of: dict[str, int] = {}
     shared_of: dict[str, int] = {}
     pair_counts: dict[tuple[str, str], int] = {}
