@@ -203,12 +203,11 @@ def _pass_with_stats_sql(pass_sql: str, only_changed: bool = False) -> str:
         raise ValueError("a blocking pass must end with 'select * from pairs'")
     pairs = "pairs"
     if only_changed:
-        # A semi join on each side: DuckDB keeps only the pairs that touch a changed record
-        # before they are materialised.
+        # One filter over the pass's pairs (two mark joins): a UNION of two filtered reads
+        # would run the pass's whole join twice, since DuckDB inlines the CTE.
         pairs = (
             f"(select * from pairs where record_key_l in (select record_key from {CHANGED_RECORDS}) "
-            f"union all select * from pairs where record_key_r in (select record_key from {CHANGED_RECORDS}) "
-            f"and record_key_l not in (select record_key from {CHANGED_RECORDS}))"
+            f"or record_key_r in (select record_key from {CHANGED_RECORDS}))"
         )
     return (
         body[: -len(tail)]
