@@ -212,6 +212,54 @@ def _findings_counts(findings: pl.DataFrame, departments: list[str]) -> dict:
     return {"by_kind": by_kind, "persons_by_kind": persons_by_kind, "by_department": by_department}
 
 
+def _rates_result(
+    *,
+    share_rates: pl.DataFrame,
+    sources: pl.DataFrame,
+    overlap: pl.DataFrame,
+    duplicates_of: dict[str, int],
+    completeness: dict[str, dict[str, float | None]],
+    persons: int,
+    multi_source: int,
+    records: int,
+    household_consistency: dict,
+    floating_registration: dict,
+    findings: pl.DataFrame,
+) -> Rates:
+    """The metrics both entrances report, from the counts each makes its own way."""
+    per_source: dict[str, dict] = {}
+    for row in share_rates.join(sources, on="source").iter_rows(named=True):
+        duplicates = int(duplicates_of.get(row["source"], 0) or 0)
+        per_source[row["source"]] = {
+            "department": row["department"],
+            "kind": row["kind"],
+            "persons": row["persons"],
+            "shared_persons": row["shared_persons"],
+            "share_rate": _ratio(row["shared_persons"], row["persons"]),
+            "duplicate_records": duplicates,
+            "duplicate_rate": _ratio(duplicates, row["records"]),
+            "field_completeness": completeness.get(row["source"], {}),
+        }
+    duplicate_records = sum(s["duplicate_records"] for s in per_source.values())
+    overlap_matrix: dict[str, dict[str, int]] = {name: {} for name in sources.get_column("source")}
+    for left, right, n in overlap.iter_rows():
+        overlap_matrix[left][right] = n
+    metrics = {
+        "persons": persons,
+        "duplicate_records": duplicate_records,
+        "duplicate_rate": rate(duplicate_records, records),
+        "share_rate": rate(multi_source, persons),
+        "household_consistency_rate": household_consistency,
+        "floating_registration_rate": floating_registration,
+        "sources": per_source,
+        "overlap": overlap_matrix,
+        "findings": _findings_counts(
+            findings, sources.get_column("department").unique(maintain_order=True).to_list()
+        ),
+    }
+    return Rates(share_rates=share_rates, overlap=overlap, metrics=metrics)
+
+
 def compute_rates(
     std: pl.DataFrame,
     entity_map: pl.DataFrame,
@@ -240,38 +288,19 @@ def compute_rates(
     duplicates_of = dict(
         linked.group_by("source").agg(n=pl.len() - pl.col("person_id").n_unique()).iter_rows()
     )
-    per_source: dict[str, dict] = {}
-    for row in share_rates.join(sources, on="source").iter_rows(named=True):
-        duplicates = int(duplicates_of.get(row["source"], 0))
-        per_source[row["source"]] = {
-            "department": row["department"],
-            "kind": row["kind"],
-            "persons": row["persons"],
-            "shared_persons": row["shared_persons"],
-            "share_rate": _ratio(row["shared_persons"], row["persons"]),
-            "duplicate_records": duplicates,
-            "duplicate_rate": _ratio(duplicates, row["records"]),
-            "field_completeness": completeness.get(row["source"], {}),
-        }
-    duplicate_records = sum(s["duplicate_records"] for s in per_source.values())
-    overlap_matrix: dict[str, dict[str, int]] = {name: {} for name in sources.get_column("source")}
-    for left, right, n in overlap.iter_rows():
-        overlap_matrix[left][right] = n
-
-    metrics = {
-        "persons": persons,
-        "duplicate_records": duplicate_records,
-        "duplicate_rate": rate(duplicate_records, records.height),
-        "share_rate": rate(multi_source, persons),
-        "household_consistency_rate": _household_consistency(records),
-        "floating_registration_rate": _floating_registration(records),
-        "sources": per_source,
-        "overlap": overlap_matrix,
-        "findings": _findings_counts(
-            findings, sources.get_column("department").unique(maintain_order=True).to_list()
-        ),
-    }
-    return Rates(share_rates=share_rates, overlap=overlap, metrics=metrics)
+    return _rates_result(
+        share_rates=share_rates,
+        sources=sources,
+        overlap=overlap,
+        duplicates_of=duplicates_of,
+        completeness=completeness,
+        persons=persons,
+        multi_source=multi_source,
+        records=records.height,
+        household_consistency=_household_consistency(records),
+        floating_registration=_floating_registration(records),
+        findings=findings,
+    )
 
 
 def compute_rates_db(
@@ -394,37 +423,19 @@ def _rates_db(
         for source, linked in counts.select("source", "linked_records").iter_rows()
     }
     completeness = _field_completeness_db(con, standardized, present, sources, mapped_fields)
-    per_source: dict[str, dict] = {}
-    for row in share_rates.join(sources, on="source").iter_rows(named=True):
-        duplicates = int(duplicates_of.get(row["source"], 0) or 0)
-        per_source[row["source"]] = {
-            "department": row["department"],
-            "kind": row["kind"],
-            "persons": row["persons"],
-            "shared_persons": row["shared_persons"],
-            "share_rate": _ratio(row["shared_persons"], row["persons"]),
-            "duplicate_records": duplicates,
-            "duplicate_rate": _ratio(duplicates, row["records"]),
-            "field_completeness": completeness.get(row["source"], {}),
-        }
-    duplicate_records = sum(s["duplicate_records"] for s in per_source.values())
-    overlap_matrix: dict[str, dict[str, int]] = {name: {} for name in names}
-    for left, right, n in overlap.iter_rows():
-        overlap_matrix[left][right] = n
-    metrics = {
-        "persons": persons,
-        "duplicate_records": duplicate_records,
-        "duplicate_rate": rate(duplicate_records, records),
-        "share_rate": rate(multi_source, persons),
-        "household_consistency_rate": _household_consistency_db(con, view),
-        "floating_registration_rate": _floating_registration_db(con, view),
-        "sources": per_source,
-        "overlap": overlap_matrix,
-        "findings": _findings_counts(
-            findings, sources.get_column("department").unique(maintain_order=True).to_list()
-        ),
-    }
-    return Rates(share_rates=share_rates, overlap=overlap, metrics=metrics)
+    return _rates_result(
+        share_rates=share_rates,
+        sources=sources,
+        overlap=overlap,
+        duplicates_of=duplicates_of,
+        completeness=completeness,
+        persons=persons,
+        multi_source=multi_source,
+        records=records,
+        household_consistency=_household_consistency_db(con, view),
+        floating_registration=_floating_registration_db(con, view),
+        findings=findings,
+    )
 
 
 def _field_completeness_db(
