@@ -98,26 +98,24 @@ nights as (
 -- cost a fraction of strptime or the regexes).
 iso_dates as (
     select
-        *,
-        substr(birth_date, 1, 1) between '0' and '9' and substr(birth_date, 10, 1) between '0' and '9'
-            and substr(birth_date, 5, 1) = '-' and substr(birth_date, 8, 1) = '-'
-            and try_cast(left(birth_date, 10) as date) is not null
-            and (length(birth_date) = 10 or length(birth_date) = 19 and substr(birth_date, 11, 1) = ' '
-                and substr(birth_date, 12, 1) between '0' and '9' and substr(birth_date, 19, 1) between '0' and '9'
-                and try_cast(substr(birth_date, 12) as time) is not null) as birth_date_iso,
-        substr(registered_at, 1, 1) between '0' and '9' and substr(registered_at, 10, 1) between '0' and '9'
-            and substr(registered_at, 5, 1) = '-' and substr(registered_at, 8, 1) = '-'
-            and try_cast(left(registered_at, 10) as date) is not null
-            and (length(registered_at) = 10 or length(registered_at) = 19 and substr(registered_at, 11, 1) = ' '
-                and substr(registered_at, 12, 1) between '0' and '9' and substr(registered_at, 19, 1) between '0' and '9'
-                and try_cast(substr(registered_at, 12) as time) is not null) as registered_at_iso,
-        substr(updated_at, 1, 1) between '0' and '9' and substr(updated_at, 10, 1) between '0' and '9'
-            and substr(updated_at, 5, 1) = '-' and substr(updated_at, 8, 1) = '-'
-            and try_cast(left(updated_at, 10) as date) is not null
-            and (length(updated_at) = 10 or length(updated_at) = 19 and substr(updated_at, 11, 1) = ' '
-                and substr(updated_at, 12, 1) between '0' and '9' and substr(updated_at, 19, 1) between '0' and '9'
-                and try_cast(substr(updated_at, 12) as time) is not null) as updated_at_iso
-    from extract_rows
+        * exclude (iso),
+        iso[1] as birth_date_iso,
+        iso[2] as registered_at_iso,
+        iso[3] as updated_at_iso
+    from (
+        select
+            *,
+            -- One test for the three date columns, applied to each.
+            list_transform([birth_date, registered_at, updated_at], d ->
+                substr(d, 1, 1) between '0' and '9' and substr(d, 10, 1) between '0' and '9'
+                and substr(d, 5, 1) = '-' and substr(d, 8, 1) = '-'
+                and try_cast(left(d, 10) as date) is not null
+                and (length(d) = 10 or length(d) = 19 and substr(d, 11, 1) = ' '
+                    and substr(d, 12, 1) between '0' and '9' and substr(d, 19, 1) between '0' and '9'
+                    and try_cast(substr(d, 12) as time) is not null)
+            ) as iso
+        from extract_rows
+    )
 ),
 
 -- The other dates are judged once per distinct value, in the forms linkage/dates.py reads:
