@@ -38,6 +38,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+from bench_stages import RssSampler
 
 from flows.config import load_sources
 from flows.ingest import ingest_sources
@@ -106,14 +107,6 @@ def _print_scores(title: str, scores: dict[str, dict]) -> bool:
     return ok_all
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def stage_on_db(db: Path, sources: Path, as_of: dt.date, save: Path | None) -> int:
     """Time `flows.stages.households` on a kept run database; optionally save what it made."""
     import resource
@@ -141,7 +134,7 @@ def stage_on_db(db: Path, sources: Path, as_of: dt.date, save: Path | None) -> i
     import linkage.households  # noqa: F401
     import linkage.rates  # noqa: F401
 
-    before = _rss_bytes()
+    before = RssSampler.current()
     result = stages.households(ctx)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     records = ctx.con.execute("select count(*) from entity_map").fetchone()[0]
