@@ -12,7 +12,6 @@ import json
 import secrets
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -207,13 +206,17 @@ def standardize_plan(ctx: RunContext) -> tuple[str, str]:
         return "full", "no earlier night in this database"
     if _state_value(con, "standardize_version") != str(STANDARDIZE_VERSION) or not _table_exists(con, "std_region_townships"):
         return "full", "the standardization changed since the last full night"
-    total, changed = con.execute(
+    # Tonight's key → last night's key, for rows whose content is unchanged: the plan counts
+    # them, and an incremental night reuses them (std_reused stays for the link stage).
+    con.execute(
         """
-        select count(*), count(*) filter (where p.record_key is null)
-        from raw_row_hashes r
-        left join int_persons_standardized p using (source, record_id, raw_row_hash)
+        create or replace temp table std_reused as
+        select r.record_key, p.record_key as previous_key
+        from raw_row_hashes r join int_persons_standardized p using (source, record_id, raw_row_hash)
         """
-    ).fetchone()
+    )
+    total = _count(con, "raw_row_hashes")
+    changed = total - _count(con, "std_reused")
     if total and changed > INCREMENTAL_MAX_CHANGED_SHARE * total:
         return "full", f"{changed:,} of {total:,} records new or changed (over {INCREMENTAL_MAX_CHANGED_SHARE:.0%})"
     return "incremental", f"{changed:,} of {total:,} records new or changed"
@@ -292,7 +295,8 @@ def _standardize_full(ctx: RunContext) -> pl.DataFrame:
 
 
 def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
-    """Last night's standard values for unchanged rows; only new and changed rows standardized."""
+    """Last night's standard values for unchanged rows (std_reused, from `standardize_plan`);
+    only new and changed rows standardized."""
     from linkage.standardize import (
         combine_standardization_metrics,
         standardization_metrics,
@@ -301,14 +305,6 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
 
     con = ctx.con
     context = _load_region_context(con)
-    # Tonight's key → last night's key, for rows whose content is unchanged.
-    con.execute(
-        """
-        create or replace temp table std_reused as
-        select r.record_key, p.record_key as previous_key
-        from raw_row_hashes r join int_persons_standardized p using (source, record_id, raw_row_hash)
-        """
-    )
     changed_raw = con.execute(
         """
         select r.*, h.raw_row_hash from raw_records r join raw_row_hashes h using (record_key)
@@ -383,48 +379,6 @@ def standardize(ctx: RunContext) -> StageResult:
         return rows, {"mode": mode, "why": why, "restandardized": restandardized}
 
     return _timed("standardize", _count(ctx.con, "raw_records"), body)
-
-
-# Rows per query of `load_standardized`: DuckDB sorts and converts one slice at a time.
-LOAD_CHUNK_ROWS = 125_000
-
-
-def load_standardized(con: duckdb.DuckDBPyConnection, columns: Sequence[str] | None = None) -> pl.DataFrame:
-    """The standardized records in record_key order; only ``columns`` (those the table has) when given.
-
-    At a million records all 59 columns take ~0.5 GB in polars, and the one sorted query
-    that handed them over peaked at 2.8 GB: a stage that reads a dozen columns loads only
-    those, and the rows come in record_key ranges (sorted and converted a slice at a time:
-    2.2 GB for all columns), in the same order.
-    """
-    if columns is None:
-        select = "*"
-    else:
-        present = {row[0] for row in con.execute("describe int_persons_standardized").fetchall()}
-        wanted = [c for c in dict.fromkeys(columns) if c in present]
-        if "record_key" not in wanted:
-            wanted.insert(0, "record_key")
-        select = ", ".join(f'"{c}"' for c in wanted)
-    query = f"select {select} from int_persons_standardized"
-    rows, low, high = con.execute(
-        "select count(*), min(record_key), max(record_key) from int_persons_standardized"
-    ).fetchone()
-    if rows <= LOAD_CHUNK_ROWS:
-        return con.execute(f"{query} order by record_key").pl()
-    # Ranges of equal key width: record keys are dense, so each holds about LOAD_CHUNK_ROWS rows.
-    width = (high - low) // -(-rows // LOAD_CHUNK_ROWS) + 1
-    parts = [
-        con.execute(
-            f"{query} where record_key >= $start and record_key < $stop order by record_key",
-            {"start": start, "stop": start + width},
-        ).pl()
-        for start in range(low, high + 1, width)
-    ]
-    loaded = pl.concat(parts, rechunk=False)
-    if loaded.height != rows:
-        # A record without a key falls in no range: load it the plain way.
-        return con.execute(f"{query} order by record_key").pl()
-    return loaded
 
 
 def _save_link_state(con: duckdb.DuckDBPyConnection, model: dict, tf_tables: dict[str, pl.DataFrame]) -> None:
