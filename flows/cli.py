@@ -143,7 +143,7 @@ def _run(sources: Path, out: Path, db: Path | None, full_refresh: bool, server, 
     from flows.preflight import preflight
 
     try:
-        config = preflight(sources)
+        config = preflight(sources, reading_next=True)
     except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG

@@ -59,13 +59,13 @@ def _jsonl_keys(file: Path, encoding: str, required: list[str]) -> list[str]:
     return list(seen)
 
 
-def check_source_files(source: Source) -> None:
+def check_source_files(source: Source, keep_open: bool = False) -> None:
     required = source.mapped_columns
     for file in source.files:
         if source.format == "csv":
             header = _csv_header(file, source.encoding)
         elif source.format == "xlsx":
-            header = xlsx_header(file)
+            header = xlsx_header(file, keep_open=keep_open)
         elif source.format == "parquet":
             header = _parquet_header(file)
         else:
@@ -73,8 +73,10 @@ def check_source_files(source: Source) -> None:
         check_columns(file, header, required, source.name)
 
 
-def preflight(sources_file: Path) -> SourcesConfig:
+def preflight(sources_file: Path, reading_next: bool = False) -> SourcesConfig:
+    """The checked sources file; ``reading_next``: the extracts are read right after, so a
+    workbook parsed for its header is kept for that read instead of parsed twice."""
     config = load_sources(Path(sources_file))
     for source in config.sources:
-        check_source_files(source)
+        check_source_files(source, keep_open=reading_next)
     return config

@@ -140,35 +140,53 @@ def _wrong_width(row_number: int, found: int, width: int, record_id: str | None)
     )
 
 
-def _decode_lines(raw: bytes, codec: str) -> list[str | None]:
+def _decode_lines(raw: bytes, codec: str, replaced: str) -> list[str | None]:
     """Decode line by line so one bad row does not cost the file; None marks a bad line.
 
-    Splitting bytes on LF is safe for UTF-8 and GB18030: neither uses 0x0A inside a
-    multi-byte character.
+    ``replaced`` is the whole file decoded with bad bytes replaced: only its lines holding
+    a replacement character need decoding on their own (a file of 366,000 lines: 0.7 s →
+    0.1 s). Splitting bytes on LF is safe for UTF-8 and GB18030: neither uses 0x0A inside
+    a multi-byte character. A decoder that swallowed a line break would change the line
+    count: then every line is decoded on its own.
     """
     if raw.startswith(b"\xef\xbb\xbf") and codec == "utf-8-sig":
         raw = raw[3:]
-    lines: list[str | None] = []
-    for line in raw.split(b"\n"):
+    raw_lines = raw.split(b"\n")
+    lines: list[str | None] = replaced.split("\n")
+    if len(lines) != len(raw_lines):
+        lines = [None] * len(raw_lines)
+        suspects = range(len(raw_lines))
+    else:
+        suspects = [i for i, line in enumerate(lines) if "\ufffd" in line]
+    for i in suspects:
         try:
-            lines.append(line.decode(codec))
+            lines[i] = raw_lines[i].decode(codec)
         except UnicodeDecodeError:
-            lines.append(None)
+            lines[i] = None
     return lines
+
+
+def _decode(raw: bytes, codec: str) -> tuple[str, bool]:
+    """The file's text with bad bytes replaced, and whether it had none: one pass over
+    the bytes, where a strict decode failing at the last row would make it two."""
+    text = raw.decode(codec, errors="replace")
+    if "\ufffd" not in text:
+        return text, True
+    try:  # a replacement character in the file itself, or a bad byte
+        return raw.decode(codec), True
+    except UnicodeDecodeError:
+        return text, False
 
 
 def read_csv(file: Path, encoding: str, required: list[str], source: str, record_id_column: str) -> Extract:
     raw = file.read_bytes()
     sha256, size = _digest_of(file, raw)
     codec = python_encoding(encoding)
-    try:
-        text: str | None = raw.decode(codec)
-    except UnicodeDecodeError:
-        text = None
-    if text is not None and '"' not in text:
+    text, clean = _decode(raw, codec)
+    if clean and '"' not in text:
         lines: list[str | None] = text.split("\n")
-    elif text is None:
-        lines = _decode_lines(raw, codec)
+    elif not clean:
+        lines = _decode_lines(raw, codec, text)
     else:
         return _read_quoted_csv(file, text, sha256, size, required, source, record_id_column)
     del raw, text
@@ -241,19 +259,37 @@ def _read_quoted_csv(
                    frame=_frame(header, columns, numbers), rejected=rejected)
 
 
-def _open_sheet(file: Path):
+# The sheet preflight opened for the header, kept for the read that follows it: calamine
+# parses the whole sheet on opening (0.6 s for 82,000 rows), and a night reads each once.
+_opened_sheet: dict[tuple[str, int, int], object] = {}
+
+
+def _sheet_key(file: Path) -> tuple[str, int, int]:
+    stat = file.stat()
+    return str(file.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _open_sheet(file: Path, keep: bool = False):
     # calamine (Rust) reads a 20,000-row sheet in 0.6 s where openpyxl needs 18 s.
     from python_calamine import CalamineWorkbook
 
-    try:
-        workbook = CalamineWorkbook.from_path(str(file))
-        return workbook.get_sheet_by_index(0)
-    except Exception as error:  # calamine raises its own error types for a broken file
-        raise ConfigError(f"{file}: not a readable XLSX workbook ({type(error).__name__}: {error})") from None
+    key = _sheet_key(file)
+    sheet = _opened_sheet.pop(key, None)
+    if sheet is None:
+        try:
+            workbook = CalamineWorkbook.from_path(str(file))
+            sheet = workbook.get_sheet_by_index(0)
+        except Exception as error:  # calamine raises its own error types for a broken file
+            raise ConfigError(f"{file}: not a readable XLSX workbook ({type(error).__name__}: {error})") from None
+    if keep:
+        _opened_sheet.clear()
+        _opened_sheet[key] = sheet
+    return sheet
 
 
-def xlsx_header(file: Path) -> list[str]:
-    rows = _open_sheet(file).to_python(skip_empty_area=False, nrows=1)
+def xlsx_header(file: Path, keep_open: bool = False) -> list[str]:
+    """The first sheet's header; ``keep_open``: keep the parsed sheet for a read about to follow."""
+    rows = _open_sheet(file, keep=keep_open).to_python(skip_empty_area=False, nrows=1)
     if not rows:
         raise ConfigError(f"{file}: the first sheet is empty (no header row)")
     header = [cell_text(v) or "" for v in rows[0]]
@@ -285,6 +321,35 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=_frame(header, columns, numbers))
 
 
+def _timestamp_text(name: str, values: pa.ChunkedArray) -> pl.Series | None:
+    """A timestamp column as cell_text writes each value, for the whole column at once
+    (1 s → 0.05 s for 200,000 rows); None where only cell_text knows the answer."""
+    kind = values.type
+    if not pa.types.is_timestamp(kind) or kind.tz is not None or kind.unit not in ("s", "ms", "us"):
+        return None
+    stamps = pl.Series(name, values)
+    years = stamps.dt.year()
+    if stamps.null_count() < len(stamps) and (years.min() < 1000 or years.max() > 9999):
+        return None  # Python writes such years with padding polars does not
+    micro = stamps.dt.microsecond()
+    frame = pl.DataFrame({"stamp": stamps, "micro": micro})
+    text = frame.select(
+        pl.when(pl.col("stamp").dt.time() == pl.lit(dt.time(0, 0)))
+        .then(pl.col("stamp").dt.strftime("%Y-%m-%d"))
+        .when(pl.col("micro") == 0)
+        .then(pl.col("stamp").dt.strftime("%Y-%m-%d %H:%M:%S"))
+        .otherwise(
+            pl.concat_str(
+                pl.col("stamp").dt.strftime("%Y-%m-%d %H:%M:%S"),
+                pl.lit("."),
+                pl.col("micro").cast(pl.String).str.zfill(6),
+            )
+        )
+        .alias(name)
+    )
+    return text.to_series()
+
+
 def read_parquet(file: Path, required: list[str], source: str) -> Extract:
     try:
         table = pq.read_table(file)
@@ -300,6 +365,8 @@ def read_parquet(file: Path, required: list[str], source: str) -> Extract:
         elif pa.types.is_date(values.type) or pa.types.is_integer(values.type):
             # ISO dates and plain integers: the same text cell_text gives, for the whole column at once.
             columns.append(pl.Series(column, values).cast(pl.String))
+        elif (timestamps := _timestamp_text(column, values)) is not None:
+            columns.append(timestamps)
         else:
             # Dates, numbers and the like: one cell at a time, as the other formats do.
             columns.append([cell_text(v) for v in values.to_pylist()])
