@@ -218,7 +218,7 @@ def _pass_with_stats_sql(pass_sql: str, only_changed: bool = False) -> str:
 
 
 # Columns of the prepared records the passes read (besides the addresses' first characters).
-_BLOCKING_COLUMNS = (
+BLOCKING_COLUMNS = (
     "record_key", "name", "name_script", "name_pinyin", "name_pinyin_sorted", "pinyin_compact", "pinyin_reordered",
     "surname_pinyin", "id_number", "id_valid", "birth", "phone", "id_birth_part",
     "hukou_region6", "residence_region6", "id_region6",
@@ -246,7 +246,7 @@ def run_blocking(
     # Only the columns the passes read: handing long address strings to DuckDB costs seconds.
     if isinstance(records, pl.DataFrame):
         blocking_frame = records.select(
-            *_BLOCKING_COLUMNS,
+            *BLOCKING_COLUMNS,
             pl.col("hukou_address").str.slice(0, 4).alias("hukou_address"),
             pl.col("residence_address").str.slice(0, 4).alias("residence_address"),
         )
@@ -256,7 +256,7 @@ def run_blocking(
     else:
         # Prepared records already in DuckDB (linkage.records.PreparedRecords): copied there.
         con.execute(
-            f"create or replace temp table {LINK_RECORDS} as select {', '.join(_BLOCKING_COLUMNS)}, "
+            f"create or replace temp table {LINK_RECORDS} as select {', '.join(BLOCKING_COLUMNS)}, "
             f"substr(hukou_address, 1, 4) as hukou_address, substr(residence_address, 1, 4) as residence_address "
             f"from {records.table}"
         )

@@ -145,7 +145,7 @@ def _pair_groups(pairs: pl.DataFrame, records: pl.DataFrame | PreparedRecords) -
     in two known key ranges scan only those ranges. Without this a city of N records and
     N pairs would be scanned once per chunk: work growing with N squared.
     """
-    if not isinstance(records, PreparedRecords) or records.height <= PAIR_KEY_BLOCK_ROWS:
+    if not isinstance(records, PreparedRecords) or records.in_memory or records.height <= PAIR_KEY_BLOCK_ROWS:
         return [(None, ())]
     low, high = records.key_range
     blocks = -(-records.height // PAIR_KEY_BLOCK_ROWS)

@@ -6,11 +6,11 @@ import duckdb
 import polars as pl
 import pytest
 
-from linkage.block import prepare_link_records
+from linkage.block import BLOCKING_COLUMNS, prepare_link_records
 from linkage.classify import term_frequencies
 from linkage.compare import pair_frame
 from linkage.link import link_records
-from linkage.records import PreparedRecords
+from linkage.records import FRAME_COLUMNS, PreparedRecords
 from linkage.standardize import standardize_records
 from tests.linkage.test_link import background, raw_frame
 
@@ -24,16 +24,26 @@ def test_from_table_in_slices_equals_the_frame(std: pl.DataFrame) -> None:
     con = duckdb.connect()
     con.register("std_frame", std)
     con.execute("create table int_persons_standardized as select * from std_frame")
-    # Slices of 37 rows: many key ranges, the last one short.
-    from_table = PreparedRecords.from_table(con, "int_persons_standardized", chunk_rows=37)
+    # Slices of 37 rows: many key ranges, the last one short (the DuckDB-only form, as at 10M).
+    from_table = PreparedRecords.from_table(con, "int_persons_standardized", chunk_rows=37, max_in_memory=0)
     expected = prepare_link_records(std).sort("record_key")
+    assert not from_table.in_memory
     assert len(from_table) == std.height
     assert from_table.select(*expected.columns).equals(expected)
+    # Small enough for polars: the comparison fields in a frame, the blocking ones in DuckDB.
+    in_memory = PreparedRecords.from_table(con, "int_persons_standardized")
+    assert in_memory.in_memory
+    assert in_memory.select(*FRAME_COLUMNS).equals(expected.select(FRAME_COLUMNS))
+    blocking = con.execute(f"select * from {in_memory.table} order by record_key").pl()
+    assert blocking.drop("hukou_address", "residence_address").equals(expected.select(BLOCKING_COLUMNS))
+    assert blocking["hukou_address"].equals(expected["hukou_address"].str.slice(0, 4))
 
 
-def test_pair_frame_and_term_frequencies_equal_the_polars_ones(std: pl.DataFrame) -> None:
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_pair_frame_and_term_frequencies_equal_the_polars_ones(std: pl.DataFrame, in_memory: bool) -> None:
     records = prepare_link_records(std)
-    stored = PreparedRecords.from_frame(duckdb.connect(), std)
+    stored = PreparedRecords.from_frame(duckdb.connect(), std, in_memory=in_memory)
+    assert stored.in_memory == in_memory
     keys = records["record_key"].to_list()
     # Unsorted, repeated, and one key that is no record (its side stays empty).
     pairs = pl.DataFrame(
@@ -70,7 +80,7 @@ def test_pairs_compared_by_key_blocks_equal_the_polars_path(std: pl.DataFrame, m
     expected = compare_in_chunks(pairs, records, comparisons, tf_tables, chunk_size=50)
     # Blocks of 40 records: the pairs fall in many (left block, right block) groups.
     monkeypatch.setattr(link, "PAIR_KEY_BLOCK_ROWS", 40)
-    stored = PreparedRecords.from_frame(duckdb.connect(), std)
+    stored = PreparedRecords.from_frame(duckdb.connect(), std, in_memory=False)
     assert len(link._pair_groups(pairs, stored)) > 3
     blocked = compare_in_chunks(pairs, stored, comparisons, tf_tables, chunk_size=50)
     assert (blocked.gammas == expected.gammas).all()
