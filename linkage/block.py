@@ -29,32 +29,52 @@ CHANGED_RECORDS = "__renhu_changed_records"
 
 @dataclass(frozen=True)
 class BlockingPass:
-    """One blocking pass: the SQL file (and table) ``int_pairs_<name>`` and what it is for."""
+    """One blocking pass, declared as data.
+
+    Most passes only say how a record is keyed: ``int_block_keys_<name>.sql`` gives
+    (record_key, block_key), and :func:`pass_sql` turns the keys into the pass's pairs
+    the same way for every such pass (block sizes, the cap, the self-join). ``cap_divisor``
+    caps this pass's blocks at ``max_block_size // cap_divisor``; ``several_keys``: a record
+    may hold several keys, so a pair can meet in several blocks and is listed once;
+    ``latin_pairs``: only pairs where a side's ``latin`` key column is true.
+    A pass with ``own_pairs`` (``int_pairs_<name>.sql``) builds its pairs itself.
+    """
 
     name: str
     description: str
+    several_keys: bool = False
+    cap_divisor: int = 1
+    latin_pairs: bool = False
+    own_pairs: bool = False
 
     @property
     def table(self) -> str:
         return f"int_pairs_{self.name}"
 
+    @property
+    def file(self) -> Path:
+        return SQL_DIR / (f"{self.table}.sql" if self.own_pairs else f"int_block_keys_{self.name}.sql")
+
     def sql(self) -> str:
-        return (SQL_DIR / f"{self.table}.sql").read_text(encoding="utf-8")
+        return self.file.read_text(encoding="utf-8")
 
 
 # Order fixes the bit of each pass in int_pairs_blocked.passes.
 BLOCKING_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("id_number", "same identity number"),
-    BlockingPass("id_near", "identity numbers one mistyped digit or one adjacent swap apart"),
+    BlockingPass("id_near", "identity numbers one mistyped digit or one adjacent swap apart", own_pairs=True),
     BlockingPass("name_pinyin_birth", "same full-name pinyin and birth date"),
-    BlockingPass("pinyin_sorted_birth", "same sorted name syllables and birth date (romanized either order)"),
-    BlockingPass("surname_birth_region", "same surname pinyin, birth date and county"),
+    BlockingPass("pinyin_sorted_birth", "same sorted name syllables and birth date (romanized either order)",
+                 several_keys=True),
+    BlockingPass("surname_birth_region", "same surname pinyin, birth date and county", several_keys=True),
     BlockingPass("name_id_birth", "same name and birth-date digits of the id"),
     BlockingPass("phone", "same phone number"),
-    BlockingPass("name_token_birth", "a romanized name sharing one word with the other name, and the same birth date"),
-    BlockingPass("name_pinyin", "same full-name pinyin in the same county, any birth date (capped at a tenth of the block limit)"),
+    BlockingPass("name_token_birth", "a romanized name sharing one word with the other name, and the same birth date",
+                 several_keys=True, latin_pairs=True),
+    BlockingPass("name_pinyin", "same full-name pinyin in the same county, any birth date (capped at a tenth of the block limit)",
+                 several_keys=True, cap_divisor=10),
     BlockingPass("initials_birth", "same name initials and birth date"),
-    BlockingPass("address_birth", "addresses starting alike (4 characters) and the same birth date"),
+    BlockingPass("address_birth", "addresses starting alike (4 characters) and the same birth date", several_keys=True),
 )
 
 DEFAULT_MAX_BLOCK_SIZE = 100
@@ -190,31 +210,86 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _pass_with_stats_sql(pass_sql: str, only_changed: bool = False) -> str:
-    """The pass's own CTEs, returning its pairs and, in the same scan, its block-size figures.
-
-    Every pass file ends with ``select * from pairs`` and has a ``block_sizes`` CTE with a
-    ``block_size`` column. Rows with ``row_kind`` 0 are pairs; 1 is the largest block; 2 a
-    capped block. One query instead of two: the keys of a pass are computed once.
-    """
-    body = pass_sql.rstrip().rstrip(";")
-    tail = "select * from pairs"
+def _strip_final_select(sql: str, tail: str) -> str:
+    body = sql.rstrip().rstrip(";")
     if not body.endswith(tail):
-        raise ValueError("a blocking pass must end with 'select * from pairs'")
-    pairs = "pairs"
-    if only_changed:
-        # One filter over the pass's pairs (two mark joins): a UNION of two filtered reads
-        # would run the pass's whole join twice, since DuckDB inlines the CTE.
-        pairs = (
-            f"(select * from pairs where record_key_l in (select record_key from {CHANGED_RECORDS}) "
-            f"or record_key_r in (select record_key from {CHANGED_RECORDS}))"
+        raise ValueError(f"a blocking pass file must end with '{tail}'")
+    return body[: -len(tail)].rstrip()
+
+
+def _changed(column: str) -> str:
+    return f"{column} in (select record_key from {CHANGED_RECORDS})"
+
+
+def pass_sql(bp: BlockingPass, only_changed: bool = False) -> str:
+    """The pass's pairs and, in the same query, its block-size figures.
+
+    Rows with ``row_kind`` 0 are pairs (record_key_l < record_key_r); 1 is the largest
+    block; 2 a block over ``$max_block_size`` (block_size says how large). Block keys are
+    64-bit hashes: a join on integers is several times faster than on strings, and a
+    collision (odds ~1e-8 at a million keys) only adds candidate pairs the comparison judges.
+
+    ``only_changed``: only pairs touching a record of ``__renhu_changed_records``, from
+    only the blocks holding such a record. Every key is still computed (a scan), but only
+    those blocks are sized and joined; a block's size still counts all its members, so
+    the pairs are exactly the full pass's pairs that touch a changed record. The figures
+    are then those of these blocks.
+    """
+    if bp.own_pairs:
+        body = _strip_final_select(bp.sql(), "select * from pairs")
+        pairs = "pairs"
+        if only_changed:
+            # One filter over the pass's pairs (two mark joins): a UNION of two filtered reads
+            # would run the pass's whole join twice, since DuckDB inlines the CTE.
+            pairs = f"(select * from pairs where {_changed('record_key_l')} or {_changed('record_key_r')})"
+        return (
+            body
+            + f"\nselect 0 as row_kind, record_key_l, record_key_r, block_size from {pairs}"
+            " union all select 1, null, null, coalesce(max(block_size), 0) from block_sizes"
+            " union all select 2, null, null, block_size from block_sizes where block_size > $max_block_size"
         )
-    return (
-        body[: -len(tail)]
-        + f"select 0 as row_kind, record_key_l, record_key_r, block_size from {pairs}"
-        " union all select 1, null, null, coalesce(max(block_size), 0) from block_sizes"
-        " union all select 2, null, null, block_size from block_sizes where block_size > $max_block_size"
-    )
+    _strip_final_select(bp.sql(), "select * from block_keys")
+    # Materialized: the keys are read twice (sizes, members) and would otherwise be computed twice.
+    keys = "with block_keys as materialized (\n" + bp.sql().rstrip().rstrip(";") + "\n)"
+    cap = f"greatest($max_block_size // {bp.cap_divisor}, 2)" if bp.cap_divisor != 1 else "$max_block_size"
+    latin = ", k.latin" if bp.latin_pairs else ""
+    if only_changed:
+        keys += f""",
+
+changed_blocks as (
+    select distinct block_key from block_keys where {_changed("record_key")}
+),
+
+members as (
+    select * from block_keys where block_key in (select block_key from changed_blocks)
+)"""
+        members = "members"
+    else:
+        members = "block_keys"
+    pair_filter = f"\n    where {_changed('l.record_key')} or {_changed('r.record_key')}" if only_changed else ""
+    return f"""{keys},
+
+block_sizes as (
+    select block_key, count(*) as block_size from {members} group by block_key
+),
+
+kept as (
+    select k.record_key, k.block_key{latin}
+    from {members} as k inner join block_sizes as s using (block_key)
+    where s.block_size between 2 and {cap}
+),
+
+pairs as (
+    select {"distinct " if bp.several_keys else ""}l.record_key as record_key_l, r.record_key as record_key_r
+    from kept as l
+    inner join kept as r
+        on l.block_key = r.block_key and l.record_key < r.record_key{" and (l.latin or r.latin)" if bp.latin_pairs else ""}{pair_filter}
+)
+
+select 0 as row_kind, record_key_l, record_key_r, null::bigint as block_size from pairs
+union all select 1, null, null, coalesce(max(block_size), 0) from block_sizes
+union all select 2, null, null, block_size from block_sizes where block_size > $max_block_size
+"""
 
 
 # Columns of the prepared records the passes read (besides the addresses' first characters).
@@ -270,11 +345,11 @@ def run_blocking(
     try:
         for bp in passes:
             con.execute(
-                f"create or replace temp table {bp.table}__all as {_pass_with_stats_sql(bp.sql(), only_changed)}", params
+                f"create or replace temp table {bp.table}__all as {pass_sql(bp, only_changed)}", params
             )
             con.execute(
                 f"create or replace temp view {bp.table} as "
-                f"select record_key_l, record_key_r, block_size from {bp.table}__all where row_kind = 0"
+                f"select record_key_l, record_key_r from {bp.table}__all where row_kind = 0"
             )
             n_pairs, largest, capped_blocks, capped_records = con.execute(
                 f"""
