@@ -81,7 +81,7 @@ DEFAULT_MAX_BLOCK_SIZE = 100
 
 # Columns of int_persons_standardized that linkage reads; a frame lacking some (FEBRL,
 # a source with few fields) gets them as nulls.
-_STD_COLUMNS: dict[str, pl.DataType] = {
+STD_COLUMN_TYPES: dict[str, pl.DataType] = {
     "record_key": pl.Int64,
     "source": pl.String,
     "record_id": pl.String,
@@ -109,7 +109,7 @@ _STD_COLUMNS: dict[str, pl.DataType] = {
 
 
 # What a caller needs to load for linkage: nothing else of the standardized table is read.
-LINK_COLUMNS: tuple[str, ...] = tuple(_STD_COLUMNS)
+LINK_COLUMNS: tuple[str, ...] = tuple(STD_COLUMN_TYPES)
 
 
 @dataclass
@@ -120,9 +120,9 @@ class BlockingResult:
 
 def with_std_columns(std: pl.DataFrame) -> pl.DataFrame:
     """Add, as nulls, the standardized columns linkage reads and the frame lacks; type them as linkage expects."""
-    missing = [pl.lit(None, dtype=dtype).alias(col) for col, dtype in _STD_COLUMNS.items() if col not in std.columns]
+    missing = [pl.lit(None, dtype=dtype).alias(col) for col, dtype in STD_COLUMN_TYPES.items() if col not in std.columns]
     out = std.with_columns(missing) if missing else std
-    wrong = [pl.col(c).cast(t, strict=False) for c, t in _STD_COLUMNS.items() if out.schema[c] != t]
+    wrong = [pl.col(c).cast(t, strict=False) for c, t in STD_COLUMN_TYPES.items() if out.schema[c] != t]
     return out.with_columns(wrong) if wrong else out
 
 
@@ -328,8 +328,11 @@ def run_blocking(
         con.register(f"{LINK_RECORDS}_frame", blocking_frame)
         con.execute(f"create or replace temp table {LINK_RECORDS} as select * from {LINK_RECORDS}_frame")
         con.unregister(f"{LINK_RECORDS}_frame")
+    elif records.blocking_ready:
+        # Already what the passes read (int_link_records.sql): a view, no copy.
+        con.execute(f"create or replace temp view {LINK_RECORDS} as select * from {records.table}")
     else:
-        # Prepared records already in DuckDB (linkage.records.PreparedRecords): copied there.
+        # Prepared records in DuckDB with every field (linkage.records.PreparedRecords): copied.
         con.execute(
             f"create or replace temp table {LINK_RECORDS} as select {', '.join(BLOCKING_COLUMNS)}, "
             f"substr(hukou_address, 1, 4) as hukou_address, substr(residence_address, 1, 4) as residence_address "
@@ -391,7 +394,10 @@ def run_blocking(
         for bp in passes:
             con.execute(f"drop view if exists {bp.table}")
             con.execute(f"drop table if exists {bp.table}__all")
-        con.execute(f"drop table if exists {LINK_RECORDS}")
+        if isinstance(records, pl.DataFrame) or not records.blocking_ready:
+            con.execute(f"drop table if exists {LINK_RECORDS}")
+        else:
+            con.execute(f"drop view if exists {LINK_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_RECORDS}")
     return BlockingResult(pairs=pairs, report=report)
 

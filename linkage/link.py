@@ -265,7 +265,9 @@ def link_records(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if isinstance(std, str):
-        records = PreparedRecords.from_table(con, std)
+        # An incremental night compares only tonight's pairs: their records' fields are
+        # loaded after blocking, not the whole city's.
+        records = PreparedRecords.from_table(con, std, load_frame=state is None)
         key_order = records.select("record_key")
     else:
         records = PreparedRecords.from_frame(con, std)
@@ -273,6 +275,9 @@ def link_records(
     blocking = run_blocking(
         con, records, settings.max_block_size, changed_keys=state.changed_keys if state is not None else None
     )
+    if records.blocking_ready and not records.in_memory:
+        touched = pl.concat([blocking.pairs["record_key_l"], blocking.pairs["record_key_r"]]).unique()
+        records.load_frame(touched)
     timings["block"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from linkage.block import BLOCKING_COLUMNS, LINK_COLUMNS, prepare_link_records
+from linkage.block import LINK_COLUMNS, SQL_DIR, STD_COLUMN_TYPES, prepare_link_records, with_std_columns
 from linkage.compare import PAIR_COLUMNS
 
 # Reserved name of the temp table of prepared records.
@@ -34,40 +34,50 @@ def _quoted(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
 
-def _blocking_select(frame: pl.DataFrame) -> pl.DataFrame:
-    # Only what the passes read: handing long address strings to DuckDB costs seconds.
-    return frame.select(
-        *BLOCKING_COLUMNS,
-        pl.col("hukou_address").str.slice(0, 4).alias("hukou_address"),
-        pl.col("residence_address").str.slice(0, 4).alias("residence_address"),
-    )
+# Columns of the DuckDB table in its usual form (int_link_records.sql): the blocking fields,
+# and what clustering and person ids read.
+LINK_RECORDS_SQL = SQL_DIR / "int_link_records.sql"
+# The standardized records int_link_records.sql reads (a view made by `_std_view`).
+LINK_STD = "__renhu_link_std"
+
+
+def _std_view(con: duckdb.DuckDBPyConnection, relation: str) -> None:
+    """`LINK_STD` over ``relation``: the linkage columns, a missing one as a typed null."""
+    present = {row[0] for row in con.execute(f"describe {relation}").fetchall()}
+    columns = []
+    for column, dtype in STD_COLUMN_TYPES.items():
+        if column in present:
+            columns.append(f"{_quoted(column)}::{_DUCKDB_TYPES[dtype]} as {_quoted(column)}")
+        else:
+            columns.append(f"null::{_DUCKDB_TYPES[dtype]} as {_quoted(column)}")
+    con.execute(f"create or replace temp view {LINK_STD} as select {', '.join(columns)} from {relation}")
+
+
+_DUCKDB_TYPES = {pl.Int64: "bigint", pl.String: "varchar", pl.Boolean: "boolean", pl.Date: "date"}
 
 
 class PreparedRecords:
-    """`prepare_link_records` output: a TEMP table of ``con`` (never in the run's file) and,
-    when ``frame`` is given, the comparison fields in polars (sorted by record_key).
+    """The prepared link records of ``con``'s TEMP table ``table`` (never in the run's file)
+    and, when loaded, the comparison fields in ``frame`` (polars, sorted by record_key).
 
-    With a frame, the table holds only the blocking fields (addresses cut to their first
-    4 characters); without, it holds every prepared field.
+    Usually the table is `int_link_records.sql` over the standardized records (blocking and
+    clustering fields, derived in DuckDB), and the frame holds every record, or on an
+    incremental night only the records of tonight's pairs (``frame_complete`` false).
+    Past ``IN_MEMORY_MAX_RECORDS`` there is no frame: the table holds every prepared field.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, table: str = PREPARED_RECORDS,
-                 frame: pl.DataFrame | None = None) -> None:
+                 std_relation: str | None = None) -> None:
         self.con = con
         self.table = table
-        self.frame = frame
-        if frame is not None:
-            self.columns = list(frame.columns)
-            self.height = frame.height
-            keys = frame["record_key"]
-            self.key_range = (keys.min() or 0, keys.max() or 0) if frame.height else (0, 0)
-            self._keys = keys.to_numpy()
-        else:
-            self.columns = [row[0] for row in con.execute(f"describe {table}").fetchall()]
-            self.height, low, high = con.execute(
-                f"select count(*), min(record_key), max(record_key) from {table}"
-            ).fetchone()
-            self.key_range = (low or 0, high or 0)
+        self.std_relation = std_relation
+        self.frame: pl.DataFrame | None = None
+        self.frame_complete = False
+        self.table_columns = [row[0] for row in con.execute(f"describe {table}").fetchall()]
+        self.height, low, high = con.execute(
+            f"select count(*), min(record_key), max(record_key) from {table}"
+        ).fetchone()
+        self.key_range = (low or 0, high or 0)
 
     def __len__(self) -> int:
         return self.height
@@ -76,23 +86,57 @@ class PreparedRecords:
     def in_memory(self) -> bool:
         return self.frame is not None
 
+    @property
+    def columns(self) -> list[str]:
+        return list(self.frame.columns) if self.frame is not None else self.table_columns
+
+    @property
+    def blocking_ready(self) -> bool:
+        """The table is exactly what the blocking passes read (int_link_records.sql)."""
+        return self.std_relation is not None
+
     @classmethod
-    def _from_prepared(cls, con: duckdb.DuckDBPyConnection, prepared: pl.DataFrame, in_memory: bool) -> PreparedRecords:
+    def _from_std(cls, con: duckdb.DuckDBPyConnection, relation: str) -> PreparedRecords:
+        _std_view(con, relation)
         con.execute(f"drop table if exists {PREPARED_RECORDS}")
-        if in_memory:
-            frame = prepared.sort("record_key").select(FRAME_COLUMNS).rechunk()
-            con.register(f"{PREPARED_RECORDS}_frame", _blocking_select(prepared))
+        sql = LINK_RECORDS_SQL.read_text(encoding="utf-8")
+        con.execute(f"create temp table {PREPARED_RECORDS} as {sql}")
+        return cls(con, std_relation=relation)
+
+    def load_frame(self, keys: pl.Series | None = None) -> None:
+        """The comparison fields of every record, or only of ``keys``, into ``frame``."""
+        if self.std_relation is None:
+            raise ValueError("no frame past IN_MEMORY_MAX_RECORDS: the table holds every field")
+        if keys is None:
+            std = self.con.execute(f"select * from {LINK_STD}").pl()
         else:
-            frame = None
-            con.register(f"{PREPARED_RECORDS}_frame", prepared)
-        con.execute(f"create temp table {PREPARED_RECORDS} as select * from {PREPARED_RECORDS}_frame")
-        con.unregister(f"{PREPARED_RECORDS}_frame")
-        return cls(con, frame=frame)
+            self.con.register("__renhu_frame_keys", pl.DataFrame({"record_key": keys.cast(pl.Int64)}))
+            try:
+                std = self.con.execute(
+                    f"select * from {LINK_STD} where record_key in (select record_key from __renhu_frame_keys)"
+                ).pl()
+            finally:
+                self.con.unregister("__renhu_frame_keys")
+        self.frame = prepare_link_records(std).sort("record_key").select(FRAME_COLUMNS).rechunk()
+        self.frame_complete = keys is None
+        self._keys = self.frame["record_key"].to_numpy()
 
     @classmethod
     def from_frame(cls, con: duckdb.DuckDBPyConnection, std: pl.DataFrame, in_memory: bool = True) -> PreparedRecords:
         """From standardized records already in polars (tests, FEBRL, explain)."""
-        return cls._from_prepared(con, prepare_link_records(std), in_memory)
+        if not in_memory:
+            prepared = prepare_link_records(std)
+            con.register(f"{PREPARED_RECORDS}_frame", prepared)
+            con.execute(f"create or replace temp table {PREPARED_RECORDS} as select * from {PREPARED_RECORDS}_frame")
+            con.unregister(f"{PREPARED_RECORDS}_frame")
+            return cls(con)
+        # Held as a DuckDB table: the view over a registered frame would re-read it per scan.
+        con.register(f"{PREPARED_RECORDS}_std_frame", with_std_columns(std).select(list(STD_COLUMN_TYPES)))
+        con.execute(f"create or replace temp table {PREPARED_RECORDS}_std as select * from {PREPARED_RECORDS}_std_frame")
+        con.unregister(f"{PREPARED_RECORDS}_std_frame")
+        records = cls._from_std(con, f"{PREPARED_RECORDS}_std")
+        records.load_frame()
+        return records
 
     @classmethod
     def from_table(
@@ -101,17 +145,19 @@ class PreparedRecords:
         table: str,
         chunk_rows: int = PREPARE_CHUNK_ROWS,
         max_in_memory: int = IN_MEMORY_MAX_RECORDS,
+        load_frame: bool = True,
     ) -> PreparedRecords:
-        """From a standardized table of ``con``, a record_key range at a time."""
+        """From a standardized table of ``con``. ``load_frame`` false: the frame is left for
+        `load_frame` (an incremental night loads only the records of tonight's pairs)."""
         present = {row[0] for row in con.execute(f"describe {table}").fetchall()}
         select = ", ".join(_quoted(c) for c in LINK_COLUMNS if c in present)
         rows, low, high = con.execute(f"select count(*), min(record_key), max(record_key) from {table}").fetchone()
         con.execute(f"drop table if exists {PREPARED_RECORDS}")
-        if not rows:
-            return cls.from_frame(con, con.execute(f"select {select} from {table}").pl())
         if rows <= max_in_memory:
-            # One read: the slices below only bound polars' working memory past this size.
-            return cls._from_prepared(con, prepare_link_records(con.execute(f"select {select} from {table}").pl()), True)
+            records = cls._from_std(con, table)
+            if load_frame:
+                records.load_frame()
+            return records
         width = (high - low) // -(-rows // chunk_rows) + 1
         created = False
         for start in range(low, high + 1, width):
@@ -130,20 +176,19 @@ class PreparedRecords:
 
     def select(self, *columns: str) -> pl.DataFrame:
         """These columns of every record, in record_key order."""
-        if self.frame is not None:
+        if self.frame is not None and self.frame_complete:
             return self.frame.select(columns)
         listed = ", ".join(_quoted(c) for c in columns)
         return self.con.execute(f"select {listed} from {self.table} order by record_key").pl()
 
     def keys(self) -> np.ndarray:
-        if self.frame is not None:
+        if self.frame is not None and self.frame_complete:
             return self._keys
         return self.select("record_key").get_column("record_key").to_numpy()
-
     def term_frequencies(self, column: str) -> pl.DataFrame:
         """value, tf: the share of records (with the field filled) holding each value, by value:
         a sum over the table (the expected tf) then adds up in the same order every night."""
-        if self.frame is not None:
+        if self.frame is not None and self.frame_complete:
             values = self.frame.get_column(column).drop_nulls().cast(pl.String)
             counts = values.value_counts(name="n")
             return counts.select(
@@ -164,6 +209,8 @@ class PreparedRecords:
         inside = at < len(self._keys)
         found = np.zeros(len(keys), dtype=bool)
         found[inside] = self._keys[at[inside]] == keys[inside]
+        if not self.frame_complete and not found.all():
+            raise ValueError("a pair's record is not in the loaded frame")
         positions = pl.Series(np.where(found, at, 0), dtype=pl.UInt32)
         if found.all():
             return positions
@@ -213,4 +260,6 @@ class PreparedRecords:
 
     def drop(self) -> None:
         self.con.execute(f"drop table if exists {self.table}")
+        self.con.execute(f"drop view if exists {LINK_STD}")
+        self.con.execute(f"drop table if exists {PREPARED_RECORDS}_std")
         self.frame = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import duckdb
 import polars as pl
 import pytest
@@ -30,13 +32,62 @@ def test_from_table_in_slices_equals_the_frame(std: pl.DataFrame) -> None:
     assert not from_table.in_memory
     assert len(from_table) == std.height
     assert from_table.select(*expected.columns).equals(expected)
-    # Small enough for polars: the comparison fields in a frame, the blocking ones in DuckDB.
+    # Small enough for polars: the comparison fields in a frame; the blocking and clustering
+    # ones derived in DuckDB by int_link_records.sql, to the values the polars path gives.
     in_memory = PreparedRecords.from_table(con, "int_persons_standardized")
-    assert in_memory.in_memory
+    assert in_memory.in_memory and in_memory.frame_complete and in_memory.blocking_ready
     assert in_memory.select(*FRAME_COLUMNS).equals(expected.select(FRAME_COLUMNS))
-    blocking = con.execute(f"select * from {in_memory.table} order by record_key").pl()
-    assert blocking.drop("hukou_address", "residence_address").equals(expected.select(BLOCKING_COLUMNS))
-    assert blocking["hukou_address"].equals(expected["hukou_address"].str.slice(0, 4))
+    in_duckdb = con.execute(f"select * from {in_memory.table} order by record_key").pl()
+    cut = expected.with_columns(pl.col(c).str.slice(0, 4) for c in ("hukou_address", "residence_address"))
+    assert in_duckdb.equals(cut.select(in_duckdb.columns))
+    assert set(BLOCKING_COLUMNS) <= set(in_duckdb.columns)
+
+
+def test_link_records_sql_equals_the_polars_preparation_on_edge_cases() -> None:
+    rows = [
+        # a compound surname written in han, its reordering; an id whose birth date is a parent's
+        {"name": "诸葛伟", "name_script": "han", "surname": "诸葛", "name_pinyin": "zhu ge wei",
+         "id_number": "330602196001021234", "id_valid": True, "id_birth_date": date(1960, 1, 2),
+         "birth_date": date(1990, 5, 6)},
+        # a latin name of three words; a 15-digit id; day and month swapped against the id
+        {"name": "ANNA MARIA LEE", "name_script": "latin", "name_pinyin": "anna maria lee",
+         "id_number": "330602900102123", "id_valid": True, "id_birth_date": date(1990, 1, 2),
+         "birth_date": date(1990, 2, 1)},
+        # one word; an id with letters where the birth digits are; no script
+        {"name": "X", "name_pinyin": "x", "id_number": "3306021990AB02123X", "id_valid": False},
+        # a han name without surname; nothing else
+        {"name": "伟", "name_script": "han", "name_pinyin": "wei"},
+        {"name": None},
+    ]
+    std = pl.DataFrame(
+        [{"record_key": i, "source": "s", "record_id": str(i), **r} for i, r in enumerate(rows)],
+        schema_overrides={"birth_date": pl.Date, "id_birth_date": pl.Date, "id_valid": pl.Boolean},
+    )
+    expected = prepare_link_records(std)
+    records = PreparedRecords.from_frame(duckdb.connect(), std)
+    in_duckdb = records.con.execute(f"select * from {records.table} order by record_key").pl()
+    cut = expected.with_columns(pl.col(c).str.slice(0, 4) for c in ("hukou_address", "residence_address"))
+    assert in_duckdb.equals(cut.select(in_duckdb.columns))
+    assert in_duckdb["pinyin_reordered"].to_list()[:4] == ["weizhuge", "leeannamaria", None, None]
+    assert in_duckdb["id_own"].to_list() == [False, True, False, False, False]
+
+
+def test_a_partial_frame_holds_only_the_asked_records(std: pl.DataFrame) -> None:
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    records = PreparedRecords.from_table(con, "int_persons_standardized", load_frame=False)
+    assert not records.in_memory
+    keys = std["record_key"].sort()
+    records.load_frame(keys.gather([3, 7, 11]))
+    assert records.frame.height == 3 and not records.frame_complete
+    pairs = pl.DataFrame({"record_key_l": [keys[3]], "record_key_r": [keys[11]]})
+    whole = PreparedRecords.from_frame(duckdb.connect(), std)
+    assert records.pair_frame(pairs).equals(whole.pair_frame(pairs))
+    with pytest.raises(ValueError):
+        records.pair_frame(pl.DataFrame({"record_key_l": [keys[3]], "record_key_r": [keys[4]]}))
+    # Clustering still reads every record, from the DuckDB table.
+    assert records.select("record_key", "id_own").equals(whole.select("record_key", "id_own"))
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
