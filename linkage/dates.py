@@ -27,6 +27,8 @@ _YMD = re.compile(
     r"^(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
     r"(?:(?:[T\s]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
 )
+# 2024-05-01 12:34:56: an `_YMD` match whose date is its first 10 characters.
+_ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 _COMPACT = re.compile(r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$")
 _SERIAL = re.compile(r"^(?P<n>\d{1,5})(?:\.\d+)?$")
 
@@ -89,7 +91,15 @@ def parse_date_column(values: pl.Series, as_of: date) -> pl.DataFrame:
     Polars expressions over the DISTINCT raw strings (same rules as `parse_date`); only
     dates written in Chinese numerals (一九九〇年一月二日) go through Python.
     """
-    frame = values.rename("_raw").cast(pl.String).to_frame()
+    # A timestamp written the plain ISO way parses to the date of its first 10 characters:
+    # cut to those, a column of update times (nearly every value distinct) has a few
+    # thousand distinct values. Anything else is parsed as written.
+    frame = values.rename("_raw").cast(pl.String).to_frame().with_columns(
+        pl.when(pl.col("_raw").str.contains(_ISO_TIMESTAMP))
+        .then(pl.col("_raw").str.slice(0, 10))
+        .otherwise(pl.col("_raw"))
+        .alias("_raw")
+    )
     distinct = frame.select(pl.col("_raw").drop_nulls().unique())
     text = pl.col("_raw").str.normalize("NFKC").str.strip_chars()
     distinct = distinct.with_columns(text.alias("_t"))

@@ -77,3 +77,17 @@ def test_column_parser_agrees_with_single_value_parser():
     ]
     out = parse_date_column(pl.Series(raw, dtype=pl.String), AS_OF)
     assert list(zip(out["date"].to_list(), out["flag"].to_list(), strict=True)) == [parse_date(v, AS_OF) for v in raw]
+
+
+def test_update_timestamps_parse_like_the_single_value_parser():
+    # Update times are read by their date part: impossible, future and malformed ones must
+    # still come out as parse_date says, and a time that is not HH:MM:SS is parsed as written.
+    raw = [
+        "2015-10-10 09:25:03", "2015-10-10 23:59:59", "2015-10-10", "2023-02-30 10:00:00", "2026-11-24 00:00:01",
+        "1899-12-31 12:00:00", "2015-10-10 9:25:03", "2015-10-10 09:25", "2015-10-10T09:25:03",
+        "2015-1-10 09:25:03", "2015-10-10 09:25:03 ", "2015-10-10 09:25:03.5", "2015-10-10 xx:25:03", None,
+    ]
+    out = parse_date_column(pl.Series(raw, dtype=pl.String), AS_OF)
+    assert list(zip(out["date"].to_list(), out["flag"].to_list(), strict=True)) == [parse_date(v, AS_OF) for v in raw]
+    assert out["date"][0] == out["date"][1] == date(2015, 10, 10)
+    assert out["flag"][3] == "impossible" and out["flag"][4] == "impossible"
