@@ -201,13 +201,18 @@ def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> 
     out are recorded: ``merge`` when the id disappears into another person, ``split`` when
     the id lives on but some of its records now form another person.
     """
-    firsts = (
-        clusters.sort(["source", "record_id"])
-        .group_by("cluster", maintain_order=True)
-        .agg(pl.col("source").first(), pl.col("record_id").first())
-    )
+    def firsts_of(frame: pl.DataFrame) -> pl.DataFrame:
+        # Each cluster's first record by (source, record_id), clusters in that order.
+        return (
+            frame.sort(["source", "record_id"])
+            .group_by("cluster", maintain_order=True)
+            .agg(pl.col("source").first(), pl.col("record_id").first())
+        )
+
     assigned: dict[int, str] = {}
+    simple_ids = pl.DataFrame(schema={"cluster": clusters.schema["cluster"], "person_id": pl.String})
     counts = pl.DataFrame(schema={"cluster": pl.Int64, "old": pl.String, "n": pl.UInt32})
+    rest = clusters
     if previous is not None and len(previous):
         prev = previous.select("source", "record_id", pl.col("person_id").alias("old")).unique(["source", "record_id"])
         cm = clusters.join(prev, on=["source", "record_id"], how="inner")
@@ -216,10 +221,15 @@ def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> 
         per_old = counts.group_by("old").len().rename({"len": "clusters"})
         c2 = counts.join(per_cluster, on="cluster").join(per_old, on="old")
         simple = c2.filter((pl.col("olds") == 1) & (pl.col("clusters") == 1))
-        assigned.update(dict(zip(simple["cluster"].to_list(), simple["old"].to_list(), strict=True)))
+        simple_ids = simple.select("cluster", pl.col("old").alias("person_id"))
+        # Only the other clusters need their first record (tie-breaks, new ids): on a night
+        # after another that is a few thousand, not the whole city's sort.
+        rest = clusters.filter(~pl.col("cluster").is_in(simple["cluster"].implode()))
+        rest_firsts = firsts_of(rest)
         # The tangled rest (merges, splits) is few: settle it greedily, biggest share first.
         tangled = c2.filter((pl.col("olds") > 1) | (pl.col("clusters") > 1)).join(
-            firsts.select("cluster", pl.concat_str("source", pl.lit("\x1f"), "record_id").alias("first")), on="cluster"
+            rest_firsts.select("cluster", pl.concat_str("source", pl.lit("\x1f"), "record_id").alias("first")),
+            on="cluster",
         ).sort(["n", "old", "first"], descending=[True, False, False])
         taken: set[str] = set()
         for cid, old in tangled.select("cluster", "old").iter_rows():
@@ -227,21 +237,32 @@ def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> 
                 continue
             assigned[cid] = old
             taken.add(old)
-    used = set(assigned.values())
-    if previous is not None and len(previous):
-        used |= set(previous["person_id"].unique().to_list())
-    ids: list[str] = []
-    for cid, source, record_id in firsts.iter_rows():
-        pid = assigned.get(cid)
-        if pid is None:
+    else:
+        rest_firsts = firsts_of(rest)
+    new_firsts = rest_firsts.filter(~pl.col("cluster").is_in(list(assigned)))
+    new_ids: list[str] = []
+    if new_firsts.height:
+        used = set(assigned.values()) | set(simple_ids["person_id"].to_list())
+        if previous is not None and len(previous):
+            used |= set(previous["person_id"].unique().to_list())
+        for _cid, source, record_id in new_firsts.iter_rows():
             salt = 0
             pid = new_person_id(source, record_id)
             while pid in used:
                 salt += 1
                 pid = new_person_id(source, record_id, salt)
             used.add(pid)
-        ids.append(pid)
-    cluster_ids = firsts.select("cluster").with_columns(pl.Series("person_id", ids, dtype=pl.String))
+            new_ids.append(pid)
+    cluster_ids = pl.concat(
+        [
+            simple_ids,
+            pl.DataFrame(
+                {"cluster": list(assigned), "person_id": list(assigned.values())},
+                schema={"cluster": clusters.schema["cluster"], "person_id": pl.String},
+            ),
+            new_firsts.select("cluster", pl.Series("person_id", new_ids, dtype=pl.String)),
+        ]
+    )
     entity_map = clusters.join(cluster_ids, on="cluster", how="left").select("record_key", "source", "record_id", "person_id")
 
     changes = pl.DataFrame(schema={"change": pl.String, "old_person_id": pl.String, "new_person_id": pl.String})
