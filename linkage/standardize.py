@@ -139,11 +139,21 @@ class RegionContext:
         )
 
 
+def _per_distinct(raw: pl.DataFrame, column: str, expr: pl.Expr, name: str) -> pl.Series:
+    """`expr` (over `column`) worked out once per distinct value of the column and joined back.
+
+    For the columns with a few dozen values (region codes, sex, ethnicity, relation) a join
+    costs a tenth of the string work on every row.
+    """
+    mapped = raw.select(pl.col(column).unique()).with_columns(expr.alias(name))
+    return raw.select(column).join(mapped, on=column, how="left", nulls_equal=True, maintain_order="left").get_column(name)
+
+
 def _given_codes(raw: pl.DataFrame) -> pl.DataFrame:
-    return raw.select(
-        normalize_region_code(pl.col("hukou_region")).alias("hukou_given"),
-        normalize_region_code(pl.col("residence_region")).alias("residence_given"),
-    )
+    return pl.DataFrame([
+        _per_distinct(raw, "hukou_region", normalize_region_code(pl.col("hukou_region")), "hukou_given"),
+        _per_distinct(raw, "residence_region", normalize_region_code(pl.col("residence_region")), "residence_given"),
+    ])
 
 
 def _address_sides(raw: pl.DataFrame, given: pl.DataFrame, preferred: Sequence[str]) -> dict[str, pl.DataFrame]:
@@ -288,17 +298,30 @@ def standardize_records(
     carried = [c for c in CARRIED if c in raw.columns] + [c for c in CARRIED_OPTIONAL if c in raw.columns]
     ethnicity_key = nfkc(pl.col("ethnicity")).str.strip_chars()
     relation_key = nfkc(pl.col("relation_to_head")).str.strip_chars().str.to_uppercase()
+    sex = _per_distinct(raw, "sex", standardize_sex(pl.col("sex")), "_sex")
+    ethnicity_standard = _per_distinct(
+        raw,
+        "ethnicity",
+        pl.when(ethnicity_key == "").then(None).otherwise(
+            ethnicity_key.replace_strict(list(ethnicity), list(ethnicity.values()), default=ethnicity_key)
+        ),
+        "_ethnicity",
+    )
+    relation_standard = _per_distinct(
+        raw,
+        "relation_to_head",
+        relation_key.replace_strict(list(relation), list(relation.values()), default=None, return_dtype=pl.String),
+        "_relation",
+    )
     base = raw.select(
         *carried,
         pl.col("name").alias("name_raw"),
-        standardize_sex(pl.col("sex")).alias("sex"),
+        pl.lit(sex).alias("sex"),
         pl.col("sex").alias("sex_raw"),
-        pl.when(ethnicity_key == "").then(None).otherwise(
-            ethnicity_key.replace_strict(list(ethnicity), list(ethnicity.values()), default=ethnicity_key)
-        ).alias("ethnicity"),
+        pl.lit(ethnicity_standard).alias("ethnicity"),
         pl.col("ethnicity").alias("ethnicity_raw"),
         _trimmed("household_id").alias("household_id"),
-        relation_key.replace_strict(list(relation), list(relation.values()), default=None, return_dtype=pl.String).alias("relation_to_head"),
+        pl.lit(relation_standard).alias("relation_to_head"),
         pl.col("relation_to_head").alias("relation_to_head_raw"),
         _trimmed("house_id").alias("house_id"),
         _trimmed("employer").alias("employer"),
