@@ -332,6 +332,7 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
     this writes the provenance columns and the 1% that changed."""
     from linkage.standardize import (
         combine_standardization_metrics,
+        metric_input_columns,
         standardization_metrics,
         standardize_records,
     )
@@ -349,8 +350,10 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
     )
     del changed_raw
     # Last night's rows that are not reused (gone, or changed since) leave the metrics.
+    previous_columns = _columns(con, "int_persons_standardized")
+    read = ", ".join(f'"{c}"' for c in metric_input_columns() if c in previous_columns)
     gone = con.execute(
-        "select * from int_persons_standardized where record_key not in (select previous_key from std_reused)"
+        f"select {read} from int_persons_standardized where record_key not in (select previous_key from std_reused)"
     ).pl()
     previous_metrics = con.execute("select * from std_metrics").pl() if _table_exists(con, "std_metrics") else None
     metrics = None
@@ -359,9 +362,17 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
             previous_metrics, standardization_metrics(changed), minus=[standardization_metrics(gone)]
         )
     del gone
-    previous_columns = _columns(con, "int_persons_standardized")
-    # source and record_id are the join's own key: equal on both sides.
-    provenance = [c for c in _ROW_PROVENANCE if c in previous_columns and c not in ("record_key", "source", "record_id")]
+    # source and record_id are the join's own key: equal on both sides. department and
+    # source_kind are one per source (the sources file's): rewritten only when that changed.
+    unchanged = {"record_key", "source", "record_id"}
+    per_source = ["department", "source_kind"]
+    if all(c in previous_columns for c in per_source):
+        sources_sql = f"select distinct source, {', '.join(per_source)} from "
+        if con.execute(
+            f"select count(*) from (({sources_sql} raw_records) except ({sources_sql} int_persons_standardized))"
+        ).fetchone()[0] == 0:
+            unchanged |= set(per_source)
+    provenance = [c for c in _ROW_PROVENANCE if c in previous_columns and c not in unchanged]
     assignments = ", ".join(["record_key = u.record_key"] + [f'"{c}" = r."{c}"' for c in provenance])
     con.begin()
     try:

@@ -23,7 +23,7 @@ from linkage.regions import learn_township_codes, normalize_region_code, preferr
 
 __all__ = [
     "standardize_records", "standardization_metrics", "learn_region_context", "RegionContext",
-    "combine_standardization_metrics", "RAW_FIELDS", "RELATIONS",
+    "combine_standardization_metrics", "metric_input_columns", "RAW_FIELDS", "RELATIONS",
 ]
 
 CARRIED = ("record_key", "source", "department", "source_kind", "record_id", "file", "row_number")
@@ -389,6 +389,14 @@ def _metric_specs() -> dict[str, tuple[str, pl.Expr, pl.Expr]]:
         "registered_at": ("registered_at_raw", as_text("registered_at"), lost("registered_at", "registered_at_raw")),
         "updated_at": ("updated_at_raw", as_text("updated_at"), lost("updated_at", "updated_at_raw")),
     }
+
+
+def metric_input_columns() -> list[str]:
+    """The columns of int_persons_standardized that `standardization_metrics` reads."""
+    names: set[str] = set()
+    for raw_column, standard, flagged in _metric_specs().values():
+        names |= {raw_column, *standard.meta.root_names(), *flagged.meta.root_names()}
+    return ["source", *sorted(names)]
 
 
 def standardization_metrics(std: pl.DataFrame) -> pl.DataFrame:

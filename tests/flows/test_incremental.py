@@ -144,3 +144,49 @@ def test_a_large_change_relinks_everything(city: Path, tmp_path: Path, monkeypat
     assert large.refresh == "full"
     assert "new or changed" in large.stages[1].details["why"]
     large.con.close()
+
+
+def run_to_standardize(sources: Path, out: Path, **overrides) -> stages.RunContext:
+    settings = replace(Settings(), show_progress=False, **overrides)
+    ctx = open_run(sources, out, None, settings)
+    stages.ledger_start(ctx)
+    for stage in (stages.ingest, stages.standardize):
+        stages.ledger_record_stage(ctx, stage(ctx))
+    return ctx
+
+
+def test_incremental_night_takes_tonights_provenance_for_unchanged_rows(city: Path, tmp_path: Path) -> None:
+    # The table is changed in place on an incremental night: unchanged rows must still come
+    # out with tonight's keys, load batch and a department renamed in the sources file.
+    work = tmp_path / "city"
+    shutil.copytree(city, work)
+    run_to_standardize(work / "sources.yaml", tmp_path / "incremental").con.close()
+    sources = (work / "sources.yaml").read_text(encoding="utf-8")
+    assert "department: 公安局户政科" in sources
+    (work / "sources.yaml").write_text(sources.replace("department: 公安局户政科", "department: 公安局户籍科"), encoding="utf-8")
+    path = work / SOCIAL_INSURANCE
+    frame = pl.read_parquet(path)
+    # Ten rows fewer at the top: every later row of the extract moves up ten row numbers.
+    frame.slice(10).write_parquet(path)
+
+    night2 = run_to_standardize(work / "sources.yaml", tmp_path / "incremental")
+    assert night2.refresh == "incremental"
+    assert night2.stages[1].details["restandardized"] == 0
+    con = night2.con
+    assert con.execute(
+        "select count(*) from int_persons_standardized s join raw_records r using (record_key) "
+        "where s.source is distinct from r.source or s.record_id is distinct from r.record_id "
+        "or s.row_number is distinct from r.row_number or s.department is distinct from r.department "
+        "or s.load_batch is distinct from r.load_batch or s.file_sha256 is distinct from r.file_sha256"
+    ).fetchone()[0] == 0
+    assert con.execute("select count(*) from int_persons_standardized").fetchone()[0] == con.execute(
+        "select count(*) from raw_records").fetchone()[0]
+    assert con.execute("select count(*) from int_persons_standardized where department = '公安局户籍科'").fetchone()[0] > 0
+
+    full = run_to_standardize(work / "sources.yaml", tmp_path / "full")
+    assert standardized(con).equals(standardized(full.con))
+    assert night2.standardization_metrics.sort("source", "field").equals(
+        full.standardization_metrics.sort("source", "field")
+    )
+    con.close()
+    full.con.close()
