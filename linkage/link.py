@@ -265,9 +265,9 @@ def link_records(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if isinstance(std, str):
-        # An incremental night compares only tonight's pairs: their records' fields are
-        # loaded after blocking, not the whole city's.
-        records = PreparedRecords.from_table(con, std, load_frame=state is None)
+        # The comparison fields are loaded after blocking, whose DuckDB work would otherwise
+        # share memory with them; an incremental night loads only tonight's pairs' records.
+        records = PreparedRecords.from_table(con, std, load_frame=False)
         key_order = records.select("record_key")
     else:
         records = PreparedRecords.from_frame(con, std)
@@ -276,8 +276,10 @@ def link_records(
         con, records, settings.max_block_size, changed_keys=state.changed_keys if state is not None else None
     )
     if records.blocking_ready and not records.in_memory:
-        touched = pl.concat([blocking.pairs["record_key_l"], blocking.pairs["record_key_r"]]).unique()
-        records.load_frame(touched)
+        if state is None:
+            records.load_frame()
+        else:
+            records.load_frame(pl.concat([blocking.pairs["record_key_l"], blocking.pairs["record_key_r"]]).unique())
     timings["block"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
