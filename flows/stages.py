@@ -514,6 +514,9 @@ def link(ctx: RunContext) -> StageResult:
         # Already in record_key order (link_records keeps the standardized order); sorting it
         # again in DuckDB cost ~1 s at a million records.
         ctx.con.execute("create or replace table entity_map as select * from entity_map_frame")
+        # The registry below reads the table just written: the frame's strings cross into
+        # DuckDB once, not twice.
+        ctx.con.unregister("entity_map_frame")
         # Rebuilt by a join, not upserted: a primary-key index over ten million keys must
         # sit in memory, while a join spills. Records not seen tonight keep their row.
         ctx.con.execute(
@@ -526,11 +529,10 @@ def link(ctx: RunContext) -> StageResult:
                 coalesce(registry.first_seen_run, $run_id) as first_seen_run,
                 case when tonight.source is null then registry.last_seen_run else $run_id end as last_seen_run
             from person_registry as registry
-            full outer join entity_map_frame as tonight using (source, record_id)
+            full outer join entity_map as tonight using (source, record_id)
             """,
             {"run_id": ctx.run_id},
         )
-        ctx.con.unregister("entity_map_frame")
         ctx.con.execute(
             """
             create table if not exists person_id_changes (
