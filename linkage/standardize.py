@@ -272,19 +272,31 @@ def _regions(raw: pl.DataFrame, context: RegionContext) -> pl.DataFrame:
 
 
 def standardize_records(
-    raw: pl.DataFrame, *, as_of: date | None = None, context: RegionContext | None = None
+    raw: pl.DataFrame,
+    *,
+    as_of: date | None = None,
+    context: RegionContext | None = None,
+    names: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """raw_records → int_persons_standardized: one row per input row, same order.
 
     `as_of` is the day after which a date is in the future (default: today). `context`:
     the region context learned over the whole batch (`learn_region_context`) when `raw`
-    is only a slice of it; learned from `raw` itself when not given.
+    is only a slice of it; learned from `raw` itself when not given. `names`:
+    `standardize_names` over the whole batch's names, when `raw` is one slice of many (a
+    person's name recurs in every source, so slices share most of their names); names of
+    `raw` it lacks are standardized here.
     """
     as_of = as_of or date.today()
     raw = _with_all_raw_columns(raw)
     if context is None:
         context = learn_region_context(raw)
-    names = standardize_names(raw.get_column("name"))
+    if names is None:
+        names = standardize_names(raw.get_column("name"))
+    else:
+        unknown = raw.select(pl.col("name").alias("name_raw")).join(names, on="name_raw", how="anti")
+        if unknown.height:
+            names = pl.concat([names, standardize_names(unknown.get_column("name_raw"))])
     named = raw.select(pl.col("name").alias("name_raw")).join(names, on="name_raw", how="left", maintain_order="left")
     ids = standardize_id_numbers(raw, "id_number", as_of=as_of)
     birth = parse_date_column(raw.get_column("birth_date"), as_of)

@@ -210,3 +210,19 @@ def test_rows_standardized_one_at_a_time_with_the_batch_context_equal_the_batch(
     # Without the batch's context a lone row cannot learn its township from the others.
     alone = pl.concat([standardize_records(raw.slice(i, 1), as_of=AS_OF) for i in range(raw.height)])
     assert not alone.get_column("residence_region").equals(std.get_column("residence_region"))
+
+
+def test_slices_with_the_batch_names_equal_the_batch(std):
+    from linkage.names import standardize_names
+    from linkage.standardize import learn_region_context
+
+    raw = raw_frame()
+    context = learn_region_context(raw)
+    batch_names = standardize_names(raw.get_column("name"))
+    halves = [raw.slice(0, 3), raw.slice(3)]
+    with_names = [standardize_records(part, as_of=AS_OF, context=context, names=batch_names) for part in halves]
+    assert pl.concat(with_names).equals(std)
+    # Names the given table lacks are standardized on the spot, not left empty.
+    first_only = standardize_names(raw.slice(0, 1).get_column("name"))
+    assert first_only.height < batch_names.height
+    assert standardize_records(raw, as_of=AS_OF, context=context, names=first_only).equals(std)
