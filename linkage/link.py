@@ -174,7 +174,7 @@ def compare_in_chunks(
     records: pl.DataFrame | PreparedRecords,
     comparisons: tuple[Comparison, ...],
     tf_tables: dict[str, pl.DataFrame],
-    chunk_size: int = 500_000,
+    chunk_size: int = 250_000,
 ) -> ComparedPairs:
     """Comparison vectors, rules and term-frequency adjustments, a chunk of pairs at a time.
 

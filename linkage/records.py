@@ -105,33 +105,35 @@ class PreparedRecords:
         return records
 
     def load_frame(self, keys: pl.Series | None = None) -> None:
-        """The comparison fields of every record, or only of ``keys``, into ``frame``."""
+        """The comparison fields of every record, or only of ``keys``, into ``frame``.
+
+        The frame stays in the order DuckDB scanned it; ``_order`` sorts it by record_key
+        (a sorted copy would be another ~250 MB at a million records).
+        """
         if self.std_relation is None:
             raise ValueError("no frame past IN_MEMORY_MAX_RECORDS: the table holds every field")
-        if keys is None:
-            # Prepared a batch at a time from one scan: the standardized batch and its
-            # preparation live only while that batch is prepared (peak 2.7 -> 2.1 GB at 1M).
-            parts = []
-            reader = self.con.execute(f"select * from {LINK_STD}").to_arrow_reader(PREPARE_CHUNK_ROWS)
-            for batch in reader:
-                parts.append(prepare_link_records(pl.from_arrow(batch)).select(FRAME_COLUMNS))
-            if not parts:
-                parts.append(prepare_link_records(self.con.execute(f"select * from {LINK_STD}").pl()).select(FRAME_COLUMNS))
-            self.frame = pl.concat(parts).sort("record_key").rechunk()
-            self.frame_complete = True
-            self._keys = self.frame["record_key"].to_numpy()
-            return
-        else:
+        query = f"select * from {LINK_STD}"
+        if keys is not None:
             self.con.register("__renhu_frame_keys", pl.DataFrame({"record_key": keys.cast(pl.Int64)}))
-            try:
-                std = self.con.execute(
-                    f"select * from {LINK_STD} where record_key in (select record_key from __renhu_frame_keys)"
-                ).pl()
-            finally:
+            query = f"select * from {LINK_STD} where record_key in (select record_key from __renhu_frame_keys)"
+        try:
+            # Prepared a batch at a time from one scan: the standardized batch and its
+            # preparation live only while that batch is prepared (1M: peak 2.7 -> 2.1 GB).
+            parts = [
+                prepare_link_records(pl.from_arrow(batch)).select(FRAME_COLUMNS)
+                for batch in self.con.execute(query).to_arrow_reader(PREPARE_CHUNK_ROWS)
+            ]
+        finally:
+            if keys is not None:
                 self.con.unregister("__renhu_frame_keys")
-        self.frame = prepare_link_records(std).sort("record_key").select(FRAME_COLUMNS).rechunk()
+        if not parts:
+            parts = [prepare_link_records(with_std_columns(pl.DataFrame({"record_key": []}))).select(FRAME_COLUMNS)]
+        # One contiguous frame: a gather from a chunked one is several times slower.
+        self.frame = pl.concat(parts, rechunk=True)
         self.frame_complete = keys is None
-        self._keys = self.frame["record_key"].to_numpy()
+        frame_keys = self.frame["record_key"].to_numpy()
+        self._order = np.argsort(frame_keys, kind="stable")
+        self._keys = frame_keys[self._order]
 
     @classmethod
     def from_frame(cls, con: duckdb.DuckDBPyConnection, std: pl.DataFrame, in_memory: bool = True) -> PreparedRecords:
@@ -189,7 +191,7 @@ class PreparedRecords:
     def select(self, *columns: str) -> pl.DataFrame:
         """These columns of every record, in record_key order."""
         if self.frame is not None and self.frame_complete:
-            return self.frame.select(columns)
+            return self.frame.select(pl.col(list(columns)).gather(self._order))
         listed = ", ".join(_quoted(c) for c in columns)
         return self.con.execute(f"select {listed} from {self.table} order by record_key").pl()
 
@@ -223,7 +225,8 @@ class PreparedRecords:
         found[inside] = self._keys[at[inside]] == keys[inside]
         if not self.frame_complete and not found.all():
             raise ValueError("a pair's record is not in the loaded frame")
-        positions = pl.Series(np.where(found, at, 0), dtype=pl.UInt32)
+        rows = self._order[np.where(found, at, 0)] if len(self._order) else np.zeros(len(keys), dtype=np.int64)
+        positions = pl.Series(rows, dtype=pl.UInt32)
         if found.all():
             return positions
         return pl.select(pl.when(pl.Series(found)).then(positions)).to_series()
