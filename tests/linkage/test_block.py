@@ -125,3 +125,27 @@ def test_changed_records_get_exactly_the_full_passes_pairs_that_touch_them():
     touching = full.filter(pl.col("record_key_l").is_in(changed.to_list()) | pl.col("record_key_r").is_in(changed.to_list()))
     assert only.equals(touching)
     assert len(only) > 0 and len(only) < len(full)
+
+
+def test_changed_records_of_a_city_get_the_full_passes_pairs_that_touch_them():
+    # Every pass over a small city with slips, at a cap tight enough that popular names
+    # (and the name pass's tenth of it) cap blocks: tonight's pairs for 10% changed records
+    # equal the full night's pairs that touch them, pass bits included.
+    import numpy as np
+
+    from linkage.standardize import standardize_records
+    from tests.linkage.test_link import background, raw_frame
+
+    records = prepare_link_records(standardize_records(raw_frame(background(400, seed=11))))
+    full = run_blocking(duckdb.connect(), records, max_block_size=4)
+    keys = records["record_key"].to_numpy()
+    changed = pl.Series(np.random.default_rng(5).choice(keys, size=len(keys) // 10, replace=False), dtype=pl.Int64)
+    only = run_blocking(duckdb.connect(), records, max_block_size=4, changed_keys=changed)
+    touching = full.pairs.filter(pl.col("record_key_l").is_in(changed.implode()) | pl.col("record_key_r").is_in(changed.implode()))
+    assert only.pairs.equals(touching)
+    assert any(r["capped_blocks"] for r in full.report)
+    reached = {name for mask in only.pairs["passes"].to_list() for name in pass_names(mask)}
+    assert {"id_number", "name_pinyin_birth", "surname_birth_region", "name_pinyin"} <= reached
+    # A record's own blocks are sized over all their members: a capped block stays capped.
+    for mine, theirs in zip(only.report, full.report, strict=True):
+        assert mine["largest_block"] <= theirs["largest_block"]
