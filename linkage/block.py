@@ -1,7 +1,8 @@
-"""Blocking: candidate pairs from several passes, each one SQL file run in DuckDB.
+"""Blocking: candidate pairs from several passes, run in DuckDB.
 
-A pass keys each record (identity number, name pinyin + birth date, ...) and pairs the
-records sharing a key. No pass alone reaches every true pair; their union does, and
+A pass keys each record (identity number, name pinyin + birth date, ...: one SQL file,
+``int_block_keys_<pass>.sql``, per pass) and pairs the records sharing a key (one SQL
+template for every pass, :func:`pass_sql`). No pass alone reaches every true pair; their union does, and
 still compares a tiny share of all pairs. A block larger than ``max_block_size`` (a
 shared office phone, a placeholder id 000000...) is skipped by that pass and reported:
 one such block of 50 000 records would otherwise make 1.25e9 pairs.

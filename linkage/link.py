@@ -248,8 +248,8 @@ def link_records(
     """Link every standardized record to a person.
 
     ``std``: the standardized records, as a frame or as the name of a table of ``con``
-    (the flow's ``int_persons_standardized``, read a key range at a time: the records
-    live in a DuckDB temp table, not in polars).
+    (the flow's ``int_persons_standardized``: blocking and clustering fields are derived
+    in DuckDB, only the comparison fields come to polars; see `linkage.records`).
 
     ``previous``: last night's person_registry (source, record_id, person_id), or None.
     ``labels``: optional labelled pairs (record_key_l, record_key_r, is_match); when given,

@@ -1,11 +1,13 @@
 """The prepared link records, kept where each step reads them fastest.
 
 Linkage reads every record several times (blocking, the comparison of each candidate
-pair, u from random pairs, clustering). Blocking is SQL, so the fields it keys on sit
-in a DuckDB temp table. Comparison needs both sides' strings for every pair: up to
-``IN_MEMORY_MAX_RECORDS`` records, the fields it reads stay in one polars frame sorted
-by record_key, and a pair frame is two gathers by position (a 500 000-pair chunk in
-~0.15 s, against ~0.85 s for DuckDB's join and its hand-over to polars). Past that,
+pair, u from random pairs, clustering). Blocking is SQL, so the fields it keys on (and
+those clustering reads) are derived in DuckDB into a temp table (int_link_records.sql),
+never crossing to polars. Comparison needs both sides' strings for every pair: up to
+``IN_MEMORY_MAX_RECORDS`` records, the fields it reads are prepared once into one
+polars frame, and a pair frame is two gathers by position (a 500 000-pair chunk in
+~0.15 s, against ~0.85 s for DuckDB's join and its hand-over to polars); an
+incremental night loads only the records of tonight's pairs. Past that,
 at ten million records, such a frame would take gigabytes: every field then lives in
 the DuckDB temp table (spilled to disk past DuckDB's memory limit), and each step asks
 for the columns or the pairs' rows it reads.
