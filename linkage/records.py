@@ -160,7 +160,7 @@ class PreparedRecords:
         con: duckdb.DuckDBPyConnection,
         table: str,
         chunk_rows: int = PREPARE_CHUNK_ROWS,
-        max_in_memory: int = IN_MEMORY_MAX_RECORDS,
+        max_in_memory: int | None = None,
         load_frame: bool = True,
     ) -> PreparedRecords:
         """From a standardized table of ``con``. ``load_frame`` false: the frame is left for
@@ -169,7 +169,7 @@ class PreparedRecords:
         select = ", ".join(_quoted(c) for c in LINK_COLUMNS if c in present)
         rows, low, high = con.execute(f"select count(*), min(record_key), max(record_key) from {table}").fetchone()
         con.execute(f"drop table if exists {PREPARED_RECORDS}")
-        if rows <= max_in_memory:
+        if rows <= (IN_MEMORY_MAX_RECORDS if max_in_memory is None else max_in_memory):
             records = cls._from_std(con, table)
             if load_frame:
                 records.load_frame()

@@ -137,3 +137,28 @@ def test_pairs_compared_by_key_blocks_equal_the_polars_path(std: pl.DataFrame, m
     assert (blocked.gammas == expected.gammas).all()
     assert (blocked.rule == expected.rule).all()
     assert (blocked.tf_adjustment == expected.tf_adjustment).all()
+
+
+def test_linking_past_the_in_memory_limit_equals_linking_in_memory(std: pl.DataFrame, monkeypatch) -> None:
+    # A city too large for the polars frame (10M records) keeps every field in DuckDB and
+    # compares by DuckDB joins: same persons and pairs, on a full and an incremental night.
+    from linkage import records as records_module
+    from linkage.link import LinkState
+
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    in_memory = link_records(con, "int_persons_standardized", None)
+    monkeypatch.setattr(records_module, "IN_MEMORY_MAX_RECORDS", 0)
+    in_duckdb = link_records(con, "int_persons_standardized", None)
+    assert in_duckdb.entity_map.equals(in_memory.entity_map)
+    assert in_duckdb.pairs.equals(in_memory.pairs)
+    changed = std["record_key"].sort().gather(list(range(0, std.height, 7)))
+    kept = in_memory.pairs.filter(~pl.col("record_key_l").is_in(changed.implode()) & ~pl.col("record_key_r").is_in(changed.implode()))
+    state = LinkState(model=in_memory.model, tf_tables=in_memory.tf_tables, pairs=kept, changed_keys=changed)
+    again_duckdb = link_records(con, "int_persons_standardized", None, state=state)
+    monkeypatch.setattr(records_module, "IN_MEMORY_MAX_RECORDS", 3_000_000)
+    again_memory = link_records(con, "int_persons_standardized", None, state=state)
+    assert again_duckdb.pairs.equals(again_memory.pairs)
+    assert again_duckdb.entity_map.equals(again_memory.entity_map)
+    assert again_memory.pairs.equals(in_memory.pairs)
