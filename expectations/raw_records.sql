@@ -33,6 +33,40 @@ with accepted as (
     from raw_records
 ),
 
+-- Most dates come as 1990-01-02 or 2026-11-20 08:00:00: those are judged per row by a
+-- cast (a valid date and time in that exact form parses in every reading below; casts
+-- cost a fraction of strptime or the regexes). The character tests come first and are
+-- cheap, so only rows of that shape are cast; a quarantined row has no dates to judge.
+iso_dates as (
+    select
+        *,
+        case when length(birth_date) in (10, 19) and birth_date[5] = '-' and birth_date[8] = '-'
+                and birth_date[1] between '0' and '9' and birth_date[10] between '0' and '9'
+            then try_cast(left(birth_date, 10) as date) is not null
+                and (length(birth_date) = 10 or birth_date[11] = ' '
+                    and birth_date[12] between '0' and '9' and birth_date[19] between '0' and '9'
+                    and try_cast(substr(birth_date, 12) as time) is not null)
+            else false
+        end as birth_date_iso,
+        case when length(registered_at) in (10, 19) and registered_at[5] = '-' and registered_at[8] = '-'
+                and registered_at[1] between '0' and '9' and registered_at[10] between '0' and '9'
+            then try_cast(left(registered_at, 10) as date) is not null
+                and (length(registered_at) = 10 or registered_at[11] = ' '
+                    and registered_at[12] between '0' and '9' and registered_at[19] between '0' and '9'
+                    and try_cast(substr(registered_at, 12) as time) is not null)
+            else false
+        end as registered_at_iso,
+        case when length(updated_at) in (10, 19) and updated_at[5] = '-' and updated_at[8] = '-'
+                and updated_at[1] between '0' and '9' and updated_at[10] between '0' and '9'
+            then try_cast(left(updated_at, 10) as date) is not null
+                and (length(updated_at) = 10 or updated_at[11] = ' '
+                    and updated_at[12] between '0' and '9' and updated_at[19] between '0' and '9'
+                    and try_cast(substr(updated_at, 12) as time) is not null)
+            else false
+        end as updated_at_iso
+    from accepted
+),
+
 rejected as (
     select
         source,
@@ -57,20 +91,29 @@ rejected as (
         false as has_house_id,
         false as has_employer,
         false as has_registered_at,
-        false as has_updated_at
+        false as has_updated_at,
+        false as birth_date_iso,
+        false as registered_at_iso,
+        false as updated_at_iso
     from quarantine
 ),
 
 extract_rows as (
-    select * from accepted
+    select * from iso_dates
     union all
     select * from rejected
 ),
 
--- Rows in: tonight's ledger figure when ingest wrote one, else what the tables hold; and
--- the latest earlier night's.
+-- Rows in: tonight's ledger figure when ingest wrote one, else what the tables hold (two
+-- counts: the rows themselves are read once, below); and the latest earlier night's.
 source_rows as (
-    select source, count(*) as rows_in from extract_rows group by source
+    select source, sum(rows_in) as rows_in
+    from (
+        select source, count(*) as rows_in from raw_records group by source
+        union all
+        select source, count(*) from quarantine group by source
+    )
+    group by source
 ),
 
 ledger_tonight as (
@@ -91,31 +134,6 @@ nights as (
     from source_rows
     left join ledger_tonight on ledger_tonight.source = source_rows.source
     left join ledger_before on ledger_before.source = source_rows.source
-),
-
--- Most dates come as 1990-01-02 or 2026-11-20 08:00:00: those are judged per row by a
--- cast (a valid date and time in that exact form parses in every reading below; casts
--- cost a fraction of strptime or the regexes).
-iso_dates as (
-    select
-        * exclude (iso),
-        iso[1] as birth_date_iso,
-        iso[2] as registered_at_iso,
-        iso[3] as updated_at_iso
-    from (
-        select
-            *,
-            -- One test for the three date columns, applied to each.
-            list_transform([birth_date, registered_at, updated_at], d ->
-                substr(d, 1, 1) between '0' and '9' and substr(d, 10, 1) between '0' and '9'
-                and substr(d, 5, 1) = '-' and substr(d, 8, 1) = '-'
-                and try_cast(left(d, 10) as date) is not null
-                and (length(d) = 10 or length(d) = 19 and substr(d, 11, 1) = ' '
-                    and substr(d, 12, 1) between '0' and '9' and substr(d, 19, 1) between '0' and '9'
-                    and try_cast(substr(d, 12) as time) is not null)
-            ) as iso
-        from extract_rows
-    )
 ),
 
 -- The other dates are judged once per distinct value, in the forms linkage/dates.py reads:
@@ -196,7 +214,7 @@ masked as (
                 id_number, '\p{Han}', '字', 'g'), '[0-9]', '9', 'g'), '[０-９]', '９', 'g'),
                 '[^9９Xx字\s\p{P}\p{S}]', 'A', 'g'), 40)
         end as id_number_shape
-    from iso_dates
+    from extract_rows
 ),
 
 shaped as (
