@@ -58,7 +58,7 @@ labelled as (
 
 select
     source,
-    case when regexp_matches(record_id, '[0-9]{15}')
+    case when length(record_id) >= 15 and regexp_matches(record_id, '[0-9]{15}')
         then regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g')
             || '#' || left(md5($mask_salt || record_id), 8)
         else record_id

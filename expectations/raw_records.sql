@@ -195,7 +195,7 @@ masked as (
         -- random value of this validation run that is never stored: an unsalted digest of
         -- an id whose first 6 and last 4 characters are shown is reversed by trying the
         -- few million birth dates and sequence numbers in between.
-        case when regexp_matches(record_id, '[0-9]{15}')
+        case when length(record_id) >= 15 and regexp_matches(record_id, '[0-9]{15}')
             then regexp_replace(record_id, '([0-9]{6})[0-9]{5,}([0-9]{3}[0-9Xx])', '\1********\2', 'g')
                  || '#' || left(md5($mask_salt || record_id), 8)
             else record_id
