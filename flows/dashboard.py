@@ -12,6 +12,7 @@ counts before anything is rendered, so no identity number or name can leak.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -268,6 +269,22 @@ def _fmt_size(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
+def warm_up() -> None:
+    """Do the first-call work of a dashboard ahead of it: compile the page templates, read
+    plotly's bundle, and let plotly import the figure classes and build its templates.
+
+    The publish stage runs this in a thread while DuckDB and the report writers work: on
+    the first page of a process this work took 0.25 s of the page's 0.40 s (the page itself
+    0.15 s). It writes nothing and changes no page.
+    """
+    environment = _environment()
+    for template in ("run.html.j2", "history.html.j2"):
+        environment.get_template(template)
+    _plotly_js()
+    for trace in (go.Bar(x=["a"], y=[1]), go.Heatmap(z=[[1]]), go.Scatter(x=[1], y=[1])):
+        _figure_html(_layout(go.Figure(trace), height=100), "warm-up")
+
+
 # ---------------------------------------------------------------- charts
 
 
@@ -503,6 +520,7 @@ def _linkage_figures(metrics: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+@functools.cache
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -513,6 +531,7 @@ def _environment() -> Environment:
     return env
 
 
+@functools.cache
 def _plotly_js() -> Markup:
     # The bundle is inlined in a <script> block, which any "</script" inside it would close;
     # "<\/script" means the same inside a JS string or regex.

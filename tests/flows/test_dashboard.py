@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import polars as pl
 import pytest
 
-from flows.dashboard import load_history, night_of, write_history, write_run_dashboard
+from flows.dashboard import load_history, night_of, warm_up, write_history, write_run_dashboard
 
 # Planted in row-level files; none may appear on a page.
 PLANTED_IDS = ("330602199003071234", "33060219850101123X", "330621201205054321")
@@ -308,6 +308,18 @@ def test_run_dashboard_without_metrics_is_an_error(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- history
+
+
+def test_warming_up_writes_nothing_and_changes_no_page(sample_run: Path) -> None:
+    # publish runs warm_up in a thread before the page is written: the page and the history
+    # written after it are the ones written before it, byte for byte, and nothing is added.
+    run_page = write_run_dashboard(sample_run).read_bytes()
+    history_page = write_history(sample_run.parent.parent).read_bytes()
+    files = sorted(p for p in sample_run.parent.parent.rglob("*"))
+    warm_up()
+    assert sorted(p for p in sample_run.parent.parent.rglob("*")) == files
+    assert write_run_dashboard(sample_run).read_bytes() == run_page
+    assert write_history(sample_run.parent.parent).read_bytes() == history_page
 
 
 def test_night_of_a_run_is_the_evening_it_started_in_china_time() -> None:
