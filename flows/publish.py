@@ -141,14 +141,14 @@ def publish(ctx: RunContext) -> tuple[Path, StageResult]:
         (staging / "linkage_model.json").write_text(
             json.dumps(ctx.linkage.model, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
         )
-    write_reports(ctx, staging / "reports")
+    known_rows = write_reports(ctx, staging / "reports")
     result = StageResult("publish", time.perf_counter() - started, entity_rows, entity_rows)
     ctx.stages.append(result)
     finished_at = dt.datetime.now(dt.UTC)
     metrics = build_metrics(ctx, finished_at)
     (staging / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     warm_up.join()
-    write_dashboard_and_manifest(ctx, staging, metrics, finished_at)
+    write_dashboard_and_manifest(ctx, staging, metrics, finished_at, known_rows)
     result.seconds = time.perf_counter() - started
     run_dir = ctx.run_dir
     if run_dir.exists():
@@ -168,9 +168,18 @@ def _warm_up_dashboard() -> None:
         pass
 
 
-def write_reports(ctx: RunContext, reports_dir: Path) -> None:
-    from flows.reports import department_folder, write_department_reports
+def write_reports(ctx: RunContext, reports_dir: Path) -> dict[str, int]:
+    """Write every department's report; return the data rows of each CSV written, by path
+    relative to the run folder (the manifest lists them without counting them again)."""
+    from flows.reports import csv_rows, department_folder, write_department_reports
     from linkage.reports import iter_reports, report_inputs_from_duckdb
+
+    rows: dict[str, int] = {}
+
+    def counted(reports):
+        for report in reports:
+            rows.update({f"{reports_dir.name}/{path}": n for path, n in csv_rows(report).items()})
+            yield report
 
     # Every department in the sources file gets a folder, even with nothing to correct.
     for source in ctx.config.sources:
@@ -178,10 +187,13 @@ def write_reports(ctx: RunContext, reports_dir: Path) -> None:
     # DuckDB reduces the city to the rows the reports show (a few per cent of the records),
     # and the reports are built and written one department at a time: loading every
     # record's shown columns into polars set the stage's time and its peak.
-    write_department_reports(reports_dir, iter_reports(report_inputs_from_duckdb(ctx.con)))
+    write_department_reports(reports_dir, counted(iter_reports(report_inputs_from_duckdb(ctx.con))))
+    return rows
 
 
-def write_dashboard_and_manifest(ctx: RunContext, staging: Path, metrics: dict, finished_at: dt.datetime) -> None:
+def write_dashboard_and_manifest(
+    ctx: RunContext, staging: Path, metrics: dict, finished_at: dt.datetime, known_rows: dict[str, int] | None = None
+) -> None:
     from flows.dashboard import write_run_dashboard
     from flows.manifest import write_manifest
 
@@ -200,6 +212,7 @@ def write_dashboard_and_manifest(ctx: RunContext, staging: Path, metrics: dict, 
         ],
         stage_counts=[s.ledger_entry() for s in ctx.stages],
         validation=metrics.get("validation", {}),
+        known_rows=known_rows,
     )
 
 

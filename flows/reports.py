@@ -293,6 +293,21 @@ def _write_workbook(path: Path, report: DepartmentReport, escaped: list[pl.DataF
         workbook.close()
 
 
+def sheet_csv_name(number: int, key: str) -> str:
+    """The CSV file of a report's sheet ``number`` (1-based, in sheet order): ``01_summary.csv``."""
+    return f"{number:02d}_{key}.csv"
+
+
+def csv_rows(report: DepartmentReport) -> dict[str, int]:
+    """Data rows of each CSV ``write_department_report`` writes for ``report``, by path
+    relative to the reports folder (/-separated): one line per row of the sheet."""
+    folder = department_folder(report.department)
+    return {
+        f"{folder}/{sheet_csv_name(number, sheet.key)}": sheet.frame.height
+        for number, sheet in enumerate(report.sheets, start=1)
+    }
+
+
 def write_department_report(reports_dir: Path, report: DepartmentReport) -> list[Path]:
     """Write one department's workbook and CSVs; return the paths written."""
     folder = Path(reports_dir) / department_folder(report.department)
@@ -303,7 +318,7 @@ def write_department_report(reports_dir: Path, report: DepartmentReport) -> list
     _write_workbook(workbook, report, escaped)
     written = [workbook]
     for number, (sheet, frame) in enumerate(zip(report.sheets, escaped, strict=True), start=1):
-        path = folder / f"{number:02d}_{sheet.key}.csv"
+        path = folder / sheet_csv_name(number, sheet.key)
         _write_csv(path, sheet.frame, frame)
         written.append(path)
     return written

@@ -311,3 +311,25 @@ def test_csv_rows_of_random_texts(tmp_path: Path) -> None:
         path.write_bytes(text.encode("utf-8"))
         expected = sum(1 for row in csv.reader(io.StringIO(text, newline="")) if row)
         assert count_rows(path) == max(expected - 1, 0), repr(text)
+
+
+def test_known_rows_are_listed_without_counting_and_others_are_counted(tmp_path: Path) -> None:
+    # A writer's own count is taken as it is (here deliberately not the file's, to show it is
+    # not recounted); files without one are counted.
+    run_dir = make_run(tmp_path)
+    write_manifest(
+        run_dir,
+        run_id=RUN_ID,
+        started_at=datetime(2026, 11, 23, 2, 0, tzinfo=UTC),
+        finished_at=datetime(2026, 11, 23, 2, 7, 30, tzinfo=UTC),
+        sources_file=tmp_path / "sources.yaml",
+        lock_file=None,
+        input_files=[],
+        stage_counts=[],
+        validation=None,
+        known_rows={"reports/公安局户政科/人户分离.csv": 41},
+    )
+    files = {f["path"]: f for f in json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["published_files"]}
+    assert files["reports/公安局户政科/人户分离.csv"]["rows"] == 41
+    assert files["share_rates.csv"]["rows"] == 2
+    assert files["entity_map.parquet"]["rows"] == 5

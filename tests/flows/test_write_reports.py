@@ -383,3 +383,37 @@ def test_a_text_past_excels_cell_limit_is_cut_in_the_workbook_only(tmp_path: Pat
     with (tmp_path / "部门" / "01_x.csv").open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[1][0] == "'" + long and len(written) == 2
+
+
+def test_csv_rows_are_the_rows_the_manifest_would_count(tmp_path: Path) -> None:
+    # publish hands csv_rows to the manifest instead of counting the CSVs again: on the city's
+    # reports and on awkward sheets (line breaks inside cells, a row with no cell, a
+    # one-column sheet of empty texts, an empty sheet) they must be what count_rows reads.
+    from flows.manifest import count_rows
+    from flows.reports import csv_rows, write_department_report
+    from linkage.reports import DepartmentReport, ReportSheet
+
+    std, entity_map = city()
+    findings = find_household_findings(std, entity_map, as_of=date(2026, 11, 23))
+    reports = list(build_department_reports(std, entity_map, findings).values())
+    awkward = awkward_frame()
+    reports.append(
+        DepartmentReport(
+            "怪/部门",
+            ("src",),
+            (
+                ReportSheet("awkward", "怪", awkward),
+                ReportSheet("one_column", "单列", pl.DataFrame({"值": ["", None, "a\nb", "=1"]})),
+                ReportSheet("empty", "空", awkward.head(0)),
+            ),
+        )
+    )
+    known: dict[str, int] = {}
+    written: list[Path] = []
+    for report in reports:
+        known.update(csv_rows(report))
+        written += [p for p in write_department_report(tmp_path, report) if p.suffix == ".csv"]
+    assert sorted(known) == sorted(p.relative_to(tmp_path).as_posix() for p in written)
+    assert {path: count_rows(tmp_path / path) for path in known} == known
+    assert known["怪_部门/01_awkward.csv"] == awkward.height
+    assert sum(known.values()) > 50
