@@ -1119,31 +1119,41 @@ class _DuckDBRecords:
                     partition by person_id order by fresh desc nulls last, source, record_id
                 ) = 1
             """,
-            # Each person's freshest residence evidence: the township they live in.
+            # Each person's freshest residence evidence: the township they live in (only people
+            # with a register township can be split).
             "__renhu_freshest": f"""
-                select person_id, res_town as live_town from ({self._evidence()})
+                select person_id, res_town as live_town from ({self._evidence()}) e
+                semi join __renhu_hukou_of using (person_id)
                 qualify row_number() over (
                     partition by person_id order by fresh desc nulls last, kind_priority, source, record_id
                 ) = 1
+            """,
+            # Registered in one township, living in another. Someone registered in two
+            # households (一人多户) living at either is not split. A register township equal to
+            # the live one is such a record itself: that test first, so the register is searched
+            # for the few people left.
+            "__renhu_elsewhere": f"""
+                select h.*, f.live_town
+                from __renhu_hukou_of h
+                join __renhu_freshest f using (person_id)
+                where h.hukou_town <> f.live_town
+                and not exists (
+                    select 1 from {self.table} t
+                    where t.source_kind = 'hukou' and t.person_id = h.person_id and t.hukou_town = f.live_town
+                )
             """,
             # Since when the records at that township place them there.
             "__renhu_since": f"""
                 select e.person_id, min(e.registered_at) as since, max(e.fresh) as seen
                 from ({self._evidence()}) e
-                join __renhu_freshest f on e.person_id = f.person_id and e.res_town = f.live_town
+                join __renhu_elsewhere f on e.person_id = f.person_id and e.res_town = f.live_town
                 group by e.person_id
             """,
-            "__renhu_split": f"""
-                select h.*, f.live_town, s.since, s.seen
-                from __renhu_hukou_of h
-                join __renhu_freshest f using (person_id)
+            "__renhu_split": """
+                select h.*, s.since, s.seen
+                from __renhu_elsewhere h
                 left join __renhu_since s using (person_id)
-                -- Someone registered in two households (一人多户) living at either is not split.
-                where not exists (
-                    select 1 from {self.table} t
-                    where t.source_kind = 'hukou' and t.person_id = h.person_id and t.hukou_town = f.live_town
-                )
-                and (s.since is null or s.since <= $cutoff)
+                where (s.since is null or s.since <= $cutoff)
             """,
         }
         try:

@@ -692,3 +692,20 @@ def test_on_records_standardized_by_the_real_stage() -> None:
     assert by_kind(findings, "unregistered_resident") == {("PT", "rental", "T1")}
     # the couple's relations were understood (户主/妻): no sanity finding
     assert set(findings.get_column("kind")) == {"hukou_residence_split", "unregistered_resident"}
+
+
+def test_registered_in_two_households_and_living_at_the_other_is_not_split() -> None:
+    # PB's freshest register record is at HOME; PB lives at ELSEWHERE, where a second,
+    # older register record of PB sits (一人多户): not 人户分离. Without that record PB is split.
+    living_elsewhere = rec(
+        "residence_reg", "r9", "PB", residence_township=ELSEWHERE,
+        registered_at=date(2020, 1, 1), updated_at=date(2020, 1, 1),
+    )
+    second_register = rec(
+        "police_hukou", "h9", "PB", name="李秀英", sex="F", birth_date=date(1982, 5, 2),
+        household_id="H042", relation_to_head="head", hukou_township=ELSEWHERE,
+        updated_at=date(2001, 1, 1),
+    )
+    rows = clean_rows() + [living_elsewhere]
+    assert ("PB", "residence_reg", "r9") in by_kind(findings_of(rows), "hukou_residence_split")
+    assert by_kind(findings_of(rows + [second_register]), "hukou_residence_split") == set()
