@@ -478,8 +478,11 @@ _HUKOU_OF = """
     where source_kind = 'hukou' and person_id is not null and hukou_town is not null
     qualify row_number() over (partition by person_id order by fresh desc nulls last, source, record_id) = 1
 """
+# Only people with a register township are counted, so only theirs is picked (a window over
+# every resident's evidence cost twice as much).
 _LIVES_IN = """
     select person_id, res_town as live_town from {view}
+    semi join __renhu_hukou_of using (person_id)
     where source_kind <> 'hukou' and person_id is not null and res_town is not null
     qualify row_number() over (
         partition by person_id order by fresh desc nulls last, kind_priority, source, record_id
