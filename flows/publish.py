@@ -12,7 +12,10 @@ import json
 import os
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import duckdb
 
 from flows import __version__
 from flows.stages import RunContext, StageResult
@@ -88,10 +91,27 @@ def build_metrics(ctx: RunContext, finished_at: dt.datetime) -> dict:
     return metrics
 
 
-def _write_frame_parquet(ctx: RunContext, query: str, path: Path) -> int:
-    frame = ctx.con.execute(query).pl()
+def _write_frame_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> int:
+    frame = con.execute(query).pl()
     frame.write_parquet(path)
     return frame.height
+
+
+def _write_table_files(con: duckdb.DuckDBPyConnection, staging: Path) -> int:
+    """entity_map, quarantine and household_findings as parquet; returns entity_map's rows.
+
+    ``con``: a cursor of its own, as this runs in a thread beside the reports.
+    """
+    entity_rows = _write_frame_parquet(
+        con, "select source, record_id, person_id from entity_map order by source, record_id", staging / "entity_map.parquet"
+    )
+    _write_frame_parquet(
+        con,
+        "select source, file, row_number, record_id, reason, reason_code from quarantine order by source, file, row_number",
+        staging / "quarantine.parquet",
+    )
+    _write_frame_parquet(con, "select * from household_findings", staging / "household_findings.parquet")
+    return entity_rows
 
 
 def point_latest(out_dir: Path, run_dir: Path) -> None:
@@ -124,15 +144,6 @@ def publish(ctx: RunContext) -> tuple[Path, StageResult]:
     warm_up.start()
     staging = ctx.staging_dir
     staging.mkdir(parents=True, exist_ok=True)
-    entity_rows = _write_frame_parquet(
-        ctx, "select source, record_id, person_id from entity_map order by source, record_id", staging / "entity_map.parquet"
-    )
-    _write_frame_parquet(
-        ctx,
-        "select source, file, row_number, record_id, reason, reason_code from quarantine order by source, file, row_number",
-        staging / "quarantine.parquet",
-    )
-    _write_frame_parquet(ctx, "select * from household_findings", staging / "household_findings.parquet")
     share_rates = ctx.con.execute(
         "select source, records, persons, shared_persons, share_rate from share_rates order by source"
     ).pl()
@@ -141,7 +152,18 @@ def publish(ctx: RunContext) -> tuple[Path, StageResult]:
         (staging / "linkage_model.json").write_text(
             json.dumps(ctx.linkage.model, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
         )
-    known_rows = write_reports(ctx, staging / "reports")
+    # The three tables' parquet files are sorted and written on a cursor of their own while the
+    # reports are built and written: those leave a core idle part of the time (the stage used
+    # 1.4 cores of 2 at a million records).
+    cursor = ctx.con.cursor()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-tables") as pool:
+        tables = pool.submit(_write_table_files, cursor, staging)
+        try:
+            known_rows = write_reports(ctx, staging / "reports")
+        finally:
+            # Waited for even when the reports fail, so nothing writes into the folder after.
+            entity_rows = tables.result()
+            cursor.close()
     result = StageResult("publish", time.perf_counter() - started, entity_rows, entity_rows)
     ctx.stages.append(result)
     finished_at = dt.datetime.now(dt.UTC)
