@@ -387,10 +387,7 @@ def run_blocking(
                 f"select record_key_l, record_key_r, bit_or(pass_bit) as passes from ({parts}) "
                 "group by record_key_l, record_key_r"
             )
-        pairs = con.execute(
-            f"select record_key_l, record_key_r, cast(passes as integer) as passes from ({union_sql}) "
-            "order by record_key_l, record_key_r"
-        ).pl()
+        pairs = _union_pairs(con, union_sql, [bp.table for bp in passes], sum(r["pairs"] for r in report))
     finally:
         for bp in passes:
             con.execute(f"drop view if exists {bp.table}")
@@ -401,6 +398,34 @@ def run_blocking(
             con.execute(f"drop view if exists {LINK_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_RECORDS}")
     return BlockingResult(pairs=pairs, report=report)
+
+
+# Pass pairs one grouping of the union takes at most: at 10M records the passes find 112M
+# pairs, and one group-by over them all ran DuckDB out of its 1 GB inside the flow.
+UNION_PART_PAIRS = 20_000_000
+
+
+def _union_pairs(
+    con: duckdb.DuckDBPyConnection, union_sql: str, pass_tables: list[str], pass_pairs: int
+) -> pl.DataFrame:
+    """The passes' pairs without doubles, in (record_key_l, record_key_r) order; over
+    ``UNION_PART_PAIRS`` pass pairs, grouped a range of left keys at a time (the filter on
+    a grouping key reaches every pass table, so each part reads only its own pairs)."""
+    select = f"select record_key_l, record_key_r, cast(passes as integer) as passes from ({union_sql})"
+    parts = -(-pass_pairs // UNION_PART_PAIRS)
+    if parts <= 1:
+        return con.execute(f"{select} order by record_key_l, record_key_r").pl()
+    left_keys = " union all ".join(f"select min(record_key_l) as low, max(record_key_l) as high from {t}" for t in pass_tables)
+    low, high = con.execute(f"select min(low), max(high) from ({left_keys})").fetchone()
+    width = (high - low) // parts + 1
+    frames = [
+        con.execute(
+            f"{select} where record_key_l >= $start and record_key_l < $stop order by record_key_l, record_key_r",
+            {"start": start, "stop": start + width},
+        ).pl()
+        for start in range(low, high + 1, width)
+    ]
+    return pl.concat(frames)
 
 
 def pass_names(mask: int) -> list[str]:

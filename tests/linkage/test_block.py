@@ -149,3 +149,19 @@ def test_changed_records_of_a_city_get_the_full_passes_pairs_that_touch_them():
     # A record's own blocks are sized over all their members: a capped block stays capped.
     for mine, theirs in zip(only.report, full.report, strict=True):
         assert mine["largest_block"] <= theirs["largest_block"]
+
+
+def test_union_grouped_in_key_ranges_equals_one_grouping(monkeypatch):
+    """Past UNION_PART_PAIRS pass pairs the union is grouped a range of left keys at a
+    time (10M records); the pairs, their pass bits and their order must not change."""
+    import linkage.block as block_module
+    from linkage.standardize import standardize_records
+    from tests.linkage.test_link import background, raw_frame
+
+    records = prepare_link_records(standardize_records(raw_frame(background(400, seed=11))))
+    whole = run_blocking(duckdb.connect(), records).pairs
+    monkeypatch.setattr(block_module, "UNION_PART_PAIRS", 50)
+    parted = run_blocking(duckdb.connect(), records).pairs
+    assert whole.height > 500  # so the union is grouped in over ten ranges
+    assert parted.equals(whole)
+    assert parted["passes"].n_unique() > 3
