@@ -39,32 +39,26 @@ with accepted as (
 -- cheap, so only rows of that shape are cast; a quarantined row has no dates to judge.
 iso_dates as (
     select
-        *,
-        case when length(birth_date) in (10, 19) and birth_date[5] = '-' and birth_date[8] = '-'
-                and birth_date[1] between '0' and '9' and birth_date[10] between '0' and '9'
-            then try_cast(left(birth_date, 10) as date) is not null
-                and (length(birth_date) = 10 or birth_date[11] = ' '
-                    and birth_date[12] between '0' and '9' and birth_date[19] between '0' and '9'
-                    and try_cast(substr(birth_date, 12) as time) is not null)
-            else false
-        end as birth_date_iso,
-        case when length(registered_at) in (10, 19) and registered_at[5] = '-' and registered_at[8] = '-'
-                and registered_at[1] between '0' and '9' and registered_at[10] between '0' and '9'
-            then try_cast(left(registered_at, 10) as date) is not null
-                and (length(registered_at) = 10 or registered_at[11] = ' '
-                    and registered_at[12] between '0' and '9' and registered_at[19] between '0' and '9'
-                    and try_cast(substr(registered_at, 12) as time) is not null)
-            else false
-        end as registered_at_iso,
-        case when length(updated_at) in (10, 19) and updated_at[5] = '-' and updated_at[8] = '-'
-                and updated_at[1] between '0' and '9' and updated_at[10] between '0' and '9'
-            then try_cast(left(updated_at, 10) as date) is not null
-                and (length(updated_at) = 10 or updated_at[11] = ' '
-                    and updated_at[12] between '0' and '9' and updated_at[19] between '0' and '9'
-                    and try_cast(substr(updated_at, 12) as time) is not null)
-            else false
-        end as updated_at_iso
-    from accepted
+        * exclude (iso),
+        iso[1] as birth_date_iso,
+        iso[2] as registered_at_iso,
+        iso[3] as updated_at_iso
+    from (
+        select
+            *,
+            -- One test for the three date columns, applied to each.
+            list_transform([birth_date, registered_at, updated_at], d ->
+                case when length(d) in (10, 19) and d[5] = '-' and d[8] = '-'
+                        and d[1] between '0' and '9' and d[10] between '0' and '9'
+                    then try_cast(left(d, 10) as date) is not null
+                        and (length(d) = 10 or d[11] = ' '
+                            and d[12] between '0' and '9' and d[19] between '0' and '9'
+                            and try_cast(substr(d, 12) as time) is not null)
+                    else false
+                end
+            ) as iso
+        from accepted
+    )
 ),
 
 rejected as (
