@@ -15,7 +15,7 @@ import duckdb
 import polars as pl
 
 from flows.config import CANONICAL_FIELDS, ConfigError, Source, SourcesConfig
-from flows.readers import Extract, read_csv, read_jsonl, read_parquet, read_xlsx
+from flows.readers import Extract, file_identity, read_csv, read_jsonl, read_parquet, read_xlsx
 from linkage.sql import materialize
 
 RAW_FIELDS: tuple[str, ...] = CANONICAL_FIELDS
@@ -51,8 +51,7 @@ _prefetched: dict[tuple[str, str, int, int], Extract] = {}
 
 
 def _file_key(source: Source, file: Path) -> tuple[str, str, int, int]:
-    stat = file.stat()
-    return source.name, str(file.resolve()), stat.st_size, stat.st_mtime_ns
+    return source.name, *file_identity(file)
 
 
 # Past this many rows the rest is read by the ingest task itself: read-ahead must not

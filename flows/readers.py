@@ -264,7 +264,8 @@ def _read_quoted_csv(
 _opened_sheet: dict[tuple[str, int, int], object] = {}
 
 
-def _sheet_key(file: Path) -> tuple[str, int, int]:
+def file_identity(file: Path) -> tuple[str, int, int]:
+    """Path, size and modification time: a file read earlier is the same file only if all agree."""
     stat = file.stat()
     return str(file.resolve()), stat.st_size, stat.st_mtime_ns
 
@@ -273,7 +274,7 @@ def _open_sheet(file: Path, keep: bool = False):
     # calamine (Rust) reads a 20,000-row sheet in 0.6 s where openpyxl needs 18 s.
     from python_calamine import CalamineWorkbook
 
-    key = _sheet_key(file)
+    key = file_identity(file)
     sheet = _opened_sheet.pop(key, None)
     if sheet is None:
         try:
