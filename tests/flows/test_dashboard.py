@@ -310,9 +310,19 @@ def test_run_dashboard_without_metrics_is_an_error(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- history
 
 
-def test_warming_up_writes_nothing_and_changes_no_page(sample_run: Path) -> None:
+def test_warming_up_writes_nothing_and_changes_no_page(sample_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # publish runs warm_up in a thread before the page is written: the page and the history
     # written after it are the ones written before it, byte for byte, and nothing is added.
+    import flows.dashboard
+
+    class StoppedClock(datetime):
+        """The pages say when they were generated, to the second: the clock must not tick."""
+
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 11, 23, 2, 0, 0, tzinfo=tz)
+
+    monkeypatch.setattr(flows.dashboard, "datetime", StoppedClock)
     run_page = write_run_dashboard(sample_run).read_bytes()
     history_page = write_history(sample_run.parent.parent).read_bytes()
     files = sorted(p for p in sample_run.parent.parent.rglob("*"))
