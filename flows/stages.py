@@ -192,15 +192,20 @@ def set_state_value(con: duckdb.DuckDBPyConnection, key: str, value: str) -> Non
     )
 
 
-def _hash_raw_rows(con: duckdb.DuckDBPyConnection) -> None:
-    """`raw_row_hashes`: a 64-bit hash of each row's content (its source, id and every raw field)."""
+def _raw_row_hash_sql(con: duckdb.DuckDBPyConnection) -> str:
+    """A 64-bit hash of a raw_records row's content (its source, id and every raw field)."""
     from linkage.standardize import RAW_FIELDS
 
     present = set(_columns(con, "raw_records"))
     fields = ", ".join(f'"{c}"' for c in ("source", "record_id", *RAW_FIELDS) if c in present)
+    return f"hash({fields})"
+
+
+def _hash_raw_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """`raw_row_hashes`: each raw row's content hash, for the plan to find unchanged rows."""
     con.execute(
         f"create or replace temp table raw_row_hashes as "
-        f"select record_key, source, record_id, hash({fields}) as raw_row_hash from raw_records"
+        f"select record_key, source, record_id, {_raw_row_hash_sql(con)} as raw_row_hash from raw_records"
     )
 
 
@@ -297,15 +302,16 @@ def _standardize_full(ctx: RunContext) -> pl.DataFrame:
             writer.execute("insert into int_persons_standardized_next by name select * from standardized_frame")
         writer.unregister("standardized_frame")
 
+    # The same hash as raw_row_hashes', computed in the range's own scan: joining that table
+    # for each range cost 0.4 s more at 1M records.
+    row_hash = _raw_row_hash_sql(con)
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="standardize-writer") as pool:
             pending: Future | None = None
             for start, stop in zip(starts, stops, strict=True):
                 raw = con.execute(
-                    """
-                    select r.*, h.raw_row_hash from raw_records r join raw_row_hashes h using (record_key)
-                    where record_key >= $start and record_key < $stop
-                    """,
+                    f"select *, {row_hash} as raw_row_hash from raw_records "
+                    "where record_key >= $start and record_key < $stop",
                     {"start": start, "stop": stop},
                 ).pl()
                 standardized = standardize_records(
