@@ -3,8 +3,8 @@
 Recomputes a pair's comparison vector from ``int_persons_standardized`` with the model a
 run stored (``linkage_model.json``): each comparison's level and weight, the term-frequency
 adjustment, the prior, the total, the rule that overrode the model if any, and the
-decision. Identity numbers and names are masked (330602********123X, 张*): a steward
-reads this, and it may be pasted into a ticket.
+decision. Identity numbers, names and birth dates are masked (330602********123X, 张*,
+1990-**-**): a steward reads this, and it may be pasted into a ticket.
 """
 
 from __future__ import annotations
@@ -43,6 +43,16 @@ def mask_name(name: str | None) -> str:
     if not name:
         return "-"
     return name[0] + "*" * max(len(name) - 1, 1)
+
+
+def mask_birth_date(birth: object) -> str:
+    """The year only (1990-**-**): a masked resident id hides exactly its birth date, so a
+    full date shown beside it would give the id back but for its sequence digits. Whether
+    the two dates agree, and how they differ, is the comparison's level."""
+    if not birth:
+        return "-"
+    text = str(birth)
+    return text[:4] + "-**-**" if len(text) >= 4 and text[:4].isdigit() else "*" * len(text)
 
 
 class RecordNotFound(LookupError):
@@ -108,7 +118,7 @@ def _value_text(comp: str, row: dict) -> str:
     if comp == "name":
         return mask_name(row.get("name"))
     if comp == "birth_date":
-        return str(row["birth"]) if row.get("birth") else "-"
+        return mask_birth_date(row.get("birth"))
     if comp in ("region",):
         return "/".join(x for x in (row.get("hukou_region"), row.get("residence_region")) if x) or "-"
     if comp == "address":
@@ -255,6 +265,7 @@ __all__ = [
     "explain_record",
     "format_pair",
     "format_record",
+    "mask_birth_date",
     "mask_id",
     "mask_name",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import duckdb
@@ -10,7 +11,7 @@ import polars as pl
 import pytest
 
 from flows.explain import explain_command
-from linkage.explain import explain_pair, explain_record, format_pair, mask_id, mask_name
+from linkage.explain import explain_pair, explain_record, format_pair, mask_birth_date, mask_id, mask_name
 from linkage.link import link_records
 from linkage.standardize import standardize_records
 
@@ -72,6 +73,8 @@ def test_masks():
     assert mask_id("33060219900102123X") == "330602********123X"
     assert mask_name("张伟") == "张*"
     assert mask_name("欧阳娜娜") == "欧***"
+    assert mask_birth_date(dt.date(1990, 9, 9)) == "1990-**-**"
+    assert mask_birth_date(None) == "-"
 
 
 def test_explain_agrees_with_the_run(run):
@@ -97,6 +100,9 @@ def test_pair_output_masks_and_decides(run, capsys):
     assert "欧阳娜娜" not in text and "歐陽娜娜" not in text
     assert resident_id("330602", "19900909", 88) not in text
     assert "330602********" in text
+    # The masked id hides its birth date: the date beside it must not give it back.
+    assert "1990-09-09" not in text and "19900909" not in text
+    assert "1990-**-**" in text
 
 
 def test_record_output_lists_its_links(run, capsys):
