@@ -25,6 +25,7 @@ from linkage.households import (
     place_names,
     register_households,
 )
+from tests.linkage.city_builders import city_frames, record
 
 AS_OF = date(2026, 11, 23)
 HOME = "330602001"
@@ -42,15 +43,7 @@ DEPARTMENTS = {
 
 
 def rec(source: str, record_id: str, person_id: str, **fields: object) -> dict[str, object]:
-    department, kind = DEPARTMENTS[source]
-    return {
-        "source": source,
-        "department": department,
-        "source_kind": kind,
-        "record_id": record_id,
-        "person_id": person_id,
-        **fields,
-    }
+    return record(DEPARTMENTS, source, record_id, person_id, **fields)
 
 
 def city(rows: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -77,9 +70,7 @@ def city(rows: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]:
         "registered_at": pl.Date,
         "updated_at": pl.Date,
     }
-    frame = pl.DataFrame(rows, schema=schema).with_row_index("record_key")
-    entity_map = frame.select("record_key", "source", "record_id", "person_id")
-    return frame.drop("person_id"), entity_map
+    return city_frames(rows, schema)
 
 
 def clean_rows() -> list[dict[str, object]]:

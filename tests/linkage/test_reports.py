@@ -21,6 +21,7 @@ from linkage.reports import (
     describe_difference,
     iter_department_reports,
 )
+from tests.linkage.city_builders import city_frames, record
 
 ID_A = "330602198003010017"
 ID_A_OTHER = "330602198003110015"
@@ -36,15 +37,7 @@ SOURCES = {
 
 
 def rec(source: str, record_id: str, person_id: str, **fields: object) -> dict[str, object]:
-    department, kind = SOURCES[source]
-    return {
-        "source": source,
-        "department": department,
-        "source_kind": kind,
-        "record_id": record_id,
-        "person_id": person_id,
-        **fields,
-    }
+    return record(SOURCES, source, record_id, person_id, **fields)
 
 
 ROWS = [
@@ -145,8 +138,7 @@ def city() -> tuple[pl.DataFrame, pl.DataFrame]:
         "hukou_township": pl.String,
         "residence_township": pl.String,
     }
-    frame = pl.DataFrame(ROWS, schema=schema).with_row_index("record_key")
-    return frame.drop("person_id"), frame.select("record_key", "source", "record_id", "person_id")
+    return city_frames(ROWS, schema)
 
 
 @pytest.fixture(scope="module")
