@@ -1,4 +1,4 @@
-"""Hand-made cities for the household and report tests: record dicts into the frames the
+"""Hand-made cities for the household, rate and report tests: record dicts into the frames the
 stages hand over (the standardized records and the entity map)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import polars as pl
 
 
 def record(
-    departments: Mapping[str, tuple[str, str]], source: str, record_id: str, person_id: str, **fields: object
+    departments: Mapping[str, tuple[str, str]], source: str, record_id: str, person_id: str | None, **fields: object
 ) -> dict[str, object]:
     """One record of `source`, whose department and source kind come from `departments`."""
     department, kind = departments[source]

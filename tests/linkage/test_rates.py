@@ -15,21 +15,18 @@ import pytest
 
 from linkage.households import find_household_findings, find_household_findings_db, person_records_table
 from linkage.rates import Rates, compute_rates, compute_rates_db, rate
+from tests.linkage.city_builders import city_frames, record
 
 HOME = "330602001"
 ELSEWHERE = "330602003"
 KINDS = {"police_hukou": "hukou", "residence_reg": "residence", "rental": "rental", "school": "generic"}
 
 
+DEPARTMENTS = {source: (f"dept_{source}", kind) for source, kind in KINDS.items()}
+
+
 def rec(source: str, record_id: str, person_id: str | None, **fields: object) -> dict[str, object]:
-    return {
-        "source": source,
-        "department": f"dept_{source}",
-        "source_kind": KINDS[source],
-        "record_id": record_id,
-        "person_id": person_id,
-        **fields,
-    }
+    return record(DEPARTMENTS, source, record_id, person_id, **fields)
 
 
 def city(rows: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -48,8 +45,7 @@ def city(rows: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]:
         "hukou_township": pl.String,
         "residence_township": pl.String,
     }
-    frame = pl.DataFrame(rows, schema=schema).with_row_index("record_key")
-    return frame.drop("person_id"), frame.select("record_key", "source", "record_id", "person_id")
+    return city_frames(rows, schema)
 
 
 ROWS = [
