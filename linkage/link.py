@@ -7,6 +7,7 @@ docs/DESIGN.md section 3 for the interface.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -167,6 +168,8 @@ def _pair_groups(pairs: pl.DataFrame, records: pl.DataFrame | PreparedRecords) -
 
 # Records per key block of `_pair_groups`: a chunk's fetch scans at most two such blocks.
 PAIR_KEY_BLOCK_ROWS = 1_000_000
+# Chunks of pairs compared at a time when the fields are in memory (see compare_in_chunks).
+COMPARE_WORKERS = 2
 
 
 def compare_in_chunks(
@@ -175,33 +178,56 @@ def compare_in_chunks(
     comparisons: tuple[Comparison, ...],
     tf_tables: dict[str, pl.DataFrame],
     chunk_size: int = 250_000,
+    workers: int = COMPARE_WORKERS,
 ) -> ComparedPairs:
     """Comparison vectors, rules and term-frequency adjustments, a chunk of pairs at a time.
 
     The pair frame carries both sides' strings (names, addresses) for every pair: for
-    millions of pairs that is gigabytes, so it lives one chunk at a time. Nothing after
-    this needs it: the model works on the small integer levels. The results are in the
-    order of ``pairs``.
+    millions of pairs that is gigabytes, so it lives one chunk at a time (``workers`` chunks
+    when the fields are in memory). Nothing after this needs it: the model works on the small
+    integer levels. The results are in the order of ``pairs``.
     """
     comps = list(comparisons)
     n = len(pairs)
     gammas = np.zeros((n, len(comps)), dtype=np.int8)
     rule = np.full(n, "", dtype=object)
     tf_adjustment = np.zeros(n)
-    for positions, ranges in _pair_groups(pairs, records):
-        group = pairs if positions is None else pairs[positions]
-        for start in range(0, len(group), chunk_size):
-            chunk = group.slice(start, chunk_size)
-            if isinstance(records, PreparedRecords):
-                pf = records.pair_frame(chunk, key_ranges=ranges or None)
-            else:
-                pf = pair_frame(chunk, records)
-            at = slice(start, start + len(chunk)) if positions is None else positions[start:start + len(chunk)]
-            g = compare_pairs(pf, comparisons)
-            gammas[at] = g
-            rule[at] = apply_rules(pf, g, comps)
-            tf_adjustment[at] = term_frequency_adjustment(pf, g, comps, tf_tables)
-            del pf
+
+    def compare_chunk(chunk: pl.DataFrame, at: slice | np.ndarray, ranges: tuple) -> None:
+        if isinstance(records, PreparedRecords):
+            pf = records.pair_frame(chunk, key_ranges=ranges or None)
+        else:
+            pf = pair_frame(chunk, records)
+        g = compare_pairs(pf, comparisons)
+        # Each chunk writes only its own rows: chunks compared side by side never meet.
+        gammas[at] = g
+        rule[at] = apply_rules(pf, g, comps)
+        tf_adjustment[at] = term_frequency_adjustment(pf, g, comps, tf_tables)
+
+    # A chunk's comparison is half string conversion for rapidfuzz (Python, holding the GIL)
+    # and half polars and rapidfuzz (letting it go): two chunks at a time keep both cores
+    # busy. Only over fields in memory: a DuckDB connection answers one query at a time.
+    in_memory = not isinstance(records, PreparedRecords) or records.in_memory
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compare") if in_memory and workers > 1 else None
+    try:
+        pending: list[Future] = []
+        for positions, ranges in _pair_groups(pairs, records):
+            group = pairs if positions is None else pairs[positions]
+            for start in range(0, len(group), chunk_size):
+                chunk = group.slice(start, chunk_size)
+                at = slice(start, start + len(chunk)) if positions is None else positions[start:start + len(chunk)]
+                if pool is None:
+                    compare_chunk(chunk, at, ranges)
+                    continue
+                pending.append(pool.submit(compare_chunk, chunk, at, ranges))
+                # At most `workers` chunks' pair frames alive at once.
+                if len(pending) >= workers:
+                    pending.pop(0).result()
+        for future in pending:
+            future.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return ComparedPairs(gammas, rule, tf_adjustment)
 
 

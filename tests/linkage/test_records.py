@@ -162,3 +162,24 @@ def test_linking_past_the_in_memory_limit_equals_linking_in_memory(std: pl.DataF
     assert again_duckdb.pairs.equals(again_memory.pairs)
     assert again_duckdb.entity_map.equals(again_memory.entity_map)
     assert again_memory.pairs.equals(in_memory.pairs)
+
+
+def test_chunks_compared_side_by_side_equal_one_at_a_time(std: pl.DataFrame) -> None:
+    from linkage.block import run_blocking
+    from linkage.link import LinkageSettings, compare_in_chunks
+
+    records = PreparedRecords.from_frame(duckdb.connect(), std)
+    assert records.in_memory
+    pairs = run_blocking(duckdb.connect(), prepare_link_records(std)).pairs
+    comparisons = LinkageSettings().comparisons
+    tf_tables = {c.tf_column: records.term_frequencies(c.tf_column) for c in comparisons if c.tf_column}
+    # Chunks of 7 pairs: dozens of chunks, finishing in any order across the threads.
+    assert len(pairs) > 20 * 7
+    one = compare_in_chunks(pairs, records, comparisons, tf_tables, chunk_size=7, workers=1)
+    for workers in (2, 3):
+        side_by_side = compare_in_chunks(pairs, records, comparisons, tf_tables, chunk_size=7, workers=workers)
+        assert (side_by_side.gammas == one.gammas).all()
+        assert (side_by_side.rule == one.rule).all()
+        assert (side_by_side.tf_adjustment == one.tf_adjustment).all()
+    # Not all the same row: a misplaced chunk would show.
+    assert len({tuple(row) for row in one.gammas.tolist()}) > 5
