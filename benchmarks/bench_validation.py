@@ -38,6 +38,8 @@ from pathlib import Path
 import duckdb
 
 from flows.validation import run_validation
+from linkage.fields import RAW_VALUES_VIEW
+from linkage.sql import create_view
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RUN_ID = "20261123T020000Z-bench0"
@@ -109,12 +111,14 @@ def build_night(con: duckdb.DuckDBPyConnection, records: int, sources: int) -> d
     con.execute(
         """
         create or replace table int_persons_standardized as
-        select r.record_key, r.source, r.record_id, p.name, p.name as name_raw, p.id_number,
+        select r.record_key, r.source, r.record_id, p.name, p.id_number,
                'resident_id' as id_type, true as id_valid, p.birth_date, p.sex,
                false as birth_date_conflicts_id, false as sex_conflicts_id
         from bench_records as r join bench_persons as p using (person)
         """
     )
+    # As the standardize stage leaves it: the raw cells are raw_records', shown by a view.
+    create_view(con, RAW_VALUES_VIEW)
     con.execute(
         """
         create or replace table entity_map as

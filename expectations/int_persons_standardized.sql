@@ -3,18 +3,20 @@
 -- `source` column makes the batches).
 -- Nothing personal leaves this query: only labels (valid, wrong_check_character, agrees,
 -- differs, present ...) and record ids (any run of 15+ digits masked) are returned.
+-- The raw name is raw_records' own cell (int_persons_raw_values), not stored twice.
 with std as (
     select
-        source,
-        record_id,
-        id_number,
-        id_type,
-        id_valid,
-        birth_date,
-        sex,
-        name,
-        name_raw
-    from int_persons_standardized
+        s.source,
+        s.record_id,
+        s.id_number,
+        s.id_type,
+        s.id_valid,
+        s.birth_date,
+        s.sex,
+        s.name,
+        v.name_raw
+    from int_persons_standardized as s
+    left join int_persons_raw_values as v using (record_key)
 ),
 
 -- Ids that look like resident ids: typed so by standardize, or untyped with a resident-id shape.

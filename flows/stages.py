@@ -152,7 +152,8 @@ def ingest(ctx: RunContext, on_file=None) -> StageResult:
 
 # Bump when a change to linkage/standardize.py changes what a row standardizes to: the
 # next night then re-standardizes every row instead of reusing last night's values.
-STANDARDIZE_VERSION = 1
+# 2: int_persons_standardized stores standardization_flags instead of the raw copies.
+STANDARDIZE_VERSION = 2
 # Rows standardized at a time on a full night: polars holds one slice, DuckDB the rest. Two
 # DuckDB row groups (122,880 rows each): an insert that ends on a partial row group costs the
 # next one a rewrite of it (writing the 1M city's table: 5.5 s in 250,000-row inserts, 4.2 s
@@ -269,6 +270,7 @@ def _standardize_full(ctx: RunContext) -> pl.DataFrame:
         learn_region_context,
         standardization_metrics,
         standardize_records,
+        stored_standardized,
     )
 
     con = ctx.con
@@ -321,8 +323,8 @@ def _standardize_full(ctx: RunContext) -> pl.DataFrame:
                     "where record_key >= $start and record_key < $stop",
                     {"start": start, "stop": stop},
                 ).pl()
-                standardized = standardize_records(
-                    raw, as_of=ctx.as_of, context=context, names=names
+                standardized = stored_standardized(
+                    standardize_records(raw, as_of=ctx.as_of, context=context, names=names)
                 ).with_columns(raw["raw_row_hash"])
                 del raw
                 metrics_parts.append(standardization_metrics(standardized))
@@ -334,7 +336,9 @@ def _standardize_full(ctx: RunContext) -> pl.DataFrame:
             if pending is not None:
                 pending.result()
         if not created:
-            empty = standardize_records(con.execute("select * from raw_records").pl(), as_of=ctx.as_of, context=context)
+            empty = stored_standardized(
+                standardize_records(con.execute("select * from raw_records").pl(), as_of=ctx.as_of, context=context)
+            )
             write(empty.with_columns(pl.lit(None, dtype=pl.UInt64).alias("raw_row_hash")), True)
     finally:
         writer.close()
@@ -348,10 +352,11 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
     rows standardized and inserted. Rewriting the 60 columns of every row cost 4 s at 1M rows;
     this writes the provenance columns and the 1% that changed."""
     from linkage.standardize import (
+        STANDARDIZATION_FLAGS,
         combine_standardization_metrics,
-        metric_input_columns,
         standardization_metrics,
         standardize_records,
+        stored_standardized,
     )
 
     con = ctx.con
@@ -362,15 +367,16 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
         where r.record_key not in (select record_key from std_reused) order by r.record_key
         """
     ).pl()
-    changed = standardize_records(changed_raw, as_of=ctx.as_of, context=context).with_columns(
+    changed = stored_standardized(standardize_records(changed_raw, as_of=ctx.as_of, context=context)).with_columns(
         changed_raw["raw_row_hash"]
     )
     del changed_raw
     # Last night's rows that are not reused (gone, or changed since) leave the metrics.
     previous_columns = _columns(con, "int_persons_standardized")
-    read = ", ".join(f'"{c}"' for c in metric_input_columns() if c in previous_columns)
+    # raw_records holds tonight's rows only: last night's figures of a row are its stored flags.
     gone = con.execute(
-        f"select {read} from int_persons_standardized where record_key not in (select previous_key from std_reused)"
+        f"select source, {STANDARDIZATION_FLAGS} from int_persons_standardized "
+        "where record_key not in (select previous_key from std_reused)"
     ).pl()
     previous_metrics = con.execute("select * from std_metrics").pl() if _table_exists(con, "std_metrics") else None
     metrics = None
@@ -414,11 +420,17 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
 
 
 def _metrics_from_table(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
-    from linkage.standardize import combine_standardization_metrics, standardization_metrics
+    from linkage.standardize import (
+        STANDARDIZATION_FLAGS,
+        combine_standardization_metrics,
+        standardization_metrics,
+    )
 
     parts = []
     for (source,) in con.execute(f"select distinct source from {table}").fetchall():
-        parts.append(standardization_metrics(con.execute(f"select * from {table} where source = $s", {"s": source}).pl()))
+        parts.append(standardization_metrics(con.execute(
+            f"select source, {STANDARDIZATION_FLAGS} from {table} where source = $s", {"s": source}
+        ).pl()))
     return combine_standardization_metrics(*parts)
 
 
@@ -436,6 +448,9 @@ def standardize(ctx: RunContext) -> StageResult:
                 gc.enable()
 
     def run():
+        from linkage.sql import create_view
+        from linkage.standardize import RAW_VALUES_VIEW
+
         con = ctx.con
         _hash_raw_rows(con)
         mode, why = standardize_plan(ctx)
@@ -448,6 +463,8 @@ def standardize(ctx: RunContext) -> StageResult:
             con.execute("drop table if exists int_persons_standardized")
             con.execute("alter table int_persons_standardized_next rename to int_persons_standardized")
         _save_standardization_metrics(con, metrics)
+        # The raw cells beside the standard values, for the readers that show them.
+        create_view(con, RAW_VALUES_VIEW)
         set_state_value(con, "standardize_version", str(STANDARDIZE_VERSION))
         ctx.standardization_metrics = metrics
         rows = _count(con, "int_persons_standardized")

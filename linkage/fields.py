@@ -24,3 +24,15 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 
 # Every canonical field but the record's key: what completeness (人不漏项) is measured on.
 PERSON_FIELDS: tuple[str, ...] = CANONICAL_FIELDS[1:]
+
+# The raw copies standardize returns beside the standard values (`<field>_raw`), by the
+# raw_records column each copies. int_persons_standardized does not store them: the view
+# RAW_VALUES_VIEW (sql/intermediate/int_persons_raw_values.sql) shows them by record_key.
+RAW_VALUE_COLUMNS: dict[str, str] = {
+    f"{field}_raw": field
+    for field in (
+        "name", "id_number", "birth_date", "sex", "ethnicity", "phone", "hukou_address", "residence_address",
+        "hukou_region", "residence_region", "relation_to_head", "registered_at", "updated_at",
+    )
+}
+RAW_VALUES_VIEW = "int_persons_raw_values"

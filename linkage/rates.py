@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from linkage.fields import PERSON_FIELDS
+from linkage.fields import PERSON_FIELDS, RAW_VALUES_VIEW
 from linkage.households import (
     FINDING_KINDS,
     current_residence,
@@ -42,6 +42,7 @@ from linkage.households import (
     registered_hukou,
     residence_evidence,
 )
+from linkage.sql import relation_exists
 
 COMPLETENESS_FIELDS: tuple[str, ...] = PERSON_FIELDS
 
@@ -444,14 +445,25 @@ def _field_completeness_db(
     present: set[str],
     sources: pl.DataFrame,
     mapped_fields: dict[str, list[str]] | None,
+    raw_values: str = RAW_VALUES_VIEW,
 ) -> dict[str, dict[str, float | None]]:
     """``field_completeness`` from one count per (source, column) made in DuckDB."""
-    columns = [c for name in COMPLETENESS_FIELDS for c in (name, f"{name}_raw") if c in present]
-    filled = ", ".join(f'count("{c}") as "{c}"' for c in columns)
+    columns = [f's."{c}"' for name in COMPLETENESS_FIELDS for c in (name, f"{name}_raw") if c in present]
+    # The raw cells the stored table leaves out are counted where they are kept.
+    raw_join = ""
+    raw_missing = [f"{name}_raw" for name in COMPLETENESS_FIELDS if f"{name}_raw" not in present]
+    if raw_missing and relation_exists(con, raw_values):
+        raw_columns = set(con.execute(f"select * from {raw_values} limit 0").pl().columns)
+        raw_missing = [c for c in raw_missing if c in raw_columns]
+        if raw_missing:
+            raw_join = f"left join {raw_values} v using (record_key)"
+            columns += [f'v."{c}"' for c in raw_missing]
+    filled = ", ".join(f'count({c}) as {c.split(".", 1)[1]}' for c in columns)
     counts = {
         row["source"]: row
         for row in con.execute(
-            f"select source, count(*) as __rows{', ' + filled if filled else ''} from {standardized} group by source"
+            f"select s.source, count(*) as __rows{', ' + filled if filled else ''} "
+            f"from {standardized} s {raw_join} group by s.source"
         )
         .pl()
         .iter_rows(named=True)

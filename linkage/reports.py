@@ -22,7 +22,9 @@ from datetime import date
 import duckdb
 import polars as pl
 
+from linkage.fields import RAW_VALUES_VIEW
 from linkage.households import FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS
+from linkage.sql import relation_exists
 
 SEX_LABELS = {"M": "男", "F": "女"}
 FIELD_LABELS = {"name": "姓名", "id_number": "公民身份号码", "birth_date": "出生日期", "sex": "性别"}
@@ -547,13 +549,15 @@ def report_inputs_from_duckdb(
     standardized: str = "int_persons_standardized",
     entity_map: str = "entity_map",
     findings: str = "household_findings",
+    raw_values: str = RAW_VALUES_VIEW,
 ) -> ReportInputs:
     """The ``ReportInputs`` of ``report_inputs``, reduced inside DuckDB from its tables.
 
     The city's records never come into Python: DuckDB hands over the departments' counts,
     the conflict candidates, the duplicates and the shown rows (a few per cent of the
     records at a million), in record_key order as ``report_inputs`` keeps them.
-    ``entity_map`` joins ``standardized`` on ``record_key``.
+    ``entity_map`` joins ``standardized`` on ``record_key``; so does ``raw_values`` (the
+    departments' own spellings) for the raw columns ``standardized`` does not hold itself.
     """
     present = _table_columns(con, standardized)
     # One join of the records with their persons, kept for the queries below (~0.1 GB at a
@@ -621,8 +625,13 @@ def report_inputs_from_duckdb(
         )
         # Only the columns the own values read: every column of the table took longer to scan.
         shown_columns = [
-            c for c in dict.fromkeys(REPORT_COLUMNS) if c in present and c not in ("department", "name_script")
+            f's."{c}"' for c in dict.fromkeys(REPORT_COLUMNS) if c in present and c not in ("department", "name_script")
         ]
+        raw_join = ""
+        raw_missing = [c for c in dict.fromkeys(REPORT_COLUMNS) if c.endswith("_raw") and c not in present]
+        if raw_missing and relation_exists(con, raw_values):
+            raw_join = f"left join {raw_values} v using (record_key)"
+            shown_columns += [f'v."{c}"' for c in raw_missing]
         con.register("__renhu__duplicate_keys", duplicates.select("record_key"))
         con.register("__renhu__finding_keys", finding_rows.select("source", "record_id"))
         try:
@@ -634,8 +643,8 @@ def report_inputs_from_duckdb(
                         union
                         select record_key from {records} semi join __renhu__finding_keys using (source, record_id)
                     )
-                    select {", ".join(f's."{c}"' for c in shown_columns)}
-                    from {standardized} s semi join shown_keys using (record_key)
+                    select {", ".join(shown_columns)}
+                    from {standardized} s {raw_join} semi join shown_keys using (record_key)
                     order by s.record_key
                     """
                 ).pl()

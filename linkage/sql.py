@@ -30,6 +30,21 @@ def load_sql(table: str) -> str:
     return sql_path(table).read_text(encoding="utf-8")
 
 
+def relation_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """A table or view of that name is visible to `con` (temporary ones included)."""
+    return bool(con.execute(
+        "select (select count(*) from duckdb_tables() where table_name = $n)"
+        " + (select count(*) from duckdb_views() where view_name = $n)",
+        {"n": name},
+    ).fetchone()[0])
+
+
+def create_view(con: duckdb.DuckDBPyConnection, view: str) -> None:
+    """Define `view` from its SQL file: for a table that would only copy another's columns."""
+    body = load_sql(view).strip().rstrip(";")
+    con.execute(f"create or replace view {view} as\n{body}")
+
+
 def materialize(con: duckdb.DuckDBPyConnection, table: str, *, temporary: bool = False, **params: object) -> int:
     """Build `table` from its SQL file; return its row count.
 

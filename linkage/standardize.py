@@ -16,6 +16,7 @@ import polars as pl
 
 from linkage.addresses import standardize_addresses
 from linkage.dates import parse_date_column, standardize_sex
+from linkage.fields import RAW_VALUE_COLUMNS, RAW_VALUES_VIEW
 from linkage.id_numbers import nfkc, standardize_id_numbers
 from linkage.names import DATA_DIR, NAME_COLUMNS, standardize_names
 from linkage.phones import standardize_phones
@@ -23,12 +24,18 @@ from linkage.regions import learn_township_codes, normalize_region_code, preferr
 
 __all__ = [
     "standardize_records", "standardization_metrics", "learn_region_context", "RegionContext",
-    "combine_standardization_metrics", "metric_input_columns", "RAW_FIELDS", "RELATIONS",
+    "combine_standardization_metrics", "stored_standardized", "RAW_VALUE_COLUMNS", "RAW_VALUES_VIEW",
+    "STANDARDIZATION_FLAGS",
+    "RAW_FIELDS", "RELATIONS",
 ]
 
 CARRIED = ("record_key", "source", "department", "source_kind", "record_id", "file", "row_number")
 # Carried too when ingest provides them (they help an auditor trace a row to its file).
 CARRIED_OPTIONAL = ("file_sha256", "load_batch")
+
+# Per stored row, the standardization metrics' flags (filled, standardized, flagged_invalid,
+# derived for each field) as the bits of one integer.
+STANDARDIZATION_FLAGS = "standardization_flags"
 
 RAW_FIELDS = (
     "name", "id_number", "sex", "birth_date", "ethnicity", "phone", "hukou_address", "hukou_region",
@@ -403,12 +410,38 @@ def _metric_specs() -> dict[str, tuple[str, pl.Expr, pl.Expr]]:
     }
 
 
-def metric_input_columns() -> list[str]:
-    """The columns of int_persons_standardized that `standardization_metrics` reads."""
-    names: set[str] = set()
-    for raw_column, standard, flagged in _metric_specs().values():
-        names |= {raw_column, *standard.meta.root_names(), *flagged.meta.root_names()}
-    return ["source", *sorted(names)]
+_METRIC_COUNTS = ("filled", "standardized", "flagged_invalid", "derived")
+
+
+def _flag_bit(field_index: int, count_index: int) -> int:
+    return 1 << (len(_METRIC_COUNTS) * field_index + count_index)
+
+
+def _standardization_flags() -> pl.Expr:
+    """Each row's metric flags as the bits of one integer (13 fields x 4 counts = 52 bits)."""
+    bits = []
+    for i, (raw_column, standard, flagged) in enumerate(_metric_specs().values()):
+        given = pl.col(raw_column).is_not_null()
+        row_flags = (
+            given,
+            (given & (standard.is_null() | (standard != pl.col(raw_column)))).fill_null(False),
+            flagged.fill_null(False),
+            ~given & standard.is_not_null(),
+        )
+        bits += [flag.cast(pl.UInt64) * _flag_bit(i, j) for j, flag in enumerate(row_flags)]
+    return pl.sum_horizontal(bits).cast(pl.UInt64).alias(STANDARDIZATION_FLAGS)
+
+
+def stored_standardized(std: pl.DataFrame) -> pl.DataFrame:
+    """`standardize_records`' output as int_persons_standardized stores it.
+
+    The raw copies (RAW_VALUE_COLUMNS) are left out: raw_records holds the same values
+    under the same record_key (the int_persons_raw_values view shows them beside it), and
+    writing them again was a quarter of the table (1M city: 2-4 s of the stage). What the
+    metrics need of them is kept as STANDARDIZATION_FLAGS, so a later night can take a
+    row's figures out again after raw_records no longer holds it.
+    """
+    return std.with_columns(_standardization_flags()).drop(list(RAW_VALUE_COLUMNS), strict=False)
 
 
 def standardization_metrics(std: pl.DataFrame) -> pl.DataFrame:
@@ -421,16 +454,15 @@ def standardization_metrics(std: pl.DataFrame) -> pl.DataFrame:
     from the address).
     """
     specs = _metric_specs()
-    counts = ("filled", "standardized", "flagged_invalid", "derived")
-    flags = []
-    for field, (raw_column, standard, flagged) in specs.items():
-        given = pl.col(raw_column).is_not_null()
-        flags += [
-            given.alias(f"{field}\tfilled"),
-            (given & (standard.is_null() | (standard != pl.col(raw_column)))).fill_null(False).alias(f"{field}\tstandardized"),
-            flagged.fill_null(False).alias(f"{field}\tflagged_invalid"),
-            (~given & standard.is_not_null()).alias(f"{field}\tderived"),
-        ]
+    counts = _METRIC_COUNTS
+    # `std` is either standardize_records' output (raw copies present) or the stored table's
+    # rows (STANDARDIZATION_FLAGS present); the figures come from the flag bits either way.
+    flag_bits = pl.col(STANDARDIZATION_FLAGS) if STANDARDIZATION_FLAGS in std.columns else _standardization_flags()
+    flags = [
+        ((flag_bits & _flag_bit(i, j)) != 0).alias(f"{field}\t{count}")
+        for i, field in enumerate(specs)
+        for j, count in enumerate(counts)
+    ]
     # Row flags as plain vectorised columns first (expressions inside a group_by run per group),
     # then one sum per source, reshaped to one row per (source, field).
     wide = std.select("source", *flags).group_by("source").agg(pl.all().sum().cast(pl.Int64))

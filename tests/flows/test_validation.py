@@ -21,6 +21,8 @@ from flows.validation import (
     run_validation,
     share_rates_table,
 )
+from linkage.fields import RAW_VALUES_VIEW
+from linkage.sql import create_view
 
 RUN_ID = "20261123T020000Z-ab12cd"
 PREVIOUS_RUN_ID = "20261122T020000Z-0f0f0f"
@@ -91,7 +93,7 @@ def build_night(con: duckdb.DuckDBPyConnection, persons: list[dict] | None = Non
             std.append(
                 {
                     "record_key": key, "source": source, "record_id": record_id,
-                    "name": person["name"], "name_raw": person["name"],
+                    "name": person["name"],
                     "id_number": person["id_number"], "id_type": "resident_id", "id_valid": True,
                     "birth_date": person["birth_date"], "sex": person["sex"],
                     "birth_date_conflicts_id": False, "sex_conflicts_id": False,
@@ -167,6 +169,8 @@ def build_night(con: duckdb.DuckDBPyConnection, persons: list[dict] | None = Non
         con.register("__frame", frame.to_arrow())
         con.execute(f"create or replace table {name} as select * from __frame")
         con.unregister("__frame")
+    # As the standardize stage leaves it: the raw cells are raw_records', shown by a view.
+    create_view(con, RAW_VALUES_VIEW)
     return {"persons": persons}
 
 

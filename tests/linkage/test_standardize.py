@@ -142,6 +142,20 @@ def test_metrics_count_filled_standardized_flagged(std):
     assert derived == 1  # H2's region came from its address
 
 
+def test_stored_rows_keep_the_metrics_without_the_raw_copies(std):
+    from linkage.standardize import RAW_VALUE_COLUMNS, STANDARDIZATION_FLAGS, stored_standardized
+
+    stored = stored_standardized(std)
+    assert not set(RAW_VALUE_COLUMNS) & set(stored.columns)
+    assert stored.get_column(STANDARDIZATION_FLAGS).dtype == pl.UInt64
+    assert stored.drop(STANDARDIZATION_FLAGS).equals(std.drop(list(RAW_VALUE_COLUMNS)))
+    # What a later night reads back of a row (its source and flags) gives the same figures.
+    assert standardization_metrics(stored.select("source", STANDARDIZATION_FLAGS)).equals(standardization_metrics(std))
+    # C1's name 无 was given (bit 0) and lost (bits 1 and 2: standardized, flagged invalid).
+    flags = stored.filter(pl.col("record_id") == "C1").get_column(STANDARDIZATION_FLAGS).item()
+    assert flags & 0b1111 == 0b0111
+
+
 def test_empty_input():
     empty = raw_frame().clear()
     out = standardize_records(empty, as_of=AS_OF)
