@@ -153,7 +153,8 @@ def ingest(ctx: RunContext, on_file=None) -> StageResult:
 # Bump when a change to linkage/standardize.py changes what a row standardizes to: the
 # next night then re-standardizes every row instead of reusing last night's values.
 # 2: int_persons_standardized stores standardization_flags instead of the raw copies.
-STANDARDIZE_VERSION = 2
+# 3: nor the provenance columns (file, row_number, file_sha256, load_batch).
+STANDARDIZE_VERSION = 3
 # Rows standardized at a time on a full night: polars holds one slice, DuckDB the rest. Two
 # DuckDB row groups (122,880 rows each): an insert that ends on a partial row group costs the
 # next one a rewrite of it (writing the 1M city's table: 5.5 s in 250,000-row inserts, 4.2 s

@@ -35,4 +35,7 @@ RAW_VALUE_COLUMNS: dict[str, str] = {
         "hukou_region", "residence_region", "relation_to_head", "registered_at", "updated_at",
     )
 }
+# Where each record came from (its file, row, the file's digest and the night that loaded
+# it): raw_records' columns too, shown by the same view rather than stored again.
+RECORD_PROVENANCE_COLUMNS: tuple[str, ...] = ("file", "row_number", "file_sha256", "load_batch")
 RAW_VALUES_VIEW = "int_persons_raw_values"

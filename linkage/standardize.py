@@ -16,7 +16,7 @@ import polars as pl
 
 from linkage.addresses import standardize_addresses
 from linkage.dates import parse_date_column, standardize_sex
-from linkage.fields import RAW_VALUE_COLUMNS, RAW_VALUES_VIEW
+from linkage.fields import RAW_VALUE_COLUMNS, RAW_VALUES_VIEW, RECORD_PROVENANCE_COLUMNS
 from linkage.id_numbers import nfkc, standardize_id_numbers
 from linkage.names import DATA_DIR, NAME_COLUMNS, standardize_names
 from linkage.phones import standardize_phones
@@ -435,13 +435,15 @@ def _standardization_flags() -> pl.Expr:
 def stored_standardized(std: pl.DataFrame) -> pl.DataFrame:
     """`standardize_records`' output as int_persons_standardized stores it.
 
-    The raw copies (RAW_VALUE_COLUMNS) are left out: raw_records holds the same values
-    under the same record_key (the int_persons_raw_values view shows them beside it), and
-    writing them again was a quarter of the table (1M city: 2-4 s of the stage). What the
-    metrics need of them is kept as STANDARDIZATION_FLAGS, so a later night can take a
-    row's figures out again after raw_records no longer holds it.
+    The raw copies (RAW_VALUE_COLUMNS) and the row's provenance (RECORD_PROVENANCE_COLUMNS)
+    are left out: raw_records holds the same values under the same record_key (the
+    int_persons_raw_values view shows them), and writing them again was a quarter of the
+    table (1M city: 2-4 s of the stage). What the metrics need of the raw copies is kept as
+    STANDARDIZATION_FLAGS, so a later night can take a row's figures out again after
+    raw_records no longer holds it.
     """
-    return std.with_columns(_standardization_flags()).drop(list(RAW_VALUE_COLUMNS), strict=False)
+    left_out = [*RAW_VALUE_COLUMNS, *RECORD_PROVENANCE_COLUMNS]
+    return std.with_columns(_standardization_flags()).drop(left_out, strict=False)
 
 
 def standardization_metrics(std: pl.DataFrame) -> pl.DataFrame:

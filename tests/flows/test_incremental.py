@@ -53,7 +53,7 @@ def change_extract(city: Path, accepted: set[str]) -> tuple[set[str], set[str]]:
 
 def standardized(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return con.execute(
-        "select * exclude (raw_row_hash, load_batch) from int_persons_standardized order by source, record_id"
+        "select * exclude (raw_row_hash) from int_persons_standardized order by source, record_id"
     ).pl()
 
 
@@ -157,7 +157,8 @@ def run_to_standardize(sources: Path, out: Path, **overrides) -> stages.RunConte
 
 def test_incremental_night_takes_tonights_provenance_for_unchanged_rows(city: Path, tmp_path: Path) -> None:
     # The table is changed in place on an incremental night: unchanged rows must still come
-    # out with tonight's keys, load batch and a department renamed in the sources file.
+    # out with tonight's keys and a department renamed in the sources file, and so with
+    # tonight's row numbers and load batch (raw_records', through int_persons_raw_values).
     work = tmp_path / "city"
     shutil.copytree(city, work)
     run_to_standardize(work / "sources.yaml", tmp_path / "incremental").con.close()
@@ -176,9 +177,17 @@ def test_incremental_night_takes_tonights_provenance_for_unchanged_rows(city: Pa
     assert con.execute(
         "select count(*) from int_persons_standardized s join raw_records r using (record_key) "
         "where s.source is distinct from r.source or s.record_id is distinct from r.record_id "
-        "or s.row_number is distinct from r.row_number or s.department is distinct from r.department "
-        "or s.load_batch is distinct from r.load_batch or s.file_sha256 is distinct from r.file_sha256"
+        "or s.department is distinct from r.department"
     ).fetchone()[0] == 0
+    shown = con.execute(
+        "select s.record_id, v.row_number, v.load_batch from int_persons_standardized s "
+        "join int_persons_raw_values v using (record_key) where s.source = 'social_insurance'"
+    ).pl()
+    assert shown.get_column("load_batch").unique().to_list() == [night2.run_id]
+    tonight = con.execute(
+        "select record_id, row_number from raw_records where source = 'social_insurance'"
+    ).pl()
+    assert shown.select("record_id", "row_number").sort("record_id").equals(tonight.sort("record_id"))
     assert con.execute("select count(*) from int_persons_standardized").fetchone()[0] == con.execute(
         "select count(*) from raw_records").fetchone()[0]
     assert con.execute("select count(*) from int_persons_standardized where department = '公安局户籍科'").fetchone()[0] > 0
@@ -193,6 +202,7 @@ def test_incremental_night_takes_tonights_provenance_for_unchanged_rows(city: Pa
 
 
 def test_stored_table_leaves_the_raw_cells_to_raw_records(city: Path, tmp_path: Path) -> None:
+    from linkage.fields import RECORD_PROVENANCE_COLUMNS
     from linkage.standardize import RAW_VALUE_COLUMNS, standardize_records
 
     settings = replace(Settings(), show_progress=False)
@@ -202,10 +212,11 @@ def test_stored_table_leaves_the_raw_cells_to_raw_records(city: Path, tmp_path: 
         stages.ledger_record_stage(ctx, stage(ctx))
     con = ctx.con
     stored = con.execute("select * from int_persons_standardized").pl()
-    assert not set(RAW_VALUE_COLUMNS) & set(stored.columns)
-    # The view shows, by record_key, exactly the raw copies standardize made of each row.
+    assert not (set(RAW_VALUE_COLUMNS) | set(RECORD_PROVENANCE_COLUMNS)) & set(stored.columns)
+    # The view shows, by record_key, exactly the raw copies and the provenance standardize
+    # carried for each row.
     made = standardize_records(con.execute("select * from raw_records").pl(), as_of=ctx.as_of)
-    raw_columns = ["record_key", *RAW_VALUE_COLUMNS]
+    raw_columns = ["record_key", *RECORD_PROVENANCE_COLUMNS, *RAW_VALUE_COLUMNS]
     shown = con.execute(f"select {', '.join(raw_columns)} from int_persons_raw_values order by record_key").pl()
     assert shown.height == stored.height > 1000
     assert shown.equals(made.select(raw_columns).sort("record_key"))
