@@ -25,6 +25,7 @@ from linkage.classify import (
     term_frequency_adjustment,
 )
 from linkage.compare import DEFAULT_COMPARISONS, NULL_LEVEL, Comparison, compare_pairs, pair_frame
+from linkage.sql import relation_exists
 
 STD_TABLE = "int_persons_standardized"
 
@@ -173,7 +174,7 @@ def explain_pair(
         label = "one side empty" if g == NULL_LEVEL else c.levels[g]
         lines.append(ComparisonLine(c.name, g, label, float(per[0, k]), _value_text(c.name, rows[0]), _value_text(c.name, rows[1])))
     same = None
-    if _has_table(con, "entity_map"):
+    if relation_exists(con, "entity_map"):
         ids = con.execute(
             "select count(distinct person_id), count(*) from entity_map where (source = $s1 and record_id = $r1) "
             "or (source = $s2 and record_id = $r2)",
@@ -187,12 +188,6 @@ def explain_pair(
     )
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "select count(*) from information_schema.tables where table_name = $n", {"n": name}
-        ).fetchone()[0]
-    )
 
 
 def format_pair(e: PairExplanation) -> str:
@@ -225,7 +220,7 @@ class RecordExplanation:
 
 def explain_record(con: duckdb.DuckDBPyConnection, model: dict, record: tuple[str, str]) -> RecordExplanation:
     """Why a record joined its person: every matched pair linking it to the other records of its cluster."""
-    if not _has_table(con, "entity_map"):
+    if not relation_exists(con, "entity_map"):
         raise RecordNotFound("no entity_map table: run the linkage first")
     row = con.execute(
         "select person_id from entity_map where source = $s and record_id = $r", {"s": record[0], "r": record[1]}

@@ -42,7 +42,7 @@ from linkage.households import (
     registered_hukou,
     residence_evidence,
 )
-from linkage.sql import relation_exists
+from linkage.sql import raw_values_join
 
 COMPLETENESS_FIELDS: tuple[str, ...] = PERSON_FIELDS
 
@@ -450,14 +450,8 @@ def _field_completeness_db(
     """``field_completeness`` from one count per (source, column) made in DuckDB."""
     columns = [f's."{c}"' for name in COMPLETENESS_FIELDS for c in (name, f"{name}_raw") if c in present]
     # The raw cells the stored table leaves out are counted where they are kept.
-    raw_join = ""
-    raw_missing = [f"{name}_raw" for name in COMPLETENESS_FIELDS if f"{name}_raw" not in present]
-    if raw_missing and relation_exists(con, raw_values):
-        raw_columns = set(con.execute(f"select * from {raw_values} limit 0").pl().columns)
-        raw_missing = [c for c in raw_missing if c in raw_columns]
-        if raw_missing:
-            raw_join = f"left join {raw_values} v using (record_key)"
-            columns += [f'v."{c}"' for c in raw_missing]
+    raw_join, raw_columns = raw_values_join(con, present, [f"{name}_raw" for name in COMPLETENESS_FIELDS], raw_values)
+    columns += raw_columns
     filled = ", ".join(f'count({c}) as {c.split(".", 1)[1]}' for c in columns)
     counts = {
         row["source"]: row

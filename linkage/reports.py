@@ -24,7 +24,7 @@ import polars as pl
 
 from linkage.fields import RAW_VALUES_VIEW
 from linkage.households import FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS
-from linkage.sql import relation_exists
+from linkage.sql import raw_values_join
 
 SEX_LABELS = {"M": "男", "F": "女"}
 FIELD_LABELS = {"name": "姓名", "id_number": "公民身份号码", "birth_date": "出生日期", "sex": "性别"}
@@ -627,11 +627,8 @@ def report_inputs_from_duckdb(
         shown_columns = [
             f's."{c}"' for c in dict.fromkeys(REPORT_COLUMNS) if c in present and c not in ("department", "name_script")
         ]
-        raw_join = ""
-        raw_missing = [c for c in dict.fromkeys(REPORT_COLUMNS) if c.endswith("_raw") and c not in present]
-        if raw_missing and relation_exists(con, raw_values):
-            raw_join = f"left join {raw_values} v using (record_key)"
-            shown_columns += [f'v."{c}"' for c in raw_missing]
+        raw_join, raw_columns = raw_values_join(con, present, dict.fromkeys(REPORT_COLUMNS), raw_values)
+        shown_columns += raw_columns
         con.register("__renhu__duplicate_keys", duplicates.select("record_key"))
         con.register("__renhu__finding_keys", finding_rows.select("source", "record_id"))
         try:

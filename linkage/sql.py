@@ -8,6 +8,7 @@ formatting, so a source name or a path cannot change the SQL.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -32,11 +33,28 @@ def load_sql(table: str) -> str:
 
 def relation_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """A table or view of that name is visible to `con` (temporary ones included)."""
-    return bool(con.execute(
-        "select (select count(*) from duckdb_tables() where table_name = $n)"
-        " + (select count(*) from duckdb_views() where view_name = $n)",
-        {"n": name},
-    ).fetchone()[0])
+    return bool(
+        con.execute("select count(*) from information_schema.tables where table_name = $n", {"n": name}).fetchone()[0]
+    )
+
+
+def raw_values_join(
+    con: duckdb.DuckDBPyConnection, present: set[str], wanted: Iterable[str], raw_values: str
+) -> tuple[str, list[str]]:
+    """Where a standardized relation (alias ``s``, columns ``present``) lacks `<field>_raw`
+    columns of ``wanted``, take them from ``raw_values`` (alias ``v``) by record_key.
+
+    Returns the join clause and the select expressions of the columns it adds; ("", []) when
+    nothing is missing or ``raw_values`` does not exist (a frame that holds its raw copies).
+    """
+    missing = [c for c in wanted if c.endswith("_raw") and c not in present]
+    if not missing or not relation_exists(con, raw_values):
+        return "", []
+    available = {row[0] for row in con.execute(f"describe {raw_values}").fetchall()}
+    taken = [c for c in missing if c in available]
+    if not taken:
+        return "", []
+    return f"left join {raw_values} v using (record_key)", [f'v."{c}"' for c in taken]
 
 
 def create_view(con: duckdb.DuckDBPyConnection, view: str) -> None:
