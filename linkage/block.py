@@ -39,6 +39,15 @@ class BlockingPass:
     may hold several keys, so a pair can meet in several blocks and is listed once;
     ``latin_pairs``: only pairs where a side's ``latin`` key column is true.
     A pass with ``own_pairs`` (``int_pairs_<name>.sql``) builds its pairs itself.
+
+    ``apart_by_ids``: the pass leaves out a pair whose two records each carry their own
+    valid id and the two ids differ. Classification would rule such a pair
+    ``different_valid_ids`` whatever else agrees (linkage.classify.apply_rules), and
+    clustering keeps two valid ids apart by itself (linkage.cluster), so the pair
+    would be compared only to be discarded. Most candidate pairs of the coarse
+    passes are such pairs: namesakes, family members sharing an address or a phone, people
+    of one surname born on one day in one county, whose number grows as the square of the
+    city.
     """
 
     name: str
@@ -47,6 +56,7 @@ class BlockingPass:
     cap_divisor: int = 1
     latin_pairs: bool = False
     own_pairs: bool = False
+    apart_by_ids: bool = True
 
     @property
     def table(self) -> str:
@@ -62,7 +72,7 @@ class BlockingPass:
 
 # Order fixes the bit of each pass in int_pairs_blocked.passes.
 BLOCKING_PASSES: tuple[BlockingPass, ...] = (
-    BlockingPass("id_number", "same identity number"),
+    BlockingPass("id_number", "same identity number", apart_by_ids=False),
     BlockingPass("id_near", "identity numbers one mistyped digit or one adjacent swap apart", own_pairs=True),
     BlockingPass("name_pinyin_birth", "same full-name pinyin and birth date"),
     BlockingPass("pinyin_sorted_birth", "same sorted name syllables and birth date (romanized either order)",
@@ -79,6 +89,10 @@ BLOCKING_PASSES: tuple[BlockingPass, ...] = (
 )
 
 DEFAULT_MAX_BLOCK_SIZE = 100
+
+# Reserved name of the records' own valid ids, for the passes that leave out pairs of two
+# different ones (BlockingPass.apart_by_ids).
+OWN_IDS = "__renhu_own_ids"
 
 # Columns of int_persons_standardized that linkage reads; a frame lacking some (FEBRL,
 # a source with few fields) gets them as nulls.
@@ -268,6 +282,11 @@ members as (
     else:
         members = "block_keys"
     pair_filter = f"\n    where {_changed('l.record_key')} or {_changed('r.record_key')}" if only_changed else ""
+    own_id, own_id_join, ids_apart = "", "", ""
+    if bp.apart_by_ids:
+        own_id = ", o.own_id"
+        own_id_join = f"\n    left join {OWN_IDS} as o using (record_key)"
+        ids_apart = " and (l.own_id is null or r.own_id is null or l.own_id = r.own_id)"
     return f"""{keys},
 
 block_sizes as (
@@ -275,8 +294,8 @@ block_sizes as (
 ),
 
 kept as (
-    select k.record_key, k.block_key{latin}
-    from {members} as k inner join block_sizes as s using (block_key)
+    select k.record_key, k.block_key{latin}{own_id}
+    from {members} as k inner join block_sizes as s using (block_key){own_id_join}
     where s.block_size between 2 and {cap}
 ),
 
@@ -284,7 +303,7 @@ pairs as (
     select {"distinct " if bp.several_keys else ""}l.record_key as record_key_l, r.record_key as record_key_r
     from kept as l
     inner join kept as r
-        on l.block_key = r.block_key and l.record_key < r.record_key{" and (l.latin or r.latin)" if bp.latin_pairs else ""}{pair_filter}
+        on l.block_key = r.block_key and l.record_key < r.record_key{ids_apart}{" and (l.latin or r.latin)" if bp.latin_pairs else ""}{pair_filter}
 )
 
 select 0 as row_kind, record_key_l, record_key_r, null::bigint as block_size from pairs
@@ -296,7 +315,7 @@ union all select 2, null, null, block_size from block_sizes where block_size > $
 # Columns of the prepared records the passes read (besides the addresses' first characters).
 BLOCKING_COLUMNS = (
     "record_key", "name", "name_script", "name_pinyin", "name_pinyin_sorted", "pinyin_compact", "pinyin_reordered",
-    "surname_pinyin", "id_number", "id_valid", "birth", "phone", "id_birth_part",
+    "surname_pinyin", "id_number", "id_valid", "id_own", "birth", "phone", "id_birth_part",
     "hukou_region6", "residence_region6", "id_region6",
 )
 
@@ -344,6 +363,17 @@ def run_blocking(
         con.register(f"{CHANGED_RECORDS}_frame", pl.DataFrame({"record_key": changed_keys.cast(pl.Int64)}))
         con.execute(f"create or replace temp table {CHANGED_RECORDS} as select * from {CHANGED_RECORDS}_frame")
         con.unregister(f"{CHANGED_RECORDS}_frame")
+    # Keyed by the 15-digit form, as the comparison's exact level (linkage.compare.id_to_15) is,
+    # and hashed: two ids whose hashes collide only keep a pair the rules then part.
+    con.execute(
+        f"""
+        create or replace temp table {OWN_IDS} as
+        select record_key, hash(case when length(id_number) = 18 then substr(id_number, 1, 6) || substr(id_number, 9, 9)
+                                     else id_number end) as own_id
+        from {LINK_RECORDS}
+        where id_own and id_number is not null
+        """
+    )
     report: list[dict] = []
     params = {"max_block_size": max_block_size}
     try:
@@ -397,6 +427,7 @@ def run_blocking(
         else:
             con.execute(f"drop view if exists {LINK_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_RECORDS}")
+        con.execute(f"drop table if exists {OWN_IDS}")
     return BlockingResult(pairs=pairs, report=report)
 
 

@@ -165,3 +165,50 @@ def test_union_grouped_in_key_ranges_equals_one_grouping(monkeypatch):
     assert whole.height > 500  # so the union is grouped in over ten ranges
     assert parted.equals(whole)
     assert parted["passes"].n_unique() > 3
+
+
+def test_two_different_own_valid_ids_are_not_paired_by_the_other_passes():
+    shared = {"name": "张伟", "name_pinyin": "zhang wei", "name_pinyin_sorted": "wei zhang", "surname_pinyin": "zhang",
+              "birth_date": date(1990, 1, 2), "phone": "13900000000", "hukou_region": "330602001"}
+    typo = ID_A[:10] + str((int(ID_A[10]) + 3) % 10) + ID_A[11:]
+    frame = std([
+        {**shared, "id_number": ID_A, "id_valid": True},
+        {**shared, "id_number": ID_B, "id_valid": True},  # a namesake born the same day: another person
+        {**shared},  # no id: may be either of them
+        {**shared, "id_number": typo, "id_valid": False},  # a mistyped id speaks for no one
+        {**shared, "id_number": ID_A, "id_valid": True},  # the first one again
+    ])
+    found, report = pairs_of(frame)
+    assert (0, 1) not in found and (1, 4) not in found
+    for other in (2, 3):
+        assert {"name_pinyin_birth", "phone", "surname_birth_region"} <= set(found[(0, other)])
+        assert {"name_pinyin_birth", "phone", "surname_birth_region"} <= set(found[(1, other)])
+    assert {"id_number", "name_pinyin_birth", "phone"} <= set(found[(0, 4)])
+    # The pass still reports the block it saw: five records, however few pairs it kept.
+    assert report["phone"]["largest_block"] == 5
+
+
+def test_pairs_left_out_for_their_ids_are_the_pairs_the_rules_part():
+    # Over a small city with twins, namesakes and shared phones: every pair the passes leave
+    # out for two different own valid ids would have been ruled different_valid_ids.
+    import dataclasses
+
+    from linkage.link import LinkageSettings, compare_in_chunks
+    from linkage.records import PreparedRecords
+    from linkage.standardize import standardize_records
+    from tests.linkage.test_link import background, raw_frame
+
+    standardized = standardize_records(raw_frame(background(400, seed=11)))
+    records = prepare_link_records(standardized)
+    every_pair = tuple(dataclasses.replace(bp, apart_by_ids=False) for bp in BLOCKING_PASSES)
+    unfiltered = run_blocking(duckdb.connect(), records, passes=every_pair).pairs
+    kept = run_blocking(duckdb.connect(), records).pairs
+    keys = ["record_key_l", "record_key_r"]
+    assert kept.select(keys).join(unfiltered.select(keys), on=keys, how="anti").is_empty()
+    left_out = unfiltered.select(keys).join(kept.select(keys), on=keys, how="anti")
+    assert left_out.height > 50
+    prepared = PreparedRecords.from_frame(duckdb.connect(), standardized)
+    comparisons = LinkageSettings().comparisons
+    tf_tables = {c.tf_column: prepared.term_frequencies(c.tf_column) for c in comparisons if c.tf_column}
+    ruled = compare_in_chunks(left_out, prepared, comparisons, tf_tables).rule
+    assert set(ruled.tolist()) == {"different_valid_ids"}

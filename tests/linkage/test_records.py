@@ -166,11 +166,13 @@ def test_linking_past_the_in_memory_limit_equals_linking_in_memory(std: pl.DataF
 
 def test_chunks_compared_side_by_side_equal_one_at_a_time(std: pl.DataFrame) -> None:
     from linkage.block import run_blocking
-    from linkage.link import LinkageSettings, compare_in_chunks
+    from linkage.link import LinkageSettings, compare_in_chunks, random_pairs
 
     records = PreparedRecords.from_frame(duckdb.connect(), std)
     assert records.in_memory
-    pairs = run_blocking(duckdb.connect(), prepare_link_records(std)).pairs
+    # The candidates (mostly matches) and random pairs (mostly not): rows of many kinds.
+    blocked = run_blocking(duckdb.connect(), prepare_link_records(std)).pairs.select("record_key_l", "record_key_r")
+    pairs = pl.concat([blocked, random_pairs(records, 100, seed=7).select(blocked.columns)]).unique().sort(blocked.columns)
     comparisons = LinkageSettings().comparisons
     tf_tables = {c.tf_column: records.term_frequencies(c.tf_column) for c in comparisons if c.tf_column}
     # Chunks of 7 pairs: dozens of chunks, finishing in any order across the threads.
