@@ -90,9 +90,15 @@ BLOCKING_PASSES: tuple[BlockingPass, ...] = (
 
 DEFAULT_MAX_BLOCK_SIZE = 100
 
-# Reserved name of the records' own valid ids, for the passes that leave out pairs of two
-# different ones (BlockingPass.apart_by_ids).
-OWN_IDS = "__renhu_own_ids"
+# The record's own valid id as the passes that leave out pairs of two different ones read
+# it (BlockingPass.apart_by_ids): its 15-digit form, as the comparison's exact level
+# (linkage.compare.id_to_15) reads it, hashed. A collision only keeps a pair the rules part.
+# A column of the link records, carried in each pass's keys: a join per pass to a table
+# of ids held one more hash table of ten million rows, and ran DuckDB out of memory at 10M.
+OWN_ID_SQL = (
+    "case when id_own and id_number is not null then hash(case when length(id_number) = 18 "
+    "then substr(id_number, 1, 6) || substr(id_number, 9, 9) else id_number end) end"
+)
 
 # Columns of int_persons_standardized that linkage reads; a frame lacking some (FEBRL,
 # a source with few fields) gets them as nulls.
@@ -282,10 +288,11 @@ members as (
     else:
         members = "block_keys"
     pair_filter = f"\n    where {_changed('l.record_key')} or {_changed('r.record_key')}" if only_changed else ""
-    own_id, own_id_join, ids_apart = "", "", ""
+    own_id, ids_apart = "", ""
     if bp.apart_by_ids:
-        own_id = ", o.own_id"
-        own_id_join = f"\n    left join {OWN_IDS} as o using (record_key)"
+        if "own_id" not in bp.sql():
+            raise ValueError(f"{bp.file.name} must carry own_id in its keys: the pass leaves out pairs of two different ids")
+        own_id = ", k.own_id"
         ids_apart = " and (l.own_id is null or r.own_id is null or l.own_id = r.own_id)"
     return f"""{keys},
 
@@ -295,7 +302,7 @@ block_sizes as (
 
 kept as (
     select k.record_key, k.block_key{latin}{own_id}
-    from {members} as k inner join block_sizes as s using (block_key){own_id_join}
+    from {members} as k inner join block_sizes as s using (block_key)
     where s.block_size between 2 and {cap}
 ),
 
@@ -346,16 +353,17 @@ def run_blocking(
             pl.col("residence_address").str.slice(0, 4).alias("residence_address"),
         )
         con.register(f"{LINK_RECORDS}_frame", blocking_frame)
-        con.execute(f"create or replace temp table {LINK_RECORDS} as select * from {LINK_RECORDS}_frame")
+        con.execute(f"create or replace temp table {LINK_RECORDS} as select *, {OWN_ID_SQL} as own_id from {LINK_RECORDS}_frame")
         con.unregister(f"{LINK_RECORDS}_frame")
     elif records.blocking_ready:
         # Already what the passes read (int_link_records.sql): a view, no copy.
-        con.execute(f"create or replace temp view {LINK_RECORDS} as select * from {records.table}")
+        con.execute(f"create or replace temp view {LINK_RECORDS} as select *, {OWN_ID_SQL} as own_id from {records.table}")
     else:
         # Prepared records in DuckDB with every field (linkage.records.PreparedRecords): copied.
         con.execute(
             f"create or replace temp table {LINK_RECORDS} as select {', '.join(BLOCKING_COLUMNS)}, "
-            f"substr(hukou_address, 1, 4) as hukou_address, substr(residence_address, 1, 4) as residence_address "
+            f"substr(hukou_address, 1, 4) as hukou_address, substr(residence_address, 1, 4) as residence_address, "
+            f"{OWN_ID_SQL} as own_id "
             f"from {records.table}"
         )
     only_changed = changed_keys is not None
@@ -363,17 +371,6 @@ def run_blocking(
         con.register(f"{CHANGED_RECORDS}_frame", pl.DataFrame({"record_key": changed_keys.cast(pl.Int64)}))
         con.execute(f"create or replace temp table {CHANGED_RECORDS} as select * from {CHANGED_RECORDS}_frame")
         con.unregister(f"{CHANGED_RECORDS}_frame")
-    # Keyed by the 15-digit form, as the comparison's exact level (linkage.compare.id_to_15) is,
-    # and hashed: two ids whose hashes collide only keep a pair the rules then part.
-    con.execute(
-        f"""
-        create or replace temp table {OWN_IDS} as
-        select record_key, hash(case when length(id_number) = 18 then substr(id_number, 1, 6) || substr(id_number, 9, 9)
-                                     else id_number end) as own_id
-        from {LINK_RECORDS}
-        where id_own and id_number is not null
-        """
-    )
     report: list[dict] = []
     params = {"max_block_size": max_block_size}
     try:
@@ -427,7 +424,6 @@ def run_blocking(
         else:
             con.execute(f"drop view if exists {LINK_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_RECORDS}")
-        con.execute(f"drop table if exists {OWN_IDS}")
     return BlockingResult(pairs=pairs, report=report)
 
 

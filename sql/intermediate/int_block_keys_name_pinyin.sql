@@ -6,9 +6,12 @@
 -- Reaches a mistyped or missing birth date. Popular names (张伟) still make large blocks,
 -- capped tighter than other passes (a tenth of the block limit, see linkage.block): the
 -- other passes reach those records through their birth date or id.
+-- own_id (the record's own valid id, hashed; linkage.block.OWN_ID_SQL) rides along: the pass
+-- leaves out pairs of two different ones.
 with records as (
     select
         record_key,
+        own_id,
         pinyin_compact,
         hukou_region6,
         residence_region6,
@@ -19,15 +22,15 @@ with records as (
 ),
 
 record_regions as (
-    select record_key, pinyin_compact, hukou_region6 as region6, no_region from records
+    select record_key, own_id, pinyin_compact, hukou_region6 as region6, no_region from records
     union all
-    select record_key, pinyin_compact, residence_region6, no_region from records
+    select record_key, own_id, pinyin_compact, residence_region6, no_region from records
     union all
-    select record_key, pinyin_compact, id_region6, no_region from records
+    select record_key, own_id, pinyin_compact, id_region6, no_region from records
 ),
 
 block_keys as (
-    select distinct record_key, hash(pinyin_compact, coalesce(region6, '')) as block_key
+    select distinct record_key, hash(pinyin_compact, coalesce(region6, '')) as block_key, own_id
     from record_regions
     where region6 is not null or no_region
 )

@@ -5,6 +5,8 @@
 -- Reaches a misspelt or changed part of a romanized name (a typo in the given name, a
 -- married surname). Han names are paired only with latin ones here: their syllables
 -- (wei, li) are so common that this key would pair most of a birth date's records.
+-- own_id (the record's own valid id, hashed; linkage.block.OWN_ID_SQL) rides along: the pass
+-- leaves out pairs of two different ones.
 with latin_births as (
     select distinct birth
     from __renhu_link_records
@@ -14,6 +16,7 @@ with latin_births as (
 tokens as (
     select distinct
         r.record_key,
+        r.own_id,
         unnest(string_split(r.name_pinyin, ' ')) as token,
         r.birth,
         coalesce(r.name_script = 'latin', false) as latin
@@ -22,7 +25,7 @@ tokens as (
 ),
 
 block_keys as (
-    select record_key, hash(token, birth) as block_key, latin
+    select record_key, hash(token, birth) as block_key, latin, own_id
     from tokens
     where token <> ''
 )
