@@ -356,8 +356,8 @@ def run_blocking(
         con.execute(f"create or replace temp table {LINK_RECORDS} as select *, {OWN_ID_SQL} as own_id from {LINK_RECORDS}_frame")
         con.unregister(f"{LINK_RECORDS}_frame")
     elif records.blocking_ready:
-        # Already what the passes read (int_link_records.sql): a view, no copy.
-        con.execute(f"create or replace temp view {LINK_RECORDS} as select *, {OWN_ID_SQL} as own_id from {records.table}")
+        # Already what the passes read (int_link_records.sql and own_id): a view, no copy.
+        con.execute(f"create or replace temp view {LINK_RECORDS} as select * from {records.table}")
     else:
         # Prepared records in DuckDB with every field (linkage.records.PreparedRecords): copied.
         con.execute(

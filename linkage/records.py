@@ -19,7 +19,14 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from linkage.block import LINK_COLUMNS, SQL_DIR, STD_COLUMN_TYPES, prepare_link_records, with_std_columns
+from linkage.block import (
+    LINK_COLUMNS,
+    OWN_ID_SQL,
+    SQL_DIR,
+    STD_COLUMN_TYPES,
+    prepare_link_records,
+    with_std_columns,
+)
 from linkage.compare import PAIR_COLUMNS
 
 # Reserved name of the temp table of prepared records.
@@ -102,7 +109,8 @@ class PreparedRecords:
         con.execute(f"create or replace temp view {LINK_STD} as {_std_select(con, relation)}")
         con.execute(f"drop table if exists {PREPARED_RECORDS}")
         sql = LINK_RECORDS_SQL.read_text(encoding="utf-8")
-        con.execute(f"create temp table {PREPARED_RECORDS} as {sql}")
+        # own_id is computed once here, not in each of the blocking passes' scans (1M: 0.3-0.5 s).
+        con.execute(f"create temp table {PREPARED_RECORDS} as select *, {OWN_ID_SQL} as own_id from ({sql})")
         records = cls(con, std_relation=relation)
         return records
 

@@ -177,15 +177,18 @@ def test_two_different_own_valid_ids_are_not_paired_by_the_other_passes():
         {**shared},  # no id: may be either of them
         {**shared, "id_number": typo, "id_valid": False},  # a mistyped id speaks for no one
         {**shared, "id_number": ID_A, "id_valid": True},  # the first one again
+        {**shared, "id_number": ID_A[:6] + ID_A[8:17], "id_valid": True},  # and in the old 15-digit form
     ])
     found, report = pairs_of(frame)
-    assert (0, 1) not in found and (1, 4) not in found
+    assert (0, 1) not in found and (1, 4) not in found and (1, 5) not in found
+    # One id in its two forms is one id (as the comparison's exact level reads it): still paired.
+    assert {"name_pinyin_birth", "phone"} <= set(found[(0, 5)]) and {"name_pinyin_birth", "phone"} <= set(found[(4, 5)])
     for other in (2, 3):
         assert {"name_pinyin_birth", "phone", "surname_birth_region"} <= set(found[(0, other)])
         assert {"name_pinyin_birth", "phone", "surname_birth_region"} <= set(found[(1, other)])
     assert {"id_number", "name_pinyin_birth", "phone"} <= set(found[(0, 4)])
-    # The pass still reports the block it saw: five records, however few pairs it kept.
-    assert report["phone"]["largest_block"] == 5
+    # The pass still reports the block it saw: six records, however few pairs it kept.
+    assert report["phone"]["largest_block"] == 6
 
 
 def test_pairs_left_out_for_their_ids_are_the_pairs_the_rules_part():
