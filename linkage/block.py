@@ -269,9 +269,10 @@ def pass_sql(bp: BlockingPass, only_changed: bool = False) -> str:
             " union all select 1, null, null, coalesce(max(block_size), 0) from block_sizes"
             " union all select 2, null, null, block_size from block_sizes where block_size > $max_block_size"
         )
-    _strip_final_select(bp.sql(), "select * from block_keys")
+    keys_sql = bp.sql()
+    _strip_final_select(keys_sql, "select * from block_keys")
     # Materialized: the keys are read twice (sizes, members) and would otherwise be computed twice.
-    keys = "with block_keys as materialized (\n" + bp.sql().rstrip().rstrip(";") + "\n)"
+    keys = "with block_keys as materialized (\n" + keys_sql.rstrip().rstrip(";") + "\n)"
     cap = f"greatest($max_block_size // {bp.cap_divisor}, 2)" if bp.cap_divisor != 1 else "$max_block_size"
     latin = ", k.latin" if bp.latin_pairs else ""
     if only_changed:
@@ -290,7 +291,7 @@ members as (
     pair_filter = f"\n    where {_changed('l.record_key')} or {_changed('r.record_key')}" if only_changed else ""
     own_id, ids_apart = "", ""
     if bp.apart_by_ids:
-        if "own_id" not in bp.sql():
+        if "own_id" not in keys_sql:
             raise ValueError(f"{bp.file.name} must carry own_id in its keys: the pass leaves out pairs of two different ids")
         own_id = ", k.own_id"
         ids_apart = " and (l.own_id is null or r.own_id is null or l.own_id = r.own_id)"

@@ -188,8 +188,6 @@ def explain_pair(
     )
 
 
-
-
 def format_pair(e: PairExplanation) -> str:
     a, b = f"{e.record_l[0]}:{e.record_l[1]}", f"{e.record_r[0]}:{e.record_r[1]}"
     out = [f"{a}  vs  {b}", ""]

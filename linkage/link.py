@@ -84,9 +84,10 @@ class LinkState:
 LINKAGE_METHOD = (
     "Blocking in DuckDB by several passes (identity number and its one-typo neighbours, name pinyin "
     "+ birth date, sorted syllables + birth date, surname + birth date + county, name + id birth "
-    "digits, phone; no pair of two different valid ids), Fellegi-Sunter match weights learned by EM without labels with term-frequency "
-    "adjustment for common names, rules for different valid ids and ids shared by two people, then "
-    "connected components split at their weakest link where they would join conflicting records."
+    "digits, phone; no pair of two different valid ids), Fellegi-Sunter match weights learned by EM "
+    "without labels with term-frequency adjustment for common names, rules for different valid ids "
+    "and ids shared by two people, then connected components split at their weakest link where they "
+    "would join conflicting records."
 )
 
 
