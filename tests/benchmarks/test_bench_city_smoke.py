@@ -108,6 +108,30 @@ def test_run_measured_sees_memory_of_a_grandchild():
     assert measured.seconds >= 1.0
 
 
+def test_run_measured_counts_cpu_of_a_grandchild_it_waited_for():
+    # The child sleeps while its child spins for ~0.6 s of CPU: the tree's CPU time must
+    # hold the grandchild's, and the sleeping child adds next to none of its own.
+    spin = "import time; end = time.process_time() + 0.6\nwhile time.process_time() < end: pass"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}], check=True)"
+    measured = bench.run_measured(
+        [sys.executable, "-c", child], log_path=Path("/tmp/renhu-bench-smoke-cpu.log"), interval=0.05
+    )
+    assert measured.returncode == 0
+    assert 0.6 <= measured.cpu_seconds < 0.6 + 1.0  # two interpreters' start-up at most
+    assert measured.steal_seconds is None or measured.steal_seconds >= 0
+
+
+def test_alternation_ratios_of_wall_and_cpu_time():
+    pair = bench._alternation(
+        {"seconds": 40.0, "cpu_seconds": 60.0, "steal_seconds": 0.5},
+        {"seconds": 80.0, "cpu_seconds": 150.0, "steal_seconds": 1.0},
+    )
+    assert pair["ratio"] == 0.5 and pair["cpu_ratio"] == 0.4
+    assert (pair["renhu_steal_seconds"], pair["splink_steal_seconds"]) == (0.5, 1.0)
+    # A result file from before CPU was measured: no CPU ratio rather than a wrong one.
+    assert "cpu_ratio" not in bench._alternation({"seconds": 40.0}, {"seconds": 80.0})
+
+
 def test_run_measured_stops_a_tree_past_its_rss_limit():
     # 400 MB held for a minute; a 100 MB limit must stop it long before it would finish.
     hog = "import time; b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(60)"
