@@ -16,6 +16,7 @@ benchmarks/results/.
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import threading
 import time
@@ -51,6 +52,12 @@ class RssSampler:
         self._stop.set()
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process so far, every thread (polars', DuckDB's) included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_night(sources: Path, out: Path, sampler: RssSampler) -> list[tuple[str, float, int, int, int]]:
     from flows import stages
     from flows.nightly import open_run
@@ -67,7 +74,7 @@ def run_night(sources: Path, out: Path, sampler: RssSampler) -> list[tuple[str, 
         stages.ledger_start(ctx)
         for name in ("ingest", "standardize", "link", "households", "validate", "publish"):
             sampler.reset()
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu_seconds()
             if name == "publish":
                 _, result = publish(ctx)
             else:
@@ -76,8 +83,10 @@ def run_night(sources: Path, out: Path, sampler: RssSampler) -> list[tuple[str, 
             if name == "ingest":
                 stages.prepare_staging_dir(ctx)
             rows.append((name, time.perf_counter() - started, sampler.peak, result.rows_in, result.rows_out))
-            print(f"  {name:<12} {rows[-1][1]:7.1f} s  peak {sampler.peak / 1e9:5.2f} GB  "
-                  f"rows {result.rows_in:>10,} → {result.rows_out:>10,}", flush=True)
+            cpu = cpu_seconds() - cpu_started
+            # CPU / wall: how many of the machine's cores the stage kept busy on average.
+            print(f"  {name:<12} {rows[-1][1]:7.1f} s  cpu {cpu:6.1f} s ({cpu / max(rows[-1][1], 1e-9):4.2f} cores)  "
+                  f"peak {sampler.peak / 1e9:5.2f} GB  rows {result.rows_in:>10,} → {result.rows_out:>10,}", flush=True)
         stages.ledger_finish(ctx, "published")
     finally:
         ctx.con.close()
