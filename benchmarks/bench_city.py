@@ -467,6 +467,13 @@ def mutate_city(city: Path, fraction: float, seed: int) -> dict:
     truth = pl.read_parquet(truth_path)
     total = truth.height
     accepted = accepted_truth(truth)
+    # An added record's id is an existing one with a suffix no record id has yet: a city
+    # changed before (a second night 2) must not get the same new ids twice, which renhu
+    # would rightly quarantine as duplicates instead of linking them.
+    night = 2
+    while truth.filter(pl.col("record_id").cast(pl.Utf8).str.ends_with(f"N{night}")).height:
+        night += 1
+    suffix = f"N{night}"
     editable = [
         s
         for s in config["sources"]
@@ -510,7 +517,7 @@ def mutate_city(city: Path, fraction: float, seed: int) -> dict:
                     )
                     modified += len(to_modify)
                 new_rows = frame[to_add]
-                new_ids = [f"{ids[i]}N2" for i in to_add]
+                new_ids = [f"{ids[i]}{suffix}" for i in to_add]
                 new_rows = new_rows.with_columns(
                     pl.Series(record_col, new_ids).cast(frame[record_col].dtype, strict=False)
                 )
@@ -550,7 +557,7 @@ def mutate_city(city: Path, fraction: float, seed: int) -> dict:
                 for _number, obj in picks[half:]:
                     rid = str(obj[record_col])
                     new = dict(obj)
-                    new[record_col] = f"{rid}N2"
+                    new[record_col] = f"{rid}{suffix}"
                     body.append(json.dumps(new, ensure_ascii=False).encode("utf-8"))
                     data_rows += 1
                     added_truth.append(
@@ -596,7 +603,7 @@ def mutate_city(city: Path, fraction: float, seed: int) -> dict:
                 data_rows = len(lines) - 1
                 for _, row in picks[half:]:
                     new = list(row)
-                    new[record_index] = f"{row[record_index]}N2"
+                    new[record_index] = f"{row[record_index]}{suffix}"
                     lines.append(_csv_line(new, encoding, crlf))
                     data_rows += 1
                     added_truth.append(
@@ -1028,8 +1035,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.city:
         city = args.city
+        if not args.skip_night2:
+            # Night 2 changes the extracts in place: it gets a copy, and the folder given stays
+            # as it was for the next run that reuses it.
+            city = base / "city"
+            if city.exists():
+                shutil.rmtree(city)
+            print(f"copying {args.city} to {city} (night 2 will change the copy) ...", flush=True)
+            shutil.copytree(args.city, city)
         truth_rows = pl.scan_parquet(city / "truth" / "records.parquet").select(pl.len()).collect().item()
-        result["city"] = {"path": str(city), "reused": True, "records": truth_rows}
+        result["city"] = {"path": str(city), "reused": str(args.city), "records": truth_rows}
     else:
         city = base / "city"
         print(f"generating {persons:,} persons into {city} ...", flush=True)

@@ -290,6 +290,16 @@ def test_mutate_city_changes_one_percent_and_extends_the_truth(tmp_path: Path):
     jsonl_lines = (extracts / "b.jsonl").read_text(encoding="utf-8").splitlines()
     assert "{broken" in jsonl_lines and len(jsonl_lines) == n + 1 + 10
 
+    # A second change of the same city (a reused city's next night 2): its added records get
+    # ids no record has yet, N3, even where the row copied is one added by the first.
+    bench.mutate_city(tmp_path, 0.05, seed=2)
+    twice = pl.read_parquet(tmp_path / "truth" / "records.parquet")
+    assert twice.height == 1230 + 30
+    assert twice.select("source", "record_id").is_unique().all()
+    assert twice.filter(pl.col("record_id").str.ends_with("N3")).height == 30
+    parquet_ids = pl.read_parquet(extracts / "c.parquet")["rid"]
+    assert parquet_ids.is_unique().all() and parquet_ids.len() == n + 20
+
 
 def test_splink_side_id_standardization():
     # 15-digit id: '19' goes into the birth year; weighted sum of 33060219800101123 is 181,
