@@ -755,8 +755,8 @@ def print_report(result: dict) -> None:
     splink = splink if (splink or {}).get("returncode") == 0 else None
     print(f"\n{'':<24}{'renhu*' if unpublished else 'renhu':>14}{'splink':>14}{'renhu/splink':>14}")
 
-    def line(label: str, a, b, fmt) -> None:
-        ratio = f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float) and b else "-"
+    def line(label: str, a, b, fmt, ratio: bool = True) -> None:
+        ratio = f"{a / b:.2f}" if ratio and isinstance(a, int | float) and isinstance(b, int | float) and b else "-"
         print(f"{label:<24}{fmt(a):>14}{fmt(b):>14}{ratio:>14}")
 
     secs = lambda v: "-" if v is None else f"{v:.1f} s"  # noqa: E731
@@ -771,7 +771,9 @@ def print_report(result: dict) -> None:
         secs,
     )
     line("CPU time (user + sys)", (night1 or {}).get("cpu_seconds"), (splink or {}).get("cpu_seconds"), secs)
-    line("steal during the run", (night1 or {}).get("steal_seconds"), (splink or {}).get("steal_seconds"), secs)
+    # Other guests' time on this machine's cores: a figure of the machine, not of either tool.
+    line("steal during the run", (night1 or {}).get("steal_seconds"), (splink or {}).get("steal_seconds"), secs,
+         ratio=False)
     line("peak tree RSS", (night1 or {}).get("peak_tree_rss"), (splink or {}).get("peak_tree_rss"), gb)
     line("pairwise precision", r_acc.get("precision"), s_acc.get("precision"), num)
     line("pairwise recall", r_acc.get("recall"), s_acc.get("recall"), num)

@@ -169,6 +169,16 @@ _ROW_PROVENANCE = ("record_key", "source", "department", "source_kind", "record_
                    "file_sha256", "load_batch")
 
 
+def in_row_group_pieces(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` as chunks of one DuckDB row group each, for DuckDB to write in parallel.
+
+    DuckDB scans one Arrow record batch per thread: a frame handed over in one piece is
+    written by one thread while the other core waits.
+    """
+    pieces = [frame.slice(i, _WRITE_PIECE_ROWS) for i in range(0, frame.height, _WRITE_PIECE_ROWS)]
+    return pl.concat(pieces, rechunk=False) if len(pieces) > 1 else frame
+
+
 def _table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(con.execute(
         "select count(*) from duckdb_tables() where table_name = $t and not temporary", {"t": table}
@@ -304,8 +314,7 @@ def _standardize_full(ctx: RunContext) -> pl.DataFrame:
         # written by one thread. In row-group pieces both cores write when polars leaves one
         # idle (1M city: 10.5 -> 10.0 s for the stage, 18.5 -> 16.6 s of CPU; in pieces of
         # half a row group, DuckDB's threads crowd out polars: 12.3 s).
-        pieces = [standardized.slice(i, _WRITE_PIECE_ROWS) for i in range(0, standardized.height, _WRITE_PIECE_ROWS)]
-        writer.register("standardized_frame", pl.concat(pieces, rechunk=False) if pieces else standardized)
+        writer.register("standardized_frame", in_row_group_pieces(standardized))
         if create:
             writer.execute("create table int_persons_standardized_next as select * from standardized_frame")
         else:
@@ -545,7 +554,7 @@ def link(ctx: RunContext) -> StageResult:
             _save_link_state(ctx.con, result.model, result.tf_tables)
         ctx.linkage = result
         entity_map = result.entity_map.select("record_key", "source", "record_id", "person_id")
-        ctx.con.register("entity_map_frame", entity_map)
+        ctx.con.register("entity_map_frame", in_row_group_pieces(entity_map))
         # Already in record_key order (link_records keeps the standardized order); sorting it
         # again in DuckDB cost ~1 s at a million records.
         ctx.con.execute("create or replace table entity_map as select * from entity_map_frame")
@@ -598,7 +607,7 @@ def link(ctx: RunContext) -> StageResult:
             )
             ctx.con.unregister("conflicts_frame")
         if result.pairs is not None:
-            ctx.con.register("pairs_frame", result.pairs)
+            ctx.con.register("pairs_frame", in_row_group_pieces(result.pairs))
             ctx.con.execute("create or replace table int_pairs_scored as select * from pairs_frame")
             ctx.con.unregister("pairs_frame")
         persons = entity_map["person_id"].n_unique()

@@ -15,9 +15,12 @@ for the columns or the pairs' rows it reads.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import duckdb
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from linkage.block import (
     LINK_COLUMNS,
@@ -63,6 +66,13 @@ def _std_select(con: duckdb.DuckDBPyConnection, relation: str) -> str:
 
 
 _DUCKDB_TYPES = {pl.Int64: "bigint", pl.String: "varchar", pl.Boolean: "boolean", pl.Date: "date"}
+
+
+def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
 
 
 class PreparedRecords:
@@ -129,10 +139,15 @@ class PreparedRecords:
         try:
             # Prepared a batch at a time from one scan: the standardized batch and its
             # preparation live only while that batch is prepared (1M: peak 2.7 -> 2.1 GB).
-            parts = [
-                prepare_link_records(pl.from_arrow(batch)).select(FRAME_COLUMNS)
-                for batch in self.con.execute(query).to_arrow_reader(PREPARE_CHUNK_ROWS)
-            ]
+            # DuckDB produces the next batch on one core while polars prepares this one.
+            reader = self.con.execute(query).to_arrow_reader(PREPARE_CHUNK_ROWS)
+            parts = []
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-reader") as pool:
+                pending = pool.submit(_next_batch, reader)
+                while (batch := pending.result()) is not None:
+                    pending = pool.submit(_next_batch, reader)
+                    parts.append(prepare_link_records(pl.from_arrow(batch)).select(FRAME_COLUMNS))
+                    del batch
         finally:
             if keys is not None:
                 self.con.unregister("__renhu_frame_keys")

@@ -191,3 +191,29 @@ def test_chunks_compared_side_by_side_equal_one_at_a_time(std: pl.DataFrame) -> 
         assert (side_by_side.tf_adjustment == one.tf_adjustment).all()
     # Not all the same row: a misplaced chunk would show.
     assert len({tuple(row) for row in one.gammas.tolist()}) > 5
+
+
+def test_the_frame_read_in_many_batches_equals_the_frame_read_in_one(
+    std: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import linkage.records as records_module
+
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    whole = PreparedRecords.from_table(con, "int_persons_standardized")
+    batches_read: list[int] = []
+    next_batch = records_module._next_batch
+
+    def counted(reader):
+        batch = next_batch(reader)
+        if batch is not None:
+            batches_read.append(len(batch))
+        return batch
+
+    # Batches of 16 rows: the next one is read while this one is prepared, and none is lost.
+    monkeypatch.setattr(records_module, "PREPARE_CHUNK_ROWS", 16)
+    monkeypatch.setattr(records_module, "_next_batch", counted)
+    in_batches = PreparedRecords.from_table(con, "int_persons_standardized")
+    assert len(batches_read) > 1 and sum(batches_read) == std.height
+    assert in_batches.select(*FRAME_COLUMNS).equals(whole.select(*FRAME_COLUMNS))
