@@ -6,8 +6,11 @@ person; conflicts: per own record, field and disagreeing other source and value;
 household findings: per evidence record).
 
 What a department sees: its own records' values in full (it holds them anyway); of any
-other source only the source and department names, standardized birth dates and sexes,
-and names and identity numbers masked (张*, 330602********123X). Findings shown on
+other source only the source and department names, sexes, and names, identity numbers
+and birth dates masked (张*, 330602********123X, ****-**-**). The birth date is masked
+because a masked id hides exactly its birth-date digits: shown beside it, the other
+department's date would give its whole id back. Where the values differ is told instead
+(第13、18位不同, 日不同). Findings shown on
 another department's record that concern this department (``related_department``)
 appear without that record's id, with their detail, which never holds full personal
 values.
@@ -184,12 +187,21 @@ def masked_id_number(value: pl.Expr) -> pl.Expr:
     return pl.when(length == 0).then(value).when(length <= 10).then(short).otherwise(full)
 
 
+# Another department's birth date as its report shows it: every digit hidden, as the
+# masked id hides its birth-date digits.
+MASKED_DATE = "****-**-**"
+# The parts of a date that can differ, in the order a clerk reads them.
+DATE_PARTS: tuple[tuple[str, str], ...] = (("year", "年"), ("month", "月"), ("day", "日"))
+
+
 def _other_value(field: str) -> pl.Expr:
     value = pl.col(f"{field}_other")
     if field == "name":
         return masked_name(value)
     if field == "id_number":
         return masked_id_number(value)
+    if field == "birth_date":
+        return pl.when(value.is_not_null()).then(pl.lit(MASKED_DATE)).otherwise(pl.lit(None, dtype=pl.String))
     if field == "sex":
         return value.replace_strict(SEX_LABELS, default=value)
     return value.cast(pl.String)
@@ -220,7 +232,8 @@ def _positions(own: str, other: str) -> str:
 def describe_difference(field: str, own: object, other: object) -> str:
     """How the other side differs, told without its value: where a clerk should look."""
     if field == "birth_date" and isinstance(own, date) and isinstance(other, date):
-        return f"相差{abs((own - other).days)}天"
+        # Which parts differ, not by how many days: own date and distance would give the other date.
+        return "、".join(label for part, label in DATE_PARTS if getattr(own, part) != getattr(other, part)) + "不同"
     if field == "sex":
         return "性别不同"
     own_text, other_text = str(own), str(other)
@@ -241,8 +254,13 @@ def difference_hints(differing: pl.DataFrame, field: str) -> pl.Series:
     if field == "sex":
         return pl.Series("hint", ["性别不同"] * differing.height, dtype=pl.String)
     if field == "birth_date" and own_type == other_type == pl.Date:
-        days = (own - other).dt.total_days().abs().cast(pl.String)
-        return differing.select(pl.concat_str([pl.lit("相差"), days, pl.lit("天")]).alias("hint")).to_series()
+        parts = pl.concat_list(
+            [
+                pl.when(getattr(own.dt, part)() != getattr(other.dt, part)()).then(pl.lit(label))
+                for part, label in DATE_PARTS
+            ]
+        ).list.drop_nulls()
+        return differing.select((parts.list.join("、") + pl.lit("不同")).alias("hint")).to_series()
     if not own_type == other_type == pl.String:
         hints = [describe_difference(field, a, b) for a, b in differing.select(own, other).iter_rows()]
         return pl.Series("hint", hints, dtype=pl.String)

@@ -205,11 +205,14 @@ def test_conflicts_show_own_value_in_full_and_the_other_masked(reports) -> None:
     assert (name["对方部门"], name["对方数据源"]) == ("流动人口服务中心", "residence_reg")
     assert rows[("h1", "公民身份号码")]["本部门值"] == ID_A
     assert rows[("h1", "公民身份号码")]["对方值（已脱敏）"] == "330602********0015"
-    assert rows[("h1", "出生日期")]["对方值（已脱敏）"] == "1980-03-11"
+    # another department's birth date is masked like the id's birth digits: shown, it would
+    # complete 330602********0015 into that department's full id
+    assert rows[("h1", "出生日期")]["对方值（已脱敏）"] == "****-**-**"
+    assert rows[("h1", "出生日期")]["本部门值"] == "1980-03-01"
     # where to look, without the other value: birth digits 13 and sequence digit 18
     assert rows[("h1", "公民身份号码")]["差异位置"] == "第13、18位不同"
     assert rows[("h1", "姓名")]["差异位置"] == "第3字不同"
-    assert rows[("h1", "出生日期")]["差异位置"] == "相差10天"
+    assert rows[("h1", "出生日期")]["差异位置"] == "日不同"
     # the roster agrees with the register on the name; nobody else holds the id
     assert rows[("h1", "姓名")]["与本部门一致的其他数据源数"] == 1
     assert rows[("h1", "公民身份号码")]["与本部门一致的其他数据源数"] == 0
@@ -225,6 +228,8 @@ def test_conflicts_show_own_value_in_full_and_the_other_masked(reports) -> None:
 def test_no_department_sees_another_departments_full_values(reports) -> None:
     police = all_cells(reports["公安局户政科"])
     assert "王建图" not in police and ID_A_OTHER not in police and "LI XIUYING" not in police
+    # nor the birth date that would complete the masked other id into ID_A_OTHER
+    assert not any(other_date in cell for cell in police for other_date in ("1980-03-11", "19800311"))
     residence = all_cells(reports["流动人口服务中心"])
     assert ID_A not in residence and "王建国" not in residence and "李秀英" not in residence
     roster = all_cells(reports["民政局"])
@@ -280,7 +285,9 @@ def test_findings_without_department_columns_still_reach_the_owner() -> None:
         ("id_number", "330602198003010017", "330602199114010017", "第9-12位不同"),
         ("id_number", "330602198003010017", "330602800301001", "长度不同（本部门18位，对方15位）"),
         ("name", "欧阳娜娜", "欧阳娜", "长度不同（本部门4字，对方3字）"),
-        ("birth_date", date(1980, 3, 1), date(1979, 3, 1), "相差366天"),
+        ("birth_date", date(1980, 3, 1), date(1979, 3, 1), "年不同"),
+        ("birth_date", date(1980, 3, 1), date(1980, 1, 3), "月、日不同"),
+        ("birth_date", date(1980, 3, 1), date(1981, 4, 2), "年、月、日不同"),
         ("sex", "M", "F", "性别不同"),
     ],
 )
