@@ -9,8 +9,9 @@ sees the RSS of the whole process tree; this one calls the stage functions of
 process's own RSS every 20 ms, so a change to one stage shows in that stage's figures
 and nowhere else. `--nights 2` runs the flow twice on the same DuckDB file (the
 sources as they are on disk: change them between nights yourself, or use
-`bench_city.py`'s night 2). Prints one line per stage; writes nothing under
-benchmarks/results/.
+`bench_city.py`'s night 2). Prints one line per stage: seconds, CPU seconds and the
+cores kept busy on average (CPU / wall: below 2 on this machine, a core sat idle part
+of the stage), peak RSS and rows; writes nothing under benchmarks/results/.
 """
 
 from __future__ import annotations
