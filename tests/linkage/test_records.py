@@ -212,7 +212,7 @@ def test_the_frame_read_in_many_batches_equals_the_frame_read_in_one(
         return batch
 
     # Batches of 16 rows: the next one is read while this one is prepared, and none is lost.
-    monkeypatch.setattr(records_module, "PREPARE_CHUNK_ROWS", 16)
+    monkeypatch.setattr(records_module, "FRAME_BATCH_ROWS", 16)
     monkeypatch.setattr(records_module, "_next_batch", counted)
     in_batches = PreparedRecords.from_table(con, "int_persons_standardized")
     assert len(batches_read) > 1 and sum(batches_read) == std.height
