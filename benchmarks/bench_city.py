@@ -22,6 +22,13 @@ One command per size:
 `--repeat N` runs night 1 and Splink N times, alternately, before night 2 (each repeated
 night 1 into a fresh out dir) and judges the time bar on the median of the N ratios.
 
+`--running-server` adds, after the alternations, as many night-1 runs again (each into a
+fresh out dir) against a Prefect server started beforehand and left running, as a
+scheduled deployment (`renhu serve`) runs: PREFECT_API_URL set, no temporary server to
+start. Not the bar's measure (the bar includes Prefect's start); it shows how much of a
+night that start is. The server is outside the timed tree: its CPU and memory are not in
+these runs' figures.
+
 `--profile` adds one extra, untimed `renhu run` under py-spy into its own out dir and
 summarises the hottest functions (inclusive and self samples).
 """
@@ -796,6 +803,23 @@ def print_report(result: dict) -> None:
     if unpublished:
         print("* renhu did not publish (stopped after its stages, before publishing); F1 from the")
         print("  entity_map it left in DuckDB. No bar is judged on it.")
+    running = result.get("renhu_running_server")
+    if running and running.get("median_seconds"):
+        done = [n for n in running["runs"] if n["returncode"] == 0]
+        splink_seconds = [p["splink_seconds"] for p in (result.get("alternations") or {}).get("pairs", [])]
+        if not splink_seconds and splink:
+            splink_seconds = [splink["seconds"]]
+        against = (
+            f" = {running['median_seconds'] / statistics.median(splink_seconds):.2f} of Splink's median"
+            if splink_seconds else ""
+        )
+        times = " / ".join(f"{n['seconds']:.1f}" for n in done)
+        outside = " / ".join(f"{n.get('outside_stages_seconds') or 0.0:.1f}" for n in done)
+        print(
+            f"\nrenhu night 1 against a running Prefect server (server up in {running['server_ready_seconds']:.1f} s, "
+            f"not timed): {times} s, median {running['median_seconds']:.1f} s{against}; "
+            f"outside the stages {outside} s"
+        )
     night2 = result.get("renhu_night2")
     if night2:
         print(
@@ -840,12 +864,14 @@ def generate(city: Path, persons: int, seed: int, logs: Path) -> tuple[dict, Mea
 
 
 def renhu_night(
-    city: Path, out: Path, logs: Path, name: str, truth: pl.DataFrame, rss_limit: int | None = None
+    city: Path, out: Path, logs: Path, name: str, truth: pl.DataFrame, rss_limit: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict:
     measured = run_measured(
         [str(RENHU), "run", "--sources", str(city / "sources.yaml"), "--out", str(out)],
         log_path=logs / f"{name}.log",
         rss_limit=rss_limit,
+        env=env,
     )
     night = {
         "command": " ".join(measured.command),
@@ -957,6 +983,39 @@ def splink_run(city: Path, splink_out: Path, log: Path, args: argparse.Namespace
     return splink
 
 
+def running_server_nights(city: Path, base: Path, logs: Path, truth: pl.DataFrame, rss_limit: int | None,
+                          runs: int) -> dict:
+    """Night 1 `runs` times against one Prefect server started first and left running."""
+    sys.path.insert(0, str(REPO))
+    from flows.prefect_server import TemporaryPrefectServer
+
+    server = TemporaryPrefectServer.launch()
+    try:
+        ready = server.wait_until_ready()
+        env = {**os.environ, "PREFECT_API_URL": server.api_url}
+        nights = []
+        for i in range(1, runs + 1):
+            out = base / "renhu-out-running-server"
+            if out.exists():
+                shutil.rmtree(out)
+            print(f"renhu night 1 against a running Prefect server, run {i} of {runs} ...", flush=True)
+            night = add_outside_stages(
+                renhu_night(city, out, logs, f"renhu_running_server_run{i}", truth, rss_limit, env=env)
+            )
+            print(f"  exit {night['returncode']}, {night['seconds']:.1f} s", flush=True)
+            nights.append(night)
+            if night["returncode"] != 0:
+                break
+    finally:
+        server.stop()
+    seconds = [n["seconds"] for n in nights if n["returncode"] == 0]
+    return {
+        "server_ready_seconds": round(ready, 2),
+        "runs": nights,
+        "median_seconds": statistics.median(seconds) if seconds else None,
+    }
+
+
 def _alternation(renhu: dict, splink: dict) -> dict:
     """One pair of runs of --repeat: wall seconds, CPU seconds and their ratios."""
     pair = {
@@ -993,6 +1052,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1,
         help="run night 1 and Splink this many times, alternately; the time bar is judged on the median ratio",
+    )
+    parser.add_argument(
+        "--running-server", action="store_true",
+        help="also time night 1 against a Prefect server already running (PREFECT_API_URL set), --repeat times",
     )
     parser.add_argument("--profile", action="store_true", help="extra untimed renhu run under py-spy")
     parser.add_argument(
@@ -1106,6 +1169,10 @@ def main(argv: list[str] | None = None) -> int:
                 statistics.median(p["cpu_ratio"] for p in pairs) if all(p.get("cpu_ratio") for p in pairs) else None
             ),
         }
+        save()
+
+    if args.running_server and night1["returncode"] == 0:
+        result["renhu_running_server"] = running_server_nights(city, base, logs, truth, rss_limit, args.repeat)
         save()
 
     # Night 2 also follows a night 1 that ran its stages but was stopped from publishing:

@@ -350,3 +350,26 @@ def test_rss_timeline_keeps_the_peak_of_each_slice():
     assert timeline[0] == [0.0, 6.0]
     assert max(gb for _, gb in timeline) == 6.0
     assert bench.rss_timeline(bench.Measured([], 0, 0.0, 0, 0, t0)) == []
+
+
+def test_report_puts_running_server_nights_beside_splinks_median(capsys):
+    result = {
+        "records_requested": 1000,
+        "city": {"records": 1000},
+        "machine": {"cores": 2, "memory_gb": 23.5},
+        "splink": {"returncode": 0, "seconds": 20.0},
+        "alternations": {"pairs": [{"splink_seconds": 20.0}, {"splink_seconds": 30.0}, {"splink_seconds": 10.0}]},
+        "renhu_running_server": {
+            "server_ready_seconds": 2.7,
+            "runs": [
+                {"returncode": 0, "seconds": 8.0, "outside_stages_seconds": 2.5},
+                {"returncode": 0, "seconds": 6.0, "outside_stages_seconds": 2.0},
+            ],
+            "median_seconds": 7.0,
+        },
+    }
+    bench.print_report(result)
+    line = next(t for t in capsys.readouterr().out.splitlines() if "running Prefect server" in t)
+    # 7.0 s against Splink's median of 20, 30 and 10 s
+    assert "8.0 / 6.0 s, median 7.0 s = 0.35 of Splink's median" in line
+    assert "outside the stages 2.5 / 2.0 s" in line
