@@ -749,7 +749,7 @@ def print_report(result: dict) -> None:
         if night1.get("stages"):
             print(
                 f"{'(outside the stages)':<22}{night1.get('outside_stages_seconds') or 0.0:>10.1f}"
-                "   process start, Prefect's temporary server, flow and task overhead"
+                "   process start, extracts read while Prefect's server starts, flow and task overhead"
             )
         if not night1.get("published"):
             reason = [t for t in night1.get("error_tail", "").splitlines() if "did not publish" in t]
@@ -933,7 +933,8 @@ def last_stage_started(log: Path) -> str | None:
 
 
 def add_outside_stages(night: dict) -> dict:
-    """Wall time not spent in any stage: process start, Prefect's server, flow overhead."""
+    """Wall time not spent in any stage: process start, the extracts read before the flow
+    starts (while Prefect's temporary server starts), the flow's and tasks' overhead."""
     if night.get("stages"):
         night["outside_stages_seconds"] = round(
             night["seconds"] - sum(s["seconds"] for s in night["stages"]), 3
