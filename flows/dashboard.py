@@ -500,6 +500,8 @@ def _stages(metrics: dict[str, Any]) -> dict[str, Any]:
             "rows_out": _fmt_int(s.get("rows_out")),
             "share": _fmt_pct(_ratio(seconds, total)),
             "width": f"{100 * seconds / total:.1f}" if total else "0",
+            # Ingest's reading done before the flow started: not in the stage's seconds.
+            "read_ahead": f"{float(s['read_ahead_seconds']):,.2f}" if s.get("read_ahead_seconds") else "",
         })
     return {"rows": rows, "total": f"{total:,.2f}"}
 

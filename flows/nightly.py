@@ -44,7 +44,9 @@ def _run_stage(ctx: RunContext, name: str, function, *args) -> StageResult:
         result = function(ctx, *args)
     stages.ledger_record_stage(ctx, result)
     logger.info(
-        "stage %s: %d rows in, %d rows out, %.1f s", name, result.rows_in, result.rows_out, result.seconds
+        "stage %s: %d rows in, %d rows out, %.1f s%s", name, result.rows_in, result.rows_out, result.seconds,
+        f" (and {result.details['read_ahead_seconds']:.1f} s reading the extracts before the flow started)"
+        if result.details.get("read_ahead_seconds") else "",
     )
     return result
 

@@ -37,7 +37,12 @@ class StageResult:
     details: dict = field(default_factory=dict)
 
     def ledger_entry(self) -> dict:
-        return {"stage": self.stage, "seconds": round(self.seconds, 3), "rows_in": self.rows_in, "rows_out": self.rows_out}
+        entry = {"stage": self.stage, "seconds": round(self.seconds, 3), "rows_in": self.rows_in, "rows_out": self.rows_out}
+        if self.details.get("read_ahead_seconds"):
+            # Ingest's reading done before the flow started (flows.ingest.prefetch_extracts):
+            # the stage's own seconds do not hold it, the night's clock does.
+            entry["read_ahead_seconds"] = round(self.details["read_ahead_seconds"], 3)
+        return entry
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,8 @@ def ingest(ctx: RunContext, on_file=None) -> StageResult:
     started = time.perf_counter()
     result = ingest_sources(ctx.con, ctx.config, ctx.run_id, on_file=on_file)
     ctx.ingest = result
-    details = {"quarantined": result.quarantined, "files": len(result.files)}
+    details = {"quarantined": result.quarantined, "files": len(result.files),
+               "read_ahead_seconds": result.read_ahead_seconds}
     return StageResult("ingest", time.perf_counter() - started, result.rows_in, result.accepted, details)
 
 

@@ -127,7 +127,8 @@ def make_run(out_dir: Path, run_id: str, started_at: str, *, scale: float = 1.0,
         "sources": sources, "overlap": overlap,
         "findings": {"by_kind": by_kind, "by_department": by_department},
         "stages": [
-            {"stage": "ingest", "seconds": 3.2, "rows_in": records_in, "rows_out": accepted},
+            {"stage": "ingest", "seconds": 3.2, "rows_in": records_in, "rows_out": accepted,
+             "read_ahead_seconds": 1.75},
             {"stage": "standardize", "seconds": 5.9, "rows_in": accepted, "rows_out": accepted},
             {"stage": "link", "seconds": 21.4, "rows_in": accepted, "rows_out": accepted},
             {"stage": "households", "seconds": 2.1, "rows_in": accepted, "rows_out": len(findings_rows)},
@@ -568,3 +569,12 @@ def test_history_page_draws_two_points_in_headless_chromium(chromium: str, tmp_p
     dom, console = render(chromium, out / "latest" / "index.html")
     assert console == []
     assert 'id="history-link" href="../index.html"' in dom
+
+
+def test_stage_timings_show_the_reading_done_before_the_flow_started(sample_run: Path) -> None:
+    html = write_run_dashboard(sample_run).read_text(encoding="utf-8")
+    timings = html[html.index("各阶段耗时"):html.index("合计 total")]
+    assert "另有 1.75 秒在流程开始前读取源文件" in timings
+    # Only ingest reads ahead; the total stays the stages' own seconds (3.2 + 5.9 + 21.4 + 2.1 + 7.5 + 1.8).
+    assert timings.count("流程开始前读取") == 1
+    assert "41.90" in html[html.index("合计 total"):html.index("合计 total") + 80]

@@ -223,3 +223,57 @@ def test_bad_second_file_leaves_no_staging_table(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="b.csv"):
         ingest_sources(con, config, "r")
     assert con.execute("select count(*) from information_schema.tables").fetchone()[0] == 0
+
+
+def test_extracts_read_ahead_are_taken_once_and_their_reading_time_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.ingest as ingest_module
+    from flows.ingest import prefetch_extracts
+    from flows.stages import StageResult
+
+    write_csv(tmp_path / "a.csv", ROWS, "gb18030")
+    write_csv(tmp_path / "b.csv", ROWS[:2], "utf-8")
+    config = load_sources(
+        sources_yaml(tmp_path, [entry("a", "a.csv", "csv", "gb18030"), entry("b", "b.csv", "csv")])
+    )
+    reads: list[str] = []
+    read_extract = ingest_module.read_extract
+
+    def counted(source, file):
+        reads.append(file.name)
+        return read_extract(source, file)
+
+    monkeypatch.setattr(ingest_module, "read_extract", counted)
+    monkeypatch.setattr(ingest_module, "_prefetched", {})
+    # A budget of 3 rows: a.csv (3 rows) is read ahead, b.csv is left to the ingest itself.
+    assert prefetch_extracts(config, row_budget=3) == 3
+    assert reads == ["a.csv"]
+    ahead = ingest_module._prefetched[ingest_module._file_key(config.sources[0], tmp_path / "a.csv")][1]
+    assert ahead > 0
+    result = ingest_sources(duckdb.connect(), config, "test-run")
+    # a.csv is not read twice; its reading time is the stage's, reported apart from its own seconds.
+    assert reads == ["a.csv", "b.csv"]
+    assert result.read_ahead_seconds == ahead and result.accepted == 5
+    entry_ = StageResult("ingest", 0.5, 5, 5, {"read_ahead_seconds": ahead}).ledger_entry()
+    assert entry_["read_ahead_seconds"] == round(ahead, 3) and entry_["seconds"] == 0.5
+    # Without a read-ahead there is nothing to report.
+    assert ingest_sources(duckdb.connect(), config, "test-run").read_ahead_seconds == 0.0
+    assert "read_ahead_seconds" not in StageResult("ingest", 0.5, 5, 5, {"read_ahead_seconds": 0.0}).ledger_entry()
+
+
+def test_an_extract_changed_after_its_read_ahead_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import flows.ingest as ingest_module
+    from flows.ingest import prefetch_extracts
+
+    write_csv(tmp_path / "a.csv", ROWS, "utf-8")
+    config = load_sources(sources_yaml(tmp_path, [entry("a", "a.csv", "csv")]))
+    monkeypatch.setattr(ingest_module, "_prefetched", {})
+    prefetch_extracts(config)
+    write_csv(tmp_path / "a.csv", ROWS[:1], "utf-8")
+    stat = (tmp_path / "a.csv").stat()
+    os.utime(tmp_path / "a.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    result = ingest_sources(duckdb.connect(), config, "test-run")
+    assert result.accepted == 1 and result.read_ahead_seconds == 0.0
