@@ -816,7 +816,8 @@ def _gx_context(site_dir: Path) -> Any:
             "class_name": "SiteBuilder",
             "show_how_to_buttons": False,
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
+            # GX refuses a relative base directory: `renhu demo` publishes into ./renhu-demo.
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir.resolve())},
         },
     )
     return context

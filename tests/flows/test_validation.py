@@ -357,6 +357,15 @@ def test_mapped_column_that_never_holds_a_value_is_a_warning(warnings_night):
     assert check(warnings_night, "raw_records", "health", "mapped_columns_present").success
 
 
+def test_a_relative_run_folder_gets_its_data_docs(con, tmp_path, monkeypatch):
+    # `renhu demo` (the README's first command) publishes into ./renhu-demo: GX must be
+    # handed an absolute folder, or validation cannot run and the night does not publish.
+    monkeypatch.chdir(tmp_path)
+    summary = run_validation(con, Path("renhu-demo") / "runs" / "r1", RUN_ID)
+    assert summary.critical_failures == [] and not any("could not run" in m for m in summary.messages)
+    assert (tmp_path / "renhu-demo" / "runs" / "r1" / "validation" / "index.html").is_file()
+
+
 def test_duplicated_record_id_among_accepted_rows_is_critical(con, tmp_path):
     con.execute(
         "update raw_records set record_id = 'RE000001' where source = 'residence' and record_id = 'RE000002'"
