@@ -179,7 +179,10 @@ def _run(sources: Path, out: Path, db: Path | None, full_refresh: bool, server, 
             serving = server.serving()
     try:
         with serving:
-            run_dir = Path(nightly(str(sources), str(out), str(db) if db else None, full_refresh=full_refresh))
+            # Absolute paths: the flow run's parameters in Prefect name the folders whatever
+            # directory the steward ran the command from.
+            run_dir = Path(nightly(str(sources.resolve()), str(out.resolve()), str(db.resolve()) if db else None,
+                                   full_refresh=full_refresh))
     except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG

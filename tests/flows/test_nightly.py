@@ -8,6 +8,7 @@ one of entity_map or quarantine, and a second night over the same files changes 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,9 +179,11 @@ def _recorded_runs(database: Path, out_dir: Path) -> list[dict]:
 
 
 def test_renhu_demo_command_publishes_every_contract_file(tmp_path: Path) -> None:
+    # A relative --out, as the README's `python3 tasks.py demo` runs it (./renhu-demo).
     completed = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "demo", "--persons", "300", "--out", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "flows.cli", "demo", "--persons", "300", "--out", "demo"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     latest = tmp_path / "demo" / "latest"
