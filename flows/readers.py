@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -122,12 +123,17 @@ def _digest_of(file: Path, raw: bytes | None = None) -> tuple[str, int]:
     return hashlib.sha256(raw).hexdigest(), len(raw)
 
 
-def _undecodable(row_number: int, encoding: str) -> RejectedRow:
+def _undecodable(row_number: int, encoding: str, record_id: str | None = None) -> RejectedRow:
     return RejectedRow(
         row_number,
         "undecodable_bytes",
         f"第{row_number}行含有无法按 {encoding} 解码的字节，请检查导出编码 (row {row_number} has bytes that are not valid {encoding})",
+        record_id,
     )
+
+
+# A byte the declared encoding cannot decode, as ``errors="surrogateescape"`` keeps it.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def _wrong_width(row_number: int, found: int, width: int, record_id: str | None) -> RejectedRow:
@@ -185,10 +191,25 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
     text, clean = _decode(raw, codec)
     if clean and '"' not in text:
         lines: list[str | None] = text.split("\n")
-    elif not clean:
+    elif '"' not in text:
         lines = _decode_lines(raw, codec, text)
+        # An undecodable line keeps its record id where that field itself decodes.
+        escaped = raw.decode(codec, errors="surrogateescape").split("\n")
+        bad_line_fields = (
+            {i: escaped[i].rstrip("\r").split(",") for i, line in enumerate(lines) if line is None}
+            if len(escaped) == len(lines)
+            else {}
+        )
     else:
-        return _read_quoted_csv(file, text, sha256, size, required, source, record_id_column)
+        # Quoted fields may hold commas and line breaks: only the CSV parser finds the records.
+        # Bad bytes are kept as escapes, which no quote, comma or line break becomes, and
+        # the records holding one are rejected as undecodable.
+        if not clean:
+            text = raw.decode(codec, errors="surrogateescape")
+        del raw
+        return _read_quoted_csv(
+            file, text, sha256, size, required, source, record_id_column, None if clean else encoding
+        )
     del raw, text
     # Without quote characters a physical line is a record and a comma is a separator:
     # split and count fields for every line at once.
@@ -201,8 +222,20 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
     check_columns(file, header, required, source)
     width = len(header)
     record_id_position = header.index(record_id_column)
-    body = pl.DataFrame({"line": pl.Series(lines[header_index + 1 :], dtype=pl.String)})
-    del lines
+    bad_record_ids: list[str | None] = [None] * (len(lines) - header_index - 1)
+    if not clean:
+        for i, fields in bad_line_fields.items():
+            if i > header_index and record_id_position < len(fields):
+                cell = fields[record_id_position]
+                if not _ESCAPED_BYTE.search(cell):
+                    bad_record_ids[i - header_index - 1] = cell.strip() or None
+    body = pl.DataFrame(
+        {
+            "line": pl.Series(lines[header_index + 1 :], dtype=pl.String),
+            "bad_record_id": pl.Series(bad_record_ids, dtype=pl.String),
+        }
+    )
+    del lines, bad_record_ids
     body = (
         body.with_columns(
             undecodable=pl.col("line").is_null(),
@@ -214,8 +247,9 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
         .with_columns(width=pl.col("fields").list.len())
     )
     rejected: list[RejectedRow] = []
-    for row_number in body.filter(pl.col("undecodable"))["row_number"].to_list():
-        rejected.append(_undecodable(row_number, encoding))
+    undecodable = body.filter(pl.col("undecodable")).select("row_number", "bad_record_id")
+    for row_number, record_id in undecodable.iter_rows():
+        rejected.append(_undecodable(row_number, encoding, record_id))
     ragged = body.filter(~pl.col("undecodable") & (pl.col("width") != width))
     for row_number, found, fields in ragged.select("row_number", "width", "fields").iter_rows():
         record_id = fields[record_id_position].strip() or None if record_id_position < found else None
@@ -230,23 +264,46 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
 
 
 def _read_quoted_csv(
-    file: Path, text: str, sha256: str, size: int, required: list[str], source: str, record_id_column: str
+    file: Path,
+    text: str,
+    sha256: str,
+    size: int,
+    required: list[str],
+    source: str,
+    record_id_column: str,
+    bad_bytes_encoding: str | None = None,
 ) -> Extract:
+    """``bad_bytes_encoding``: the declared encoding when ``text`` holds undecodable bytes
+    (decoded with ``errors="surrogateescape"``); a record holding one is rejected."""
     records = csv.reader(io.StringIO(text, newline=""))
     header_cells = next(records, None)
     if header_cells is None:
         raise ConfigError(f"{file}: the file is empty (no header row)")
     header = [h.strip() for h in header_cells]
+    if bad_bytes_encoding is not None and any(_ESCAPED_BYTE.search(h) for h in header):
+        raise ConfigError(f"{file}: the header row is not valid {bad_bytes_encoding}")
     check_columns(file, header, required, source)
     width = len(header)
     record_id_position = header.index(record_id_column)
     # A blank line is not a data row.
     rows = [row for row in records if row and not (len(row) == 1 and not row[0].strip())]
+
+    def record_id_of(row: list[str]) -> str | None:
+        if record_id_position >= len(row) or _ESCAPED_BYTE.search(row[record_id_position]):
+            return None
+        return row[record_id_position].strip() or None
+
+    undecodable = (
+        set()
+        if bad_bytes_encoding is None
+        else {number for number, row in enumerate(rows, start=1) if any(_ESCAPED_BYTE.search(c) for c in row)}
+    )
     rejected = [
-        _wrong_width(number, len(row), width,
-                     (row[record_id_position].strip() or None) if record_id_position < len(row) else None)
+        _undecodable(number, bad_bytes_encoding, record_id_of(row))
+        if number in undecodable
+        else _wrong_width(number, len(row), width, record_id_of(row))
         for number, row in enumerate(rows, start=1)
-        if len(row) != width
+        if number in undecodable or len(row) != width
     ]
     if rejected:
         bad = {r.row_number for r in rejected}

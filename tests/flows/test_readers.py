@@ -114,3 +114,50 @@ def test_header_check_without_a_read_keeps_nothing(tmp_path: Path) -> None:
     _workbook(path, ["张伟"])
     xlsx_header(path)
     assert readers._opened_sheet == {}
+
+
+@pytest.mark.parametrize("encoding", ["gb18030", "utf-8"])
+def test_bad_bytes_in_a_quoted_file_cost_only_their_record(tmp_path: Path, encoding: str) -> None:
+    # A file with one undecodable byte still has its quoted fields: a comma or a line break
+    # inside quotes is part of the value, not a new field or a new row.
+    rows = [
+        HEADER + ",户籍地址",
+        'r1,张伟,330602199001021231,"绍兴市越城区,北海街道"',
+        "r2,李\udcff四,330602199001021232,绍兴市",
+        'r3,王五,330602199001021233,"绍兴市\n柯桥区"',
+        'r4,"赵六",330602199001021234,绍兴市',
+    ]
+    text = "\n".join(rows) + "\n"
+    path = tmp_path / "people.csv"
+    path.write_bytes(text.encode(encoding, errors="surrogateescape"))
+
+    extract = read_csv(path, encoding, ["记录编号", "姓名"], "police", "记录编号")
+
+    assert extract.rows_in == 4
+    assert [(r.row_number, r.reason_code, r.record_id) for r in extract.rejected] == [
+        (2, "undecodable_bytes", "r2")
+    ]
+    assert extract.frame.select("记录编号", "姓名", "户籍地址", "row_number").rows() == [
+        ("r1", "张伟", "绍兴市越城区,北海街道", 1),
+        ("r3", "王五", "绍兴市\n柯桥区", 3),
+        ("r4", "赵六", "绍兴市", 4),
+    ]
+
+
+def test_an_undecodable_row_keeps_its_record_id_where_it_decodes(tmp_path: Path) -> None:
+    lines = [
+        HEADER.encode("gb18030"),
+        "r1,张伟,330602199001021231".encode("gb18030"),
+        b"r2,\xff\xfe," + "330602199001021232".encode("gb18030"),
+        b"\xffr3,x,330602199001021233",
+    ]
+    path = tmp_path / "people.csv"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    extract = read_csv(path, "gb18030", ["记录编号", "姓名"], "police", "记录编号")
+
+    assert [(r.row_number, r.reason_code, r.record_id) for r in extract.rejected] == [
+        (2, "undecodable_bytes", "r2"),
+        (3, "undecodable_bytes", None),
+    ]
+    assert extract.frame["记录编号"].to_list() == ["r1"]
