@@ -241,6 +241,37 @@ def _names_from_addresses(pairs: pl.DataFrame) -> dict[str, str]:
     }
 
 
+def mask_household_id(household_id: str | None) -> str | None:
+    """001847336 -> 00*****36, H042 -> H**2: a finding names a household without giving its number away.
+
+    A finding's detail reaches the city-wide household_findings.parquet and the reports of
+    every department it concerns; the number in full stays in its own department's report.
+    """
+    if household_id is None or household_id == "":
+        return household_id
+    if len(household_id) <= 2:
+        return household_id[0] + "*"
+    if len(household_id) <= 4:
+        return household_id[0] + "*" * (len(household_id) - 2) + household_id[-1]
+    return household_id[:2] + "*" * (len(household_id) - 4) + household_id[-2:]
+
+
+def masked_household_id(value: pl.Expr) -> pl.Expr:
+    """``mask_household_id`` as an expression."""
+    length = value.str.len_chars().cast(pl.Int64)
+    tiny = pl.concat_str([value.str.slice(0, 1), pl.lit("*")])
+    short = pl.concat_str([value.str.slice(0, 1).str.pad_end(length - 1, "*"), value.str.tail(1)])
+    long = pl.concat_str([value.str.slice(0, 2).str.pad_end(length - 2, "*"), value.str.tail(2)])
+    return (
+        pl.when(length == 0).then(value).when(length <= 2).then(tiny).when(length <= 4).then(short).otherwise(long)
+    )
+
+
+def _household_label(source: pl.Expr, household_id: pl.Expr) -> pl.Expr:
+    """"police_hukou 户号00*****36": a household as a finding's detail names it."""
+    return pl.concat_str([source, pl.lit(" 户号"), masked_household_id(household_id)])
+
+
 def _place(code: str | None, names: dict[str, str]) -> str:
     if code is None:
         return "不详"
@@ -467,7 +498,7 @@ def _hukou_residence_split(split: pl.DataFrame, at_live: pl.DataFrame, names: di
     household = (
         pl.when(pl.col("household_id").is_null() | (pl.col("household_id") == ""))
         .then(pl.lit("不详"))
-        .otherwise(pl.col("household_id"))
+        .otherwise(masked_household_id(pl.col("household_id")))
     )
     split = split.with_columns(
         detail=pl.concat_str(
@@ -582,7 +613,7 @@ def _multi_household(register: pl.DataFrame, names: dict[str, str]) -> pl.DataFr
         for r in group.unique(subset=["household"], keep="first", maintain_order=True).iter_rows(named=True):
             relation = RELATION_LABELS.get(r["relation_to_head"] or "", "关系不详")
             places.append(
-                f"{r['source']} 户号{r['household_id']}（{relation}，{_place(r['hukou_town'], names)}）"
+                f"{r['source']} 户号{mask_household_id(r['household_id'])}（{relation}，{_place(r['hukou_town'], names)}）"
             )
         detail = f"一人多户：同一人登记在{len(places)}个户中：" + "；".join(places)
         for r in group.iter_rows(named=True):
@@ -597,7 +628,7 @@ def _household_labels(register: pl.DataFrame) -> pl.DataFrame:
         .unique()
         .sort("household", "source", "household_id")
         .group_by("household", maintain_order=True)
-        .agg(label=pl.concat_str([pl.col("source"), pl.lit(" 户号"), pl.col("household_id")]).str.join("、"))
+        .agg(label=_household_label(pl.col("source"), pl.col("household_id")).str.join("、"))
     )
 
 
@@ -645,7 +676,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
 
     listed = register_all.filter(pl.col("person_id").is_in(roster.get_column("person_id").unique().implode()))
     elsewhere = listed.group_by("person_id").agg(
-        elsewhere=pl.concat_str([pl.col("source"), pl.lit(" 户号"), pl.col("household_id")])
+        elsewhere=_household_label(pl.col("source"), pl.col("household_id"))
         .unique()
         .sort()
         .str.join("、")
@@ -665,7 +696,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
     for r in only_roster.iter_rows(named=True):
         where = "户籍登记中无此人" if r["elsewhere"] is None else "户籍登记在" + r["elsewhere"]
         detail = (
-            f"户成员不一致：{r['source']} 户号{r['household_id']}列有成员{_who(r['name'], r['person_id'])}，"
+            f"户成员不一致：{r['source']} 户号{mask_household_id(r['household_id'])}列有成员{_who(r['name'], r['person_id'])}，"
             f"户籍{r['label']}无此人（{where}）"
         )
         rows.append(_row("roster_conflict", r["person_id"], r, detail, r["reg_dept"]))
@@ -684,7 +715,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
         relation = RELATION_LABELS.get(r["relation_to_head"] or "", "关系不详")
         detail = (
             f"户成员不一致：户籍{r['label']}的成员{_who(r['name'], r['person_id'])}（{relation}）"
-            f"未列入{r['roster_source']} 户号{r['roster_hh']}"
+            f"未列入{r['roster_source']} 户号{mask_household_id(r['roster_hh'])}"
         )
         rows.append(_row("roster_conflict", r["person_id"], r, detail, r["roster_dept"]))
 
@@ -709,7 +740,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
     )
     for d in disagree.iter_rows(named=True):
         detail = (
-            f"户主不一致：{d['roster_source']} 户号{d['roster_hh']}户主为"
+            f"户主不一致：{d['roster_source']} 户号{mask_household_id(d['roster_hh'])}户主为"
             + "、".join(_who(h["name"], h["person_id"]) for h in d["head_names"])
             + f"，户籍{d['label']}户主为"
             + "、".join(_who(h["name"], h["person_id"]) for h in d["head_names_reg"])
@@ -821,7 +852,7 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
     if register.is_empty():
         return _empty_findings()
     hh = register.with_columns(
-        label=pl.concat_str([pl.col("source"), pl.lit(" 户号"), pl.col("household_id")]),
+        label=_household_label(pl.col("source"), pl.col("household_id")),
         is_head=pl.col("relation_to_head") == "head",
     ).with_columns(
         n_heads=pl.col("person_id").filter(pl.col("is_head")).n_unique().over("household_key"),
@@ -881,10 +912,12 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
     ).sort("household_key", "person_id", "record_id")
     for r in reversed_generations.iter_rows(named=True):
         relation = r["relation_to_head"]
+        # Which way the dates disagree, not the dates: this detail reaches every department
+        # the household concerns, and a birth date beside a masked id gives the id back.
+        order = "不晚于" if relation in ("child", "grandchild") else "不早于"
         detail = (
             f"子女年长于父母：{r['label']}中{RELATION_LABELS[relation]}{_who(r['name'], r['person_id'])}"
-            f"出生于{r['birth'].isoformat()}，户主{_who(r['head_name'], r['head_person'])}"
-            f"出生于{r['head_birth'].isoformat()}"
+            f"的出生日期{order}户主{_who(r['head_name'], r['head_person'])}的出生日期"
         )
         # The member's entry is the one in question: the head's is the yardstick.
         rows.append(_row("child_older_than_parent", r["person_id"], r, detail))
@@ -909,7 +942,7 @@ def _household_sanity(register: pl.DataFrame, as_of: date) -> pl.DataFrame:
         role = RELATION_LABELS[r["relation_to_head"]]
         detail = (
             f"配偶未达法定婚龄：{r['label']}的{role}{_who(r['name'], r['person_id'])}（{sex}）"
-            f"出生于{r['birth'].isoformat()}，截至{as_of.isoformat()}为{age}岁，低于法定婚龄{minimum}岁"
+            f"截至{as_of.isoformat()}为{age}岁，低于法定婚龄{minimum}岁"
         )
         rows.append(_row("spouse_under_legal_age", r["person_id"], r, detail))
     return _finding_rows(rows)

@@ -190,8 +190,6 @@ def masked_id_number(value: pl.Expr) -> pl.Expr:
 # Another department's birth date as its report shows it: every digit hidden, as the
 # masked id hides its birth-date digits.
 MASKED_DATE = "****-**-**"
-# The parts of a date that can differ, in the order a clerk reads them.
-DATE_PARTS: tuple[tuple[str, str], ...] = (("year", "年"), ("month", "月"), ("day", "日"))
 
 
 def _other_value(field: str) -> pl.Expr:
@@ -229,47 +227,99 @@ def _positions(own: str, other: str) -> str:
     return "、".join(runs)
 
 
+def _hidden_range(field: str, length: int) -> tuple[int, int] | None:
+    """The 1-based positions that the other department's masked value hides, as a range.
+
+    A masked id shows its first 6 and last 4 characters (short ones: the first 2); a masked
+    name its first character.
+    """
+    if field == "id_number":
+        if length > 10:
+            return 7, length - 4
+        return (3, length) if length > 2 else None
+    return (2, length) if length > 1 else None
+
+
 def describe_difference(field: str, own: object, other: object) -> str:
-    """How the other side differs, told without its value: where a clerk should look."""
+    """Where a clerk should look, told without giving the other department's value away.
+
+    The other value is shown masked beside the clerk's own, so a hint says nothing a clerk
+    could read a hidden character from: which visible positions differ, never whether the
+    hidden ones do (the clerk's own characters there would then be the other's), and of a
+    birth date, all of it hidden, only that it differs.
+    """
     if field == "birth_date" and isinstance(own, date) and isinstance(other, date):
-        # Which parts differ, not by how many days: own date and distance would give the other date.
-        return "、".join(label for part, label in DATE_PARTS if getattr(own, part) != getattr(other, part)) + "不同"
+        return "出生日期不同"
     if field == "sex":
         return "性别不同"
     own_text, other_text = str(own), str(other)
     unit = "位" if field == "id_number" else "字"
     if len(own_text) != len(other_text):
         return f"长度不同（本部门{len(own_text)}{unit}，对方{len(other_text)}{unit}）"
-    return f"第{_positions(own_text, other_text)}{unit}不同"
+    hidden = _hidden_range(field, len(own_text))
+    if hidden is None:
+        return f"第{_positions(own_text, other_text)}{unit}不同"
+    start, stop = hidden
+    visible_own = own_text[: start - 1] + "*" * (stop - start + 1) + own_text[stop:]
+    visible_other = other_text[: start - 1] + "*" * (stop - start + 1) + other_text[stop:]
+    if visible_own == visible_other:
+        # The values differ and every shown character agrees: the clerk sees that much already.
+        return f"第{start}{unit}不同" if start == stop else f"第{start}-{stop}{unit}中有不同"
+    shown_range = f"{start}" if start == stop else f"{start}-{stop}"
+    return f"第{_positions(visible_own, visible_other)}{unit}不同（第{shown_range}{unit}不显示）"
+
+
+def _hidden_range_exprs(field: str, length: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """``_hidden_range`` over a column of lengths: (start, stop), null where nothing is hidden."""
+    if field == "id_number":
+        start = pl.when(length > 10).then(pl.lit(7)).when(length > 2).then(pl.lit(3))
+        stop = pl.when(length > 10).then(length - 4).when(length > 2).then(length)
+    else:
+        start = pl.when(length > 1).then(pl.lit(2))
+        stop = pl.when(length > 1).then(length)
+    return start.cast(pl.Int64), stop.cast(pl.Int64)
 
 
 def difference_hints(differing: pl.DataFrame, field: str) -> pl.Series:
     """``describe_difference`` of each row's ``field`` and ``{field}_other``, as column ``hint``.
 
     Vectorised: a city's conflicts run to 10^5 rows. Text positions come from the two
-    texts split into characters side by side; runs of differing positions are joined.
+    texts split into characters side by side, the hidden ones starred in both; runs of
+    differing positions are joined.
     """
     own, other = pl.col(field), pl.col(f"{field}_other")
     own_type, other_type = differing.schema[field], differing.schema[f"{field}_other"]
     if field == "sex":
         return pl.Series("hint", ["性别不同"] * differing.height, dtype=pl.String)
     if field == "birth_date" and own_type == other_type == pl.Date:
-        parts = pl.concat_list(
-            [
-                pl.when(getattr(own.dt, part)() != getattr(other.dt, part)()).then(pl.lit(label))
-                for part, label in DATE_PARTS
-            ]
-        ).list.drop_nulls()
-        return differing.select((parts.list.join("、") + pl.lit("不同")).alias("hint")).to_series()
+        return pl.Series("hint", ["出生日期不同"] * differing.height, dtype=pl.String)
     if not own_type == other_type == pl.String:
         hints = [describe_difference(field, a, b) for a, b in differing.select(own, other).iter_rows()]
         return pl.Series("hint", hints, dtype=pl.String)
     unit = "位" if field == "id_number" else "字"
-    texts = differing.select(own.alias("own"), other.alias("other")).with_row_index("row")
-    own_length, other_length = pl.col("own").str.len_chars(), pl.col("other").str.len_chars()
+    own_length, other_length = pl.col("own").str.len_chars().cast(pl.Int64), pl.col("other").str.len_chars()
+    start, stop = _hidden_range_exprs(field, own_length)
+
+    def starred(text: pl.Expr) -> pl.Expr:
+        return (
+            pl.when(pl.col("start").is_null())
+            .then(text)
+            .otherwise(
+                pl.concat_str(
+                    [text.str.slice(0, pl.col("start") - 1).str.pad_end(pl.col("stop"), "*"),
+                     text.str.slice(pl.col("stop"))]
+                )
+            )
+        )
+
+    texts = (
+        differing.select(own.alias("own"), other.alias("other"))
+        .with_row_index("row")
+        .with_columns(start=start, stop=stop)
+    )
     characters = (
         texts.filter(own_length == other_length)
-        .select("row", pl.col("own").str.split(""), pl.col("other").str.split(""))
+        .select("row", starred(pl.col("own")).str.split(""), starred(pl.col("other")).str.split(""))
         .explode("own", "other")
         .with_columns(position=pl.int_range(1, pl.len() + 1).over("row"))
         .filter(pl.col("own") != pl.col("other"))
@@ -290,6 +340,11 @@ def difference_hints(differing: pl.DataFrame, field: str) -> pl.Series:
             .alias("positions")
         )
     )
+    hidden = (
+        pl.when(pl.col("start") == pl.col("stop"))
+        .then(pl.col("start").cast(pl.String))
+        .otherwise(pl.concat_str([pl.col("start"), pl.lit("-"), pl.col("stop")]))
+    )
     return (
         texts.join(runs, on="row", how="left", maintain_order="left")
         .select(
@@ -299,7 +354,17 @@ def difference_hints(differing: pl.DataFrame, field: str) -> pl.Series:
                     [pl.lit("长度不同（本部门"), own_length, pl.lit(f"{unit}，对方"), other_length, pl.lit(f"{unit}）")]
                 )
             )
-            .otherwise(pl.concat_str([pl.lit("第"), pl.col("positions"), pl.lit(f"{unit}不同")]))
+            .when(pl.col("positions").is_null() & (pl.col("start") == pl.col("stop")))
+            .then(pl.concat_str([pl.lit("第"), hidden, pl.lit(f"{unit}不同")]))
+            .when(pl.col("positions").is_null())
+            .then(pl.concat_str([pl.lit("第"), hidden, pl.lit(f"{unit}中有不同")]))
+            .when(pl.col("start").is_null())
+            .then(pl.concat_str([pl.lit("第"), pl.col("positions"), pl.lit(f"{unit}不同")]))
+            .otherwise(
+                pl.concat_str(
+                    [pl.lit("第"), pl.col("positions"), pl.lit(f"{unit}不同（第"), hidden, pl.lit(f"{unit}不显示）")]
+                )
+            )
             .alias("hint")
         )
         .to_series()

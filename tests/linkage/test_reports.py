@@ -209,10 +209,11 @@ def test_conflicts_show_own_value_in_full_and_the_other_masked(reports) -> None:
     # complete 330602********0015 into that department's full id
     assert rows[("h1", "出生日期")]["对方值（已脱敏）"] == "****-**-**"
     assert rows[("h1", "出生日期")]["本部门值"] == "1980-03-01"
-    # where to look, without the other value: birth digits 13 and sequence digit 18
-    assert rows[("h1", "公民身份号码")]["差异位置"] == "第13、18位不同"
-    assert rows[("h1", "姓名")]["差异位置"] == "第3字不同"
-    assert rows[("h1", "出生日期")]["差异位置"] == "日不同"
+    # Where to look, among the characters the masked value shows; nothing about the hidden
+    # ones, whose sameness would hand the clerk the other department's characters there.
+    assert rows[("h1", "公民身份号码")]["差异位置"] == "第18位不同（第7-14位不显示）"
+    assert rows[("h1", "姓名")]["差异位置"] == "第2-3字中有不同"
+    assert rows[("h1", "出生日期")]["差异位置"] == "出生日期不同"
     # the roster agrees with the register on the name; nobody else holds the id
     assert rows[("h1", "姓名")]["与本部门一致的其他数据源数"] == 1
     assert rows[("h1", "公民身份号码")]["与本部门一致的其他数据源数"] == 0
@@ -248,7 +249,8 @@ def test_findings_on_own_records_and_those_concerning_the_department(reports) ->
     assert roster.height == 1
     row = roster.row(0, named=True)
     assert row["人员编号"] == "PB" and row["记录编号"] is None and row["姓名"] is None
-    assert row["数据源"] == "（公安局户政科记录）" and "李*" in row["说明"] and "MZ1" in row["说明"]
+    assert row["数据源"] == "（公安局户政科记录）" and "李*" in row["说明"] and "户号M*1" in row["说明"]
+    assert "MZ1" not in row["说明"]  # the roster's own number in full is only in its own rows
 
 
 def test_summary_counts_each_sheet(reports) -> None:
@@ -281,13 +283,18 @@ def test_findings_without_department_columns_still_reach_the_owner() -> None:
 @pytest.mark.parametrize(
     ("field", "own", "other", "hint"),
     [
-        ("id_number", "330602198003010017", "330602198003110015", "第13、18位不同"),
-        ("id_number", "330602198003010017", "330602199114010017", "第9-12位不同"),
+        ("id_number", "330602198003010017", "330602198003110015", "第18位不同（第7-14位不显示）"),
+        ("id_number", "330602198003010017", "330602199114010017", "第7-14位中有不同"),
+        ("id_number", "33068120130926787X", "33086120130926787X", "第4-5位不同（第7-14位不显示）"),
+        ("id_number", "330602800301001", "330602800301002", "第15位不同（第7-11位不显示）"),
+        ("id_number", "12345", "12346", "第3-5位中有不同"),
         ("id_number", "330602198003010017", "330602800301001", "长度不同（本部门18位，对方15位）"),
         ("name", "欧阳娜娜", "欧阳娜", "长度不同（本部门4字，对方3字）"),
-        ("birth_date", date(1980, 3, 1), date(1979, 3, 1), "年不同"),
-        ("birth_date", date(1980, 3, 1), date(1980, 1, 3), "月、日不同"),
-        ("birth_date", date(1980, 3, 1), date(1981, 4, 2), "年、月、日不同"),
+        ("name", "王豪林", "玉豪林", "第1字不同（第2-3字不显示）"),
+        ("name", "王豪", "王浩", "第2字不同"),
+        ("name", "张", "李", "第1字不同"),
+        ("birth_date", date(1980, 3, 1), date(1979, 3, 1), "出生日期不同"),
+        ("birth_date", date(1980, 3, 1), date(1980, 1, 3), "出生日期不同"),
         ("sex", "M", "F", "性别不同"),
     ],
 )
@@ -441,3 +448,39 @@ def test_masks_as_expressions_are_the_households_masks() -> None:
     frame = pl.DataFrame({"v": values}, schema={"v": pl.String})
     assert frame.select(masked_name(pl.col("v"))).to_series().to_list() == [mask_name(v) for v in values]
     assert frame.select(masked_id_number(pl.col("v"))).to_series().to_list() == [mask_id_number(v) for v in values]
+
+
+def test_a_hint_tells_nothing_of_the_characters_the_mask_hides() -> None:
+    """Two other values that a clerk sees alike (the same masked value) get the same hint.
+
+    Otherwise the clerk's own value, the mask and the hint together gave the other
+    department's value back: "第4-5位不同" said every hidden digit was the clerk's own.
+    """
+    import random
+
+    from linkage.reports import difference_hints, masked_id_number, masked_name
+
+    rng = random.Random(7)
+    digits, hanzi = "0123456789X", "王玉豪林浩张李欧阳娜"
+    masks = {"id_number": masked_id_number, "name": masked_name}
+    for field, alphabet, lengths in (("id_number", digits, (5, 15, 18)), ("name", hanzi, (2, 3, 4))):
+        triples = []
+        while len(triples) < 300:
+            length = rng.choice(lengths)
+            own = "".join(rng.choice(alphabet) for _ in range(length))
+            # the other value and a variant of it that differs only where the mask hides
+            other = "".join(c if rng.random() < 0.8 else rng.choice(alphabet) for c in own)
+            variant = pl.DataFrame({"v": [other]}).select(masks[field](pl.col("v"))).item()
+            variant = "".join(o if m != "*" else rng.choice(alphabet) for o, m in zip(other, variant, strict=False))
+            seen = pl.DataFrame({"a": [other, variant]}).select(masks[field](pl.col("a"))).to_series().to_list()
+            if own not in (other, variant) and seen[0] == seen[1]:
+                triples.append((own, other, variant))
+        for own, other, variant in triples:
+            assert describe_difference(field, own, other) == describe_difference(field, own, variant), (own, other, variant)
+        frame = pl.DataFrame(
+            [(own, other) for own, other, _ in triples] + [(own, variant) for own, _, variant in triples],
+            schema={field: pl.String, f"{field}_other": pl.String},
+            orient="row",
+        )
+        hints = difference_hints(frame, field).to_list()
+        assert hints[: len(triples)] == hints[len(triples) :]
