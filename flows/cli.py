@@ -24,7 +24,8 @@ EXIT_CONFIG = 2
 
 
 def _err(message: str) -> None:
-    print(f"renhu: {message}", file=sys.stderr)
+    # One line, whatever the message holds (a library's error text can run over several).
+    print("renhu: " + " ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -89,3 +89,11 @@ def test_serve_builds_a_scheduled_deployment_of_the_nightly_flow(tmp_path: Path)
     assert deployment.parameters["db_path"] is None
     (schedule,) = deployment.schedules
     assert schedule.schedule.cron == "30 1 * * *"
+
+
+def test_an_error_of_several_lines_is_printed_as_one(capsys) -> None:
+    # A library's error text (pyarrow prints a schema) can run over lines; stderr gets one.
+    cli._err("people.parquet: not a readable Parquet file (Multiple matches for x in a: string\nb: string\n)")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err == "renhu: people.parquet: not a readable Parquet file (Multiple matches for x in a: string b: string )\n"
