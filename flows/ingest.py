@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from flows.config import CANONICAL_FIELDS, ConfigError, Source, SourcesConfig
 from flows.readers import Extract, file_identity, read_csv, read_jsonl, read_parquet, read_xlsx
+from linkage.fields import NAME_PLACEHOLDERS
 from linkage.sql import materialize
 
 RAW_FIELDS: tuple[str, ...] = CANONICAL_FIELDS
@@ -220,7 +221,8 @@ def ingest_sources(
     con.register("read_rejects", read_rejects)
     con.execute("begin transaction")
     try:
-        materialize(con, "stg_ingest_rows_rejected", temporary=True)
+        materialize(con, "stg_ingest_rows_rejected", temporary=True,
+                    name_placeholders=sorted(word.upper() for word in NAME_PLACEHOLDERS))
         con.execute(
             f"""
             create or replace table raw_records as

@@ -39,3 +39,14 @@ RAW_VALUE_COLUMNS: dict[str, str] = {
 # it): raw_records' columns too, shown by the same view rather than stored again.
 RECORD_PROVENANCE_COLUMNS: tuple[str, ...] = ("file", "row_number", "file_sha256", "load_batch")
 RAW_VALUES_VIEW = "int_persons_raw_values"
+
+# Words that fill a name cell when the clerk had no name (or was testing the form):
+# standardization leaves such a name empty (linkage.names), and ingest's no_name_or_id rule
+# (sql/staging/stg_ingest_rows_rejected.sql) counts it as empty, so that a row that names
+# nobody is quarantined rather than published as a person of its own.
+NAME_PLACEHOLDERS: frozenset[str] = frozenset(
+    {
+        "无", "无名", "无名氏", "不详", "未知", "不明", "待定", "待查", "暂无", "空", "测试", "某某", "某",
+        "NA", "N/A", "NULL", "NONE", "NIL", "UNKNOWN", "TEST", "X", "XX", "XXX", "NAN", "姓名",
+    }
+)

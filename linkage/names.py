@@ -19,6 +19,8 @@ import opencc
 import polars as pl
 from pypinyin import Style, lazy_pinyin
 
+from linkage.fields import NAME_PLACEHOLDERS
+
 DATA_DIR = Path(__file__).parent / "data"
 
 MIDDLE_DOT = "·"
@@ -32,13 +34,9 @@ _HAN = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _HAN_RE = re.compile(f"[{_HAN}]")
 _LATIN_RE = re.compile(r"[A-Za-z]")
 
-# Words that fill a name cell when the clerk had no name (or was testing the form).
-PLACEHOLDERS = frozenset(
-    {
-        "无", "无名", "无名氏", "不详", "未知", "不明", "待定", "待查", "暂无", "空", "测试", "某某", "某",
-        "NA", "N/A", "NULL", "NONE", "NIL", "UNKNOWN", "TEST", "X", "XX", "XXX", "NAN", "姓名",
-    }
-)
+# Words that fill a name cell when the clerk had no name (or was testing the form); ingest's
+# no_name_or_id rule counts the same words as empty.
+PLACEHOLDERS = NAME_PLACEHOLDERS
 _PLACEHOLDER_PARTS = ("测试", "某某")
 
 NAME_COLUMNS = (

@@ -1,7 +1,9 @@
 -- stg_ingest_rows_rejected
 -- Purpose: apply ingest's row rules to every row that could be read from an extract:
 --   a row needs a record_id, and a name or an id number (placeholders such as 无/不详
---   count as empty); a record_id repeated inside one source keeps its freshest row
+--   count as empty: the words standardization drops, $name_placeholders from
+--   linkage.names.PLACEHOLDERS, and a name with no Han or Latin letter or an id with no
+--   digit or letter, which standardization also leaves empty); a record_id repeated inside one source keeps its freshest row
 --   (latest updated_at, then the later file, then the later row) and marks the others
 --   superseded, naming the row that replaced them.
 -- Grain: one row per readable input row that a rule rejects, with its reason. Every
@@ -17,8 +19,14 @@ flagged as (
         *,
         case
             when record_id is null then 'missing_record_id'
-            when (name is null or regexp_full_match(name, '(?i)(无|不详|未知|测试|某某|暂无|空|null|none|n/?a|[\p{P}\p{S}\s]+)'))
-                 and (id_number is null or regexp_full_match(id_number, '(无|不详|[0\-/\s]+)'))
+            when (name is null
+                  or list_contains($name_placeholders, upper(regexp_replace(name, '\s+', '', 'g')))
+                  or contains(name, '测试') or contains(name, '某某')
+                  or not regexp_matches(name, '[\p{Han}A-Za-zＡ-Ｚａ-ｚ]'))
+                 and (id_number is null
+                  or regexp_full_match(id_number, '(无|不详|[0\-/\s]+)')
+                  or list_contains($name_placeholders, upper(regexp_replace(id_number, '\s+', '', 'g')))
+                  or not regexp_matches(id_number, '[0-9A-Za-z０-９Ａ-Ｚａ-ｚ]'))
                 then 'no_name_or_id'
         end as rule_problem
     from readable

@@ -293,3 +293,18 @@ def test_a_file_inserted_in_many_batches_gives_the_same_rows(tmp_path: Path, mon
     assert raw(con_batches).equals(raw(con_whole))
     assert quarantine(con_batches).equals(quarantine(con_whole))
     assert result.accepted == 7 and result.quarantined == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "id_number"),
+    [("无名", ""), ("XXX", "未知"), ("UNKNOWN", ""), ("待查", ""), ("姓名", ""), ("某", ""), ("无", "NULL"),
+     ("123", ""), ("张某某", "")],
+)
+def test_a_placeholder_name_standardization_drops_is_no_name(tmp_path: Path, name: str, id_number: str) -> None:
+    # Standardization leaves these names (linkage.names.PLACEHOLDERS, no Han or Latin letter)
+    # and ids empty: accepted, each row would be published as a person of its own.
+    write_csv(tmp_path / "a.csv", [["p1", name, id_number, "1990-01-02", ""], ROWS[0]], "utf-8")
+    con, result = ingest(tmp_path, [entry("a", "a.csv", "csv")])
+    assert quarantine(con).select("record_id", "reason_code").rows() == [("p1", "no_name_or_id")]
+    assert raw(con)["record_id"].to_list() == ["r1"]
+    assert result.rows_in == 2
