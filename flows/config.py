@@ -97,9 +97,14 @@ def _parse_source(path: Path, index: int, entry: object, seen: set[str]) -> Sour
     if not isinstance(encoding, str):
         raise _fail(path, f"source '{name}': 'encoding' must be text")
     try:
-        "renhu".encode(encoding)
+        ascii_compatible = '\n,"renhu'.encode(encoding) == b'\n,"renhu'
     except LookupError:
         raise _fail(path, f"source '{name}': unknown encoding {encoding!r}") from None
+    if not ascii_compatible:
+        # The readers find lines, commas and quotes as ASCII bytes: UTF-16/32 files would be
+        # refused row by row ("the header row is not valid utf-16") though they are valid.
+        raise _fail(path, f"source '{name}': encoding {encoding!r} is not supported; "
+                          "save the extract as utf-8 or gb18030")
     raw_columns = entry.get("columns")
     if not isinstance(raw_columns, dict) or not raw_columns:
         raise _fail(path, f"source '{name}': 'columns' must map canonical fields to the extract's columns")

@@ -53,6 +53,7 @@ def test_defaults_kind_generic_and_format_from_suffix(tmp_path: Path) -> None:
         (GOOD.replace("kind: hukou", "kind: census"), "kind 'census' is not one of"),
         (GOOD.replace("format: csv", "format: xls"), "format 'xls' is not one of"),
         (GOOD.replace("encoding: gb18030", "encoding: klingon"), "unknown encoding 'klingon'"),
+        (GOOD.replace("encoding: gb18030", "encoding: utf-16"), "encoding 'utf-16' is not supported"),
         (GOOD.replace("name: [xing, ming]", "nickname: 昵称"), "'nickname' is not a canonical field"),
         (GOOD.replace("record_id: 记录编号", "sex: 性别"), "must name a 'record_id' column"),
         (GOOD.replace("name: [xing, ming]", "sex: 性别"), "needs at least 'name' or 'id_number'"),
