@@ -12,9 +12,11 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -106,6 +108,28 @@ def check_columns(file: Path, header: list[str], required: list[str], source: st
             raise ConfigError(
                 f"{file}: column '{column}' (mapped for source '{source}') is not in the extract; it has: {shown}"
             )
+        if (count := header.count(column)) > 1:
+            raise ConfigError(
+                f"{file}: column '{column}' (mapped for source '{source}') appears {count} times in the header; "
+                "which one is meant cannot be told: rename or remove the others"
+            )
+
+
+def unique_header(header: list[str]) -> list[str]:
+    """The header with every repeated or empty name made unique (`备注#7`, `#9`: the name and
+    its 1-based position). Only columns the mapping does not name can repeat (`check_columns`
+    refuses a repeated mapped one): an export's extra blank or twice-named columns must not
+    cost the night."""
+    seen: set[str] = set()
+    unique: list[str] = []
+    for position, name in enumerate(header, start=1):
+        if name in seen or not name:
+            name = f"{name}#{position}"
+            while name in seen or name in header:
+                name += "#"
+        seen.add(name)
+        unique.append(name)
+    return unique
 
 
 def _frame(header: list[str], columns: list[list[str | None]] | list[pl.Series], row_numbers) -> pl.DataFrame:
@@ -132,8 +156,12 @@ def _undecodable(row_number: int, encoding: str, record_id: str | None = None) -
     )
 
 
-# A byte the declared encoding cannot decode, as ``errors="surrogateescape"`` keeps it.
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+def _readable_id(cell: str | None) -> str | None:
+    """A bad row's record id where that cell itself decoded (no replacement character): a
+    clerk finds the row by it."""
+    if cell is None or "\ufffd" in cell:
+        return None
+    return cell.strip() or None
 
 
 def _wrong_width(row_number: int, found: int, width: int, record_id: str | None) -> RejectedRow:
@@ -189,27 +217,27 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
     sha256, size = _digest_of(file, raw)
     codec = python_encoding(encoding)
     text, clean = _decode(raw, codec)
-    if clean and '"' not in text:
+    # Quotes, or lines ending in CR alone (old Mac exports): the csv module splits the records.
+    if '"' in text or ("\r" in text and "\n" not in text):
+        if clean:
+            physical, bad_lines = list(io.StringIO(text, newline="")), set()
+        else:
+            physical, bad_lines = _decode_physical_lines(raw, codec)
+            _check_encoding(file, encoding, raw, len(bad_lines))
+        del raw, text
+        return _read_quoted_csv(file, physical, bad_lines, sha256, size, encoding, required, source,
+                                record_id_column)
+    replaced: dict[int, str] = {}
+    if clean:
         lines: list[str | None] = text.split("\n")
-    elif '"' not in text:
-        lines = _decode_lines(raw, codec, text)
-        # An undecodable line keeps its record id where that field itself decodes.
-        escaped = raw.decode(codec, errors="surrogateescape").split("\n")
-        bad_line_fields = (
-            {i: escaped[i].rstrip("\r").split(",") for i, line in enumerate(lines) if line is None}
-            if len(escaped) == len(lines)
-            else {}
-        )
     else:
-        # Quoted fields may hold commas and line breaks: only the CSV parser finds the records.
-        # Bad bytes are kept as escapes, which no quote, comma or line break becomes, and
-        # the records holding one are rejected as undecodable.
-        if not clean:
-            text = raw.decode(codec, errors="surrogateescape")
-        del raw
-        return _read_quoted_csv(
-            file, text, sha256, size, required, source, record_id_column, None if clean else encoding
-        )
+        lines = _decode_lines(raw, codec, text)
+        _check_encoding(file, encoding, raw, sum(line is None for line in lines))
+        # Each bad line as decoded with replacement characters, for the record id it may hold.
+        replaced_lines = text.split("\n")
+        if len(replaced_lines) == len(lines):
+            replaced = {i: replaced_lines[i] for i, line in enumerate(lines) if line is None}
+        del replaced_lines
     del raw, text
     # Without quote characters a physical line is a record and a comma is a separator:
     # split and count fields for every line at once.
@@ -220,22 +248,19 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
         raise ConfigError(f"{file}: the header row is not valid {encoding}")
     header = [h.strip() for h in lines[header_index].rstrip("\r").split(",")]
     check_columns(file, header, required, source)
+    header = unique_header(header)
     width = len(header)
     record_id_position = header.index(record_id_column)
-    bad_record_ids: list[str | None] = [None] * (len(lines) - header_index - 1)
-    if not clean:
-        for i, fields in bad_line_fields.items():
-            if i > header_index and record_id_position < len(fields):
-                cell = fields[record_id_position]
-                if not _ESCAPED_BYTE.search(cell):
-                    bad_record_ids[i - header_index - 1] = cell.strip() or None
     body = pl.DataFrame(
         {
             "line": pl.Series(lines[header_index + 1 :], dtype=pl.String),
-            "bad_record_id": pl.Series(bad_record_ids, dtype=pl.String),
+            # Only a file with bad lines pays for this column's Python list.
+            "replaced": pl.Series([replaced.get(i) for i in range(header_index + 1, len(lines))], dtype=pl.String)
+            if replaced
+            else pl.repeat(None, len(lines) - header_index - 1, dtype=pl.String, eager=True),
         }
     )
-    del lines, bad_record_ids
+    del lines, replaced
     body = (
         body.with_columns(
             undecodable=pl.col("line").is_null(),
@@ -247,8 +272,10 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
         .with_columns(width=pl.col("fields").list.len())
     )
     rejected: list[RejectedRow] = []
-    undecodable = body.filter(pl.col("undecodable")).select("row_number", "bad_record_id")
-    for row_number, record_id in undecodable.iter_rows():
+    undecodable = body.filter(pl.col("undecodable")).select("row_number", "replaced")
+    for row_number, replaced_line in undecodable.iter_rows():
+        cells = replaced_line.rstrip("\r").split(",") if replaced_line is not None else []
+        record_id = _readable_id(cells[record_id_position]) if record_id_position < len(cells) else None
         rejected.append(_undecodable(row_number, encoding, record_id))
     ragged = body.filter(~pl.col("undecodable") & (pl.col("width") != width))
     for row_number, found, fields in ragged.select("row_number", "width", "fields").iter_rows():
@@ -263,54 +290,124 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)
 
 
+def _check_encoding(file: Path, encoding: str, raw: bytes, bad_lines: int) -> None:
+    """A file whose lines with non-ASCII bytes mostly fail to decode is in another encoding:
+    a bad FILE, not bad rows. With an ASCII header (xsbh, xm …) it would otherwise pass the
+    header check and lose every row with a Chinese character to the quarantine."""
+    if bad_lines < 2:
+        return
+    non_ascii = sum(not line.isascii() for line in raw.split(b"\n"))
+    if bad_lines * 2 > non_ascii:
+        raise ConfigError(
+            f"{file}: {bad_lines} of its {non_ascii} lines with Chinese text are not valid {encoding}: "
+            "the file is in another encoding (utf-8 or gb18030?); fix 'encoding' in the sources file"
+        )
+
+
+def _decode_physical_lines(raw: bytes, codec: str) -> tuple[list[str], set[int]]:
+    """The file's lines (ends kept, split at LF, CR LF or CR as the csv module splits), each
+    decoded on its own: a line with bad bytes is decoded with replacement characters and its
+    index returned, so that one bad byte costs only the record holding it. Neither UTF-8 nor
+    GB18030 uses 0x0A or 0x0D inside a multi-byte character."""
+    if raw.startswith(b"\xef\xbb\xbf") and codec == "utf-8-sig":
+        raw = raw[3:]
+    pieces = re.split(rb"(\r\n|\r|\n)", raw)
+    lines: list[str] = []
+    bad: set[int] = set()
+    for i in range(0, len(pieces), 2):
+        line = pieces[i] + (pieces[i + 1] if i + 1 < len(pieces) else b"")
+        if not line:
+            continue
+        try:
+            lines.append(line.decode(codec))
+        except UnicodeDecodeError:
+            bad.add(len(lines))
+            lines.append(line.decode(codec, errors="replace"))
+    return lines, bad
+
+
+def _blank(cells: list[str]) -> bool:
+    return not cells or (len(cells) == 1 and not cells[0].strip())
+
+
+def _csv_records(lines: list[str], start: int, width: int) -> Iterator[tuple[list[str], int, int, bool]]:
+    """(cells, first line, end line, stray quote) for every record from physical line `start` on.
+
+    A record that runs over several lines and then has the wrong number of fields is not a
+    field with a line break: a quote opened and never closed (or closed rows later), and the
+    csv module read the following rows into one field. Only the line where it opened is the
+    bad row (`stray quote` True, its cells read from that line alone); reading goes on at the
+    next line, so no row after it is lost.
+    """
+    position = start
+    while position < len(lines):
+        reader = csv.reader(itertools.islice(lines, position, None))
+        first = position
+        try:
+            for cells in reader:
+                end = position + reader.line_num
+                if end - first > 1 and len(cells) != width:
+                    break
+                yield cells, first, end, False
+                first = end
+            else:
+                return
+        except csv.Error:  # a field past the csv module's size limit: a quote that never closed
+            pass
+        alone = next(csv.reader([lines[first].rstrip("\r\n")]), [])
+        yield alone, first, first + 1, True
+        position = first + 1
+
+
+def _stray_quote(row_number: int, found: int, width: int, record_id: str | None) -> RejectedRow:
+    return RejectedRow(
+        row_number,
+        "wrong_column_count",
+        f"第{row_number}行有一个没有配对的引号(\")，该行无法分列(读出{found}列，表头有{width}列)，其后各行照常读取 "
+        f"(row {row_number} has a quote that does not close; it reads as {found} fields, the header has {width})",
+        record_id,
+    )
+
+
 def _read_quoted_csv(
-    file: Path,
-    text: str,
-    sha256: str,
-    size: int,
-    required: list[str],
-    source: str,
-    record_id_column: str,
-    bad_bytes_encoding: str | None = None,
+    file: Path, lines: list[str], bad_lines: set[int], sha256: str, size: int, encoding: str,
+    required: list[str], source: str, record_id_column: str,
 ) -> Extract:
-    """``bad_bytes_encoding``: the declared encoding when ``text`` holds undecodable bytes
-    (decoded with ``errors="surrogateescape"``); a record holding one is rejected."""
-    records = csv.reader(io.StringIO(text, newline=""))
-    header_cells = next(records, None)
-    if header_cells is None:
+    header_index = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if header_index is None:
         raise ConfigError(f"{file}: the file is empty (no header row)")
-    header = [h.strip() for h in header_cells]
-    if bad_bytes_encoding is not None and any(_ESCAPED_BYTE.search(h) for h in header):
-        raise ConfigError(f"{file}: the header row is not valid {bad_bytes_encoding}")
+    if header_index in bad_lines:
+        raise ConfigError(f"{file}: the header row is not valid {encoding}")
+    header_record = next(_csv_records(lines, header_index, 0), None)
+    if header_record is None or header_record[3] or header_record[2] - header_record[1] > 1:
+        raise ConfigError(f"{file}: the header row cannot be read as CSV (a quote in it does not close)")
+    header = [h.strip() for h in header_record[0]]
     check_columns(file, header, required, source)
+    header = unique_header(header)
     width = len(header)
     record_id_position = header.index(record_id_column)
-    # A blank line is not a data row.
-    rows = [row for row in records if row and not (len(row) == 1 and not row[0].strip())]
 
-    def record_id_of(row: list[str]) -> str | None:
-        if record_id_position >= len(row) or _ESCAPED_BYTE.search(row[record_id_position]):
-            return None
-        return row[record_id_position].strip() or None
+    def record_id_of(cells: list[str]) -> str | None:
+        return (cells[record_id_position].strip() or None) if record_id_position < len(cells) else None
 
-    undecodable = (
-        set()
-        if bad_bytes_encoding is None
-        else {number for number, row in enumerate(rows, start=1) if any(_ESCAPED_BYTE.search(c) for c in row)}
-    )
-    rejected = [
-        _undecodable(number, bad_bytes_encoding, record_id_of(row))
-        if number in undecodable
-        else _wrong_width(number, len(row), width, record_id_of(row))
-        for number, row in enumerate(rows, start=1)
-        if number in undecodable or len(row) != width
-    ]
-    if rejected:
-        bad = {r.row_number for r in rejected}
-        numbers = [n for n in range(1, len(rows) + 1) if n not in bad]
-        rows = [row for n, row in enumerate(rows, start=1) if n not in bad]
-    else:
-        numbers = list(range(1, len(rows) + 1))
+    rows: list[list[str]] = []
+    numbers: list[int] = []
+    rejected: list[RejectedRow] = []
+    number = 0
+    for cells, first, end, stray in _csv_records(lines, header_index + 1, width):
+        if _blank(cells) and not stray and not bad_lines.intersection(range(first, end)):
+            continue  # a blank line is not a data row
+        number += 1
+        if bad_lines.intersection(range(first, end)):
+            cell = cells[record_id_position] if record_id_position < len(cells) else None
+            rejected.append(_undecodable(number, encoding, _readable_id(cell)))
+        elif stray:
+            rejected.append(_stray_quote(number, len(cells), width, record_id_of(cells)))
+        elif len(cells) != width:
+            rejected.append(_wrong_width(number, len(cells), width, record_id_of(cells)))
+        else:
+            rows.append(cells)
+            numbers.append(number)
     columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in header]
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header,
                    frame=_frame(header, columns, numbers), rejected=rejected)
@@ -364,6 +461,7 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
     while header and header[-1] == "":
         header.pop()
     check_columns(file, header, required, source)
+    header = unique_header(header)
     width = len(header)
     columns: list[list[str | None]] = [[] for _ in header]
     numbers: list[int] = []
@@ -410,16 +508,29 @@ def _timestamp_text(name: str, values: pa.ChunkedArray) -> pl.Series | None:
 
 def read_parquet(file: Path, required: list[str], source: str) -> Extract:
     try:
-        table = pq.read_table(file)
+        # ParquetFile, not read_table: the dataset reader refuses a file with a repeated column name.
+        table = pq.ParquetFile(file).read()
     except (pa.ArrowException, OSError) as error:
         raise ConfigError(f"{file}: not a readable Parquet file ({error})") from None
-    header = table.column_names
-    check_columns(file, header, required, source)
+    check_columns(file, table.column_names, required, source)
+    header = unique_header(table.column_names)
     columns: list[pl.Series | list[str | None]] = []
-    for column in header:
-        values = table.column(column)
+    undecodable: set[int] = set()  # 1-based rows with a binary cell that is not UTF-8 text
+    for position, column in enumerate(header):
+        values = table.column(position)
         if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
             columns.append(pl.Series(column, values, dtype=pl.String))
+        elif pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type):
+            # Text written without Parquet's UTF8 annotation (older Hive/Spark exports): the
+            # cell's text, not Python's b'\xe5…' spelling of its bytes.
+            texts: list[str | None] = []
+            for row, value in enumerate(values.to_pylist(), start=1):
+                try:
+                    texts.append(cell_text(value.decode("utf-8")) if value is not None else None)
+                except UnicodeDecodeError:
+                    undecodable.add(row)
+                    texts.append(None)
+            columns.append(texts)
         elif pa.types.is_date(values.type) or pa.types.is_integer(values.type):
             # ISO dates and plain integers: the same text cell_text gives, for the whole column at once.
             columns.append(pl.Series(column, values).cast(pl.String))
@@ -430,7 +541,19 @@ def read_parquet(file: Path, required: list[str], source: str) -> Extract:
             columns.append([cell_text(v) for v in values.to_pylist()])
     sha256, size = file_digest(file)
     frame = _frame(header, columns, range(1, table.num_rows + 1))
-    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame)
+    rejected = [_undecodable(row, "utf-8") for row in sorted(undecodable)]
+    if rejected:
+        frame = frame.filter(~pl.col("row_number").is_in(sorted(undecodable)))
+    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)
+
+
+def no_json_object_reason(file: Path, encoding: str, lines: int, rejected: list[RejectedRow]) -> str:
+    """Why a JSON lines file holds no record at all: the one line a steward reads."""
+    if lines == 0:
+        return f"{file}: the file is empty (no JSON line)"
+    if all(r.reason_code == "undecodable_bytes" for r in rejected):
+        return f"{file}: none of its {lines} lines is valid {encoding}: fix 'encoding' in the sources file"
+    return f"{file}: none of its {lines} lines is a JSON object (one record per line is expected)"
 
 
 def read_jsonl(file: Path, encoding: str, required: list[str], source: str, record_id_key: str) -> Extract:
@@ -471,6 +594,14 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str, reco
                 keys.setdefault(key, None)
             objects.append((row_number, value))
     header = list(keys)
+    if not objects:
+        raise ConfigError(no_json_object_reason(file, encoding, row_number, rejected))
+    undecodable = sum(r.reason_code == "undecodable_bytes" for r in rejected)
+    if undecodable >= 2 and undecodable * 2 > len(objects) + len(rejected):
+        raise ConfigError(
+            f"{file}: {undecodable} of its {len(objects) + len(rejected)} lines are not valid {encoding}: the file "
+            "is in another encoding (utf-8 or gb18030?); fix 'encoding' in the sources file"
+        )
     check_columns(file, header, required, source)
     columns = [[cell_text(value.get(column)) for _, value in objects] for column in header]
     sha256, size = file_digest(file)

@@ -12,7 +12,10 @@ import pytest
 from openpyxl import Workbook
 
 from flows import readers
-from flows.readers import cell_text, read_csv, read_parquet, read_xlsx, xlsx_header
+from flows.config import ConfigError, Source
+from flows.ingest import read_extract
+from flows.preflight import check_source_files
+from flows.readers import cell_text, read_csv, read_jsonl, read_parquet, read_xlsx, xlsx_header
 
 HEADER = "记录编号,姓名,公民身份号码"
 
@@ -161,3 +164,142 @@ def test_an_undecodable_row_keeps_its_record_id_where_it_decodes(tmp_path: Path)
         (3, "undecodable_bytes", None),
     ]
     assert extract.frame["记录编号"].to_list() == ["r1"]
+# ---------------------------------------------------------------- bad files found in review
+
+PEOPLE = "编号,姓名,身份证号\n"
+
+
+def _source(path: Path, fmt: str, encoding: str = "utf-8", **columns: str) -> Source:
+    mapping = {"record_id": ("编号",), "name": ("姓名",), **{k: (v,) for k, v in columns.items()}}
+    return Source(name="s", department="d", kind="generic", path=path.name, format=fmt, encoding=encoding,
+                  columns=mapping, files=(path,))
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_repeated_and_blank_names_of_unmapped_csv_columns_are_read(tmp_path: Path, quoted: bool) -> None:
+    # Exports often end every line in a comma (a blank last column) or carry two 备注 columns.
+    path = tmp_path / "people.csv"
+    first = '"r1"' if quoted else "r1"
+    path.write_text(f"编号,姓名,,备注,备注,\n{first},张伟,x,a,b,\nr2,李娜,,,,\n", encoding="utf-8")
+    extract = read_csv(path, "utf-8", ["编号", "姓名"], "s", "编号")
+    assert extract.frame.select("编号", "姓名").rows() == [("r1", "张伟"), ("r2", "李娜")]
+    assert len(set(extract.header)) == len(extract.header) == 6
+    assert extract.rejected == []
+
+
+def test_repeated_and_blank_names_of_unmapped_xlsx_and_parquet_columns_are_read(tmp_path: Path) -> None:
+    book = Workbook()
+    book.active.append(["编号", "姓名", None, "备注", "备注", "x"])
+    book.active.append(["r1", "张伟", "a", "b", "c", "d"])
+    book.save(tmp_path / "people.xlsx")
+    assert read_xlsx(tmp_path / "people.xlsx", ["编号", "姓名"], "s").frame["姓名"].to_list() == ["张伟"]
+
+    table = pa.Table.from_arrays([pa.array(["r1"]), pa.array(["张伟"]), pa.array(["a"]), pa.array(["b"])],
+                                 names=["编号", "姓名", "备注", "备注"])
+    pq.write_table(table, tmp_path / "people.parquet")
+    extract = read_parquet(tmp_path / "people.parquet", ["编号", "姓名"], "s")
+    assert extract.frame.select("编号", "姓名").rows() == [("r1", "张伟")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "parquet"])
+def test_a_mapped_column_named_twice_is_one_line_naming_it(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"people.{fmt}"
+    header, row = ["编号", "姓名", "姓名"], ["r1", "张伟", "张三"]
+    if fmt == "csv":
+        path.write_text(",".join(header) + "\n" + ",".join(row) + "\n", encoding="utf-8")
+    elif fmt == "xlsx":
+        book = Workbook()
+        book.active.append(header)
+        book.active.append(row)
+        book.save(path)
+    else:
+        pq.write_table(pa.Table.from_arrays([pa.array([v]) for v in row], names=header), path)
+    with pytest.raises(ConfigError) as preflight_error:
+        check_source_files(_source(path, fmt))
+    with pytest.raises(ConfigError) as read_error:
+        read_extract(_source(path, fmt), path)
+    for error in (preflight_error, read_error):
+        message = str(error.value)
+        assert "\n" not in message and "people." in message and "'姓名'" in message and "2 times" in message
+
+
+def test_a_quote_that_never_closes_costs_only_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(PEOPLE + 'r1,"张伟,330602199001021237\nr2,李娜,x\nr3,王芳,y\n', encoding="utf-8")
+    extract = read_csv(path, "utf-8", ["编号", "姓名"], "s", "编号")
+    assert extract.frame.select("编号", "row_number").rows() == [("r2", 2), ("r3", 3)]
+    assert [(r.row_number, r.record_id, r.reason_code) for r in extract.rejected] == [(1, "r1", "wrong_column_count")]
+    assert "引号" in extract.rejected[0].reason and extract.rows_in == 3
+
+
+def test_a_quote_that_never_closes_in_a_large_file_costs_only_its_line(tmp_path: Path) -> None:
+    # Past 128 KB the csv module gives up on the field ("field larger than field limit").
+    rows = "".join(f"r{i},张伟{'x' * 30},330602199001021237\n" for i in range(2, 5002))
+    path = tmp_path / "people.csv"
+    path.write_text(PEOPLE + 'r1,"张伟,330602199001021237\n' + rows, encoding="utf-8")
+    extract = read_csv(path, "utf-8", ["编号", "姓名"], "s", "编号")
+    assert [r.row_number for r in extract.rejected] == [1]
+    assert extract.frame.height == 5000 and extract.frame["row_number"].to_list()[:2] == [2, 3]
+
+
+def test_one_bad_byte_in_a_quoted_csv_costs_only_its_row(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    good = PEOPLE + '"r1","张伟",330602199001021237\n"r2","赵,六",330602199001021237\n'
+    path.write_bytes(good.encode("utf-8") + b'r3,\xff\xfe,x\n' + "r4,王芳,y\n".encode())
+    extract = read_csv(path, "utf-8", ["编号", "姓名"], "s", "编号")
+    # Quotes still read as quotes: the record ids are the department's, not '"r1"'.
+    assert extract.frame.select("编号", "姓名", "row_number").rows() == [
+        ("r1", "张伟", 1), ("r2", "赵,六", 2), ("r4", "王芳", 4)]
+    assert [(r.row_number, r.reason_code) for r in extract.rejected] == [(3, "undecodable_bytes")]
+
+
+def test_a_csv_whose_lines_end_in_cr_alone_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes((PEOPLE + "r1,张伟,x\nr2,李娜,y\n").replace("\n", "\r").encode("utf-8"))
+    check_source_files(_source(path, "csv"))
+    extract = read_csv(path, "utf-8", ["编号", "姓名"], "s", "编号")
+    assert extract.frame.select("编号", "姓名").rows() == [("r1", "张伟"), ("r2", "李娜")]
+
+
+@pytest.mark.parametrize(("written", "declared"), [("gbk", "utf-8"), ("utf-8", "gb18030")])
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_csv_in_another_encoding_than_declared_is_a_bad_file(
+    tmp_path: Path, written: str, declared: str, quoted: bool
+) -> None:
+    # An ASCII header (xsbh, xm: pinyin initials) passes the header check in any encoding.
+    quote = '"' if quoted else ""
+    rows = [f"{quote}x{i}{quote},张伟{i},浙江省绍兴市越城区" for i in range(5)]
+    path = tmp_path / "schools.csv"
+    path.write_bytes(("xsbh,xm,jzdz\n" + "\n".join(rows) + "\n").encode(written))
+    check_source_files(_source(path, "csv", declared, record_id="xsbh", name="xm"))  # the header is fine
+    with pytest.raises(ConfigError, match=rf"schools\.csv: 5 of its 5 lines .* not valid {declared}"):
+        read_csv(path, declared, ["xsbh", "xm"], "s", "xsbh")
+
+
+def test_parquet_text_stored_as_binary_is_read_as_text(tmp_path: Path) -> None:
+    table = pa.table({
+        "编号": ["r1", "r2", "r3"],
+        "姓名": pa.array(["张伟".encode(), b"\xff\xfe", None], type=pa.binary()),
+    })
+    pq.write_table(table, tmp_path / "social.parquet")
+    extract = read_parquet(tmp_path / "social.parquet", ["编号", "姓名"], "s")
+    assert extract.frame.select("编号", "姓名").rows() == [("r1", "张伟"), ("r3", None)]
+    assert [(r.row_number, r.reason_code) for r in extract.rejected] == [(2, "undecodable_bytes")]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty"),
+        ('{"id": "1", "name": "张伟"}\n'.encode("gb18030") * 3, "none of its 3 lines is valid utf-8"),
+        (b"not json\n[1, 2]\n", "none of its 2 lines is a JSON object"),
+    ],
+)
+def test_a_jsonl_file_with_no_record_says_why(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "roster.jsonl"
+    path.write_bytes(content)
+    source = _source(path, "jsonl")
+    with pytest.raises(ConfigError, match=message):
+        check_source_files(source)
+    with pytest.raises(ConfigError, match=message):
+        read_jsonl(path, "utf-8", ["编号", "姓名"], "s", "编号")
