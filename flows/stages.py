@@ -70,6 +70,10 @@ class RunContext:
     standardization_metrics: pl.DataFrame | None = None
     # "full" or "incremental": whether tonight reuses last night's work for unchanged rows.
     refresh: str = "full"
+    # Whether int_pairs_scored is in the record keys int_persons_standardized had before
+    # tonight's standardize stage (see STANDARDIZED_KEYS_RUN): the link stage carries last
+    # night's pairs over only then.
+    pairs_reusable: bool = True
 
     @property
     def as_of(self) -> dt.date:
@@ -170,6 +174,14 @@ STANDARDIZE_CHUNK_ROWS = 245_760
 _WRITE_PIECE_ROWS = 122_880
 # Above this share of changed rows a night re-standardizes (and re-links) everything.
 INCREMENTAL_MAX_CHANGED_SHARE = 0.2
+# pipeline_state keys naming the run whose record keys int_persons_standardized and
+# int_pairs_scored are in. An incremental night carries last night's scored pairs over by
+# mapping their keys through int_persons_standardized: that holds only when both tables were
+# written by the same night. The standardize stage names its run before it changes the table,
+# the link stage after it has written the pairs, so a night stopped (killed, or failed) in
+# between leaves the two different and the next night scores every pair again.
+STANDARDIZED_KEYS_RUN = "standardized_keys_run"
+PAIRS_KEYS_RUN = "scored_pairs_keys_run"
 # Carried from tonight's row even when its standard values are last night's.
 _ROW_PROVENANCE = ("record_key", "source", "department", "source_kind", "record_id", "file", "row_number",
                    "file_sha256", "load_batch")
@@ -394,7 +406,11 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
         f"select source, {STANDARDIZATION_FLAGS} from int_persons_standardized "
         "where record_key not in (select previous_key from std_reused)"
     ).pl()
-    previous_metrics = con.execute("select * from std_metrics").pl() if _table_exists(con, "std_metrics") else None
+    # After a night stopped part way, std_metrics may be older than the table: count it again.
+    previous_metrics = (
+        con.execute("select * from std_metrics").pl()
+        if _table_exists(con, "std_metrics") and ctx.pairs_reusable else None
+    )
     metrics = None
     if previous_metrics is not None:
         metrics = combine_standardization_metrics(
@@ -471,6 +487,10 @@ def standardize(ctx: RunContext) -> StageResult:
         _hash_raw_rows(con)
         mode, why = standardize_plan(ctx)
         ctx.refresh = mode
+        ctx.pairs_reusable = _state_value(con, STANDARDIZED_KEYS_RUN) == _state_value(con, PAIRS_KEYS_RUN)
+        # Named before the table changes: if the night stops before its link stage has
+        # written the pairs, the next night sees the two differ.
+        set_state_value(con, STANDARDIZED_KEYS_RUN, ctx.run_id)
         if mode == "incremental":
             metrics, restandardized = _standardize_incremental(ctx)
         else:
@@ -506,7 +526,7 @@ def _link_state(ctx: RunContext):
     from linkage.link import MODEL_VERSION, LinkState
 
     con = ctx.con
-    if ctx.refresh != "incremental":
+    if ctx.refresh != "incremental" or not ctx.pairs_reusable:
         return None
     model_json = _state_value(con, "linkage_model")
     if (
@@ -616,6 +636,8 @@ def link(ctx: RunContext) -> StageResult:
             ctx.con.register("pairs_frame", in_row_group_pieces(result.pairs))
             ctx.con.execute("create or replace table int_pairs_scored as select * from pairs_frame")
             ctx.con.unregister("pairs_frame")
+            # The pairs are now in the keys of tonight's int_persons_standardized.
+            set_state_value(ctx.con, PAIRS_KEYS_RUN, ctx.run_id)
         persons = entity_map["person_id"].n_unique()
         # The frames live on as tables; keep only what publish reads, so they can be freed.
         ctx.linkage = LinkageSummary(metrics=result.metrics, model=result.model)

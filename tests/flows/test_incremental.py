@@ -225,3 +225,37 @@ def test_stored_table_leaves_the_raw_cells_to_raw_records(city: Path, tmp_path: 
         stages._metrics_from_table(con, "int_persons_standardized")
     )
     ctx.con.close()
+
+
+def test_a_night_stopped_after_standardize_does_not_misplace_last_nights_pairs(city: Path, tmp_path: Path) -> None:
+    # A night killed (or failed) after its standardize stage and before its link stage wrote
+    # the scored pairs leaves int_persons_standardized in its keys and int_pairs_scored in the
+    # night before's. The next night must not carry those pairs over by tonight's key map: a
+    # shift of the keys (ten rows fewer at the top of an extract) would pair other records.
+    work = tmp_path / "city"
+    shutil.copytree(city, work)
+    run_to_link(work / "sources.yaml", tmp_path / "out").con.close()
+    path = work / SOCIAL_INSURANCE
+    pl.read_parquet(path).slice(10).write_parquet(path)
+    stopped = run_to_standardize(work / "sources.yaml", tmp_path / "out")
+    assert stopped.refresh == "incremental"
+    stopped.con.close()  # the process dies here: no link, no publish
+
+    after = run_to_link(work / "sources.yaml", tmp_path / "out")
+    full = run_to_link(work / "sources.yaml", tmp_path / "fresh")
+    assert partition(after.con) == partition(full.con)
+    # Its own rows are still reused; only the pairs are all scored again.
+    assert after.refresh == "incremental"
+    assert after.stages[2].details["mode"] == "full"
+    assert standardized(after.con).equals(standardized(full.con))
+    assert after.standardization_metrics.sort("source", "field").equals(
+        full.standardization_metrics.sort("source", "field")
+    )
+    after.con.close()
+    full.con.close()
+
+    # And the night after that one is incremental again.
+    again = run_to_link(work / "sources.yaml", tmp_path / "out")
+    assert again.refresh == "incremental"
+    assert again.stages[2].details["mode"] == "incremental"
+    again.con.close()
