@@ -16,6 +16,12 @@ from pathlib import Path
 import duckdb
 
 from linkage.explain import RecordNotFound, explain_pair, explain_record, format_pair, format_record
+from linkage.sql import relation_exists
+
+# pipeline_state keys (flows.stages): the run whose records int_persons_standardized holds,
+# and the run whose link stage wrote entity_map and the scored pairs.
+_STANDARDIZED_RUN = "standardized_keys_run"
+_LINKED_RUN = "scored_pairs_keys_run"
 
 
 def _record(text: str) -> tuple[str, str]:
@@ -47,6 +53,32 @@ def _default_db(run: Path) -> Path:
     return resolved.parent.parent / "renhu.duckdb"
 
 
+def night_mismatch(con: duckdb.DuckDBPyConnection, run: Path) -> str | None:
+    """Why the DuckDB file cannot explain RUNDIR's night, or None when it can.
+
+    The file keeps one night's standardized records and entity map, the last one that ran
+    (published or not): a run folder of an earlier night, or a night after which another one
+    stopped part way, would be explained with other records and other person ids.
+    """
+    try:
+        run_id = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None  # no metrics to say which night the folder is
+    if not run_id or not relation_exists(con, "pipeline_state"):
+        return None
+    state = dict(con.execute(
+        "select key, value from pipeline_state where key in ($s, $l)", {"s": _STANDARDIZED_RUN, "l": _LINKED_RUN}
+    ).fetchall())
+    standardized, linked = state.get(_STANDARDIZED_RUN), state.get(_LINKED_RUN)
+    if standardized is None and linked is None:
+        return None  # a file from before renhu kept them: nothing to check against
+    if standardized == linked == run_id:
+        return None
+    held = standardized if standardized == linked else f"{standardized} (standardized; linked: {linked})"
+    return (f"{run} is run {run_id} but the DuckDB file holds run {held}: explain recomputes only the "
+            "night the DuckDB file holds")
+
+
 def explain_command(argv: list[str]) -> int:
     parser = build_parser()
     try:
@@ -75,6 +107,10 @@ def explain_command(argv: list[str]) -> int:
         print(f"renhu explain: cannot open {db}: {exc}", file=sys.stderr)
         return 1
     try:
+        mismatch = night_mismatch(con, args.run)
+        if mismatch:
+            print(f"renhu explain: {mismatch}", file=sys.stderr)
+            return 1
         if len(args.records) == 2:
             text = format_pair(explain_pair(con, model, args.records[0], args.records[1]))
         else:
