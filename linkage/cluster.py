@@ -192,14 +192,20 @@ class PersonIds:
     id_changes: pl.DataFrame  # change, old_person_id, new_person_id
 
 
-def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> PersonIds:
+def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None,
+                      changed: pl.Series | None = None) -> PersonIds:
     """Give each cluster a person_id, keeping last night's where it can.
 
     clusters: record_key, source, record_id, cluster. previous: source, record_id, person_id.
-    A cluster takes the old id most of its records had (ties: the smallest id), each old id
-    going to at most one cluster (the one holding most of its records). Old ids that lost
+    A cluster takes the old id most of its records had, each old id going to at most one
+    cluster (the one holding most of its records). Ties, both ways: more of those records
+    unchanged since last night, then the smallest id. Old ids that lost
     out are recorded: ``merge`` when the id disappears into another person, ``split`` when
     the id lives on but some of its records now form another person.
+
+    ``changed``: the record keys whose content is new or changed tonight, when known. A record
+    whose id a department gave to someone else still carries its old person id; without this,
+    such a record could take the id from the unchanged records of the person it named.
     """
     def firsts_of(frame: pl.DataFrame) -> pl.DataFrame:
         # Each cluster's first record by (source, record_id), clusters in that order.
@@ -211,12 +217,18 @@ def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> 
 
     assigned: dict[int, str] = {}
     simple_ids = pl.DataFrame(schema={"cluster": clusters.schema["cluster"], "person_id": pl.String})
-    counts = pl.DataFrame(schema={"cluster": pl.Int64, "old": pl.String, "n": pl.UInt32})
+    counts = pl.DataFrame(schema={"cluster": pl.Int64, "old": pl.String, "n": pl.UInt32, "n_unchanged": pl.UInt32})
     rest = clusters
     if previous is not None and len(previous):
         prev = previous.select("source", "record_id", pl.col("person_id").alias("old")).unique(["source", "record_id"])
         cm = clusters.join(prev, on=["source", "record_id"], how="inner")
-        counts = cm.group_by("cluster", "old").agg(pl.len().cast(pl.UInt32).alias("n"))
+        unchanged = (
+            ~pl.col("record_key").is_in(changed.cast(clusters.schema["record_key"]).implode())
+            if changed is not None and len(changed) else pl.lit(True)
+        )
+        counts = cm.group_by("cluster", "old").agg(
+            pl.len().cast(pl.UInt32).alias("n"), unchanged.sum().cast(pl.UInt32).alias("n_unchanged")
+        )
         per_cluster = counts.group_by("cluster").len().rename({"len": "olds"})
         per_old = counts.group_by("old").len().rename({"len": "clusters"})
         c2 = counts.join(per_cluster, on="cluster").join(per_old, on="old")
@@ -230,7 +242,7 @@ def assign_person_ids(clusters: pl.DataFrame, previous: pl.DataFrame | None) -> 
         tangled = c2.filter((pl.col("olds") > 1) | (pl.col("clusters") > 1)).join(
             rest_firsts.select("cluster", pl.concat_str("source", pl.lit("\x1f"), "record_id").alias("first")),
             on="cluster",
-        ).sort(["n", "old", "first"], descending=[True, False, False])
+        ).sort(["n", "n_unchanged", "old", "first"], descending=[True, True, False, False])
         taken: set[str] = set()
         for cid, old in tangled.select("cluster", "old").iter_rows():
             if cid in assigned or old in taken:

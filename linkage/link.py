@@ -401,7 +401,7 @@ def link_records(
     ).unique(maintain_order=True)
     clusters = clustered.clusters.join(records.select("record_key", "source", "record_id"), on="record_key")
     records.drop()
-    ids = assign_person_ids(clusters, previous)
+    ids = assign_person_ids(clusters, previous, changed=state.changed_keys if state is not None else None)
     # Same order as std, as the design asks.
     entity_map = key_order.join(ids.entity_map, on="record_key", how="left", maintain_order="left")
     timings["cluster"] = time.perf_counter() - t0

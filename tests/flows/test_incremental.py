@@ -259,3 +259,44 @@ def test_a_night_stopped_after_standardize_does_not_misplace_last_nights_pairs(c
     assert again.refresh == "incremental"
     assert again.stages[2].details["mode"] == "incremental"
     again.con.close()
+
+
+def test_a_record_id_given_to_someone_else_leaves_the_person_their_id(city: Path, tmp_path: Path) -> None:
+    # A department reuses a record id for a stranger: the person's other record, unchanged,
+    # keeps the person id; the stranger gets a new one.
+    import json
+
+    work = tmp_path / "city"
+    shutil.copytree(city, work)
+    night1 = run_to_link(work / "sources.yaml", tmp_path / "out")
+    em = night1.con.execute("select source, record_id, person_id from entity_map").pl()
+    night1.con.close()
+    pairs = em.filter(pl.len().over("person_id") == 2)
+    # A person of two records whose roster record sorts first (a tie is settled on it by default).
+    person = pairs.filter(pl.col("source") == "civil_affairs_roster").get_column("person_id")[0]
+    roster_id = pairs.filter((pl.col("person_id") == person) & (pl.col("source") == "civil_affairs_roster"))["record_id"][0]
+    other = pairs.filter((pl.col("person_id") == person) & (pl.col("source") != "civil_affairs_roster")).row(0)[:2]
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    body = "11010119800101001"
+    stranger_id = body + "10X98765432"[sum(int(c) * w for c, w in zip(body, weights, strict=True)) % 11]
+    path = work / "extracts" / "civil_affairs_roster.jsonl"
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            lines.append(line)
+            continue
+        if isinstance(row, dict) and row.get("memberId") == roster_id:
+            row.update(name="司马相如", idCard=stranger_id, gender="男", birthday="1980-01-01")
+            line = json.dumps(row, ensure_ascii=False)
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    night2 = run_to_link(work / "sources.yaml", tmp_path / "out")
+    assert night2.stages[2].details["mode"] == "incremental"
+    after = dict(((s, r), p) for s, r, p in night2.con.execute(
+        "select source, record_id, person_id from entity_map").fetchall())
+    night2.con.close()
+    assert after[other] == person
+    assert after[("civil_affairs_roster", roster_id)] != person

@@ -128,3 +128,17 @@ def test_new_id_never_reuses_an_old_one():
     got = ids(res)
     assert got["b"] == old and got["a"] not in (old,)
     assert got["a"] == new_person_id("s", "a", 1)
+
+
+def test_a_reused_record_id_does_not_take_the_id_from_the_unchanged_record():
+    # P4 was one person with two records; tonight record a (its id given to someone else by
+    # its department, so its content changed) forms a person of its own. Both clusters hold
+    # one record that had P4: the unchanged record b keeps it, a gets a new id.
+    prev = pl.DataFrame({"source": ["s"] * 2, "record_id": ["a", "b"], "person_id": ["P4", "P4"]})
+    res = assign_person_ids(clusters({"a": 0, "b": 1}), prev, changed=pl.Series([0]))
+    got = ids(res)
+    assert got["b"] == "P4"
+    assert got["a"] == new_person_id("s", "a")
+    assert res.id_changes.to_dicts() == [{"change": "split", "old_person_id": "P4", "new_person_id": got["a"]}]
+    # Without knowing what changed, the tie is still settled as before (first record).
+    assert ids(assign_person_ids(clusters({"a": 0, "b": 1}), prev))["a"] == "P4"
