@@ -70,6 +70,8 @@ class RunContext:
     standardization_metrics: pl.DataFrame | None = None
     # "full" or "incremental": whether tonight reuses last night's work for unchanged rows.
     refresh: str = "full"
+    # Why (standardize_plan's reason), for metrics.json's linkage.refresh_reason.
+    refresh_why: str = ""
     # Whether int_pairs_scored is in the record keys int_persons_standardized had before
     # tonight's standardize stage (see STANDARDIZED_KEYS_RUN): the link stage carries last
     # night's pairs over only then.
@@ -486,7 +488,7 @@ def standardize(ctx: RunContext) -> StageResult:
         con = ctx.con
         _hash_raw_rows(con)
         mode, why = standardize_plan(ctx)
-        ctx.refresh = mode
+        ctx.refresh, ctx.refresh_why = mode, why
         ctx.pairs_reusable = _state_value(con, STANDARDIZED_KEYS_RUN) == _state_value(con, PAIRS_KEYS_RUN)
         # Named before the table changes: if the night stops before its link stage has
         # written the pairs, the next night sees the two differ.
@@ -560,6 +562,15 @@ def _link_state(ctx: RunContext):
     return LinkState(model=model, tf_tables=tf_tables, pairs=pairs, changed_keys=changed)
 
 
+def _link_refresh_reason(ctx: RunContext, state) -> str:
+    """Why tonight's link is full or incremental, in a sentence for metrics.json."""
+    if state is not None or ctx.refresh != "incremental":
+        return ctx.refresh_why
+    if not ctx.pairs_reusable:
+        return "the last night stopped between its standardize and link stages: every pair is scored again"
+    return "no stored linkage model of this version: the model is fitted again"
+
+
 def link(ctx: RunContext) -> StageResult:
     from linkage.link import link_records
 
@@ -578,6 +589,7 @@ def link(ctx: RunContext) -> StageResult:
         result = link_records(ctx.con, "int_persons_standardized", previous if previous.height else None, state=state)
         if state is None:
             _save_link_state(ctx.con, result.model, result.tf_tables)
+        result.metrics["refresh_reason"] = _link_refresh_reason(ctx, state)
         ctx.linkage = result
         entity_map = result.entity_map.select("record_key", "source", "record_id", "person_id")
         ctx.con.register("entity_map_frame", in_row_group_pieces(entity_map))

@@ -300,3 +300,19 @@ def test_a_record_id_given_to_someone_else_leaves_the_person_their_id(city: Path
     night2.con.close()
     assert after[other] == person
     assert after[("civil_affairs_roster", roster_id)] != person
+
+
+def test_metrics_say_why_a_night_is_full_or_incremental(city: Path, tmp_path: Path) -> None:
+    work = tmp_path / "city"
+    shutil.copytree(city, work)
+    reasons = []
+    for overrides in ({}, {}, {"full_refresh": True}):
+        ctx = run_to_link(work / "sources.yaml", tmp_path / "out", **overrides)
+        reasons.append((ctx.linkage.metrics["refresh"], ctx.linkage.metrics["refresh_reason"]))
+        ctx.con.close()
+    records = reasons[1][1].split(" of ")[1].split(" ")[0]
+    assert reasons == [
+        ("full", "no earlier night in this database"),
+        ("incremental", f"0 of {records} records new or changed"),
+        ("full", "full refresh asked for"),
+    ]
