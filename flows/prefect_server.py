@@ -72,6 +72,36 @@ def server_command(port: int) -> list[str]:
     ]
 
 
+def _die_with_parent():
+    """A function for Popen's preexec_fn that has the child sent SIGTERM when this process
+    dies, however it dies (SIGKILL, an out-of-memory kill, SIGTERM while Prefect handles it),
+    so the temporary server does not outlive its run; None where Linux's prctl is not there.
+
+    The library is loaded here, before the fork: the child only makes the one call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        import signal
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_parent_death_signal() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+    return set_parent_death_signal
+
+
+def _popen(command: list[str], environment: Mapping[str, str]) -> subprocess.Popen:
+    # The parent-death signal follows the thread that forks: launch and its relaunch run on the
+    # main thread, which lives as long as the run.
+    return subprocess.Popen(command, env=environment, preexec_fn=_die_with_parent())
+
+
 def server_environment(base: Mapping[str, str]) -> dict[str, str]:
     environment = {key: value for key, value in base.items() if key not in {"PREFECT_API_URL", "PREFECT_UI_URL"}}
     environment.update(SERVER_ENVIRONMENT)
@@ -100,7 +130,7 @@ class TemporaryPrefectServer:
     def launch(cls, environment: Mapping[str, str] | None = None) -> TemporaryPrefectServer:
         environment = server_environment(os.environ if environment is None else environment)
         port = free_port()
-        return cls(port, subprocess.Popen(server_command(port), env=environment), environment)
+        return cls(port, _popen(server_command(port), environment), environment)
 
     def _answers(self) -> bool:
         try:
@@ -123,7 +153,7 @@ class TemporaryPrefectServer:
                     raise ServerStartError(f"Prefect's temporary server exited with status {code} before it answered")
                 relaunched = True
                 self.port = free_port()
-                self.process = subprocess.Popen(server_command(self.port), env=self._environment)
+                self.process = _popen(server_command(self.port), self._environment)
                 continue
             if self._answers():
                 self.ready_seconds = time.perf_counter() - self.launched_at

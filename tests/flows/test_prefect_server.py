@@ -105,3 +105,42 @@ def test_a_flow_run_inside_serving_is_recorded_by_the_server_and_settings_are_re
         process = server.process
         server.stop()
     assert process.poll() is not None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
+def test_the_server_does_not_outlive_a_run_that_is_killed(tmp_path) -> None:
+    # `renhu run` killed with SIGKILL (or by the kernel's out-of-memory killer) runs no finally
+    # and no atexit: its temporary server must still go.
+    import os
+    import signal
+    import subprocess
+    import time
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from flows import prefect_server\n"
+         "prefect_server.server_command = lambda port: [sys.executable, '-c', 'import time; time.sleep(60)']\n"
+         "server = prefect_server.TemporaryPrefectServer.launch()\n"
+         "print(server.process.pid, flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            status = open(f"/proc/{pid}/status", encoding="ascii").read()
+        except FileNotFoundError:
+            return False
+        return "\nState:\tZ" not in status  # a zombie is dead, waiting to be reaped
+
+    deadline = time.monotonic() + 10
+    while running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = running(child)
+    if alive:
+        os.kill(child, signal.SIGKILL)
+    assert not alive
