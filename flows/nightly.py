@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import shutil
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,6 +92,40 @@ def publish_task(ctx: RunContext) -> Path:
     return run_dir
 
 
+LOCK_FILE = ".renhu.lock"
+
+
+@contextmanager
+def out_lock(out_dir: Path) -> Iterator[None]:
+    """Hold OUT/.renhu.lock while the night runs: a second run into the same folder is refused.
+
+    Two runs into one folder (each with its own DuckDB file, which DuckDB's own lock does not
+    catch) would each publish a run with its own person ids and move `latest` in turn. The
+    lock is the kernel's (flock): it goes with the process, however that ends.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): as before
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / LOCK_FILE, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunFailed(f"another renhu run ({holder}) is running into {out_dir}; this one did not start") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -128,6 +164,15 @@ def nightly(sources_file: str, out_dir: str, db_path: str | None = None, full_re
     if full_refresh:
         settings = replace(settings, full_refresh=True)
     ctx = open_run(Path(sources_file), Path(out_dir), Path(db_path) if db_path else None, settings)
+    try:
+        # A second run into the same folder stops here, before it writes anything.
+        with out_lock(ctx.out_dir):
+            return _nightly(ctx, settings)
+    finally:
+        ctx.con.close()
+
+
+def _nightly(ctx: RunContext, settings: Settings) -> str:
     logger = get_run_logger()
     logger.info("run %s: %d sources from %s", ctx.run_id, len(ctx.config.sources), ctx.config.path)
     if settings.full_refresh:
@@ -164,8 +209,6 @@ def nightly(sources_file: str, out_dir: str, db_path: str | None = None, full_re
         except Exception:  # the ledger may not exist yet when ingest itself failed
             pass
         raise
-    finally:
-        ctx.con.close()
 
 
 def nightly_deployment(sources: Path, out: Path, db: Path | None, cron: str = "0 2 * * *",

@@ -208,3 +208,17 @@ def test_renhu_demo_command_publishes_every_contract_file(tmp_path: Path) -> Non
         assert any(m.startswith("published ") for m in run["logs"])
         assert "Finished in state Completed()" in run["logs"]
     assert any(m.startswith("full refresh:") for m in second["logs"])
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path) -> None:
+    # Two runs into one OUT, each with its own DuckDB file, both published, with their own
+    # person ids, and moved `latest` in turn: the second is refused before it opens anything.
+    from flows.nightly import RunFailed, out_lock
+
+    out = tmp_path / "out"
+    with out_lock(out):
+        with pytest.raises(RunFailed, match=f"another renhu run \\(pid {os.getpid()}\\) is running into"):
+            with out_lock(out):
+                pass
+    with out_lock(out):  # released when the first run ends
+        pass
