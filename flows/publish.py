@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from flows import __version__
-from flows.stages import RunContext, StageResult
+from flows.stages import RunContext, StageResult, commit_person_ids
 
 CONTRACT_FILES = (
     "entity_map.parquet",
@@ -176,6 +176,7 @@ def publish(ctx: RunContext) -> tuple[Path, StageResult]:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     staging.rename(run_dir)
+    commit_person_ids(ctx)
     point_latest(ctx.out_dir, run_dir)
     write_history(ctx.out_dir)
     return run_dir, result

@@ -601,9 +601,12 @@ def link(ctx: RunContext) -> StageResult:
         ctx.con.unregister("entity_map_frame")
         # Rebuilt by a join, not upserted: a primary-key index over ten million keys must
         # sit in memory, while a join spills. Records not seen tonight keep their row.
+        # Into a table of its own: the registry becomes tonight's only when the night
+        # publishes (commit_person_ids), so a night that fails leaves the next one to start
+        # from the person ids the departments last received.
         ctx.con.execute(
             """
-            create or replace table person_registry as
+            create or replace table person_registry_next as
             select
                 coalesce(tonight.source, registry.source) as source,
                 coalesce(tonight.record_id, registry.record_id) as record_id,
@@ -622,9 +625,12 @@ def link(ctx: RunContext) -> StageResult:
             )
             """
         )
+        ctx.con.execute("create or replace table person_id_changes_next as select * from person_id_changes limit 0")
         if result.id_changes is not None and result.id_changes.height:
             ctx.con.register("id_changes_frame", result.id_changes.select("change", "old_person_id", "new_person_id"))
-            ctx.con.execute("insert into person_id_changes select $run_id, * from id_changes_frame", {"run_id": ctx.run_id})
+            ctx.con.execute(
+                "insert into person_id_changes_next select $run_id, * from id_changes_frame", {"run_id": ctx.run_id}
+            )
             ctx.con.unregister("id_changes_frame")
         # Id conflicts and split clusters: kept for the steward and the audit, per run.
         ctx.con.execute(
@@ -657,6 +663,29 @@ def link(ctx: RunContext) -> StageResult:
                                    "relinked": result.metrics.get("records_relinked")}
 
     return _timed("link", _count(ctx.con, "int_persons_standardized"), body)
+
+
+def commit_person_ids(ctx: RunContext) -> None:
+    """Make tonight's person ids the registry the next night starts from, with their changes.
+
+    Publish calls it, just before `latest` moves: a night that fails or is stopped before
+    then leaves the registry as the last published night left it. Before, link wrote it, and
+    ids a failed night merged or minted lived on in every night after.
+    """
+    con = ctx.con
+    if not _table_exists(con, "person_registry_next"):
+        return
+    con.execute("begin transaction")
+    try:
+        con.execute("create or replace table person_registry as select * from person_registry_next")
+        con.execute("drop table person_registry_next")
+        if _table_exists(con, "person_id_changes_next"):
+            con.execute("insert into person_id_changes select * from person_id_changes_next")
+            con.execute("drop table person_id_changes_next")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
 
 def households(ctx: RunContext) -> StageResult:

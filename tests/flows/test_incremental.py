@@ -25,12 +25,15 @@ def city(tmp_path_factory) -> Path:
     return generate_city(tmp_path_factory.mktemp("city"), persons=1500, seed=11).out_dir
 
 
-def run_to_link(sources: Path, out: Path, **overrides) -> stages.RunContext:
+def run_to_link(sources: Path, out: Path, published: bool = True, **overrides) -> stages.RunContext:
+    """A night's stages up to link; ``published``: its person ids kept, as publish keeps them."""
     settings = replace(Settings(), show_progress=False, **overrides)
     ctx = open_run(sources, out, None, settings)
     stages.ledger_start(ctx)
     for stage in (stages.ingest, stages.standardize, stages.link):
         stages.ledger_record_stage(ctx, stage(ctx))
+    if published:
+        stages.commit_person_ids(ctx)
     return ctx
 
 
@@ -316,3 +319,46 @@ def test_metrics_say_why_a_night_is_full_or_incremental(city: Path, tmp_path: Pa
         ("incremental", f"0 of {records} records new or changed"),
         ("full", "full refresh asked for"),
     ]
+
+
+def test_a_night_that_does_not_publish_leaves_the_person_ids_as_published(city: Path, tmp_path: Path) -> None:
+    """A one-night bad edit merges a person into another and the night does not publish:
+    the registry stays as the last published night left it (link wrote the failed night's
+    merge into it), and put right the next night, every record has its published id."""
+    from collections import Counter
+
+    work = tmp_path / "city"
+    shutil.copytree(city, work)
+    night1 = run_to_link(work / "sources.yaml", tmp_path / "out")
+    published = dict(
+        ((s, r), p) for s, r, p in night1.con.execute("select source, record_id, person_id from entity_map").fetchall()
+    )
+    registry = night1.con.execute("select * from person_registry order by all").fetchall()
+    night1.con.close()
+    records_of = Counter(published.values())
+    held = sorted((r, p) for (s, r), p in published.items() if s == "social_insurance")
+    loner = next(r for r, p in held if records_of[p] == 1)
+    donor = next(r for r, p in held if records_of[p] >= 2)
+
+    path = work / SOCIAL_INSURANCE
+    original = path.read_bytes()
+    frame = pl.read_parquet(path)
+    record_id = pl.col("grbh").cast(pl.String)
+    # The loner's row now holds the donor's person (the record id stays the loner's).
+    copy = frame.filter(record_id == donor).with_columns(pl.lit(loner).cast(frame.schema["grbh"]).alias("grbh"))
+    pl.concat([frame.filter(record_id != loner), copy]).write_parquet(path)
+    failed = run_to_link(work / "sources.yaml", tmp_path / "out", published=False)
+    merged = dict(
+        ((s, r), p) for s, r, p in failed.con.execute("select source, record_id, person_id from entity_map").fetchall()
+    )
+    assert merged[("social_insurance", loner)] == published[("social_insurance", donor)]
+    assert failed.con.execute("select * from person_registry order by all").fetchall() == registry
+    failed.con.close()
+
+    path.write_bytes(original)
+    night3 = run_to_link(work / "sources.yaml", tmp_path / "out")
+    after = dict(
+        ((s, r), p) for s, r, p in night3.con.execute("select source, record_id, person_id from entity_map").fetchall()
+    )
+    night3.con.close()
+    assert after == published
