@@ -177,6 +177,8 @@ def _nightly(ctx: RunContext, settings: Settings) -> str:
     logger.info("run %s: %d sources from %s", ctx.run_id, len(ctx.config.sources), ctx.config.path)
     if settings.full_refresh:
         logger.info("full refresh: every record is re-standardized and re-linked, the linkage model refitted")
+    for folder in stages.remove_abandoned_staging(ctx):
+        logger.info("removed %s, left by a run that stopped half-way", folder)
     try:
         stages.ledger_start(ctx)
         # Every extract is read and checked before any table is replaced: a bad file stops here.

@@ -120,10 +120,28 @@ def ledger_start(ctx: RunContext) -> None:
         )
         """
     )
+    # This process holds the DuckDB file (DuckDB locks it), so a run still marked running is
+    # one whose process ended without finishing: killed, or the machine went down.
+    ctx.con.execute(
+        "update run_ledger set status = 'stopped', message = $message where status = 'running'",
+        {"message": "运行中途停止（进程被终止或机器停机），未发布 (the process ended before the run finished; nothing was published)"},
+    )
     ctx.con.execute(
         "insert into run_ledger values ($run_id, $started, null, 'running', $file, $sha, '[]', null)",
         {"run_id": ctx.run_id, "started": ctx.started_at, "file": str(ctx.config.path), "sha": ctx.sources_sha256},
     )
+
+
+def remove_abandoned_staging(ctx: RunContext) -> list[Path]:
+    """Remove the `runs/.<run_id>.partial/` folders of runs that stopped half-way; returns them.
+
+    Called while the run holds the output folder's lock, so no other run is writing one.
+    """
+    runs = ctx.out_dir / "runs"
+    abandoned = sorted(p for p in runs.glob(".*.partial") if p != ctx.staging_dir) if runs.is_dir() else []
+    for folder in abandoned:
+        shutil.rmtree(folder, ignore_errors=True)
+    return abandoned
 
 
 def ledger_record_stage(ctx: RunContext, result: StageResult) -> None:
