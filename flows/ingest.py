@@ -151,6 +151,7 @@ def _load_files(
     rejected: list[pl.DataFrame],
     files: list[dict],
     on_file: Callable[[str, int], None] | None,
+    sheets: list[dict] | None = None,
 ) -> float:
     """Append every extract's rows to the temporary table ingest_rows, one file at a time;
     return the seconds the extracts taken from the read-ahead took to read."""
@@ -180,6 +181,9 @@ def _load_files(
             con.unregister("file_rows")
             del frame
             rejected.append(_rejected_frame(source, extract, relative, (source_order, file_order)))
+            if sheets is not None:
+                sheets.extend({"source": source.name, "file": relative, "sheet": name, "first_row": first,
+                               "last_row": last} for name, first, last in extract.sheets)
             files.append(
                 {
                     "source": source.name,
@@ -209,9 +213,10 @@ def ingest_sources(
     """
     rejected: list[pl.DataFrame] = []
     files: list[dict] = []
+    sheets: list[dict] = []
     con.execute("drop table if exists ingest_rows")
     try:
-        read_ahead_seconds = _load_files(con, config, rejected, files, on_file)
+        read_ahead_seconds = _load_files(con, config, rejected, files, on_file, sheets)
     except BaseException:
         con.execute("drop table if exists ingest_rows")
         raise
@@ -219,6 +224,10 @@ def ingest_sources(
     del rejected
 
     con.register("read_rejects", read_rejects)
+    # Where a workbook's data runs over several sheets: a reason names the sheet of a row.
+    con.register("sheet_rows", pl.DataFrame(sheets, schema={"source": pl.String, "file": pl.String,
+                                                            "sheet": pl.String, "first_row": pl.Int32,
+                                                            "last_row": pl.Int32}))
     con.execute("begin transaction")
     try:
         materialize(con, "stg_ingest_rows_rejected", temporary=True,
@@ -289,7 +298,7 @@ def ingest_sources(
         con.execute("rollback")
         raise
     finally:
-        for view in ("read_rejects", "files_frame", "source_names"):
+        for view in ("read_rejects", "sheet_rows", "files_frame", "source_names"):
             con.unregister(view)
         con.execute("drop table if exists ingest_rows")
     per_source = (

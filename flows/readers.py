@@ -45,6 +45,9 @@ class Extract:
     # one String column per header column plus `row_number`; cells trimmed, empty -> null
     frame: pl.DataFrame = field(default_factory=pl.DataFrame)
     rejected: list[RejectedRow] = field(default_factory=list)
+    # A workbook whose data runs over several sheets: (sheet name, first and last row_number
+    # of its rows), for a reason to say where a row is; empty for every other file.
+    sheets: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def rows_in(self) -> int:
@@ -413,9 +416,18 @@ def _read_quoted_csv(
                    frame=_frame(header, columns, numbers), rejected=rejected)
 
 
-# The sheet preflight opened for the header, kept for the read that follows it: calamine
-# parses the whole sheet on opening (0.6 s for 82,000 rows), and a night reads each once.
-_opened_sheet: dict[tuple[str, int, int], object] = {}
+# The workbook preflight opened for the header, with its first sheet parsed, kept for the
+# read that follows it: calamine parses the whole sheet on opening (0.6 s for 82,000 rows),
+# and a night reads each once. The workbook is kept too, so that a later sheet is taken
+# from it without opening the file again.
+_opened_sheet: dict[tuple[str, int, int], tuple[object, object]] = {}
+
+# A later sheet that is not a continuation is a notes sheet (说明, 填表说明) only when it
+# is small and no row of it looks like a record: at most this many filled cells, and no
+# row with as many filled cells as NOTES_ROW_CELLS (or as the first sheet's header, when
+# that is narrower). Anything else stops the night: its rows would be lost.
+NOTES_MAX_CELLS = 100
+NOTES_ROW_CELLS = 3
 
 
 def file_identity(file: Path) -> tuple[str, int, int]:
@@ -424,57 +436,161 @@ def file_identity(file: Path) -> tuple[str, int, int]:
     return str(file.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def _open_sheet(file: Path, keep: bool = False):
+def _open_workbook(file: Path, keep: bool = False) -> tuple[object, object]:
+    """The workbook and its first sheet, parsed."""
     # calamine (Rust) reads a 20,000-row sheet in 0.6 s where openpyxl needs 18 s.
     from python_calamine import CalamineWorkbook
 
     key = file_identity(file)
-    sheet = _opened_sheet.pop(key, None)
-    if sheet is None:
+    opened = _opened_sheet.pop(key, None)
+    if opened is None:
         try:
             workbook = CalamineWorkbook.from_path(str(file))
-            sheet = workbook.get_sheet_by_index(0)
+            opened = (workbook, workbook.get_sheet_by_index(0))
         except Exception as error:  # calamine raises its own error types for a broken file
             raise ConfigError(f"{file}: not a readable XLSX workbook ({type(error).__name__}: {error})") from None
     if keep:
         _opened_sheet.clear()
-        _opened_sheet[key] = sheet
-    return sheet
+        _opened_sheet[key] = opened
+    return opened
 
 
-def xlsx_header(file: Path, keep_open: bool = False) -> list[str]:
-    """The first sheet's header; ``keep_open``: keep the parsed sheet for a read about to follow."""
-    rows = _open_sheet(file, keep=keep_open).to_python(skip_empty_area=False, nrows=1)
-    if not rows:
-        raise ConfigError(f"{file}: the first sheet is empty (no header row)")
-    header = [cell_text(v) or "" for v in rows[0]]
+def _header_of(values: list) -> list[str]:
+    header = [cell_text(v) or "" for v in values]
     while header and header[-1] == "":
         header.pop()
     return header
 
 
-def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
-    rows = _open_sheet(file).to_python(skip_empty_area=False)
+def xlsx_header(file: Path, keep_open: bool = False) -> list[str]:
+    """The first sheet's header; ``keep_open``: keep the parsed sheet for a read about to follow."""
+    rows = _open_workbook(file, keep=keep_open)[1].to_python(skip_empty_area=False, nrows=1)
     if not rows:
         raise ConfigError(f"{file}: the first sheet is empty (no header row)")
-    header = [cell_text(v) or "" for v in rows[0]]
-    while header and header[-1] == "":
-        header.pop()
-    check_columns(file, header, required, source)
-    header = unique_header(header)
-    width = len(header)
-    columns: list[list[str | None]] = [[] for _ in header]
-    numbers: list[int] = []
-    for values in rows[1:]:
-        texts = [cell_text(v) for v in values[:width]]
+    return _header_of(rows[0])
+
+
+def _filled(values: list) -> int:
+    return sum(cell_text(v) is not None for v in values)
+
+
+def _later_sheet(file: Path, workbook, index: int, required: list[str], source: str,
+                 width: int) -> tuple[list[str], list[list]] | None:
+    """A later sheet's header and data rows when it continues the first sheet; None when it
+    is empty or a notes sheet. A sheet whose rows would otherwise be lost stops the night."""
+    name = workbook.sheet_names[index]
+    try:
+        rows = workbook.get_sheet_by_index(index).to_python(skip_empty_area=False)
+    except Exception as error:  # calamine's own error types
+        raise ConfigError(
+            f"{file}: sheet '{name}' cannot be read ({type(error).__name__}: {error})"
+        ) from None
+    start = next((i for i, values in enumerate(rows) if _filled(values)), None)
+    if start is None:
+        return None  # an empty sheet
+    header = _header_of(rows[start])
+    missing = [column for column in required if column not in header]
+    if not missing:
+        for column in required:
+            if (count := header.count(column)) > 1:
+                raise ConfigError(
+                    f"{file}: sheet '{name}': column '{column}' (mapped for source '{source}') appears {count} "
+                    "times in its header; which one is meant cannot be told: rename or remove the others"
+                )
+        return header, rows[start + 1 :]
+    if len(missing) < len(required):
+        present = next(column for column in required if column in header)
+        raise ConfigError(
+            f"{file}: sheet '{name}' has the mapped column '{present}' but not '{missing[0]}' (mapped for source "
+            f"'{source}') in its first row {start + 1}, so its rows cannot be read; give it the first sheet's "
+            "header row, or move it out of the workbook"
+        )
+    row_cells = max(1, min(NOTES_ROW_CELLS, width))
+    cells = 0
+    for number, values in enumerate(rows[start:], start=start + 1):
+        filled = _filled(values)
+        cells += filled
+        if filled >= row_cells or cells > NOTES_MAX_CELLS:
+            raise ConfigError(
+                f"{file}: sheet '{name}' holds data (row {number} has {filled} filled cells) but its first row "
+                f"lacks column '{missing[0]}' (mapped for source '{source}'), so its rows cannot be read; give it "
+                "the first sheet's header row, or move it out of the workbook (only a short notes sheet, "
+                f"at most {NOTES_MAX_CELLS} cells and no row of {row_cells} or more, is left aside)"
+            )
+    return None  # a notes sheet: a few lines of text, no record
+
+
+def _append_rows(rows: list[list], positions: list[int | None], columns: list[list[str | None]],
+                 numbers: list[int]) -> None:
+    width = len(positions)
+    straight = positions == list(range(width))
+    for values in rows:
+        if straight:
+            texts = [cell_text(v) for v in values[:width]]
+        else:
+            texts = [cell_text(values[p]) if p is not None and p < len(values) else None for p in positions]
         if all(t is None for t in texts):
             continue  # an empty row is not a data row
         numbers.append(len(numbers) + 1)
         texts.extend([None] * (width - len(texts)))
         for column, text in zip(columns, texts, strict=True):
             column.append(text)
+
+
+def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
+    """The first sheet, and every later sheet that continues it (its first filled row holds
+    every mapped column: an export split over sheets at Excel's row limit), in sheet order;
+    row numbers count the data rows of the whole workbook. A later sheet that is empty or a
+    short notes sheet (说明) is left aside; any other stops the night (see `_later_sheet`)."""
+    workbook, first = _open_workbook(file)
+    rows = first.to_python(skip_empty_area=False)
+    if not rows:
+        raise ConfigError(f"{file}: the first sheet is empty (no header row)")
+    given = _header_of(rows[0])
+    check_columns(file, given, required, source)
+    header = unique_header(given)
+    width = len(header)
+    columns: list[list[str | None]] = [[] for _ in header]
+    numbers: list[int] = []
+    _append_rows(rows[1:], list(range(width)), columns, numbers)
+    del rows
+    names = workbook.sheet_names
+    sheets = [(names[0], 1, len(numbers))]
+    for index in range(1, len(names)):
+        later = _later_sheet(file, workbook, index, required, source, width)
+        if later is None:
+            continue
+        sheet_header, body = later
+        if sheet_header[:width] == given:
+            positions: list[int | None] = list(range(width))
+        else:  # the same columns in another order: by name (a column it lacks is empty)
+            positions = [sheet_header.index(name) if name and name in sheet_header else None for name in given]
+        before = len(numbers)
+        _append_rows(body, positions, columns, numbers)
+        sheets.append((names[index], before + 1, len(numbers)))
     sha256, size = file_digest(file)
-    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=_frame(header, columns, numbers))
+    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=_frame(header, columns, numbers),
+                   sheets=sheets if len(sheets) > 1 else [])
+
+
+def check_xlsx_sheets(file: Path, required: list[str], source: str) -> None:
+    """What `read_xlsx` would refuse in a workbook's later sheets, without reading any row
+    into the night: an unreadable sheet, or one with data that does not continue the first.
+    A workbook of one sheet costs nothing here (preflight parsed that sheet already)."""
+    from python_calamine import CalamineWorkbook
+
+    kept = _opened_sheet.get(file_identity(file))
+    try:
+        workbook = kept[0] if kept is not None else CalamineWorkbook.from_path(str(file))
+        if len(workbook.sheet_names) < 2:
+            return
+        first = kept[1] if kept is not None else workbook.get_sheet_by_index(0)
+    except Exception as error:  # calamine raises its own error types for a broken file
+        raise ConfigError(f"{file}: not a readable XLSX workbook ({type(error).__name__}: {error})") from None
+    rows = first.to_python(skip_empty_area=False, nrows=1)
+    width = len(_header_of(rows[0])) if rows else 0
+    for index in range(1, len(workbook.sheet_names)):
+        _later_sheet(file, workbook, index, required, source, width)
 
 
 def _timestamp_text(name: str, values: pa.ChunkedArray) -> pl.Series | None:

@@ -9,7 +9,10 @@
 -- Grain: one row per readable input row that a rule rejects, with its reason. Every
 --   other row of ingest_rows is accepted as it is: raw_records is ingest_rows less these
 --   rows, so the ten million accepted rows are written once, not copied through here.
--- Input: ingest_rows (registered by flows/ingest.py), all canonical fields as text.
+-- Input: ingest_rows (registered by flows/ingest.py), all canonical fields as text;
+--   sheet_rows (source, file, sheet, first_row, last_row): the row_number range of each
+--   sheet of a workbook whose data runs over several sheets (empty for most nights), so
+--   that a reason names the sheet and the row within it (工作表 Sheet2 第12行) a clerk can find.
 with readable as (
     select * from ingest_rows
 ),
@@ -71,22 +74,43 @@ rejected as (
         ingest_position, source, file, row_number, record_id, source_order, file_order,
         rule_problem as reason_code,
         case rule_problem
-            when 'missing_record_id' then '缺少记录编号，无法追溯到原始记录 (the record id is empty)'
-            when 'no_name_or_id' then '姓名和身份证号都为空或为占位值(如 无、不详)，无法识别是谁 (neither a name nor an id number)'
-        end as reason
+            when 'missing_record_id' then '缺少记录编号，无法追溯到原始记录'
+            when 'no_name_or_id' then '姓名和身份证号都为空或为占位值(如 无、不详)，无法识别是谁'
+        end as reason_zh,
+        case rule_problem
+            when 'missing_record_id' then 'the record id is empty'
+            when 'no_name_or_id' then 'neither a name nor an id number'
+        end as reason_en
     from flagged
     where rule_problem is not null
 
     union all
 
     select
-        ingest_position, source, file, row_number, record_id, source_order, file_order,
+        r.ingest_position, r.source, r.file, r.row_number, r.record_id, r.source_order, r.file_order,
         'superseded_duplicate_record_id' as reason_code,
-        '记录编号 ' || record_id || ' 在本来源中重复，已被 ' || kept_file || ' 第' || kept_row_number || '行'
-        || coalesce('(更新时间 ' || kept_updated_at || ')', '') || '取代 (superseded by the fresher row '
-        || kept_row_number || ' of ' || kept_file || ' with the same record id)' as reason
-    from ranked
-    where freshness_rank > 1
+        '记录编号 ' || r.record_id || ' 在本来源中重复，已被 ' || r.kept_file
+        || coalesce(' 工作表 ' || k.sheet, '') || ' 第' || (r.kept_row_number - coalesce(k.first_row - 1, 0)) || '行'
+        || coalesce('(更新时间 ' || r.kept_updated_at || ')', '') || '取代' as reason_zh,
+        'superseded by the fresher row ' || (r.kept_row_number - coalesce(k.first_row - 1, 0))
+        || coalesce(' of sheet ' || k.sheet, '') || ' of ' || r.kept_file || ' with the same record id' as reason_en
+    from ranked r
+    left join sheet_rows k
+        on k.source = r.source and k.file = r.kept_file and r.kept_row_number between k.first_row and k.last_row
+    where r.freshness_rank > 1
+),
+
+-- A row of a workbook with several data sheets: its reason starts with where it is.
+located as (
+    select
+        r.ingest_position, r.source, r.file, r.row_number, r.record_id, r.source_order, r.file_order,
+        r.reason_code,
+        coalesce('工作表 ' || s.sheet || ' 第' || (r.row_number - s.first_row + 1) || '行：', '') || r.reason_zh
+        || ' (' || coalesce('sheet ' || s.sheet || ', row ' || (r.row_number - s.first_row + 1) || ': ', '')
+        || r.reason_en || ')' as reason
+    from rejected r
+    left join sheet_rows s
+        on s.source = r.source and s.file = r.file and r.row_number between s.first_row and s.last_row
 )
 
-select * from rejected
+select * from located

@@ -308,3 +308,32 @@ def test_a_placeholder_name_standardization_drops_is_no_name(tmp_path: Path, nam
     assert quarantine(con).select("record_id", "reason_code").rows() == [("p1", "no_name_or_id")]
     assert raw(con)["record_id"].to_list() == ["r1"]
     assert result.rows_in == 2
+
+
+def test_every_sheet_of_a_split_workbook_ends_in_one_output_and_reasons_name_the_sheet(tmp_path: Path) -> None:
+    # An export split over sheets (Excel's row limit), with a 说明 sheet between. Before, the
+    # rows of Sheet2 were in neither raw_records nor quarantine.
+    book = Workbook()
+    first = book.active
+    first.title = "Sheet1"
+    for row in [HEADER, ROWS[0], ["r2", "李娜", "", "", "2020-01-01"]]:
+        first.append(row)
+    book.create_sheet("说明").append(["数据截至2026年11月"])
+    second = book.create_sheet("Sheet2")
+    for row in [HEADER, ["", "赵六", "", "", ""], ["r2", "李娜", "", "", "2026-05-01"], ["r9", "王五", "", "", ""]]:
+        second.append(row)
+    book.save(tmp_path / "w.xlsx")
+    con, result = ingest(tmp_path, [entry("w", "w.xlsx", "xlsx")])
+    assert raw(con).select("record_id", "row_number").rows() == [("r1", 1), ("r2", 4), ("r9", 5)]
+    bad = quarantine(con)
+    assert bad.select("row_number", "record_id", "reason_code").rows() == [
+        (2, "r2", "superseded_duplicate_record_id"), (3, None, "missing_record_id"),
+    ]
+    superseded, missing = bad["reason"].to_list()
+    # The row that replaced it is the second data row of Sheet2, not "row 4" of a workbook
+    # whose sheets each start again at row 1.
+    assert "已被 w.xlsx 工作表 Sheet2 第2行(更新时间 2026-05-01)取代" in superseded
+    assert "row 2 of sheet Sheet2 of w.xlsx" in superseded
+    assert superseded.startswith("工作表 Sheet1 第2行：")
+    assert missing == "工作表 Sheet2 第1行：缺少记录编号，无法追溯到原始记录 (sheet Sheet2, row 1: the record id is empty)"
+    assert result.rows_in == 5 == raw(con).height + bad.height

@@ -303,3 +303,98 @@ def test_a_jsonl_file_with_no_record_says_why(tmp_path: Path, content: bytes, me
         check_source_files(source)
     with pytest.raises(ConfigError, match=message):
         read_jsonl(path, "utf-8", ["编号", "姓名"], "s", "编号")
+
+
+def _sheets(path: Path, sheets: dict[str, list[list]]) -> None:
+    book = Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+
+
+def test_an_export_split_over_sheets_is_read_whole_in_sheet_order(tmp_path: Path) -> None:
+    # Excel's row limit makes a large export run on over Sheet2, Sheet3 …; a 说明 sheet of a
+    # few lines of text is no data. Before, only the first sheet was read: r3-r5 were lost.
+    path = tmp_path / "people.xlsx"
+    _sheets(path, {
+        "Sheet1": [["编号", "姓名", "出生日期"], ["r1", "张伟", dt.datetime(1990, 1, 2)], ["r2", "李娜", None]],
+        "说明": [["本表由社区填报"], ["出生日期为公历", "2026年"]],
+        "Sheet2": [[None], ["编号", "姓名", "出生日期"], ["r3", "王芳", None], [None, None, None], ["r4", "刘洋", None]],
+        # The same columns in another order, and one more: read by name.
+        "Sheet3": [["姓名", "备注", "编号"], ["陈静", "x", "r5"]],
+        "空白": [],
+    })
+    source = _source(path, "xlsx")
+    check_source_files(source)
+    extract = read_extract(source, path)
+    assert extract.frame.select("编号", "姓名", "row_number").rows() == [
+        ("r1", "张伟", 1), ("r2", "李娜", 2), ("r3", "王芳", 3), ("r4", "刘洋", 4), ("r5", "陈静", 5),
+    ]
+    assert extract.frame["出生日期"].to_list() == ["1990-01-02", None, None, None, None]
+    assert extract.sheets == [("Sheet1", 1, 2), ("Sheet2", 3, 4), ("Sheet3", 5, 5)]
+    readers.check_xlsx_sheets(path, ["编号", "姓名"], "s")  # nothing to refuse
+
+
+def test_a_single_sheet_workbook_names_no_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "people.xlsx"
+    _sheets(path, {"Sheet1": [["编号", "姓名"], ["r1", "张伟"]], "说明": [["填表说明"]]})
+    assert read_xlsx(path, ["编号", "姓名"], "s").sheets == []
+
+
+def test_the_workbook_preflight_opened_is_not_opened_again_for_later_sheets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import python_calamine
+
+    path = tmp_path / "people.xlsx"
+    _sheets(path, {"Sheet1": [["编号", "姓名"], ["r1", "张伟"]], "Sheet2": [["编号", "姓名"], ["r2", "李娜"]]})
+    opened: list[str] = []
+    real = python_calamine.CalamineWorkbook
+
+    class Counting:
+        @staticmethod
+        def from_path(name):
+            opened.append(name)
+            return real.from_path(name)
+
+    monkeypatch.setattr(python_calamine, "CalamineWorkbook", Counting)
+    readers._opened_sheet.clear()
+    xlsx_header(path, keep_open=True)
+    readers.check_xlsx_sheets(path, ["编号", "姓名"], "s")
+    assert read_xlsx(path, ["编号", "姓名"], "s").frame["编号"].to_list() == ["r1", "r2"]
+    assert len(opened) == 1 and readers._opened_sheet == {}
+
+
+@pytest.mark.parametrize(
+    ("later", "expected"),
+    [
+        # Continued without repeating the header: which column is which cannot be told.
+        ([["r3", "王芳", "1990-01-02"], ["r4", "刘洋", "1991-02-03"]], r"sheet 'Sheet2' holds data \(row 1 has 3"),
+        # A header that has one mapped column but names the other differently.
+        ([["编号", "名字"], ["r3", "王芳"]], r"sheet 'Sheet2' has the mapped column '编号' but not '姓名'"),
+        # Too long for a notes sheet: a list of 120 names is data.
+        ([[f"王{i}"] for i in range(120)], r"sheet 'Sheet2' holds data \(row 101 has 1"),
+    ],
+)
+def test_a_later_sheet_with_data_that_does_not_continue_the_first_stops_the_night(
+    tmp_path: Path, later: list[list], expected: str
+) -> None:
+    path = tmp_path / "people.xlsx"
+    _sheets(path, {"Sheet1": [["编号", "姓名", "出生日期"], ["r1", "张伟", None]], "Sheet2": later})
+    for check in (lambda: read_extract(_source(path, "xlsx"), path),
+                  lambda: readers.check_xlsx_sheets(path, ["编号", "姓名"], "s")):
+        with pytest.raises(ConfigError, match=expected) as error:
+            check()
+        message = str(error.value)
+        assert "\n" not in message and message.startswith(str(path))
+
+
+def test_a_notes_sheet_beside_a_narrow_export_may_not_hold_a_row_like_a_record(tmp_path: Path) -> None:
+    # Two columns: a row of two text cells on a later sheet could be a record.
+    path = tmp_path / "people.xlsx"
+    _sheets(path, {"Sheet1": [["编号", "姓名"], ["r1", "张伟"]], "Sheet2": [["r2", "李娜"]]})
+    with pytest.raises(ConfigError, match="sheet 'Sheet2' holds data"):
+        read_xlsx(path, ["编号", "姓名"], "s")
