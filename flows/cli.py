@@ -149,10 +149,13 @@ def _run(sources: Path, out: Path, db: Path | None, full_refresh: bool, server, 
         _err(str(error))
         return EXIT_CONFIG
     threading.Thread(target=_import_stage_modules, args=(owns_process,), name="import-stages", daemon=True).start()
-    from flows.ingest import prefetch_extracts
+    from flows.ingest import check_extracts, prefetch_extracts
 
     try:
         prefetch_extracts(config)
+        # Files past the read-ahead budget are read by the flow, after it has opened the
+        # DuckDB file: each is known readable to its end first, so a bad one stops here.
+        check_extracts(config)
     except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG

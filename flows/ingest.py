@@ -17,7 +17,17 @@ import polars as pl
 import pyarrow as pa
 
 from flows.config import CANONICAL_FIELDS, ConfigError, Source, SourcesConfig
-from flows.readers import Extract, file_identity, read_csv, read_jsonl, read_parquet, read_xlsx
+from flows.readers import (
+    Extract,
+    check_parquet_pages,
+    check_xlsx_sheets,
+    decodes_cleanly,
+    file_identity,
+    read_csv,
+    read_jsonl,
+    read_parquet,
+    read_xlsx,
+)
 from linkage.fields import NAME_PLACEHOLDERS
 from linkage.sql import materialize
 
@@ -68,12 +78,13 @@ ROW_GROUP_ROWS = 122_880
 PREFETCH_ROW_BUDGET = 2_500_000
 
 
-def prefetch_extracts(config: SourcesConfig, row_budget: int = PREFETCH_ROW_BUDGET) -> int:
+def prefetch_extracts(config: SourcesConfig, row_budget: int | None = None) -> int:
     """Read extracts now, for the ingest task to take later; returns rows read.
 
     The CLI calls this while Prefect's temporary server starts (10-25 s of waiting on a
     small machine), so the night's reading overlaps that wait. Reading writes nothing.
     """
+    row_budget = PREFETCH_ROW_BUDGET if row_budget is None else row_budget
     rows = 0
     for source in config.sources:
         for file in source.files:
@@ -88,9 +99,59 @@ def prefetch_extracts(config: SourcesConfig, row_budget: int = PREFETCH_ROW_BUDG
     return rows
 
 
+# Extracts not read ahead but checked to be readable to their end (see `check_extracts`).
+_checked: set[tuple[str, str, int, int]] = set()
+
+
+def check_extract(source: Source, file: Path) -> None:
+    """Raise the ConfigError reading ``file`` would raise, without keeping its rows.
+
+    Every ConfigError of the readers is one of: the header (`check_file_header`, the
+    preflight's check), the encoding of a CSV or JSON lines file (only a file with bytes
+    that do not decode can be refused for it: one streaming pass finds whether there are
+    any, and only then is the file read as ingest reads it, to apply the same rule), a
+    Parquet page that does not decode (every row group is decoded, one at a time), and a
+    workbook's later sheets (`check_xlsx_sheets`; a one-sheet workbook was parsed whole by
+    the header check).
+    """
+    from flows import readers
+    from flows.preflight import check_file_header
+
+    # A workbook preflight kept for the read stays kept.
+    check_file_header(source, file, keep_open=source.format == "xlsx" and file_identity(file) in readers._opened_sheet)
+    if source.format in ("csv", "jsonl"):
+        if not decodes_cleanly(file, source.encoding):
+            read_extract(source, file)
+    elif source.format == "parquet":
+        check_parquet_pages(file)
+    elif source.format == "xlsx":
+        check_xlsx_sheets(file, source.mapped_columns, source.name)
+
+
+def check_extracts(config: SourcesConfig) -> int:
+    """Make sure every extract not read ahead can be read to its end; returns files checked.
+
+    A file past the read-ahead budget is read by the ingest task, after the run has opened
+    its DuckDB file and written its ledger row: a bad file found only then would have
+    written to the night's output. This runs before, and writes nothing.
+    """
+    checked = 0
+    for source in config.sources:
+        for file in source.files:
+            key = _file_key(source, file)
+            if key in _prefetched or key in _checked:
+                continue
+            check_extract(source, file)
+            _checked.add(key)
+            checked += 1
+    return checked
+
+
 def _take_or_read(source: Source, file: Path) -> tuple[Extract, float]:
     """The extract, and the seconds it took to read when it was read ahead (else 0)."""
-    taken = _prefetched.pop(_file_key(source, file), None)
+    key = _file_key(source, file)
+    _checked.discard(key)
+    taken = _prefetched.pop(key, None)
     return taken if taken is not None else (read_extract(source, file), 0.0)
 
 

@@ -131,8 +131,16 @@ def _sha256(path: Path) -> str:
 
 
 def open_run(sources_file: Path, out_dir: Path, db_path: Path | None, settings: Settings) -> RunContext:
-    """Check the sources file and open the night's DuckDB; raises ConfigError before writing anything."""
+    """Check the sources file and open the night's DuckDB; raises ConfigError before writing anything.
+
+    Every extract is read ahead (`renhu run`) or known readable to its end before the DuckDB
+    file is opened: a bad file found by the ingest task would come after the ledger row.
+    After `renhu run` there is nothing left to check; a deployment's run checks every file here.
+    """
+    from flows.ingest import check_extracts
+
     config = load_sources(Path(sources_file))
+    check_extracts(config)
     out_dir = Path(out_dir)
     db = Path(db_path) if db_path else out_dir / "renhu.duckdb"
     started_at = dt.datetime.now(dt.UTC)

@@ -33,9 +33,13 @@ def _csv_header(file: Path, encoding: str) -> list[str]:
         raise ConfigError(f"{file}: the file is empty (no header row)")
     try:
         # newline="": a file whose lines end in CR alone is read as the csv module reads it at ingest.
-        return [h.strip() for h in next(csv.reader(io.StringIO(text, newline="")))]
+        cells = next(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as error:
         raise ConfigError(f"{file}: the header row cannot be read as CSV ({error})") from None
+    if any("\n" in cell or "\r" in cell for cell in cells):
+        # A quote that does not close on the header's own line: ingest refuses it too.
+        raise ConfigError(f"{file}: the header row cannot be read as CSV (a quote in it does not close)")
+    return [h.strip() for h in cells]
 
 
 def _parquet_header(file: Path) -> list[str]:
@@ -78,18 +82,23 @@ def _jsonl_keys(file: Path, encoding: str, required: list[str]) -> list[str]:
     return list(seen)
 
 
-def check_source_files(source: Source, keep_open: bool = False) -> None:
+def check_file_header(source: Source, file: Path, keep_open: bool = False) -> None:
+    """The file opens and its header (a JSON lines file: its keys) holds every mapped column."""
     required = source.mapped_columns
+    if source.format == "csv":
+        header = _csv_header(file, source.encoding)
+    elif source.format == "xlsx":
+        header = xlsx_header(file, keep_open=keep_open)
+    elif source.format == "parquet":
+        header = _parquet_header(file)
+    else:
+        header = _jsonl_keys(file, source.encoding, required)
+    check_columns(file, header, required, source.name)
+
+
+def check_source_files(source: Source, keep_open: bool = False) -> None:
     for file in source.files:
-        if source.format == "csv":
-            header = _csv_header(file, source.encoding)
-        elif source.format == "xlsx":
-            header = xlsx_header(file, keep_open=keep_open)
-        elif source.format == "parquet":
-            header = _parquet_header(file)
-        else:
-            header = _jsonl_keys(file, source.encoding, required)
-        check_columns(file, header, required, source.name)
+        check_file_header(source, file, keep_open=keep_open)
 
 
 def preflight(sources_file: Path, reading_next: bool = False) -> SourcesConfig:

@@ -8,6 +8,7 @@ departments' systems disagree on types; standardization decides what a value mea
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
@@ -213,6 +214,20 @@ def _decode(raw: bytes, codec: str) -> tuple[str, bool]:
         return raw.decode(codec), True
     except UnicodeDecodeError:
         return text, False
+
+
+def decodes_cleanly(file: Path, encoding: str) -> bool:
+    """Every byte of the file is valid in ``encoding``: one streaming pass, 4 MB at a time,
+    that keeps no text. A file that passes cannot be refused for its encoding at ingest."""
+    decoder = codecs.getincrementaldecoder(python_encoding(encoding))("strict")
+    try:
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_csv(file: Path, encoding: str, required: list[str], source: str, record_id_column: str) -> Extract:
@@ -620,6 +635,17 @@ def _timestamp_text(name: str, values: pa.ChunkedArray) -> pl.Series | None:
         .alias(name)
     )
     return text.to_series()
+
+
+def check_parquet_pages(file: Path) -> None:
+    """Decode every page of every row group, one row group at a time, as `read_parquet`
+    would: a corrupt page in the middle of the file fails here, before the night writes."""
+    try:
+        parquet = pq.ParquetFile(file)
+        for group in range(parquet.num_row_groups):
+            parquet.read_row_group(group)
+    except (pa.ArrowException, OSError) as error:
+        raise ConfigError(f"{file}: not a readable Parquet file ({error})") from None
 
 
 def read_parquet(file: Path, required: list[str], source: str) -> Extract:

@@ -97,3 +97,51 @@ def test_an_error_of_several_lines_is_printed_as_one(capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err == "renhu: people.parquet: not a readable Parquet file (Multiple matches for x in a: string b: string )\n"
+
+
+# `renhu run` with a read-ahead budget of 0 rows: every extract is left to the flow, as
+# on a night of more than 2.5M rows (flows.ingest.PREFETCH_ROW_BUDGET).
+RENHU_NO_READ_AHEAD = [
+    sys.executable, "-c",
+    "import sys, flows.ingest as ingest; read_ahead = ingest.prefetch_extracts; "
+    "ingest.prefetch_extracts = lambda config, row_budget=None: read_ahead(config, 0); "
+    "from flows.cli import main; sys.exit(main(sys.argv[1:]))",
+]
+
+SOCIAL_INSURANCE = (
+    "sources:\n  - {name: si, department: 人社局, path: si.parquet, format: parquet, "
+    "columns: {record_id: grbh, name: xm, id_number: sfzh}}\n"
+)
+
+
+def _wrong_encoding_csv(path: Path) -> None:
+    rows = [f"x{i},张伟{i},浙江省绍兴市越城区" for i in range(50)]
+    path.write_bytes(("xsbh,xm,jzdz\n" + "\n".join(rows) + "\n").encode("gbk"))
+
+
+@pytest.mark.parametrize("bad", ["corrupt_parquet", "csv_in_another_encoding"])
+def test_a_bad_file_past_the_read_ahead_stops_the_night_before_anything_is_written(
+    tmp_path: Path, write_corrupt_parquet, bad: str
+) -> None:
+    # Before, such a file was found by the ingest task: exit 2, but the run had created
+    # out/renhu.duckdb with a failed ledger row, and stderr held ~100 lines of Prefect's logs.
+    if bad == "corrupt_parquet":
+        write_corrupt_parquet(tmp_path / "si.parquet")
+        (tmp_path / "sources.yaml").write_text(SOCIAL_INSURANCE, encoding="utf-8")
+        named = "si.parquet: not a readable Parquet file"
+    else:
+        _wrong_encoding_csv(tmp_path / "schools.csv")
+        (tmp_path / "sources.yaml").write_text(
+            "sources:\n  - {name: schools, department: 教育局, path: schools.csv, "
+            "columns: {record_id: xsbh, name: xm}}\n", encoding="utf-8")
+        named = "schools.csv: 50 of its 50 lines with Chinese text are not valid utf-8"
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [*RENHU_NO_READ_AHEAD, "run", "--sources", str(tmp_path / "sources.yaml"), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == EXIT_CONFIG, completed.stderr[-2000:]
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr[-2000:]
+    assert named in lines[0]
+    assert not out.exists()

@@ -337,3 +337,49 @@ def test_every_sheet_of_a_split_workbook_ends_in_one_output_and_reasons_name_the
     assert superseded.startswith("工作表 Sheet1 第2行：")
     assert missing == "工作表 Sheet2 第1行：缺少记录编号，无法追溯到原始记录 (sheet Sheet2, row 1: the record id is empty)"
     assert result.rows_in == 5 == raw(con).height + bad.height
+
+
+def test_files_left_to_the_flow_are_checked_to_their_end_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_corrupt_parquet
+) -> None:
+    import flows.ingest as ingest_module
+    from flows.ingest import check_extracts, prefetch_extracts
+
+    monkeypatch.setattr(ingest_module, "_prefetched", {})
+    monkeypatch.setattr(ingest_module, "_checked", set())
+    write_csv(tmp_path / "a.csv", ROWS, "utf-8")
+    # One undecodable row is the row's problem, not the file's: quarantined at ingest.
+    (tmp_path / "b.csv").write_bytes(("\n".join(",".join(r) for r in [HEADER, *ROWS]) + "\n").encode("gb18030")
+                                     + b"r4,\xff\xfe,,,\n")
+    write_corrupt_parquet(tmp_path / "c.parquet")
+    good = [entry("a", "a.csv", "csv"), entry("b", "b.csv", "csv", "gb18030")]
+    config = load_sources(sources_yaml(tmp_path, good))
+    assert prefetch_extracts(config, row_budget=0) == 0
+    assert check_extracts(config) == 2
+    assert check_extracts(config) == 0  # each file once
+    result = ingest_sources(duckdb.connect(), config, "r")
+    assert result.quarantined == 1 and ingest_module._checked == set()
+
+    parquet = {"name": "c", "department": "x", "path": "c.parquet", "format": "parquet",
+               "columns": {"record_id": "grbh", "name": "xm"}}
+    (tmp_path / "d.csv").write_bytes(("xsbh,xm\n" + "".join(f"x{i},张伟\n" for i in range(5))).encode("gbk"))
+    wrong_encoding = {"name": "d", "department": "x", "path": "d.csv", "columns": {"record_id": "xsbh", "name": "xm"}}
+    book = Workbook()
+    book.active.append(HEADER)
+    book.create_sheet("Sheet2").append(["r9", "王五", "", "1990-01-02", ""])
+    book.save(tmp_path / "e.xlsx")
+    for bad, expected in [(parquet, r"c\.parquet: not a readable Parquet file"),
+                          (wrong_encoding, r"d\.csv: 5 of its 5 lines"),
+                          (entry("e", "e.xlsx", "xlsx"), r"e\.xlsx: sheet 'Sheet2' holds data")]:
+        config = load_sources(sources_yaml(tmp_path, [*good, bad]))
+        preflight(tmp_path / "sources.yaml")  # the headers are fine
+        with pytest.raises(ConfigError, match=expected):
+            check_extracts(config)
+
+
+def test_a_header_quote_that_does_not_close_is_found_by_preflight(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text('记录编号,姓名,"公民身份号码\nr1,张伟,1\n', encoding="utf-8")
+    path = sources_yaml(tmp_path, [{"name": "a", "department": "x", "path": "a.csv",
+                                    "columns": {"record_id": "记录编号", "name": "姓名"}}])
+    with pytest.raises(ConfigError, match=r"a\.csv: the header row cannot be read as CSV \(a quote in it does not close\)"):
+        preflight(path)

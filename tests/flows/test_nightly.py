@@ -222,3 +222,59 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path: Path) -> None:
                 pass
     with out_lock(out):  # released when the first run ends
         pass
+
+
+def _tree(folder: Path) -> dict[str, bytes | str]:
+    """Every file's bytes and every link's target under `folder`."""
+    found: dict[str, bytes | str] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            found[str(path.relative_to(folder))] = os.readlink(path)
+        elif path.is_file():
+            found[str(path.relative_to(folder))] = path.read_bytes()
+    return found
+
+
+def test_a_bad_file_past_the_read_ahead_leaves_a_good_nights_folder_as_it_was(
+    prefect_harness, tmp_path: Path, write_corrupt_parquet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.nightly import nightly
+
+    (tmp_path / "people.csv").write_text("编号,姓名\n1,张伟\n2,李娜\n", encoding="utf-8")
+    people = "  - {name: people, department: 测试科, path: people.csv, columns: {record_id: 编号, name: 姓名}}\n"
+    (tmp_path / "sources.yaml").write_text("sources:\n" + people, encoding="utf-8")
+    out = tmp_path / "out"
+    good = Path(nightly(str(tmp_path / "sources.yaml"), str(out)))
+    before = _tree(out)
+    assert (out / "latest").resolve() == good.resolve() and "renhu.duckdb" in before
+
+    write_corrupt_parquet(tmp_path / "si.parquet")
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n" + people + "  - {name: si, department: 人社局, path: si.parquet, format: parquet, "
+        "columns: {record_id: grbh, name: xm, id_number: sfzh}}\n", encoding="utf-8")
+    # As `renhu run` does on a night past the read-ahead budget: the steward's one line.
+    completed = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, flows.ingest as ingest; read_ahead = ingest.prefetch_extracts; "
+         "ingest.prefetch_extracts = lambda config, row_budget=None: read_ahead(config, 0); "
+         "from flows.cli import main; sys.exit(main(sys.argv[1:]))",
+         "run", "--sources", str(tmp_path / "sources.yaml"), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert completed.stderr.count("\n") == 1 and "si.parquet: not a readable Parquet file" in completed.stderr
+    assert _tree(out) == before  # the DuckDB file's bytes, runs/, latest: all as the good night left them
+
+    # A deployment's run (the flow without the command line before it) stops before writing too.
+    import flows.ingest as ingest
+
+    monkeypatch.setattr(ingest, "PREFETCH_ROW_BUDGET", 0)
+    from flows.config import ConfigError
+
+    with pytest.raises(ConfigError, match="si.parquet"):
+        nightly(str(tmp_path / "sources.yaml"), str(out))
+    assert _tree(out) == before
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ConfigError, match="si.parquet"):
+        nightly(str(tmp_path / "sources.yaml"), str(fresh))
+    assert not fresh.exists()
