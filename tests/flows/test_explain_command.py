@@ -8,9 +8,7 @@ import duckdb
 import pytest
 
 from flows.explain import explain_command
-from linkage.link import link_records
-from linkage.standardize import standardize_records
-from tests.linkage.test_explain import town
+from tests.linkage.test_explain import linked_town_database
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +16,7 @@ def out(tmp_path_factory):
     """OUT with two published run folders, r1 and r2; the DuckDB file holds r2's night."""
     out = tmp_path_factory.mktemp("out")
     con = duckdb.connect(str(out / "renhu.duckdb"))
-    std = standardize_records(town())
-    result = link_records(con, std, None)
-    con.register("std_df", std)
-    con.execute("create table int_persons_standardized as select * from std_df")
-    con.register("em_df", result.entity_map)
-    con.execute("create table entity_map as select * from em_df")
+    std, result = linked_town_database(con)
     con.execute("create table pipeline_state (key varchar primary key, value varchar)")
     con.execute("insert into pipeline_state values ('standardized_keys_run', 'r2'), ('scored_pairs_keys_run', 'r2')")
     con.close()

@@ -52,18 +52,24 @@ def town(n: int = 150, seed: int = 3) -> pl.DataFrame:
     )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("out")
-    rundir = out / "runs" / "r1"
-    rundir.mkdir(parents=True)
-    con = duckdb.connect(str(out / "renhu.duckdb"))
+def linked_town_database(con: duckdb.DuckDBPyConnection):
+    """The town standardized and linked into ``con``'s int_persons_standardized and entity_map."""
     std = standardize_records(town())
     result = link_records(con, std, None)
     con.register("std_df", std)
     con.execute("create table int_persons_standardized as select * from std_df")
     con.register("em_df", result.entity_map)
     con.execute("create table entity_map as select * from em_df")
+    return std, result
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    rundir = out / "runs" / "r1"
+    rundir.mkdir(parents=True)
+    con = duckdb.connect(str(out / "renhu.duckdb"))
+    std, result = linked_town_database(con)
     con.close()
     (rundir / "linkage_model.json").write_text(json.dumps(result.model), encoding="utf-8")
     return rundir, std, result
