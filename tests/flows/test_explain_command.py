@@ -16,7 +16,7 @@ def out(tmp_path_factory):
     """OUT with two published run folders, r1 and r2; the DuckDB file holds r2's night."""
     out = tmp_path_factory.mktemp("out")
     con = duckdb.connect(str(out / "renhu.duckdb"))
-    std, result = linked_town_database(con)
+    _, result = linked_town_database(con)
     con.execute("create table pipeline_state (key varchar primary key, value varchar)")
     con.execute("insert into pipeline_state values ('standardized_keys_run', 'r2'), ('scored_pairs_keys_run', 'r2')")
     con.close()
