@@ -586,14 +586,22 @@ def register_households(records: pl.DataFrame) -> pl.DataFrame:
             .join(sizes, on="household_key")
             .join(sizes, left_on="household_key_r", right_on="household_key", suffix="_r")
         )
+        # A merged group holds at most one household of each register: two households of one
+        # register are two households (一人多户 when they share a person), even when another
+        # register's household matches both. Best matches first, so which merge wins is stable.
+        group_sources = {k: {k.split("\x1f", 1)[0]} for k in keys}
+        pairs = pairs.with_columns(
+            jaccard=pl.col("shared") / (pl.col("size") + pl.col("size_r") - pl.col("shared"))
+        ).sort(["jaccard", "household_key", "household_key_r"], descending=[True, False, False])
         for pair in pairs.iter_rows(named=True):
-            union = pair["size"] + pair["size_r"] - pair["shared"]
             towns_l, towns_r = set(pair["towns"]), set(pair["towns_r"])
             towns_agree = not towns_l or not towns_r or bool(towns_l & towns_r)
-            if pair["shared"] / union >= SAME_HOUSEHOLD_JACCARD and towns_agree:
+            if pair["jaccard"] >= SAME_HOUSEHOLD_JACCARD and towns_agree:
                 a, b = find(pair["household_key"]), find(pair["household_key_r"])
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
+                if a != b and not group_sources[a] & group_sources[b]:
+                    root, child = min(a, b), max(a, b)
+                    parent[child] = root
+                    group_sources[root] |= group_sources.pop(child)
     group = pl.DataFrame(
         {"household_key": keys, "household": [find(k) for k in keys]},
         schema={"household_key": pl.String, "household": pl.String},

@@ -716,3 +716,26 @@ def test_registered_in_two_households_and_living_at_the_other_is_not_split() -> 
     rows = clean_rows() + [living_elsewhere]
     assert ("PB", "residence_reg", "r9") in by_kind(findings_of(rows), "hukou_residence_split")
     assert by_kind(findings_of(rows + [second_register]), "hukou_residence_split") == set()
+
+
+def test_two_households_of_one_register_stay_two_when_another_register_matches_both() -> None:
+    # The police register has B in two households (H001 with A, H042 with C): 一人多户. A second
+    # register lists A, B and C in one household X1, which shares 2 of 3 members with each: it
+    # may match one of them, never join the register's two households into one.
+    rows = [
+        rec("police_hukou", "a1", "PA", household_id="H001", relation_to_head="head", hukou_township=HOME),
+        rec("police_hukou", "a2", "PB", household_id="H001", relation_to_head="spouse", hukou_township=HOME),
+        rec("police_hukou", "a3", "PB", household_id="H042", relation_to_head="head", hukou_township=HOME),
+        rec("police_hukou", "a4", "PC", household_id="H042", relation_to_head="child", hukou_township=HOME),
+        rec("police_hukou_b", "b1", "PA", household_id="X1", relation_to_head="head", hukou_township=HOME),
+        rec("police_hukou_b", "b2", "PB", household_id="X1", relation_to_head="spouse", hukou_township=HOME),
+        rec("police_hukou_b", "b3", "PC", household_id="X1", relation_to_head="child", hukou_township=HOME),
+    ]
+    multi = by_kind(findings_of(rows), "multi_household")
+    assert {("PB", "police_hukou", "a2"), ("PB", "police_hukou", "a3")} <= multi
+    # X1 is H001 told by the second register (A and B); it puts C there too, where the police
+    # register has C in H042: that disagreement is C's 一人多户, A's two records are one household.
+    assert {person for person, _, _ in multi} == {"PB", "PC"}
+    std, entity_map = city(rows)
+    register = register_households(person_records(std, entity_map))
+    assert register.filter(pl.col("source") == "police_hukou").get_column("household").n_unique() == 2
