@@ -15,8 +15,10 @@ Kinds (DESIGN.md section 7), with the evidence rows each gives:
   go to the residence registration) is none of the townships the register places them
   in. Following the statistics bureau (离开户口登记地半年以上), a split whose evidence at
   the present township starts less than 182 days before ``as_of`` is not reported yet;
-  when the start is unknown it is reported. Rows: the register record and every record
-  placing the person at the present township.
+  when the start is unknown it is reported. The present stay is told by the records at
+  that township dated on or after the person's last evidence anywhere else (an earlier
+  stay there, before a return, does not count).
+  Rows: the register record and every record of the present stay.
 * ``multi_household`` (一人多户): one person in two or more households of the register.
   Households of different ``hukou`` sources are first matched by members (Jaccard >= 0.5
   and no disagreeing township), so the same household told by two registers is one.
@@ -434,10 +436,26 @@ def split_candidates(
     hukou_of = registered_hukou(hukou_rows)
     freshest = current_residence(evidence)
     all_towns = hukou_rows.group_by("person_id").agg(hukou_towns=pl.col("hukou_town").unique())
-    # Every record of the person that places them in the freshest township shows the split;
-    # the earliest start among them is "since when".
-    at_live = evidence.join(freshest, on="person_id", maintain_order="left").filter(
-        pl.col("res_town") == pl.col("live_town")
+    # The records of the present stay at the freshest township show the split: those dated
+    # on or after the person's last evidence anywhere else (an earlier stay there, before a return,
+    # is not this one); the earliest start among them is "since when".
+    with_live = evidence.join(freshest, on="person_id", maintain_order="left")
+    last_elsewhere = (
+        with_live.filter(pl.col("res_town") != pl.col("live_town"))
+        .group_by("person_id")
+        .agg(last_elsewhere=pl.col("fresh").max())
+    )
+    at_live = (
+        with_live.join(last_elsewhere, on="person_id", how="left", maintain_order="left")
+        .filter(
+            (pl.col("res_town") == pl.col("live_town"))
+            & (
+                pl.col("last_elsewhere").is_null()
+                | pl.col("fresh").is_null()
+                | (pl.col("fresh") >= pl.col("last_elsewhere"))
+            )
+        )
+        .drop("last_elsewhere")
     )
     since = at_live.group_by("person_id").agg(since=pl.col("registered_at").min(), seen=pl.col("fresh").max())
     split = (
@@ -1183,12 +1201,27 @@ class _DuckDBRecords:
                     where t.source_kind = 'hukou' and t.person_id = h.person_id and t.hukou_town = f.live_town
                 )
             """,
-            # Since when the records at that township place them there.
-            "__renhu_since": f"""
-                select e.person_id, min(e.registered_at) as since, max(e.fresh) as seen
+            # The person's last evidence anywhere else than that township.
+            "__renhu_last_elsewhere": f"""
+                select e.person_id, max(e.fresh) as last_elsewhere
+                from ({self._evidence()}) e
+                join __renhu_elsewhere f on e.person_id = f.person_id and e.res_town <> f.live_town
+                group by e.person_id
+            """,
+            # The records of the present stay: at that township, dated on or after it.
+            "__renhu_at_live": f"""
+                select e.record_key, e.person_id, e.source, e.record_id, e.department,
+                    e.registered_at, e.fresh
                 from ({self._evidence()}) e
                 join __renhu_elsewhere f on e.person_id = f.person_id and e.res_town = f.live_town
-                group by e.person_id
+                left join __renhu_last_elsewhere l on l.person_id = e.person_id
+                where l.last_elsewhere is null or e.fresh is null or e.fresh >= l.last_elsewhere
+            """,
+            # Since when the records of the present stay place them there.
+            "__renhu_since": """
+                select person_id, min(registered_at) as since, max(fresh) as seen
+                from __renhu_at_live
+                group by person_id
             """,
             "__renhu_split": """
                 select h.*, s.since, s.seen
@@ -1203,11 +1236,11 @@ class _DuckDBRecords:
                 self.con.execute(f"create or replace temp table {table} as {query}", params)
             split = self.con.execute("select * from __renhu_split").pl()
             at_live = self.con.execute(
-                f"""
-                select e.person_id, e.source, e.record_id, e.department
-                from ({self._evidence()}) e
-                join __renhu_split s on e.person_id = s.person_id and e.res_town = s.live_town
-                order by e.record_key
+                """
+                select a.person_id, a.source, a.record_id, a.department
+                from __renhu_at_live a
+                semi join __renhu_split s using (person_id)
+                order by a.record_key
                 """
             ).pl()
         finally:

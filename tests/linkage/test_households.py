@@ -739,3 +739,26 @@ def test_two_households_of_one_register_stay_two_when_another_register_matches_b
     std, entity_map = city(rows)
     register = register_households(person_records(std, entity_map))
     assert register.filter(pl.col("source") == "police_hukou").get_column("household").n_unique() == 2
+
+
+def test_split_counts_the_present_stay_not_an_earlier_one_at_the_same_place() -> None:
+    # A lived in ELSEWHERE from 2015, came back home in 2019, and went to ELSEWHERE again on
+    # 2026-08-01: away for under half a year, not yet 人户分离, and never "since 2015".
+    rows = clean_rows() + [
+        rec("residence_reg", "r3", "PA", residence_township=ELSEWHERE,
+            registered_at=date(2015, 1, 1), updated_at=date(2015, 1, 1)),
+        rec("residence_reg", "r4", "PA", residence_township=HOME,
+            registered_at=date(2019, 1, 1), updated_at=date(2019, 1, 1)),
+        rec("residence_reg", "r5", "PA", residence_township=ELSEWHERE,
+            registered_at=date(2026, 8, 1), updated_at=date(2026, 8, 1)),
+    ]
+    assert by_kind(findings_of(rows), "hukou_residence_split") == set()
+    # Gone again since 2025-03-01: split since then; the 2015 record is not of this stay.
+    rows[-1] = rec("residence_reg", "r5", "PA", residence_township=ELSEWHERE,
+                   registered_at=date(2025, 3, 1), updated_at=date(2025, 3, 1))
+    findings = findings_of(rows)
+    assert by_kind(findings, "hukou_residence_split") == {
+        ("PA", "police_hukou", "h1"),
+        ("PA", "residence_reg", "r5"),
+    }
+    assert "自2025-03-01起" in findings.item(0, "detail")
