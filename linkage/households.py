@@ -17,7 +17,8 @@ Kinds (DESIGN.md section 7), with the evidence rows each gives:
   the present township starts less than 182 days before ``as_of`` is not reported yet;
   when the start is unknown it is reported. The present stay is told by the records at
   that township dated on or after the person's last evidence anywhere else (an earlier
-  stay there, before a return, does not count).
+  stay there, before a return, does not count), and it counts only from the day the hukou
+  was registered in its township (the register record's ``registered_at``), when known.
   Rows: the register record and every record of the present stay.
 * ``multi_household`` (一人多户): one person in two or more households of the register.
   Households of different ``hukou`` sources are first matched by members (Jaccard >= 0.5
@@ -420,6 +421,7 @@ HUKOU_TOWN_COLUMNS: tuple[str, ...] = (
     "department",
     "household_id",
     "hukou_town",
+    "registered_at",
 )
 
 
@@ -433,7 +435,7 @@ def split_candidates(
     register record's columns, ``live_town``, ``since``, ``seen``) and ``at_live`` (their
     evidence records at ``live_town``, in record order).
     """
-    hukou_of = registered_hukou(hukou_rows)
+    hukou_of = registered_hukou(hukou_rows).rename({"registered_at": "hukou_registered_at"})
     freshest = current_residence(evidence)
     all_towns = hukou_rows.group_by("person_id").agg(hukou_towns=pl.col("hukou_town").unique())
     # The records of the present stay at the freshest township show the split: those dated
@@ -464,7 +466,16 @@ def split_candidates(
         .join(all_towns, on="person_id", how="left")
         # Someone registered in two households (一人多户) living at either is not split.
         .filter(~pl.col("live_town").is_in(pl.col("hukou_towns")).fill_null(False))
-        .filter(pl.col("since").is_null() | (pl.col("since") <= as_of - timedelta(days=SPLIT_MIN_DAYS)))
+        # Away from the register's township only since the hukou was registered there.
+        .with_columns(
+            since=pl.when(pl.col("since").is_not_null()).then(
+                pl.max_horizontal("since", "hukou_registered_at")
+            )
+        )
+        .filter(
+            pl.coalesce("since", "hukou_registered_at").is_null()
+            | (pl.coalesce("since", "hukou_registered_at") <= as_of - timedelta(days=SPLIT_MIN_DAYS))
+        )
     )
     return split, at_live.filter(pl.col("person_id").is_in(split.get_column("person_id").implode()))
 
@@ -1171,7 +1182,8 @@ class _DuckDBRecords:
         steps = {
             # Each person's freshest register record with a township, as the frame's sort picks it.
             "__renhu_hukou_of": f"""
-                select person_id, hukou_town, source, household_id, department, record_id
+                select person_id, hukou_town, source, household_id, department, record_id,
+                    registered_at as hukou_registered_at
                 from {self.table}
                 where source_kind = 'hukou' and hukou_town is not null and person_id is not null
                 qualify row_number() over (
@@ -1223,11 +1235,18 @@ class _DuckDBRecords:
                 from __renhu_at_live
                 group by person_id
             """,
+            # Away from the register's township only since the hukou was registered there.
             "__renhu_split": """
-                select h.*, s.since, s.seen
-                from __renhu_elsewhere h
-                left join __renhu_since s using (person_id)
-                where (s.since is null or s.since <= $cutoff)
+                select * from (
+                    select h.*,
+                        case when s.since is not null
+                            then greatest(s.since, coalesce(h.hukou_registered_at, s.since)) end as since,
+                        s.seen
+                    from __renhu_elsewhere h
+                    left join __renhu_since s using (person_id)
+                )
+                where coalesce(since, hukou_registered_at) is null
+                or coalesce(since, hukou_registered_at) <= $cutoff
             """,
         }
         try:

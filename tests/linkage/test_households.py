@@ -762,3 +762,24 @@ def test_split_counts_the_present_stay_not_an_earlier_one_at_the_same_place() ->
         ("PA", "residence_reg", "r5"),
     }
     assert "自2025-03-01起" in findings.item(0, "detail")
+
+
+def test_split_counts_from_the_hukou_registration_when_it_is_newer_than_the_residence() -> None:
+    # A has lived in ELSEWHERE since 2015; the hukou was moved (迁入) to 330602005 on 2026-09-01:
+    # away from that township for under half a year, so not yet 人户分离.
+    moved_in = "330602005"
+    rows = [
+        rec("police_hukou", "h1", "PA", household_id="H009", relation_to_head="head",
+            hukou_township=moved_in, registered_at=date(2026, 9, 1), updated_at=date(2026, 9, 1)),
+        rec("residence_reg", "r1", "PA", residence_township=ELSEWHERE, registered_at=date(2015, 1, 1)),
+    ]
+    assert by_kind(findings_of(rows), "hukou_residence_split") == set()
+    # Moved in on 2024-05-01: split, since the hukou was registered there, not since 2015.
+    rows[0] = rec("police_hukou", "h1", "PA", household_id="H009", relation_to_head="head",
+                  hukou_township=moved_in, registered_at=date(2024, 5, 1), updated_at=date(2024, 5, 1))
+    findings = findings_of(rows)
+    assert by_kind(findings, "hukou_residence_split") == {
+        ("PA", "police_hukou", "h1"),
+        ("PA", "residence_reg", "r1"),
+    }
+    assert "自2024-05-01起" in findings.item(0, "detail")
