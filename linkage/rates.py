@@ -12,9 +12,10 @@ Definitions, chosen to be recomputable by an auditor from the published files:
   ``share_rate`` = shared_persons / persons. Overall: persons held by two or more
   sources / all persons.
 * duplicate records of a source: its records beyond the first for one person.
-* 人户一致率: persons in the household register whose registered township equals the
-  township of their freshest residence evidence (same rule as ``hukou_residence_split``,
-  without the half-year wait), out of persons for whom both are known.
+* 人户一致率: persons in the household register whose registered township (any township
+  the register places them in) equals the township of their freshest residence evidence
+  (same rule as ``hukou_residence_split``, without the half-year wait), out of persons for
+  whom both are known.
 * 流动人口 (floating person): a person with no household-register record whose hukou
   region, as any source states it, lies outside the city; when no source states it, the
   region of their resident id (the county that first registered them) stands in. The city is the set of
@@ -152,9 +153,14 @@ def field_completeness(
 
 
 def _household_consistency(records: pl.DataFrame) -> dict[str, int | float | None]:
-    hukou = registered_hukou(records).select("person_id", "hukou_town")
+    hukou = registered_hukou(records).select("person_id")
     both = hukou.join(current_residence(residence_evidence(records)), on="person_id")
-    agree = both.filter(pl.col("hukou_town") == pl.col("live_town")).height
+    # Living in any township the register places them in agrees, as for hukou_residence_split
+    # (someone registered in two households, 一人多户, living at either is not split).
+    towns = records.filter(
+        (pl.col("source_kind") == "hukou") & pl.col("person_id").is_not_null() & pl.col("hukou_town").is_not_null()
+    ).select("person_id", live_town=pl.col("hukou_town"))
+    agree = both.join(towns, on=["person_id", "live_town"], how="semi").height
     return rate(agree, both.height)
 
 
@@ -503,9 +509,14 @@ def _household_consistency_db(con: duckdb.DuckDBPyConnection, view: str) -> dict
         for table, query in steps.items():
             con.execute(f"create or replace temp table {table} as {query}")
         agree, both = con.execute(
-            """
-            select count(*) filter (where hukou_town = live_town), count(*)
-            from __renhu_hukou_of join __renhu_lives_in using (person_id)
+            f"""
+            select
+                count(*) filter (where hukou_town = live_town or exists (
+                    select 1 from {view} t
+                    where t.source_kind = 'hukou' and t.person_id = l.person_id and t.hukou_town = l.live_town
+                )),
+                count(*)
+            from __renhu_hukou_of h join __renhu_lives_in l using (person_id)
             """
         ).fetchone()
     finally:

@@ -240,3 +240,19 @@ def test_id_region_stands_in_for_an_unstated_hukou() -> None:
         "denominator": 3,
         "value": 0.333333,
     }
+
+
+def test_household_consistency_counts_a_person_living_at_any_of_their_register_townships() -> None:
+    # B is registered in two households (HOME and ELSEWHERE: 一人多户) and lives in ELSEWHERE:
+    # not 人户分离, so 人户一致 too (the rate follows the split's rule).
+    rows = [
+        rec("police_hukou", "h1", "A", household_id="1", relation_to_head="head", hukou_township=HOME),
+        rec("police_hukou", "h2", "B", household_id="1", relation_to_head="spouse", hukou_township=HOME),
+        rec("police_hukou", "h9", "B", household_id="9", relation_to_head="head", hukou_township=ELSEWHERE),
+        rec("residence_reg", "r1", "A", residence_township=HOME),
+        rec("residence_reg", "r2", "B", residence_township=ELSEWHERE),
+    ]
+    std, entity_map = city(rows)
+    assert find_household_findings(std, entity_map).filter(pl.col("kind") == "hukou_residence_split").is_empty()
+    rates = checked_rates(std, entity_map)
+    assert rates.metrics["household_consistency_rate"] == {"numerator": 2, "denominator": 2, "value": 1.0}
