@@ -224,6 +224,7 @@ def verify_run(run_dir: Path) -> list[str]:
     problems = _check_files(run_dir, listed)
     problems += _check_accounting(run_dir, manifest)
     problems += _check_share_rates(run_dir)
+    problems += _check_metrics_figures(run_dir)
     problems += check_no_full_id_numbers(run_dir)
     return problems
 
@@ -361,6 +362,64 @@ def _check_share_rates(run_dir: Path) -> list[str]:
     return problems
 
 
+def _check_metrics_figures(run_dir: Path) -> list[str]:
+    """metrics.json's counts of records and persons, recounted from entity_map.parquet and
+    quarantine.parquet: persons, duplicate records, the overall share rate's numerator and
+    denominator, and per source records in, accepted, quarantined, persons, shared persons and
+    duplicate records. A figure metrics.json does not carry is not checked."""
+    import polars as pl
+
+    metrics = _read_metrics(run_dir)
+    if not metrics:
+        return []
+    try:
+        entity_map = pl.read_parquet(run_dir / "entity_map.parquet", columns=["source", "person_id"])
+        quarantine = pl.read_parquet(run_dir / "quarantine.parquet", columns=["source"])
+    except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
+        return []
+    held = entity_map.drop_nulls("person_id").unique()
+    holders = held.group_by("person_id").len("sources_holding")
+    accepted = dict(entity_map.group_by("source").len().iter_rows())
+    quarantined = dict(quarantine.group_by("source").len().iter_rows())
+    persons_of = dict(held.group_by("source").len().iter_rows())
+    shared_of = dict(
+        held.join(holders.filter(pl.col("sources_holding") > 1), on="person_id").group_by("source").len().iter_rows()
+    )
+    persons = holders.height
+    duplicates = {s: accepted.get(s, 0) - persons_of.get(s, 0) for s in accepted}
+    expected: list[tuple[str, object]] = [
+        ("persons", persons),
+        ("duplicate_records", sum(duplicates.values())),
+        ("share_rate.numerator", holders.filter(pl.col("sources_holding") > 1).height),
+        ("share_rate.denominator", persons),
+        ("duplicate_rate.numerator", sum(duplicates.values())),
+        ("duplicate_rate.denominator", entity_map.height),
+    ]
+    sources = metrics.get("sources") or {}
+    for source in sorted(set(sources) | set(accepted) | set(quarantined)) if sources else []:
+        if source not in sources:
+            expected.append((f"sources.{source}", "present"))
+            continue
+        expected += [
+            (f"sources.{source}.records_in", accepted.get(source, 0) + quarantined.get(source, 0)),
+            (f"sources.{source}.accepted", accepted.get(source, 0)),
+            (f"sources.{source}.quarantined", quarantined.get(source, 0)),
+            (f"sources.{source}.persons", persons_of.get(source, 0)),
+            (f"sources.{source}.shared_persons", shared_of.get(source, 0)),
+            (f"sources.{source}.duplicate_records", duplicates.get(source, 0)),
+        ]
+    problems = []
+    for key, value in expected:
+        claimed: object = metrics
+        for part in key.split("."):
+            claimed = claimed.get(part) if isinstance(claimed, dict) else None
+        if value == "present":
+            problems.append(f"metrics.json: no entry for source {key.split('.', 1)[1]}, which the published files hold")
+        elif claimed is not None and claimed != value:
+            problems.append(f"metrics.json: {key} = {claimed}, but the published files give {value}")
+    return problems
+
+
 # A resident identity number: 17 digits and a check character, not part of a longer run of
 # digits (hashes, timestamps). Letters around it do not matter: "HJ" + an id still holds it.
 _ID_CANDIDATE = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
@@ -449,8 +508,10 @@ def verify_command(argv: list[str]) -> int:
         prog="renhu verify",
         description=(
             "Re-check a published run folder against its manifest.json: every file's sha256, "
-            "size and row count, that entity_map rows + quarantine rows = records in, and that "
+            "size and row count, that entity_map rows + quarantine rows = records in, that "
             "each share_rate = shared_persons / persons as recounted from entity_map.parquet, "
+            "that metrics.json's counts of records and persons (overall and per source) agree "
+            "with entity_map.parquet and quarantine.parquet, "
             "and that no published file but a department's own report holds a full identity number."
         ),
     )
@@ -477,7 +538,7 @@ def verify_command(argv: list[str]) -> int:
     print(
         f"OK: {run_dir} (run {manifest.get('run_id')}): {len(manifest['published_files'])} files match "
         f"manifest.json (sha256, size, rows); records in {records_in} = {entity_rows} in entity_map "
-        f"+ {quarantine_rows} in quarantine; share rates agree with entity_map; "
+        f"+ {quarantine_rows} in quarantine; share rates and metrics.json's counts agree with entity_map; "
         "no full identity number outside the departments' reports; "
         f"manifest.json sha256 {sha256_of(manifest_path)}"
     )

@@ -333,3 +333,51 @@ def test_known_rows_are_listed_without_counting_and_others_are_counted(tmp_path:
     assert files["reports/公安局户政科/人户分离.csv"]["rows"] == 41
     assert files["share_rates.csv"]["rows"] == 2
     assert files["entity_map.parquet"]["rows"] == 5
+
+
+def _rewrite_manifest(run_dir: Path, sources_file: Path) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    (run_dir / "manifest.json").unlink()
+    write_manifest(
+        run_dir,
+        run_id=RUN_ID,
+        started_at=manifest["started_at"],
+        finished_at=manifest["finished_at"],
+        sources_file=sources_file,
+        lock_file=None,
+        input_files=manifest["input_files"],
+        stage_counts=manifest["stage_counts"],
+        validation=manifest["validation"],
+    )
+
+
+def test_metrics_figures_that_contradict_the_published_files_are_reported(run_dir: Path, tmp_path: Path) -> None:
+    # metrics.json as the run writes it: 4 persons, 1 of them in both sources; each source's counts.
+    metrics = {
+        "run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "persons": 4,
+        "duplicate_records": 0, "duplicate_rate": {"numerator": 0, "denominator": 5, "value": 0.0},
+        "share_rate": {"numerator": 1, "denominator": 4, "value": 0.25},
+        "sources": {
+            "police_hukou": {"records_in": 4, "accepted": 3, "quarantined": 1, "persons": 3,
+                             "shared_persons": 1, "duplicate_records": 0},
+            "residence": {"records_in": 3, "accepted": 2, "quarantined": 1, "persons": 2,
+                          "shared_persons": 1, "duplicate_records": 0},
+        },
+    }  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    # Whoever changes a figure and rewrites the manifest still has the recount against them.
+    metrics["persons"] = 3
+    metrics["share_rate"]["numerator"] = 2
+    metrics["sources"]["residence"]["persons"] = 1
+    metrics["sources"]["police_hukou"]["quarantined"] = 0
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == [
+        "metrics.json: persons = 3, but the published files give 4",
+        "metrics.json: share_rate.numerator = 2, but the published files give 1",
+        "metrics.json: sources.police_hukou.quarantined = 0, but the published files give 1",
+        "metrics.json: sources.residence.persons = 1, but the published files give 2",
+    ]
