@@ -107,7 +107,9 @@ OPTIONAL_FIELDS = frozenset(
         "employer", "registered_at", "updated_at",
     }
 )  # fmt: skip
-SUITE_ORDER = ("run_source_counts", "raw_records", "int_persons_standardized", "entity_map", "share_rates")
+SUITE_ORDER = (
+    "run_source_counts", "raw_records", "int_persons_standardized", "entity_map", "household_findings", "share_rates",
+)
 SEVERITIES = ("critical", "warning")
 DOCS_SITE_NAME = "renhu"
 RUN_BATCH = "run"

@@ -156,6 +156,12 @@ def build_night(con: duckdb.DuckDBPyConnection, persons: list[dict] | None = Non
         .with_columns((pl.col("shared_persons") / pl.col("persons")).alias("share_rate"))
     )
     raw_df = pl.DataFrame(raw, schema_overrides={c: pl.Utf8 for c in CANONICAL})
+    # Two evidence records of the first person's finding, as the households stage writes them.
+    first = em.filter(pl.col("person_id") == persons[0]["person_id"]).head(2)
+    findings = first.select(
+        pl.lit("multi_household").alias("kind"), "person_id", "source", "record_id",
+        pl.lit("一人多户：同一人登记在2个户中：police_hukou 户号H0***0；police_hukou 户号H0***1").alias("detail"),
+    )  # fmt: skip
     tables = {
         "raw_records": raw_df,
         "int_persons_standardized": pl.DataFrame(std),
@@ -164,6 +170,7 @@ def build_night(con: duckdb.DuckDBPyConnection, persons: list[dict] | None = Non
         "run_source_counts": pl.DataFrame(counts),
         "ingest_files": pl.DataFrame(files),
         "share_rates": rates,
+        "household_findings": findings,
     }
     for name, frame in tables.items():
         con.register("__frame", frame.to_arrow())
@@ -211,9 +218,9 @@ def test_clean_night_passes(clean_night):
     summary, _ = clean_night
     assert summary.messages == []
     assert summary.success and summary.critical_failures == [] and summary.failure_message() == ""
-    # 5 suites: run_source_counts 7 checks, raw_records 8 x 3 sources, int_persons_standardized
-    # 4 x 3 sources, entity_map 7, share_rates 6.
-    assert summary.evaluated == 7 + 8 * 3 + 4 * 3 + 7 + 6
+    # 6 suites: run_source_counts 7 checks, raw_records 8 x 3 sources, int_persons_standardized
+    # 4 x 3 sources, entity_map 7, household_findings 5, share_rates 6.
+    assert summary.evaluated == 7 + 8 * 3 + 4 * 3 + 7 + 5 + 6
     assert {(s.suite, s.batch) for s in summary.suites} >= {("raw_records", "health"), ("entity_map", "run")}
     assert check(summary, "raw_records", "police_hukou", "row_count_in_band").element_count == 42
 
@@ -222,7 +229,7 @@ def test_clean_night_writes_docs_and_metrics(clean_night):
     summary, run_dir = clean_night
     site = run_dir / "validation"
     assert summary.docs_index == site / "index.html" and summary.docs_index.is_file()
-    assert len(list(site.glob("validations/**/*.html"))) == 9  # one page per suite and batch
+    assert len(list(site.glob("validations/**/*.html"))) == 10  # one page per suite and batch
     index = summary.docs_index.read_text(encoding="utf-8")
     assert "raw_records.police_hukou" in index and "share_rates" in index
     metrics = summary.to_metrics()
@@ -454,6 +461,47 @@ def test_wrong_share_rate_is_critical(con, tmp_path):
     assert check(summary, "share_rates", "run", "share_rate_is_shared_over_persons").unexpected_count == 1
 
 
+def test_findings_that_name_no_accepted_record_or_leak_an_id_are_critical(con, tmp_path):
+    """Each planted fault fails its own check, once."""
+    persons = con.execute("select person_id, source, record_id from entity_map order by record_key limit 3").fetchall()
+    (p1, s1, r1), (p2, s2, r2), (_, s3, r3) = persons
+    con.execute(
+        """
+        insert into household_findings values
+            ('lives_on_the_moon', $p1, $s1, $r1, '说明'),
+            ('no_head', $p1, $s1, 'NOT-A-RECORD', '户无户主'),
+            ('no_head', $p1, $s2, $r2, '户无户主'),
+            ('no_head', $p2, $s2, $r2, null),
+            ('two_heads', $p2, $s2, $r2, '一户多个户主：户主 王伟（330602199001011234）')
+        """,
+        {"p1": p1, "s1": s1, "r1": r1, "p2": p2, "s2": s2, "r2": r2},
+    )
+    summary = run_validation(con, tmp_path, RUN_ID)
+
+    assert failed(summary) == {
+        ("household_findings", "run", "kind_known"): "critical",
+        ("household_findings", "run", "evidence_record_accepted"): "critical",
+        ("household_findings", "run", "person_is_the_records"): "critical",
+        ("household_findings", "run", "detail_present"): "critical",
+        ("household_findings", "run", "detail_without_id_number"): "critical",
+    }
+    counts = {c.check: c.unexpected_count for c in summary.checks if c.suite == "household_findings"}
+    # the record that is not accepted has no person either: two rows fail person_is_the_records
+    assert counts == {"kind_known": 1, "evidence_record_accepted": 1, "person_is_the_records": 2,
+                      "detail_present": 1, "detail_without_id_number": 1}
+    assert "330602199001011234" not in (tmp_path / "validation").joinpath("index.html").read_text(encoding="utf-8")
+    for page in (tmp_path / "validation").rglob("*.html"):
+        assert "330602199001011234" not in page.read_text(encoding="utf-8")
+
+
+def test_the_findings_suite_knows_every_kind_the_households_stage_finds() -> None:
+    from linkage.households import FINDING_KINDS
+
+    (suite,) = [s for s in load_suites() if s.suite == "household_findings"]
+    (known,) = [e for e in suite.expectations if e.check == "kind_known"]
+    assert known.kwargs["value_set"] == list(FINDING_KINDS)
+
+
 def test_accounting_off_is_critical(con, tmp_path):
     con.execute(
         f"update run_source_counts set rows_in = rows_in + 1 where run_id = '{RUN_ID}' and source = 'health'"
@@ -473,9 +521,10 @@ def test_empty_night_passes(con, tmp_path):
     for table in ("raw_records", "int_persons_standardized", "entity_map", "quarantine", "run_source_counts"):
         con.execute(f"delete from {table}")
     con.execute("delete from share_rates")
+    con.execute("delete from household_findings")
     summary = run_validation(con, tmp_path, RUN_ID)
 
-    assert summary.messages == [] and summary.evaluated == 7 + 7 + 6  # run-wide suites only
+    assert summary.messages == [] and summary.evaluated == 7 + 7 + 5 + 6  # run-wide suites only
 
 
 def test_missing_table_is_reported_not_raised(con, tmp_path):
@@ -553,6 +602,7 @@ def test_suite_files_are_complete():
         "entity_map",
         "share_rates",
         "run_source_counts",
+        "household_findings",
     }
     thresholds = load_thresholds()
     for suite in suites.values():
@@ -653,7 +703,7 @@ def test_benchmark_night_is_consistent_and_passes(tmp_path):
     summary = run_validation(con, tmp_path, bench.RUN_ID)
 
     assert sizes["accepted"] > 2500 and sizes["quarantined"] > 0
-    assert summary.messages == [] and summary.evaluated == 7 + 8 * 4 + 4 * 4 + 7 + 6
+    assert summary.messages == [] and summary.evaluated == 7 + 8 * 4 + 4 * 4 + 7 + 5 + 6
 
 
 def test_check_on_a_missing_column_fails_with_the_reason(con, tmp_path):
