@@ -56,6 +56,10 @@ class FellegiSunterModel:
             # m holds 2**coefficient and u ones: the weights are the coefficients themselves.
             return [np.log2(m) for m in self.m]
         raw = [np.log2(np.clip(m, _EPS, 1) / np.clip(u, _EPS, 1)) for m, u in zip(self.m, self.u, strict=True)]
+        # Disagreement (level 0) is never evidence for a match. Where no random pair disagrees
+        # (a city whose records all name one county) both its m and u are only the smoothing
+        # floors, and their ratio came out near +8 bits.
+        raw = [np.r_[min(w[0], 0.0), w[1:]] if len(w) else w for w in raw]
         # Levels are ordered from looser to closer agreement; a closer one never counts less
         # (a homophone pair rarely seen in training must not weigh below a Jaro-Winkler one).
         return [np.maximum.accumulate(w) for w in raw]

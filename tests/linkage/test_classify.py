@@ -138,3 +138,15 @@ def test_parent_id_on_child_record_is_not_her_own():
     # Both ids valid, but the left one is the parent's (id_own false): no different_valid_ids.
     frame = pl.DataFrame({"id_valid_l": [True], "id_valid_r": [True], "id_own_l": [False], "id_own_r": [True]})
     assert apply_rules(frame, g, list(DEFAULT_COMPARISONS)).tolist() == [""]
+
+
+def test_disagreement_level_never_weighs_for_a_match():
+    # Region in a one-county city: no random pair disagrees, so "different county" has only the
+    # smoothing floors for m and u; its ratio must not lift "same county" (every pair) to +8 bits.
+    region_m = np.array([0.00109, 0.99781, 0.00109])
+    region_u = np.array([4e-06, 0.999993, 4e-06])
+    model = FellegiSunterModel(["region"], [3], [region_m], [region_u], 0.5)
+    (w,) = model.level_weights()
+    assert w[0] <= 0
+    assert abs(w[1]) < 0.01
+    assert list(w) == sorted(w)

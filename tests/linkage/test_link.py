@@ -277,3 +277,27 @@ def test_merge_and_split_across_nights_are_recorded():
     (change,) = n3.id_changes.to_dicts()
     assert change["change"] == "split" and change["old_person_id"] == old[0]
     assert change["new_person_id"] == (ids3 - {old[0]}).pop()
+
+
+def test_namesakes_born_the_same_day_in_one_county_are_not_merged():
+    # The town's records all lie in one county (330602): agreeing on it says nothing. Two
+    # 王伟 born the same day, different addresses and phones, no ids, are two people; the
+    # weight of their pair is that of its disagreements, not lifted 8 bits by the county.
+    strangers = [
+        {"source": "health", "record_id": "ww1", "name": "王伟", "sex": "男", "birth_date": "19900101",
+         "residence_address": "越城区塔山街道5号", "phone": "13900001111"},
+        {"source": "school", "record_id": "ww2", "name": "王伟", "sex": "男", "birth_date": "1990-01-01",
+         "residence_address": "越城区北海街道77号", "phone": "13900002222"},
+        {"source": "health", "record_id": "zw3", "name": "张伟", "sex": "男", "birth_date": "19851010",
+         "residence_address": "越城区城南街道9号"},
+        {"source": "social", "record_id": "zw4", "name": "张伟", "sex": "男", "birth_date": "1985-10-10",
+         "residence_address": "越城区府山街道100号"},
+    ]
+    std = standardize_records(raw_frame(background(300) + strangers))
+    result = link_records(duckdb.connect(), std, None)
+    assert person_of(result, "ww1") != person_of(result, "ww2")
+    keys = std.filter(pl.col("record_id").is_in(["ww1", "ww2"]))["record_key"].to_list()
+    pair = result.pairs.filter((pl.col("record_key_l") == min(keys)) & (pl.col("record_key_r") == max(keys)))
+    assert pair["match_weight"].item() < -4
+    region = result.model["weights"]["region"]
+    assert region[0] <= 0 and region[1] < 1.0  # same county, where every record is in it
