@@ -33,7 +33,7 @@ from linkage.cluster import assign_person_ids, cluster_pairs
 from linkage.compare import DEFAULT_COMPARISONS, Comparison, compare_pairs, pair_frame
 from linkage.records import PreparedRecords
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 
 
 @dataclass(frozen=True)
