@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
+from linkage.dates import one_slip_apart_expr
+
 if TYPE_CHECKING:
     from linkage.records import PreparedRecords
 
@@ -172,14 +174,10 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
     # An id whose birth date no slip reconciles with the record's own (two of year, month,
     # day differ, not a day/month swap) is someone else's: a child registered with a
     # parent's number. It still flags the shared number, but does not speak for the record.
+    # A differing year is a slip only one typed digit or one swap away (linkage.dates).
     bd, ibd = pl.col("birth_date"), pl.col("id_birth_date")
-    same_parts = (
-        (bd.dt.year() == ibd.dt.year()).cast(pl.Int8)
-        + (bd.dt.month() == ibd.dt.month()).cast(pl.Int8)
-        + (bd.dt.day() == ibd.dt.day()).cast(pl.Int8)
-    )
     swapped = (bd.dt.year() == ibd.dt.year()) & (bd.dt.month() == ibd.dt.day()) & (bd.dt.day() == ibd.dt.month())
-    id_foreign = (same_parts <= 1) & ~swapped
+    id_foreign = ~((bd == ibd) | one_slip_apart_expr(bd, ibd) | swapped)
     # Compact pinyin (no spaces) makes ZHUGE WEI meet 诸葛伟 ("zhu ge wei"), whose syllables
     # a romanized spelling runs together. The reordered form puts the other half first: a
     # han name's given syllables before its surname (as Wei Zhuge is written), a latin

@@ -21,6 +21,8 @@ import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from linkage.dates import one_slip_apart
+
 
 @dataclass
 class ClusterResult:
@@ -29,12 +31,12 @@ class ClusterResult:
 
 
 def _birth_conflict(b1, b2) -> bool:
-    """Two birth dates no single slip explains: at least two of year, month, day differ, not a d/m swap."""
+    """Two birth dates no single slip explains: not equal, not a d/m swap, not two of year, month,
+    day equal with a differing year one typed digit or swap away (linkage.dates.one_slip_apart)."""
     if b1 is None or b2 is None:
         return False
-    same = (b1.year == b2.year) + (b1.month == b2.month) + (b1.day == b2.day)
     swapped = b1.year == b2.year and b1.month == b2.day and b1.day == b2.month
-    return same <= 1 and not swapped
+    return not (b1 == b2 or swapped or one_slip_apart(b1, b2))
 
 
 class _Groups:

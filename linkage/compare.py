@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 from rapidfuzz import distance, process
 
+from linkage.dates import one_slip_apart_expr
+
 if TYPE_CHECKING:
     import recordlinkage
 
@@ -180,12 +182,8 @@ class BirthDateComparison(Comparison):
                 & (lft.dt.month() == rgt.dt.day())
                 & (lft.dt.day() == rgt.dt.month())
             ).alias("swapped"),
-            (
-                (lft.dt.year() == rgt.dt.year()).cast(pl.Int8)
-                + (lft.dt.month() == rgt.dt.month()).cast(pl.Int8)
-                + (lft.dt.day() == rgt.dt.day()).cast(pl.Int8)
-                >= 2
-            ).alias("two_of_three"),
+            # A differing year only when one typed digit or one swap away (linkage.dates).
+            one_slip_apart_expr(lft, rgt).alias("two_of_three"),
             (lft.dt.year() == rgt.dt.year()).alias("same_year"),
             (lft.is_null() | rgt.is_null()).alias("null"),
         )

@@ -176,3 +176,53 @@ def standardize_sex(raw: pl.Expr) -> pl.Expr:
     """`M`, `F` or NULL (GB/T 2261.1 codes 1/2; 0 and 9 mean unknown and stay NULL)."""
     key = nfkc(raw).str.strip_chars().str.to_uppercase()
     return key.replace_strict(list(SEX_LOOKUP), list(SEX_LOOKUP.values()), default=None, return_dtype=pl.String)
+
+
+# Two birth dates one slip apart: two of year, month, day equal. A differing year counts as a
+# slip only when a clerk could have typed it: one digit off (1983/1988) or two neighbouring
+# digits swapped (1983/1938). 1983-05-27 and 2011-05-27 (a mother and the child registered
+# with her number) are two dates, not one date mistyped.
+def _year_digits(year: int) -> tuple[int, ...]:
+    return tuple((year // 10 ** (3 - p)) % 10 for p in range(4))
+
+
+def year_slip(a: int, b: int) -> bool:
+    """Years one typed digit apart, or with two neighbouring digits swapped."""
+    da, db = _year_digits(a), _year_digits(b)
+    differ = [p for p in range(4) if da[p] != db[p]]
+    if len(differ) == 1:
+        return True
+    return len(differ) == 2 and differ[1] == differ[0] + 1 and da[differ[0]] == db[differ[1]] and da[differ[1]] == db[differ[0]]
+
+
+def one_slip_apart(a: date, b: date) -> bool:
+    """Two of year, month, day equal, a differing year one slip off (see `year_slip`)."""
+    if a.year != b.year:
+        return a.month == b.month and a.day == b.day and year_slip(a.year, b.year)
+    return a.month == b.month or a.day == b.day
+
+
+def year_slip_expr(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """`year_slip` over two integer year columns (null when either is)."""
+    da = [(a // 10 ** (3 - p)) % 10 for p in range(4)]
+    db = [(b // 10 ** (3 - p)) % 10 for p in range(4)]
+    ne = [(da[p] != db[p]).cast(pl.Int8) for p in range(4)]
+    n_differ = pl.sum_horizontal(ne)
+    swap = pl.any_horizontal(
+        [
+            (ne[p] == 1) & (ne[p + 1] == 1) & (da[p] == db[p + 1]) & (da[p + 1] == db[p])
+            for p in range(3)
+        ]
+    )
+    return pl.when(a.is_null() | b.is_null()).then(None).otherwise((n_differ == 1) | ((n_differ == 2) & swap))
+
+
+def one_slip_apart_expr(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """`one_slip_apart` over two date columns (null when either is)."""
+    same_year = a.dt.year() == b.dt.year()
+    same_month, same_day = a.dt.month() == b.dt.month(), a.dt.day() == b.dt.day()
+    return (
+        pl.when(same_year)
+        .then(same_month | same_day)
+        .otherwise(same_month & same_day & year_slip_expr(a.dt.year().cast(pl.Int32), b.dt.year().cast(pl.Int32)))
+    )

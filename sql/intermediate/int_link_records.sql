@@ -15,16 +15,24 @@ with std as (
 derived as (
     select
         *,
+        -- someone else's id: its birth date is no slip of the record's (not equal, not a day/month
+        -- swap, not two of year/month/day equal with a differing year one typed digit or swap away)
         coalesce(
-            (
-                (year(birth_date) = year(id_birth_date))::tinyint
-                + (month(birth_date) = month(id_birth_date))::tinyint
-                + (day(birth_date) = day(id_birth_date))::tinyint
-            ) <= 1
-            and not (
-                year(birth_date) = year(id_birth_date)
-                and month(birth_date) = day(id_birth_date)
-                and day(birth_date) = month(id_birth_date)
+            not (
+                birth_date = id_birth_date
+                or (
+                    year(birth_date) = year(id_birth_date)
+                    and (month(birth_date) = month(id_birth_date) or day(birth_date) = day(id_birth_date)
+                         or (month(birth_date) = day(id_birth_date) and day(birth_date) = month(id_birth_date)))
+                )
+                or (
+                    month(birth_date) = month(id_birth_date) and day(birth_date) = day(id_birth_date)
+                    and (
+                        (((year(birth_date) // 1000) % 10) <> ((year(id_birth_date) // 1000) % 10))::tinyint + (((year(birth_date) // 100) % 10) <> ((year(id_birth_date) // 100) % 10))::tinyint + (((year(birth_date) // 10) % 10) <> ((year(id_birth_date) // 10) % 10))::tinyint + (((year(birth_date) // 1) % 10) <> ((year(id_birth_date) // 1) % 10))::tinyint = 1
+                        or ((((year(birth_date) // 1000) % 10) <> ((year(id_birth_date) // 1000) % 10))::tinyint + (((year(birth_date) // 100) % 10) <> ((year(id_birth_date) // 100) % 10))::tinyint + (((year(birth_date) // 10) % 10) <> ((year(id_birth_date) // 10) % 10))::tinyint + (((year(birth_date) // 1) % 10) <> ((year(id_birth_date) // 1) % 10))::tinyint = 2
+                            and ((((year(birth_date) // 1000) % 10) = ((year(id_birth_date) // 100) % 10) and ((year(birth_date) // 100) % 10) = ((year(id_birth_date) // 1000) % 10) and ((year(birth_date) // 1000) % 10) <> ((year(birth_date) // 100) % 10)) or (((year(birth_date) // 100) % 10) = ((year(id_birth_date) // 10) % 10) and ((year(birth_date) // 10) % 10) = ((year(id_birth_date) // 100) % 10) and ((year(birth_date) // 100) % 10) <> ((year(birth_date) // 10) % 10)) or (((year(birth_date) // 10) % 10) = ((year(id_birth_date) // 1) % 10) and ((year(birth_date) // 1) % 10) = ((year(id_birth_date) // 10) % 10) and ((year(birth_date) // 10) % 10) <> ((year(birth_date) // 1) % 10))))
+                    )
+                )
             ),
             false
         ) as id_foreign,

@@ -142,3 +142,13 @@ def test_a_reused_record_id_does_not_take_the_id_from_the_unchanged_record():
     assert res.id_changes.to_dicts() == [{"change": "split", "old_person_id": "P4", "new_person_id": got["a"]}]
     # Without knowing what changed, the tie is still settled as before (first record).
     assert ids(assign_person_ids(clusters({"a": 0, "b": 1}), prev))["a"] == "P4"
+
+
+def test_same_day_and_month_decades_apart_is_not_a_typo():
+    # Father and son of one name, the son born on his father's birthday: two people.
+    recs = records([(1, None, False, date(1955, 3, 2)), (2, None, False, None), (3, None, False, date(1983, 3, 2))])
+    res = cluster_pairs(recs, edges([(1, 2, 5.0), (2, 3, 9.0)]))
+    assert groups(res) == {frozenset({1}), frozenset({2, 3})}
+    # One digit of the year mistyped is a typo.
+    recs = records([(1, None, False, date(1955, 3, 2)), (2, None, False, None), (3, None, False, date(1985, 3, 2))])
+    assert groups(cluster_pairs(recs, edges([(1, 2, 5.0), (2, 3, 9.0)]))) == {frozenset({1, 2, 3})}

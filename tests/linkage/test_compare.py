@@ -147,3 +147,13 @@ def test_id_one_slip_apart_in_its_15_digit_form_is_near():
         "id_upgraded_r": [True, False],
     })
     assert comp.gamma(pairs).tolist() == [1, 0]
+
+
+def test_a_differing_year_is_a_slip_only_one_digit_or_swap_away():
+    d = date(1983, 5, 27)
+    frame = pf(birth=([d, d, d, d], [date(1988, 5, 27), date(1938, 5, 27), date(2011, 5, 27), date(1983, 6, 27)]))
+    g = COMP["birth_date"].gamma(frame).tolist()
+    labels = COMP["birth_date"].levels
+    two = "two of year/month/day equal"
+    # One digit off, two neighbouring digits swapped, another month: typos. 28 years apart: not one date.
+    assert [labels[x] for x in g] == [two, two, "different", two]

@@ -322,3 +322,27 @@ def test_slip_in_a_15_digit_id_does_not_part_the_person():
     keys = std.filter(pl.col("record_id").is_in(["old_h", "old_s"]))["record_key"].to_list()
     pair = result.pairs.filter((pl.col("record_key_l") == min(keys)) & (pl.col("record_key_r") == max(keys)))
     assert pair["rule"].item() != "different_valid_ids"
+
+
+@pytest.mark.parametrize("from_table", [False, True])
+def test_parent_id_on_a_child_born_on_the_parents_birthday(from_table):
+    # The school registered the daughter with her mother's number; the daughter was born on
+    # the mother's day and month, 28 years later: not a slip of the mother's birth date, so the
+    # number is not hers and her school record stays with her own household-register record.
+    mother_id = resident_id("330602", "19830527", 122)
+    rows = [
+        {"source": "hukou", "record_id": "mum", "name": "冯秀英", "id_number": mother_id, "sex": "女",
+         "birth_date": "19830527", "hukou_address": "越城区府山街道73号"},
+        {"source": "school", "record_id": "kid_s", "name": "马雨涵", "id_number": mother_id, "sex": "女",
+         "birth_date": "2011-05-27", "residence_address": "越城区府山街道73号"},
+        {"source": "hukou", "record_id": "kid_h", "name": "马雨涵", "id_number": resident_id("330602", "20110527", 126),
+         "sex": "女", "birth_date": "20110527", "hukou_address": "越城区府山街道73号"},
+    ]
+    std = standardize_records(raw_frame(background(300) + rows))
+    con = duckdb.connect()
+    if from_table:
+        con.register("std_frame", std)
+        con.execute("create table int_persons_standardized as select * from std_frame")
+    result = link_records(con, "int_persons_standardized" if from_table else std, None)
+    assert person_of(result, "kid_s") == person_of(result, "kid_h")
+    assert person_of(result, "mum") != person_of(result, "kid_s")
