@@ -118,7 +118,6 @@ STD_COLUMN_TYPES: dict[str, pl.DataType] = {
     "id_number": pl.String,
     "id_type": pl.String,
     "id_valid": pl.Boolean,
-    "id_upgraded": pl.Boolean,
     "id_birth_date": pl.Date,
     "id_sex": pl.String,
     "id_region": pl.String,
@@ -155,7 +154,6 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
 
     ``birth`` is the record's birth date, else the one its valid id carries; ``sex``
     likewise. ``id_own`` is a valid id that is the record's own (not ``id_foreign``).
-    An id upgraded from 15 digits is never ``id_own``: its check character was computed, not checked.
     ``*_region6`` are the counties the record names (household register, residence, id),
     since a person's sources legitimately disagree on where they are.
     """
@@ -212,12 +210,8 @@ def prepare_link_records(std: pl.DataFrame) -> pl.DataFrame:
         "id_number",
         "id_type",
         pl.col("id_valid").fill_null(False),
-        pl.col("id_upgraded").fill_null(False),
         id_foreign.fill_null(False).alias("id_foreign"),
-        # An id upgraded from 15 digits had no check character to check (upgrading computes
-        # one): a slip in it still gives a "valid" id, so it never vouches for the record.
-        (pl.col("id_valid").fill_null(False) & ~id_foreign.fill_null(False) & ~pl.col("id_upgraded").fill_null(False))
-        .alias("id_own"),
+        (pl.col("id_valid").fill_null(False) & ~id_foreign.fill_null(False)).alias("id_own"),
         "id_birth_date",
         pl.coalesce("birth_date", "id_birth_date").alias("birth"),
         pl.coalesce("sex", "id_sex").alias("sex"),

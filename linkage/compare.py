@@ -104,14 +104,6 @@ class IdNumberComparison(Comparison):
         ).to_series().fill_null(False).to_numpy()
         # OSA counts an adjacent swap as one edit, as a clerk's slip is.
         osa = _cpdist(a, b, distance.OSA.distance, only=~exact)
-        if "id_upgraded_l" in pairs.columns:
-            # A slip in a 15-digit id changes the check character its upgrade computes too:
-            # two edits apart in the 18-digit forms, one in the 15-digit ones.
-            upgraded = (pairs["id_upgraded_l"].fill_null(False) | pairs["id_upgraded_r"].fill_null(False)).to_numpy()
-            if (upgraded & ~exact).any():
-                f15 = pairs.select(id_to_15("id_number_l").alias("l"), id_to_15("id_number_r").alias("r"))
-                osa15 = _cpdist(f15["l"], f15["r"], distance.OSA.distance, only=upgraded & ~exact)
-                osa = np.where(upgraded & ~exact & (a.is_not_null() & b.is_not_null()).to_numpy(), np.minimum(osa, osa15), osa)
         osa[exact] = 0
         null = (a.is_null() | b.is_null()).to_numpy()
         if "id_foreign_l" in pairs.columns:
@@ -300,7 +292,6 @@ DEFAULT_COMPARISONS: tuple[Comparison, ...] = (
 PAIR_COLUMNS: tuple[str, ...] = (
     "id_number",
     "id_valid",
-    "id_upgraded",
     "id_own",
     "id_foreign",
     "name",

@@ -33,6 +33,8 @@ from linkage.cluster import assign_person_ids, cluster_pairs
 from linkage.compare import DEFAULT_COMPARISONS, Comparison, compare_pairs, pair_frame
 from linkage.records import PreparedRecords
 
+# 2: level weights capped at 0 bits for disagreement and a birth year decades off no longer a
+# typo: pairs scored by version 1 are scored again on the next night.
 MODEL_VERSION = 2
 
 

@@ -68,9 +68,7 @@ link_records as (
         surname_pinyin,
         id_number,
         coalesce(id_valid, false) as id_valid,
-        coalesce(id_upgraded, false) as id_upgraded,
-        -- an id upgraded from 15 digits had no check character to check: never the record's vouched own
-        coalesce(id_valid, false) and not id_foreign and not coalesce(id_upgraded, false) as id_own,
+        coalesce(id_valid, false) and not id_foreign as id_own,
         coalesce(birth_date, id_birth_date) as birth,
         phone,
         case when regexp_full_match(id_birth_digits, '\p{Nd}{8}') then id_birth_digits end as id_birth_part,

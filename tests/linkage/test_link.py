@@ -303,27 +303,6 @@ def test_namesakes_born_the_same_day_in_one_county_are_not_merged():
     assert region[0] <= 0 and region[1] < 1.0  # same county, where every record is in it
 
 
-def test_slip_in_a_15_digit_id_does_not_part_the_person():
-    # An old 15-digit id has no check character: a slip in it (2719 typed 2919) upgrades to an
-    # 18-digit id whose computed check character makes it "valid". It must not count as the
-    # record's own vouched id and rule the person's two records apart.
-    rid = resident_id("330602", "19580302", 271)
-    slip15 = rid[:6] + rid[8:14] + "9" + rid[15:17]
-    assert slip15 != rid[:6] + rid[8:17]
-    rows = [
-        {"source": "hukou", "record_id": "old_h", "name": "严文斌", "id_number": rid, "sex": "男",
-         "birth_date": "19580302", "hukou_address": "越城区府山街道12号"},
-        {"source": "social", "record_id": "old_s", "name": "严文斌", "id_number": slip15, "sex": "男",
-         "birth_date": "1958-03-02"},
-    ]
-    std = standardize_records(raw_frame(background(300) + rows))
-    result = link_records(duckdb.connect(), std, None)
-    assert person_of(result, "old_h") == person_of(result, "old_s")
-    keys = std.filter(pl.col("record_id").is_in(["old_h", "old_s"]))["record_key"].to_list()
-    pair = result.pairs.filter((pl.col("record_key_l") == min(keys)) & (pl.col("record_key_r") == max(keys)))
-    assert pair["rule"].item() != "different_valid_ids"
-
-
 @pytest.mark.parametrize("from_table", [False, True])
 def test_parent_id_on_a_child_born_on_the_parents_birthday(from_table):
     # The school registered the daughter with her mother's number; the daughter was born on
