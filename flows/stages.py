@@ -184,7 +184,9 @@ def ingest(ctx: RunContext, on_file=None) -> StageResult:
 # next night then re-standardizes every row instead of reusing last night's values.
 # 2: int_persons_standardized stores standardization_flags instead of the raw copies.
 # 3: nor the provenance columns (file, row_number, file_sha256, load_batch).
-STANDARDIZE_VERSION = 3
+# 4: *_township maps a code of another vintage to the township's learned code
+#    (std_region_township_aliases).
+STANDARDIZE_VERSION = 4
 # Rows standardized at a time on a full night: polars holds one slice, DuckDB the rest. Two
 # DuckDB row groups (122,880 rows each): an insert that ends on a partial row group costs the
 # next one a rewrite of it (writing the 1M city's table: 5.5 s in 250,000-row inserts, 4.2 s
@@ -266,7 +268,9 @@ def standardize_plan(ctx: RunContext) -> tuple[str, str]:
         return "full", "full refresh asked for"
     if not _table_exists(con, "int_persons_standardized") or "raw_row_hash" not in _columns(con, "int_persons_standardized"):
         return "full", "no earlier night in this database"
-    if _state_value(con, "standardize_version") != str(STANDARDIZE_VERSION) or not _table_exists(con, "std_region_townships"):
+    if _state_value(con, "standardize_version") != str(STANDARDIZE_VERSION) or not all(
+        _table_exists(con, t) for t in REGION_CONTEXT_TABLES
+    ):
         return "full", "the standardization changed since the last full night"
     # Tonight's key → last night's key, for rows whose content is unchanged: the plan counts
     # them, and an incremental night reuses them (std_reused stays for the link stage).
@@ -284,10 +288,15 @@ def standardize_plan(ctx: RunContext) -> tuple[str, str]:
     return "incremental", f"{changed:,} of {total:,} records new or changed"
 
 
+# The region context of the last full night, for the incremental nights after it.
+REGION_CONTEXT_TABLES = ("std_region_townships", "std_region_township_aliases", "std_region_cities")
+
+
 def _save_region_context(con: duckdb.DuckDBPyConnection, context) -> None:
     cities = pl.DataFrame({"rank": list(range(len(context.preferred_cities))), "city": list(context.preferred_cities)},
                           schema={"rank": pl.Int64, "city": pl.String})
-    for table, frame in (("std_region_townships", context.learned_townships), ("std_region_cities", cities)):
+    frames = (context.learned_townships, context.township_aliases, cities)
+    for table, frame in zip(REGION_CONTEXT_TABLES, frames, strict=True):
         con.register("context_frame", frame)
         con.execute(f"create or replace table {table} as select * from context_frame")
         con.unregister("context_frame")
@@ -297,7 +306,11 @@ def _load_region_context(con: duckdb.DuckDBPyConnection):
     from linkage.standardize import RegionContext
 
     cities = con.execute("select city from std_region_cities order by rank").fetchall()
-    return RegionContext(tuple(row[0] for row in cities), con.execute("select * from std_region_townships").pl())
+    return RegionContext(
+        tuple(row[0] for row in cities),
+        con.execute("select * from std_region_townships").pl(),
+        con.execute("select township_code, same_as from std_region_township_aliases").pl(),
+    )
 
 
 def _save_standardization_metrics(con: duckdb.DuckDBPyConnection, metrics: pl.DataFrame) -> None:

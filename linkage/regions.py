@@ -191,6 +191,34 @@ def learn_township_codes(pairs: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def learn_township_aliases(pairs: pl.DataFrame, learned: pl.DataFrame) -> pl.DataFrame:
+    """Codes that the extracts pair with the same (county_code, township_name) are one township.
+
+    From the same observed rows as `learn_township_codes` and its result (`learned`): each
+    code seen for a (county, name) group, other than the group's chosen code, maps to that
+    chosen code, when the code is seen with that one name only and so is the chosen code. A
+    code seen with two names (renamed in one vintage, or reused for another township in a
+    later one) says nothing certain about which township it is, and is left as given.
+
+    Returns `township_code, same_as` (one row per code that maps to another).
+    """
+    codes = pairs.drop_nulls(["county_code", "township_name", "township_code"]).unique(
+        ["county_code", "township_name", "township_code"]
+    )
+    # The county is the code's first six digits, so a code's groups differ by name only.
+    one_name = codes.group_by("township_code").agg(pl.len().alias("_names")).filter(pl.col("_names") == 1)
+    chosen = learned.select("county_code", "township_name", pl.col("township_code").alias("same_as")).join(
+        one_name.select(pl.col("township_code").alias("same_as")), on="same_as", how="semi"
+    )
+    return (
+        codes.join(one_name.select("township_code"), on="township_code", how="semi")
+        .join(chosen, on=["county_code", "township_name"], how="inner")
+        .filter(pl.col("township_code") != pl.col("same_as"))
+        .select("township_code", "same_as")
+        .sort("township_code")
+    )
+
+
 def preferred_cities(codes: pl.Series) -> list[str]:
     """4-digit city prefixes ranked by how often the batch's own region codes name them."""
     cities = codes.drop_nulls().filter(~codes.drop_nulls().str.ends_with("0000")).str.slice(0, 4)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
@@ -20,7 +20,12 @@ from linkage.fields import RAW_VALUE_COLUMNS, RAW_VALUES_VIEW, RECORD_PROVENANCE
 from linkage.id_numbers import nfkc, standardize_id_numbers
 from linkage.names import DATA_DIR, NAME_COLUMNS, standardize_names
 from linkage.phones import standardize_phones
-from linkage.regions import learn_township_codes, normalize_region_code, preferred_cities
+from linkage.regions import (
+    learn_township_aliases,
+    learn_township_codes,
+    normalize_region_code,
+    preferred_cities,
+)
 
 __all__ = [
     "standardize_records", "standardization_metrics", "learn_region_context", "RegionContext",
@@ -127,13 +132,20 @@ class RegionContext:
     `preferred_cities`: 4-digit city prefixes ranked by how often the batch's own codes
     name them (they break ties between counties of the same name). `learned_townships`:
     `county_code, township_name, township_code, seen, codes_seen` from the rows whose
-    extract gives a 9-digit code and whose address names the township. Learned once over
-    every row, it lets the records be standardized a slice at a time, or only the rows
-    that changed since the night the context was learned, with the same result.
+    extract gives a 9-digit code and whose address names the township.
+    `township_aliases`: `township_code, same_as`, the codes of another vintage that the
+    extracts pair with the same (county, township name) as the learned code
+    (`learn_township_aliases`): a row's `*_township` is the learned code, its `*_region`
+    the code as given. Learned once over every row, it lets the records be standardized a
+    slice at a time, or only the rows that changed since the night the context was
+    learned, with the same result.
     """
 
     preferred_cities: tuple[str, ...]
     learned_townships: pl.DataFrame
+    township_aliases: pl.DataFrame = field(
+        default_factory=lambda: pl.DataFrame(schema={"township_code": pl.String, "same_as": pl.String})
+    )
 
     @property
     def townships_by_name(self) -> pl.DataFrame:
@@ -211,7 +223,8 @@ def learn_region_context(raw: pl.DataFrame) -> RegionContext:
             for frame in sides.values()
         ]
     )
-    return RegionContext(tuple(preferred), learn_township_codes(pairs))
+    learned = learn_township_codes(pairs)
+    return RegionContext(tuple(preferred), learned, learn_township_aliases(pairs, learned))
 
 
 def _regions(raw: pl.DataFrame, context: RegionContext) -> pl.DataFrame:
@@ -220,6 +233,8 @@ def _regions(raw: pl.DataFrame, context: RegionContext) -> pl.DataFrame:
     sides = _address_sides(raw, given, context.preferred_cities)
     learned = context.learned_townships
     by_name_only = context.townships_by_name
+    # A given code of another vintage of a township the batch knows → the learned code.
+    aliases = context.township_aliases.select(pl.col("township_code").alias("given"), "same_as")
     out: dict[str, pl.Series] = {}
     for side, frame in sides.items():
         given, from_address = pl.col("given"), pl.col("address_region")
@@ -241,6 +256,7 @@ def _regions(raw: pl.DataFrame, context: RegionContext) -> pl.DataFrame:
             )
             .join(learned.select("county_code", "township_name", "township_code"), on=["county_code", "township_name"], how="left", maintain_order="left")
             .join(by_name_only, on="township_name", how="left", maintain_order="left")
+            .join(aliases, on="given", how="left", maintain_order="left")
             .with_columns(
                 pl.when(pl.col("county_code").is_null() & (given.is_null() | (given.str.len_chars() == 6)))
                 # A township name seen in one county only: allowed when no county is known, and only
@@ -266,14 +282,19 @@ def _regions(raw: pl.DataFrame, context: RegionContext) -> pl.DataFrame:
             .when(pl.col("_level6").is_not_null()).then(pl.lit("code_table"))
             .otherwise(None)
         )
+        # The township: the region's 9-digit code, a given code of another vintage as the
+        # learned one (the region keeps the code the extract gave).
+        township = (
+            pl.when(given.str.len_chars() == 9).then(pl.coalesce(pl.col("same_as"), given))
+            .when(pl.col("learned_code").is_not_null()).then(pl.col("learned_code"))
+            .otherwise(None)
+        )
         result = resolved.select(
-            pl.col("address"), region.alias("region"), region_source.alias("region_source")
+            pl.col("address"), region.alias("region"), region_source.alias("region_source"), township.alias("township")
         )
         out[f"{side}_address"] = result.get_column("address")
         out[f"{side}_region"] = result.get_column("region")
-        out[f"{side}_township"] = result.select(
-            pl.when(pl.col("region").str.len_chars() == 9).then(pl.col("region")).otherwise(None)
-        ).to_series()
+        out[f"{side}_township"] = result.get_column("township")
         out[f"{side}_region_source"] = result.get_column("region_source")
     return pl.DataFrame(out)
 

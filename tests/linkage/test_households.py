@@ -783,3 +783,49 @@ def test_split_counts_from_the_hukou_registration_when_it_is_newer_than_the_resi
         ("PA", "residence_reg", "r1"),
     }
     assert "自2024-05-01起" in findings.item(0, "detail")
+
+
+def two_vintages_city() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """北海街道 under two codes: the register's 330602001, the residence registration's
+    newer 330602101, each record's address naming the same street. Standardized by the
+    real stage, which learns that both codes are one township."""
+    from linkage.standardize import standardize_records
+
+    def raw(source: str, kind: str, record_id: str, **fields: str) -> dict[str, str]:
+        return dict(source=source, department=DEPARTMENTS[source][0], source_kind=kind, record_id=record_id, **fields)
+
+    raw_rows = [
+        # A: registered in 北海街道 (old code), living there by the residence registration (new code)
+        raw("police_hukou", "hukou", "H1", name="王建国", sex="男", birth_date="19800301",
+            hukou_address="浙江省绍兴市越城区北海街道解放北路12号", hukou_region="330602001",
+            household_id="0001", relation_to_head="户主", updated_at="2025-01-01"),
+        raw("residence_reg", "residence", "R1", name="王建国", sex="男", birth_date="1980-03-01",
+            residence_address="绍兴市越城区北海街道解放北路12号", residence_region="330602101",
+            registered_at="2020-03-04"),
+        # T: rents in 北海街道 (old code), registered as a resident there (new code)
+        raw("rental", "rental", "T1", name="赵强", residence_address="越城区北海街道胜利路3号",
+            residence_region="330602001", registered_at="2024-06-01"),
+        raw("residence_reg", "residence", "R2", name="赵强", residence_address="越城区北海街道胜利路3号",
+            residence_region="330602101", registered_at="2024-05-01"),
+    ]
+    columns = ["source", "department", "source_kind", *CANONICAL_FIELDS]
+    frame = pl.DataFrame(
+        [{c: r.get(c) for c in columns} for r in raw_rows], schema={c: pl.String for c in columns}
+    ).with_columns(record_key=pl.int_range(pl.len(), dtype=pl.Int64))
+    std = standardize_records(frame, as_of=AS_OF)
+    entity_map = std.select("record_key", "source", "record_id").with_columns(
+        person_id=pl.Series(["PA", "PA", "PT", "PT"])
+    )
+    return std, entity_map
+
+
+def test_two_vintages_of_a_township_code_are_no_split_and_no_unregistered_resident() -> None:
+    std, entity_map = two_vintages_city()
+    findings = checked_findings(std, entity_map)
+    assert by_kind(findings, "hukou_residence_split") == set()
+    assert by_kind(findings, "unregistered_resident") == set()
+    assert findings.is_empty(), findings.to_dicts()
+    # each extract's own code stays in the region; the township is one code
+    assert std.get_column("residence_region").to_list()[1:] == ["330602101", "330602001", "330602101"]
+    towns = pl.concat([std.get_column("hukou_township"), std.get_column("residence_township")]).drop_nulls()
+    assert set(towns) == {"330602001"}

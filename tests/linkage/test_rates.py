@@ -256,3 +256,11 @@ def test_household_consistency_counts_a_person_living_at_any_of_their_register_t
     assert find_household_findings(std, entity_map).filter(pl.col("kind") == "hukou_residence_split").is_empty()
     rates = checked_rates(std, entity_map)
     assert rates.metrics["household_consistency_rate"] == {"numerator": 2, "denominator": 2, "value": 1.0}
+
+
+def test_household_consistency_over_two_vintages_of_a_township_code() -> None:
+    # Registered in 北海街道 under its old code, living there by the residence registration's new one.
+    from tests.linkage.test_households import two_vintages_city
+
+    rates = checked_rates(*two_vintages_city())
+    assert rates.metrics["household_consistency_rate"] == {"numerator": 1, "denominator": 1, "value": 1.0}

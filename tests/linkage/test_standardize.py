@@ -211,6 +211,80 @@ def test_township_learning_uses_the_most_seen_vintage_and_ignores_contradicting_
     assert std["hukou_region"].to_list()[:3] == ["330602003", "330602003", "330602010"]  # given codes are kept
 
 
+def test_two_vintages_of_a_township_code_are_one_township():
+    rows = [
+        # the register gives 北海街道's old code, the residence registration its new one
+        dict(source="police_hukou", hukou_region="330602001", hukou_address="越城区北海街道解放北路12号"),
+        dict(source="police_hukou", hukou_region="330602001", hukou_address="越城区北海街道胜利路3号"),
+        dict(source="residence_reg", residence_region="330602101", residence_address="越城区北海街道解放北路12号"),
+        # the new code without an address naming the township: still 北海街道
+        dict(source="rental", residence_region="330602101", residence_address="解放北路14号"),
+        # 城南街道 in one vintage only
+        dict(source="police_hukou", hukou_region="330602003", hukou_address="越城区城南街道外山村1号"),
+    ]
+    std = standardize_records(frame_of(rows), as_of=AS_OF)
+    townships = pl.concat([std["hukou_township"].head(2), std["residence_township"].slice(2, 2), std["hukou_township"].tail(1)])
+    assert townships.to_list() == ["330602001", "330602001", "330602001", "330602001", "330602003"]
+    # the region keeps the code each extract gave
+    assert std["residence_region"].to_list()[2:4] == ["330602101", "330602101"]
+    assert std["residence_region_source"].to_list()[2:4] == ["extract", "extract"]
+    # a row standardized alone with the batch's context gets the same township
+    from linkage.standardize import learn_region_context
+
+    raw = frame_of(rows)
+    context = learn_region_context(raw)
+    one_by_one = [standardize_records(raw.slice(i, 1), as_of=AS_OF, context=context) for i in range(raw.height)]
+    assert pl.concat(one_by_one).equals(std)
+
+
+def test_a_code_seen_under_two_names_is_left_as_given():
+    rows = [
+        # 330602101 is 北海街道's new code in one extract and 府山街道's in another: it is left
+        # as given, and so is 北海街道's other code
+        dict(hukou_region="330602001", hukou_address="越城区北海街道解放北路12号"),
+        dict(hukou_region="330602001", hukou_address="越城区北海街道胜利路3号"),
+        dict(residence_region="330602101", residence_address="越城区北海街道解放北路12号"),
+        dict(residence_region="330602101", residence_address="越城区府山街道府山横街1号"),
+        # 府山街道 with a code of its own, seen more often
+        dict(hukou_region="330602002", hukou_address="越城区府山街道府山横街2号"),
+        dict(hukou_region="330602002", hukou_address="越城区府山街道府山横街3号"),
+        # while 城南街道's two codes, each seen with that name only, are one township
+        dict(hukou_region="330602003", hukou_address="越城区城南街道外山村1号"),
+        dict(hukou_region="330602003", hukou_address="越城区城南街道外山村2号"),
+        dict(residence_region="330602103", residence_address="越城区城南街道外山村1号"),
+    ]
+    std = standardize_records(frame_of(rows), as_of=AS_OF)
+    assert std["hukou_township"].to_list()[:2] == ["330602001", "330602001"]
+    assert std["residence_township"].to_list()[2:4] == ["330602101", "330602101"]
+    assert std["hukou_township"].to_list()[4:6] == ["330602002", "330602002"]
+    assert std["hukou_township"].to_list()[6:8] == ["330602003", "330602003"]
+    assert std["residence_township"].to_list()[8] == "330602003"
+
+
+def test_township_aliases_learned_from_the_pairs():
+    from linkage.regions import learn_township_aliases, learn_township_codes
+
+    pairs = pl.DataFrame(
+        {
+            "county_code": ["330602"] * 7,
+            "township_name": ["北海街道", "北海街道", "北海街道", "府山街道", "府山街道", "府山街道", "城南街道"],
+            # 北海街道: 001 (twice) and 101; 府山街道: 002 and 102, and 102 is also seen as 城南街道
+            "township_code": ["330602001", "330602001", "330602101", "330602002", "330602102", "330602002", "330602102"],
+        }
+    )
+    learned = learn_township_codes(pairs)
+    assert learn_township_aliases(pairs, learned).rows() == [("330602101", "330602001")]
+    # A chosen code seen under two names is no township to map others to.
+    chosen_ambiguous = pl.DataFrame(
+        {
+            "county_code": ["330602"] * 4,
+            "township_name": ["北海街道", "北海街道", "北海街道", "府山街道"],
+            "township_code": ["330602001", "330602001", "330602101", "330602001"],
+        }
+    )
+    assert learn_township_aliases(chosen_ambiguous, learn_township_codes(chosen_ambiguous)).is_empty()
+
+
 def test_rows_standardized_one_at_a_time_with_the_batch_context_equal_the_batch(std):
     from linkage.standardize import combine_standardization_metrics, learn_region_context
 
