@@ -179,19 +179,7 @@ def test_deleted_csv_row_is_reported_even_with_the_manifest_rewritten(run_dir: P
     rates.write_text(rates.read_text(encoding="utf-8").splitlines()[0] + "\npolice_hukou,3,3,1,0.3333\n")
     entity_map = pl.read_parquet(run_dir / "entity_map.parquet")
     entity_map.filter(pl.col("record_id") != "HJ3").write_parquet(run_dir / "entity_map.parquet")
-    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    (run_dir / "manifest.json").unlink()
-    write_manifest(
-        run_dir,
-        run_id=RUN_ID,
-        started_at=manifest["started_at"],
-        finished_at=manifest["finished_at"],
-        sources_file=tmp_path / "sources.yaml",
-        lock_file=None,
-        input_files=manifest["input_files"],
-        stage_counts=manifest["stage_counts"],
-        validation=manifest["validation"],
-    )
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
 
     problems = verify_run(run_dir)
     assert any(
@@ -336,6 +324,8 @@ def test_known_rows_are_listed_without_counting_and_others_are_counted(tmp_path:
 
 
 def _rewrite_manifest(run_dir: Path, sources_file: Path) -> None:
+    """A manifest written afresh for the run folder as it now is: the tampering a check of
+    hashes alone would not see."""
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     (run_dir / "manifest.json").unlink()
     write_manifest(
