@@ -39,7 +39,8 @@ select
     published.shared_persons,
     published.share_rate,
     case
-        when coalesce(published.persons, 0) = 0 then null
+        -- no persons: the rate is empty; any value there is an error
+        when coalesce(published.persons, 0) = 0 then case when published.share_rate is null then null else 1.0 end
         when published.share_rate is null then 1.0
         else abs(published.share_rate - published.shared_persons / published.persons)
     end as share_rate_error,

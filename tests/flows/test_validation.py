@@ -502,6 +502,15 @@ def test_the_findings_suite_knows_every_kind_the_households_stage_finds() -> Non
     assert known.kwargs["value_set"] == list(FINDING_KINDS)
 
 
+def test_a_rate_published_for_a_source_without_persons_is_critical(con, tmp_path):
+    # A source whose every row was quarantined: no records, no persons, so no rate.
+    con.execute("insert into share_rates values ('schools', 0, 0, 0, 0.5)")
+    summary = run_validation(con, tmp_path, RUN_ID)
+
+    assert failed(summary) == {("share_rates", "run", "share_rate_is_shared_over_persons"): "critical"}
+    assert check(summary, "share_rates", "run", "share_rate_is_shared_over_persons").unexpected_count == 1
+
+
 def test_accounting_off_is_critical(con, tmp_path):
     con.execute(
         f"update run_source_counts set rows_in = rows_in + 1 where run_id = '{RUN_ID}' and source = 'health'"
