@@ -114,10 +114,12 @@ ledger_tonight as (
     select source, max(rows_in) as rows_in from run_source_counts where run_id = $run_id group by source
 ),
 
+-- The last published night before this one (renhu_compared_nights, made by
+-- flows/validation.py): a night that failed is no yardstick.
 ledger_before as (
     select source, arg_max(rows_in, run_id) as rows_in
     from run_source_counts
-    where run_id < $run_id
+    where run_id < $run_id and run_id in (select run_id from renhu_compared_nights)
     group by source
 ),
 

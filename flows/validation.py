@@ -436,6 +436,7 @@ def run_validation(
     # reversed by trying candidate ids.
     mask_salt = secrets.token_hex(16)
     tallies: list[_Tally] = []
+    create_compared_nights_view(con)
     for suite in suites:
         missing = [t for t in suite.reads if t not in existing]
         if missing:
@@ -523,6 +524,25 @@ class _Batch:
     @property
     def gx_suite_name(self) -> str:
         return self.suite.suite if self.name == RUN_BATCH else f"{self.suite.suite}.{self.name}"
+
+
+COMPARED_NIGHTS_VIEW = "renhu_compared_nights"
+
+
+def create_compared_nights_view(con: duckdb.DuckDBPyConnection) -> None:
+    """The earlier nights a night's figures are compared with: the published ones.
+
+    A night that failed or was stopped (a truncated extract, say) is no yardstick for the
+    next. Without a run ledger (a database built by hand) every night counts.
+    """
+    tables = _existing_tables(con)
+    if "run_ledger" in tables:
+        nights = "select run_id from run_ledger where status = 'published'"
+    elif "run_source_counts" in tables:
+        nights = "select distinct run_id from run_source_counts"
+    else:
+        nights = "select cast(null as varchar) as run_id where false"
+    con.execute(f"create or replace temp view {COMPARED_NIGHTS_VIEW} as {nights}")
 
 
 def _tally_suite(con: duckdb.DuckDBPyConnection, suite: SuiteSpec, run_id: str, mask_salt: str) -> _Tally:

@@ -15,6 +15,7 @@ import pytest
 
 from flows.validation import (
     ValidationSummary,
+    create_compared_nights_view,
     headline_markdown,
     load_suites,
     load_thresholds,
@@ -511,6 +512,38 @@ def test_a_rate_published_for_a_source_without_persons_is_critical(con, tmp_path
     assert check(summary, "share_rates", "run", "share_rate_is_shared_over_persons").unexpected_count == 1
 
 
+def test_row_counts_are_compared_with_the_last_published_night(con, tmp_path):
+    # Between the published night and tonight a night failed on truncated extracts (a tenth
+    # of their rows): tonight is judged against the published night, not that one.
+    failed_run = "20261122T220000Z-dead00"
+    con.execute(
+        f"""
+        insert into run_source_counts
+        select '{failed_run}', source, rows_in // 10, accepted // 10, quarantined // 10
+        from run_source_counts where run_id = '{PREVIOUS_RUN_ID}'
+        """
+    )
+    con.execute(
+        "create table run_ledger (run_id varchar, started_at timestamptz, finished_at timestamptz, status varchar, "
+        "sources_file varchar, sources_sha256 varchar, stages json, message varchar)"
+    )
+    con.execute(
+        f"""
+        insert into run_ledger (run_id, status) values
+            ('{PREVIOUS_RUN_ID}', 'published'), ('{failed_run}', 'failed'), ('{RUN_ID}', 'running')
+        """
+    )
+    summary = run_validation(con, tmp_path / "judged", RUN_ID)
+    assert not any(c.check == "row_count_in_band" for c in summary.checks if not c.success)
+
+    # Had that night published, tonight's tenfold rows would be out of band.
+    con.execute(f"update run_ledger set status = 'published' where run_id = '{failed_run}'")
+    summary = run_validation(con, tmp_path / "published", RUN_ID)
+    assert {c.batch for c in summary.checks if c.check == "row_count_in_band" and not c.success} == {
+        "police_hukou", "health", "residence"
+    }
+
+
 def test_accounting_off_is_critical(con, tmp_path):
     con.execute(
         f"update run_source_counts set rows_in = rows_in + 1 where run_id = '{RUN_ID}' and source = 'health'"
@@ -762,6 +795,7 @@ def test_date_forms_in_the_raw_records_frame(con):
     for key, value in enumerate(forms, start=1):
         con.execute("update raw_records set birth_date = ? where record_key = ?", [value, key])
     sql = next(s for s in load_suites() if s.suite == "raw_records").frame_sql
+    create_compared_nights_view(con)
     found = dict(
         con.execute(
             f"select r.birth_date, f.birth_date_check from ({sql}) as f "

@@ -26,6 +26,7 @@ from flows.validation import (
     _Batch,
     _build_suite,
     _mapped_field_columns,
+    create_compared_nights_view,
     load_suites,
     load_thresholds,
     run_validation,
@@ -95,6 +96,7 @@ def reference_results(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, st
     definition = asset.add_batch_definition_whole_dataframe("whole")
     limits = load_thresholds()
     found = {}
+    create_compared_nights_view(con)
     for suite in load_suites():
         params = {"run_id": RUN_ID, "mask_salt": SALT}
         used = {k: v for k, v in params.items() if f"${k}" in suite.frame_sql}
