@@ -12,11 +12,29 @@ with std as (
     from __renhu_link_std
 ),
 
-derived as (
+-- The record's and its id's birth years as four digits, and the positions where they differ.
+birth_years as (
     select
         *,
+        lpad(year(birth_date)::varchar, 4, '0') as birth_year_digits,
+        lpad(year(id_birth_date)::varchar, 4, '0') as id_birth_year_digits
+    from std
+),
+
+year_differences as (
+    select
+        *,
+        [p for p in range(1, 5) if substr(birth_year_digits, p, 1) <> substr(id_birth_year_digits, p, 1)]
+            as year_positions_differ
+    from birth_years
+),
+
+derived as (
+    select
+        * exclude (birth_year_digits, id_birth_year_digits, year_positions_differ),
         -- someone else's id: its birth date is no slip of the record's (not equal, not a day/month
-        -- swap, not two of year/month/day equal with a differing year one typed digit or swap away)
+        -- swap, not two of year/month/day equal with a differing year one typed digit or one swap
+        -- of neighbouring digits away: linkage.dates.one_slip_apart)
         coalesce(
             not (
                 birth_date = id_birth_date
@@ -28,9 +46,15 @@ derived as (
                 or (
                     month(birth_date) = month(id_birth_date) and day(birth_date) = day(id_birth_date)
                     and (
-                        (((year(birth_date) // 1000) % 10) <> ((year(id_birth_date) // 1000) % 10))::tinyint + (((year(birth_date) // 100) % 10) <> ((year(id_birth_date) // 100) % 10))::tinyint + (((year(birth_date) // 10) % 10) <> ((year(id_birth_date) // 10) % 10))::tinyint + (((year(birth_date) // 1) % 10) <> ((year(id_birth_date) // 1) % 10))::tinyint = 1
-                        or ((((year(birth_date) // 1000) % 10) <> ((year(id_birth_date) // 1000) % 10))::tinyint + (((year(birth_date) // 100) % 10) <> ((year(id_birth_date) // 100) % 10))::tinyint + (((year(birth_date) // 10) % 10) <> ((year(id_birth_date) // 10) % 10))::tinyint + (((year(birth_date) // 1) % 10) <> ((year(id_birth_date) // 1) % 10))::tinyint = 2
-                            and ((((year(birth_date) // 1000) % 10) = ((year(id_birth_date) // 100) % 10) and ((year(birth_date) // 100) % 10) = ((year(id_birth_date) // 1000) % 10) and ((year(birth_date) // 1000) % 10) <> ((year(birth_date) // 100) % 10)) or (((year(birth_date) // 100) % 10) = ((year(id_birth_date) // 10) % 10) and ((year(birth_date) // 10) % 10) = ((year(id_birth_date) // 100) % 10) and ((year(birth_date) // 100) % 10) <> ((year(birth_date) // 10) % 10)) or (((year(birth_date) // 10) % 10) = ((year(id_birth_date) // 1) % 10) and ((year(birth_date) // 1) % 10) = ((year(id_birth_date) // 10) % 10) and ((year(birth_date) // 10) % 10) <> ((year(birth_date) // 1) % 10))))
+                        len(year_positions_differ) = 1
+                        or (
+                            len(year_positions_differ) = 2
+                            and year_positions_differ[2] = year_positions_differ[1] + 1
+                            and substr(birth_year_digits, year_positions_differ[1], 1)
+                                = substr(id_birth_year_digits, year_positions_differ[2], 1)
+                            and substr(birth_year_digits, year_positions_differ[2], 1)
+                                = substr(id_birth_year_digits, year_positions_differ[1], 1)
+                        )
                     )
                 )
             ),
@@ -40,7 +64,7 @@ derived as (
             when length(id_number) = 18 then substr(id_number, 7, 8)
             when length(id_number) = 15 then '19' || substr(id_number, 7, 6)
         end as id_birth_digits
-    from std
+    from year_differences
 ),
 
 link_records as (

@@ -217,3 +217,52 @@ def test_the_frame_read_in_many_batches_equals_the_frame_read_in_one(
     in_batches = PreparedRecords.from_table(con, "int_persons_standardized")
     assert len(batches_read) > 1 and sum(batches_read) == std.height
     assert in_batches.select(*FRAME_COLUMNS).equals(whole.select(*FRAME_COLUMNS))
+
+
+def test_someone_elses_id_is_told_alike_in_sql_polars_and_python() -> None:
+    """id_own (a valid id not someone else's) from int_link_records.sql, from
+    prepare_link_records and from linkage.dates.one_slip_apart agree on random birth dates: years a digit, a swap or decades
+    apart, day and month equal, swapped or not."""
+    import random
+    from datetime import timedelta
+
+    from linkage.dates import one_slip_apart
+
+    rng = random.Random(5)
+    pairs = []
+    for _ in range(3000):
+        birth = date(1900, 1, 1) + timedelta(rng.randint(0, 45000))
+        kind = rng.randrange(5)
+        if kind == 0:  # one year digit typed wrong
+            digits = list(f"{birth.year:04d}")
+            digits[rng.randrange(4)] = str(rng.randrange(10))
+            other = (int("".join(digits)), birth.month, birth.day)
+        elif kind == 1:  # two neighbouring year digits swapped
+            digits = list(f"{birth.year:04d}")
+            p = rng.randrange(3)
+            digits[p], digits[p + 1] = digits[p + 1], digits[p]
+            other = (int("".join(digits)), birth.month, birth.day)
+        elif kind == 2:  # another year, same day and month
+            other = (rng.randint(1900, 2020), birth.month, birth.day)
+        elif kind == 3:  # day and month swapped
+            other = (birth.year, birth.day, birth.month)
+        else:
+            other = (rng.randint(1900, 2020), rng.randint(1, 12), rng.randint(1, 28))
+        try:
+            id_birth = date(*other)
+        except ValueError:
+            continue
+        pairs.append((birth, id_birth))
+    std = pl.DataFrame(
+        [{"record_key": i, "source": "s", "record_id": str(i), "name": "王伟", "id_number": "330602199001011234",
+          "id_valid": True, "birth_date": b, "id_birth_date": ib} for i, (b, ib) in enumerate(pairs)],
+        schema_overrides={"birth_date": pl.Date, "id_birth_date": pl.Date},
+    )
+    # Every id is valid: a record's id is its own exactly where it is not someone else's.
+    polars_own = prepare_link_records(std).sort("record_key").get_column("id_own").to_list()
+    records = PreparedRecords.from_frame(duckdb.connect(), std)
+    sql_own = records.con.execute(f"select id_own from {records.table} order by record_key").pl()
+    swapped = [b.year == ib.year and b.month == ib.day and b.day == ib.month for b, ib in pairs]
+    python_own = [b == ib or s or one_slip_apart(b, ib) for (b, ib), s in zip(pairs, swapped, strict=True)]
+    assert sql_own.get_column("id_own").to_list() == polars_own == python_own
+    assert 0 < sum(python_own) < len(pairs)
