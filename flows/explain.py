@@ -15,13 +15,9 @@ from pathlib import Path
 
 import duckdb
 
+from flows.stages import PAIRS_KEYS_RUN, STANDARDIZED_KEYS_RUN
 from linkage.explain import RecordNotFound, explain_pair, explain_record, format_pair, format_record
 from linkage.sql import relation_exists
-
-# pipeline_state keys (flows.stages): the run whose records int_persons_standardized holds,
-# and the run whose link stage wrote entity_map and the scored pairs.
-_STANDARDIZED_RUN = "standardized_keys_run"
-_LINKED_RUN = "scored_pairs_keys_run"
 
 
 def _record(text: str) -> tuple[str, str]:
@@ -67,9 +63,9 @@ def night_mismatch(con: duckdb.DuckDBPyConnection, run: Path) -> str | None:
     if not run_id or not relation_exists(con, "pipeline_state"):
         return None
     state = dict(con.execute(
-        "select key, value from pipeline_state where key in ($s, $l)", {"s": _STANDARDIZED_RUN, "l": _LINKED_RUN}
+        "select key, value from pipeline_state where key in ($s, $l)", {"s": STANDARDIZED_KEYS_RUN, "l": PAIRS_KEYS_RUN}
     ).fetchall())
-    standardized, linked = state.get(_STANDARDIZED_RUN), state.get(_LINKED_RUN)
+    standardized, linked = state.get(STANDARDIZED_KEYS_RUN), state.get(PAIRS_KEYS_RUN)
     if standardized is None and linked is None:
         return None  # a file from before renhu kept them: nothing to check against
     if standardized == linked == run_id:
