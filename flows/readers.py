@@ -112,10 +112,18 @@ def check_columns(file: Path, header: list[str], required: list[str], source: st
             raise ConfigError(
                 f"{file}: column '{column}' (mapped for source '{source}') is not in the extract; it has: {shown}"
             )
+        _refuse_repeated_mapped_columns(file, header, [column], source)
+
+
+def _refuse_repeated_mapped_columns(file: Path, header: list[str], required: list[str], source: str,
+                                    where: str = "") -> None:
+    """A mapped column named twice in a header: which one is meant cannot be told.
+    ``where``: the part of the file the header heads (a workbook's later sheet)."""
+    for column in required:
         if (count := header.count(column)) > 1:
             raise ConfigError(
-                f"{file}: column '{column}' (mapped for source '{source}') appears {count} times in the header; "
-                "which one is meant cannot be told: rename or remove the others"
+                f"{file}: {where}column '{column}' (mapped for source '{source}') appears {count} times in "
+                f"{'its' if where else 'the'} header; which one is meant cannot be told: rename or remove the others"
             )
 
 
@@ -505,12 +513,7 @@ def _later_sheet(file: Path, workbook, index: int, required: list[str], source: 
     header = _header_of(rows[start])
     missing = [column for column in required if column not in header]
     if not missing:
-        for column in required:
-            if (count := header.count(column)) > 1:
-                raise ConfigError(
-                    f"{file}: sheet '{name}': column '{column}' (mapped for source '{source}') appears {count} "
-                    "times in its header; which one is meant cannot be told: rename or remove the others"
-                )
+        _refuse_repeated_mapped_columns(file, header, required, source, where=f"sheet '{name}': ")
         return header, rows[start + 1 :]
     if len(missing) < len(required):
         present = next(column for column in required if column in header)
