@@ -322,9 +322,15 @@ def _check_encoding(file: Path, encoding: str, raw: bytes, bad_lines: int) -> No
         non_ascii += not line.isascii()
         if non_ascii >= bad_lines * 2:
             return
-    if bad_lines * 2 > non_ascii:
+    _refuse_other_encoding(file, encoding, bad_lines, non_ascii, "lines with Chinese text")
+
+
+def _refuse_other_encoding(file: Path, encoding: str, bad_lines: int, lines: int, counted: str = "lines") -> None:
+    """At least two bad lines, and more than half of the ``lines`` that could show it: the
+    file is in another encoding than declared, not a file with a few bad rows."""
+    if bad_lines >= 2 and bad_lines * 2 > lines:
         raise ConfigError(
-            f"{file}: {bad_lines} of its {non_ascii} lines with Chinese text are not valid {encoding}: "
+            f"{file}: {bad_lines} of its {lines} {counted} are not valid {encoding}: "
             "the file is in another encoding (utf-8 or gb18030?); fix 'encoding' in the sources file"
         )
 
@@ -741,11 +747,7 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str, reco
     if not objects:
         raise ConfigError(no_json_object_reason(file, encoding, row_number, rejected))
     undecodable = sum(r.reason_code == "undecodable_bytes" for r in rejected)
-    if undecodable >= 2 and undecodable * 2 > len(objects) + len(rejected):
-        raise ConfigError(
-            f"{file}: {undecodable} of its {len(objects) + len(rejected)} lines are not valid {encoding}: the file "
-            "is in another encoding (utf-8 or gb18030?); fix 'encoding' in the sources file"
-        )
+    _refuse_other_encoding(file, encoding, undecodable, len(objects) + len(rejected))
     check_columns(file, header, required, source)
     columns = [[cell_text(value.get(column)) for _, value in objects] for column in header]
     sha256, size = file_digest(file)
