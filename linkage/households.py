@@ -275,6 +275,11 @@ def _household_label(source: pl.Expr, household_id: pl.Expr) -> pl.Expr:
     return pl.concat_str([source, pl.lit(" 户号"), masked_household_id(household_id)])
 
 
+def _household_text(source: str, household_id: str | None) -> str:
+    """``_household_label`` of one household."""
+    return f"{source} 户号{mask_household_id(household_id)}"
+
+
 def _place(code: str | None, names: dict[str, str]) -> str:
     if code is None:
         return "不详"
@@ -650,7 +655,7 @@ def _multi_household(register: pl.DataFrame, names: dict[str, str]) -> pl.DataFr
         for r in group.unique(subset=["household"], keep="first", maintain_order=True).iter_rows(named=True):
             relation = RELATION_LABELS.get(r["relation_to_head"] or "", "关系不详")
             places.append(
-                f"{r['source']} 户号{mask_household_id(r['household_id'])}（{relation}，{_place(r['hukou_town'], names)}）"
+                f"{_household_text(r['source'], r['household_id'])}（{relation}，{_place(r['hukou_town'], names)}）"
             )
         detail = f"一人多户：同一人登记在{len(places)}个户中：" + "；".join(places)
         for r in group.iter_rows(named=True):
@@ -733,7 +738,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
     for r in only_roster.iter_rows(named=True):
         where = "户籍登记中无此人" if r["elsewhere"] is None else "户籍登记在" + r["elsewhere"]
         detail = (
-            f"户成员不一致：{r['source']} 户号{mask_household_id(r['household_id'])}列有成员{_who(r['name'], r['person_id'])}，"
+            f"户成员不一致：{_household_text(r['source'], r['household_id'])}列有成员{_who(r['name'], r['person_id'])}，"
             f"户籍{r['label']}无此人（{where}）"
         )
         rows.append(_row("roster_conflict", r["person_id"], r, detail, r["reg_dept"]))
@@ -752,7 +757,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
         relation = RELATION_LABELS.get(r["relation_to_head"] or "", "关系不详")
         detail = (
             f"户成员不一致：户籍{r['label']}的成员{_who(r['name'], r['person_id'])}（{relation}）"
-            f"未列入{r['roster_source']} 户号{mask_household_id(r['roster_hh'])}"
+            f"未列入{_household_text(r['roster_source'], r['roster_hh'])}"
         )
         rows.append(_row("roster_conflict", r["person_id"], r, detail, r["roster_dept"]))
 
@@ -777,7 +782,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
     )
     for d in disagree.iter_rows(named=True):
         detail = (
-            f"户主不一致：{d['roster_source']} 户号{mask_household_id(d['roster_hh'])}户主为"
+            f"户主不一致：{_household_text(d['roster_source'], d['roster_hh'])}户主为"
             + "、".join(_who(h["name"], h["person_id"]) for h in d["head_names"])
             + f"，户籍{d['label']}户主为"
             + "、".join(_who(h["name"], h["person_id"]) for h in d["head_names_reg"])
