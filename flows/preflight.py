@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.config import ConfigError, Source, SourcesConfig, load_sources
-from flows.readers import RejectedRow, check_columns, no_json_object_reason, python_encoding, xlsx_header
+from flows.readers import check_columns, no_json_object_reason, python_encoding, xlsx_header
 
 # JSON lines have no header: read until every mapped key has been seen, at most this far.
 _JSONL_SCAN_LINES = 200_000
@@ -52,9 +52,7 @@ def _parquet_header(file: Path) -> list[str]:
 def _jsonl_keys(file: Path, encoding: str, required: list[str]) -> list[str]:
     seen: dict[str, None] = {}
     missing = set(required)
-    lines = 0
-    rejected: list[RejectedRow] = []
-    objects = 0
+    lines = undecodable = objects = 0
     with file.open("rb") as handle:
         for count, line in enumerate(handle):
             if count >= _JSONL_SCAN_LINES or not missing:
@@ -65,20 +63,17 @@ def _jsonl_keys(file: Path, encoding: str, required: list[str]) -> list[str]:
             try:
                 value = json.loads(line.decode(python_encoding(encoding)))
             except UnicodeDecodeError:
-                rejected.append(RejectedRow(lines, "undecodable_bytes", ""))
+                undecodable += 1
                 continue  # a broken line is the row's problem, quarantined at ingest
             except json.JSONDecodeError:
-                rejected.append(RejectedRow(lines, "unreadable_row", ""))
                 continue
             if isinstance(value, dict):
                 objects += 1
                 for key in value:
                     seen.setdefault(key, None)
                 missing -= value.keys()
-            else:
-                rejected.append(RejectedRow(lines, "unreadable_row", ""))
     if not objects:
-        raise ConfigError(no_json_object_reason(file, encoding, lines, rejected))
+        raise ConfigError(no_json_object_reason(file, encoding, lines, undecodable))
     return list(seen)
 
 

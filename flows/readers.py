@@ -697,11 +697,12 @@ def read_parquet(file: Path, required: list[str], source: str) -> Extract:
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)
 
 
-def no_json_object_reason(file: Path, encoding: str, lines: int, rejected: list[RejectedRow]) -> str:
-    """Why a JSON lines file holds no record at all: the one line a steward reads."""
+def no_json_object_reason(file: Path, encoding: str, lines: int, undecodable: int) -> str:
+    """Why a JSON lines file of ``lines`` lines, ``undecodable`` of them not valid in its
+    encoding, holds no record at all: the one line a steward reads."""
     if lines == 0:
         return f"{file}: the file is empty (no JSON line)"
-    if all(r.reason_code == "undecodable_bytes" for r in rejected):
+    if undecodable == lines:
         return f"{file}: none of its {lines} lines is valid {encoding}: fix 'encoding' in the sources file"
     return f"{file}: none of its {lines} lines is a JSON object (one record per line is expected)"
 
@@ -744,9 +745,9 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str, reco
                 keys.setdefault(key, None)
             objects.append((row_number, value))
     header = list(keys)
-    if not objects:
-        raise ConfigError(no_json_object_reason(file, encoding, row_number, rejected))
     undecodable = sum(r.reason_code == "undecodable_bytes" for r in rejected)
+    if not objects:
+        raise ConfigError(no_json_object_reason(file, encoding, row_number, undecodable))
     _refuse_other_encoding(file, encoding, undecodable, len(objects) + len(rejected))
     check_columns(file, header, required, source)
     columns = [[cell_text(value.get(column)) for _, value in objects] for column in header]
