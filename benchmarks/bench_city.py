@@ -36,6 +36,7 @@ summarises the hottest functions (inclusive and self samples).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -102,22 +103,32 @@ def descendants(pid: int, parents: dict[int, int] | None = None) -> list[int]:
     return tree
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident set size of one process, 0 when it has gone."""
+def peak_rss_bytes(pid: int) -> int:
+    """The largest resident set of one process since the previous call for it, 0 when it
+    has gone.
+
+    Reads the kernel's high-water mark (VmHWM) and resets it to the present RSS (writing 5
+    to /proc/PID/clear_refs), so an allocation made and freed between two polls still
+    counts. VmRSS alone missed one: night 2 of the 10M city showed 7.2 GB sampled every
+    0.2 s, where wait4 said its process had reached 11.7 GB. Where the reset is refused,
+    the mark is the peak since the process started: higher, never lower.
+    """
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+            peak = next((int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:")), 0)
     except OSError:
         return 0
-    return 0
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    return peak
 
 
 def tree_rss_bytes(pid: int) -> int:
-    """Sum of RSS over the process tree under pid. Shared pages count once per process,
-    so this errs high, never low: the bars are upper limits."""
-    return sum(rss_bytes(p) for p in descendants(pid))
+    """Sum over the process tree under pid of each process's peak RSS since the last poll.
+    Shared pages count once per process, and the peaks need not coincide, so this errs
+    high, never low: the bars are upper limits."""
+    return sum(peak_rss_bytes(p) for p in descendants(pid))
 
 
 @dataclass
@@ -225,7 +236,8 @@ def run_measured(
         command=command,
         returncode=process.returncode,
         seconds=round(seconds, 3),
-        peak_tree_rss=max((rss for _, rss in samples), default=0),
+        # A process that ended between two polls is in no sample; wait4 saw its peak.
+        peak_tree_rss=max(max((rss for _, rss in samples), default=0), usage.ru_maxrss * 1024),
         max_process_rss=usage.ru_maxrss * 1024,
         started_at=started_at,
         samples=samples,
