@@ -36,7 +36,6 @@ summarises the hottest functions (inclusive and self samples).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import datetime as dt
 import io
@@ -103,32 +102,48 @@ def descendants(pid: int, parents: dict[int, int] | None = None) -> list[int]:
     return tree
 
 
-def peak_rss_bytes(pid: int) -> int:
-    """The largest resident set of one process since the previous call for it, 0 when it
-    has gone.
-
-    Reads the kernel's high-water mark (VmHWM) and resets it to the present RSS (writing 5
-    to /proc/PID/clear_refs), so an allocation made and freed between two polls still
-    counts. VmRSS alone missed one: night 2 of the 10M city showed 7.2 GB sampled every
-    0.2 s, where wait4 said its process had reached 11.7 GB. Where the reset is refused,
-    the mark is the peak since the process started: higher, never lower.
-    """
+def memory_status(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of one process in bytes: its resident set now and the kernel's
+    high-water mark of it; (0, 0) when it has gone."""
+    found = {}
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
-            peak = next((int(line.split()[1]) * 1024 for line in handle if line.startswith("VmHWM:")), 0)
+            for line in handle:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    found[line[:5]] = int(line.split()[1]) * 1024
     except OSError:
-        return 0
-    with contextlib.suppress(OSError):
-        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-    return peak
+        return 0, 0
+    return found.get("VmRSS", 0), found.get("VmHWM", 0)
+
+
+class TreeMemory:
+    """The memory of a process tree, polled: each poll gives the sum over the tree of what
+    each process held, counting a process at its new high-water mark where that rose since
+    the previous poll.
+
+    RSS read at the polls alone misses an allocation made and freed between two of them;
+    the high-water mark keeps it. It is not reset (that would also reset the ru_maxrss
+    that wait4 reports), so a peak between polls counts where it is the process's highest
+    so far: the peaks that decide a memory bar."""
+
+    def __init__(self) -> None:
+        self._marks: dict[int, int] = {}
+
+    def process(self, pid: int) -> int:
+        rss, mark = memory_status(pid)
+        rose = mark > self._marks.get(pid, 0)
+        self._marks[pid] = max(mark, self._marks.get(pid, 0))
+        return mark if rose else rss
+
+    def tree(self, pid: int) -> int:
+        """Shared pages count once per process, and the peaks need not coincide, so this
+        errs high, never low: the bars are upper limits."""
+        return sum(self.process(p) for p in descendants(pid))
 
 
 def tree_rss_bytes(pid: int) -> int:
-    """Sum over the process tree under pid of each process's peak RSS since the last poll.
-    Shared pages count once per process, and the peaks need not coincide, so this errs
-    high, never low: the bars are upper limits."""
-    return sum(peak_rss_bytes(p) for p in descendants(pid))
+    """Sum of RSS over the process tree under pid now."""
+    return sum(memory_status(p)[0] for p in descendants(pid))
 
 
 @dataclass
@@ -210,10 +225,11 @@ def run_measured(
         )
         done = threading.Event()
         killed: list[int] = []
+        memory = TreeMemory()
 
         def poll() -> None:
             while not done.is_set():
-                rss = tree_rss_bytes(process.pid)
+                rss = memory.tree(process.pid)
                 samples.append((time.time(), rss))
                 if rss_limit is not None and rss > rss_limit and not killed:
                     killed.append(rss)
@@ -237,6 +253,8 @@ def run_measured(
         returncode=process.returncode,
         seconds=round(seconds, 3),
         # A process that ended between two polls is in no sample; wait4 saw its peak.
+        # (wait4's figure can be the higher one otherwise too: see benchmarks/README.md,
+        # 2026-12-07 15:00.)
         peak_tree_rss=max(max((rss for _, rss in samples), default=0), usage.ru_maxrss * 1024),
         max_process_rss=usage.ru_maxrss * 1024,
         started_at=started_at,
