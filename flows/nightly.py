@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -20,13 +21,32 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import stages
-from flows.config import load_sources
+from flows.config import ConfigError, load_sources
 from flows.settings import Settings
 from flows.stages import RunContext, StageResult
 
 
 class RunFailed(Exception):
     """The night did not publish; the message is one line for the steward."""
+
+
+class _NoTracebackForRefusals(logging.Filter):
+    """A night that stops for a reason renhu states (validation failed, another run holds
+    the folder, a bad file or sources file) did not crash: Prefect's line "Encountered
+    exception during execution: RunFailed('validation failed ...')" already says why, and
+    the 15-line traceback it adds on stderr (and in the Prefect UI) buried the one-line
+    reason `renhu run` prints after it. Any other exception keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], RunFailed | ConfigError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+# On the logger, not on a handler: Prefect's console and API handlers both get the record
+# as it leaves here, and a logger's filters outlive Prefect's own logging set-up.
+logging.getLogger("prefect.flow_runs").addFilter(_NoTracebackForRefusals())
 
 
 def _progress(settings: Settings):

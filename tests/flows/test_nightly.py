@@ -278,3 +278,35 @@ def test_a_bad_file_past_the_read_ahead_leaves_a_good_nights_folder_as_it_was(
     with pytest.raises(ConfigError, match="si.parquet"):
         nightly(str(tmp_path / "sources.yaml"), str(fresh))
     assert not fresh.exists()
+
+
+def test_a_refused_night_is_logged_without_a_traceback_and_a_crash_with_one() -> None:
+    import logging
+    import sys
+
+    from flows.config import ConfigError
+    from flows.nightly import RunFailed
+
+    logger = logging.getLogger("prefect.flow_runs")  # where Prefect logs a flow's exception
+    lines = []
+    for error in (
+        RunFailed("validation failed (1 critical): share_rate_is_shared_over_persons"),
+        ConfigError("extracts/police_hukou.csv: no column 姓名 (mapped for source 'police_hukou')"),
+        KeyError("record_key"),
+    ):
+        try:
+            raise error
+        except Exception as caught:
+            record = logger.makeRecord(
+                logger.name, logging.ERROR, __file__, 0, "Encountered exception during execution: %r", (caught,),
+                sys.exc_info(),
+            )
+        # The logger's own filters, as Logger.handle applies them before any handler.
+        assert logger.filter(record)
+        lines.append(logging.Formatter().format(record))
+    text = "\n".join(lines)
+    assert "RunFailed('validation failed (1 critical): share_rate_is_shared_over_persons')" in text
+    assert "ConfigError(" in text
+    # Only the crash carries a traceback.
+    assert text.count("Traceback (most recent call last)") == 1
+    assert text.rstrip().endswith("KeyError: 'record_key'")
