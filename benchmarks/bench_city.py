@@ -131,19 +131,15 @@ class TreeMemory:
 
     def process(self, pid: int) -> int:
         rss, mark = memory_status(pid)
-        rose = mark > self._marks.get(pid, 0)
-        self._marks[pid] = max(mark, self._marks.get(pid, 0))
-        return mark if rose else rss
+        if mark > self._marks.get(pid, 0):
+            self._marks[pid] = mark
+            return mark
+        return rss
 
     def tree(self, pid: int) -> int:
         """Shared pages count once per process, and the peaks need not coincide, so this
         errs high, never low: the bars are upper limits."""
         return sum(self.process(p) for p in descendants(pid))
-
-
-def tree_rss_bytes(pid: int) -> int:
-    """Sum of RSS over the process tree under pid now."""
-    return sum(memory_status(p)[0] for p in descendants(pid))
 
 
 @dataclass
@@ -254,7 +250,7 @@ def run_measured(
         seconds=round(seconds, 3),
         # A process that ended between two polls is in no sample; wait4 saw its peak.
         # (wait4's figure can be the higher one otherwise too: see benchmarks/README.md,
-        # 2026-12-07 15:00.)
+        # 2026-12-07, 14:29–15:20.)
         peak_tree_rss=max(max((rss for _, rss in samples), default=0), usage.ru_maxrss * 1024),
         max_process_rss=usage.ru_maxrss * 1024,
         started_at=started_at,

@@ -163,7 +163,7 @@ def test_tree_memory_sees_memory_held_only_between_two_polls():
         time.sleep(2.0)  # the spike comes and goes in here
         during = memory.tree(process.pid)
         after = memory.tree(process.pid)
-        rss_after = bench.tree_rss_bytes(process.pid)
+        rss_after = bench.memory_status(process.pid)[0]
     finally:
         process.wait()
     assert before < 100 * 2**20
@@ -174,7 +174,7 @@ def test_tree_memory_sees_memory_held_only_between_two_polls():
 
 def test_tree_rss_of_a_gone_process_is_zero():
     assert bench.memory_status(2**22 + 12345) == (0, 0)
-    assert bench.tree_rss_bytes(2**22 + 12345) == 0
+    assert bench.TreeMemory().tree(2**22 + 12345) == 0
 
 
 def test_stage_table_puts_samples_in_each_stage_window():
