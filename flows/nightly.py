@@ -34,7 +34,7 @@ class _NoTracebackForRefusals(logging.Filter):
     """A night that stops for a reason renhu states (validation failed, another run holds
     the folder, a bad file or sources file) did not crash: Prefect's line "Encountered
     exception during execution: RunFailed('validation failed ...')" already says why, and
-    the 15-line traceback it adds on stderr (and in the Prefect UI) buried the one-line
+    the 17-line traceback it adds on stderr (and in the Prefect UI) buried the one-line
     reason `renhu run` prints after it. Any other exception keeps its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
