@@ -31,7 +31,10 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -304,6 +307,21 @@ def _check_accounting(run_dir: Path, manifest: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _held_persons(held: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """From distinct (source, person_id) rows: how many sources hold each person
+    (`person_id, sources_holding`), and per source its `persons` and `shared_persons` (those
+    another source holds too), as share_rates.csv and metrics.json count them."""
+    import polars as pl
+
+    holders = held.group_by("person_id").len("sources_holding")
+    persons_by_source = (
+        held.join(holders, on="person_id")
+        .group_by("source")
+        .agg(pl.len().alias("persons"), (pl.col("sources_holding") > 1).sum().alias("shared_persons"))
+    )
+    return holders, persons_by_source
+
+
 def _check_share_rates(run_dir: Path) -> list[str]:
     import polars as pl
 
@@ -319,21 +337,12 @@ def _check_share_rates(run_dir: Path) -> list[str]:
     if missing:
         return [f"share_rates.csv: columns {sorted(missing)} missing"]
 
-    held = entity_map.unique()
-    holders = held.group_by("person_id").len("sources_holding")
+    _, persons_by_source = _held_persons(entity_map.unique())
     recount = {
         row["source"]: row
         for row in entity_map.group_by("source")
         .agg(pl.len().alias("records"))
-        .join(
-            held.join(holders, on="person_id")
-            .group_by("source")
-            .agg(
-                pl.len().alias("persons"),
-                (pl.col("sources_holding") > 1).sum().alias("shared_persons"),
-            ),
-            on="source",
-        )
+        .join(persons_by_source, on="source")
         .iter_rows(named=True)
     }
     problems = []
@@ -377,14 +386,11 @@ def _check_metrics_figures(run_dir: Path) -> list[str]:
         quarantine = pl.read_parquet(run_dir / "quarantine.parquet", columns=["source"])
     except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
         return []
-    held = entity_map.drop_nulls("person_id").unique()
-    holders = held.group_by("person_id").len("sources_holding")
+    holders, persons_by_source = _held_persons(entity_map.drop_nulls("person_id").unique())
     accepted = dict(entity_map.group_by("source").len().iter_rows())
     quarantined = dict(quarantine.group_by("source").len().iter_rows())
-    persons_of = dict(held.group_by("source").len().iter_rows())
-    shared_of = dict(
-        held.join(holders.filter(pl.col("sources_holding") > 1), on="person_id").group_by("source").len().iter_rows()
-    )
+    persons_of = dict(persons_by_source.select("source", "persons").iter_rows())
+    shared_of = dict(persons_by_source.select("source", "shared_persons").iter_rows())
     persons = holders.height
     duplicates = {s: accepted.get(s, 0) - persons_of.get(s, 0) for s in accepted}
     expected: list[tuple[str, object]] = [
