@@ -140,11 +140,12 @@ def run_flow(sources: Path, out: Path, db: Path | None, full_refresh: bool = Fal
 
 def _run(sources: Path, out: Path, db: Path | None, full_refresh: bool, server, started: float,
          owns_process: bool) -> int:
-    from flows.config import ConfigError
+    from flows.config import ConfigError, check_output_paths
     from flows.preflight import preflight
 
     try:
         config = preflight(sources, reading_next=True)
+        check_output_paths(out, db)
     except ConfigError as error:
         _err(str(error))
         return EXIT_CONFIG
@@ -227,10 +228,16 @@ def _print_summary(run_dir: Path, seconds: float) -> None:
 
 
 def demo(out: Path, persons: int, seed: int, owns_process: bool = False) -> int:
+    from flows.config import ConfigError, check_output_paths
     from linkage.demo_city import generate_city
 
     if persons < 1:
         _err("--persons must be at least 1")
+        return EXIT_CONFIG
+    try:
+        check_output_paths(out)
+    except ConfigError as error:
+        _err(str(error))
         return EXIT_CONFIG
     city_dir = out / "city"
     started = time.perf_counter()

@@ -8,6 +8,7 @@ reads it on stderr at 2 a.m. and must know what to fix without opening the code.
 from __future__ import annotations
 
 import glob
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,3 +164,32 @@ def load_sources(path: Path) -> SourcesConfig:
         Source(**{**source.__dict__, "files": _resolve_files(path, source)}) for source in sources
     )
     return SourcesConfig(path=path, sources=resolved)
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_paths(out_dir: Path, db_path: Path | None = None) -> None:
+    """Raise ConfigError, naming the path, when the night could not write its output there.
+
+    Checked before the run starts, so a mistyped ``--out`` or ``--db`` is one line at exit 2,
+    not a traceback from the middle of the flow. Creates nothing.
+    """
+    db = db_path if db_path is not None else out_dir / "renhu.duckdb"
+    places = [(out_dir, "--out", True), (db, "--db", False)]
+    for path, option, is_folder in places:
+        if path.exists():
+            if is_folder and not path.is_dir():
+                raise ConfigError(f"{path}: {option} must be a folder, and this is a file")
+            if not is_folder and path.is_dir():
+                raise ConfigError(f"{path}: {option} must be a DuckDB file, and this is a folder")
+        existing = _nearest_existing(path if is_folder else path.parent)
+        if not existing.is_dir():
+            raise ConfigError(f"{path}: {option} cannot be created: {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{path}: {option} cannot be written: no write permission on {existing}")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ConfigError(f"{path}: {option} cannot be written: no write permission")

@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows import stages
-from flows.config import ConfigError, load_sources
+from flows.config import ConfigError, check_output_paths, load_sources
 from flows.settings import Settings
 from flows.stages import RunContext, StageResult
 
@@ -163,6 +163,7 @@ def open_run(sources_file: Path, out_dir: Path, db_path: Path | None, settings: 
     check_extracts(config)
     out_dir = Path(out_dir)
     db = Path(db_path) if db_path else out_dir / "renhu.duckdb"
+    check_output_paths(out_dir, db)
     started_at = dt.datetime.now(dt.UTC)
     ctx = RunContext(
         config=config,

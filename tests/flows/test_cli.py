@@ -145,3 +145,56 @@ def test_a_bad_file_past_the_read_ahead_stops_the_night_before_anything_is_writt
     assert len(lines) == 1, completed.stderr[-2000:]
     assert named in lines[0]
     assert not out.exists()
+
+
+SCHOOLS = "sources:\n  - {name: schools, department: 教育局, path: schools.csv, columns: {record_id: xsbh, name: xm}}\n"
+
+
+@pytest.mark.parametrize(
+    ("out_kind", "expected"),
+    [
+        ("file", "--out must be a folder, and this is a file"),
+        ("under_a_file", "--out cannot be created: "),
+        ("db_is_folder", "--db must be a DuckDB file, and this is a folder"),
+    ],
+)
+def test_an_output_path_that_cannot_be_written_stops_the_night_with_one_line(
+    tmp_path: Path, out_kind: str, expected: str
+) -> None:
+    # Before, `--out` naming a file started Prefect and the flow, and ended in a traceback
+    # of mkdir's FileExistsError at exit 1.
+    (tmp_path / "schools.csv").write_text("xsbh,xm\n1,张伟\n", encoding="utf-8")
+    (tmp_path / "sources.yaml").write_text(SCHOOLS, encoding="utf-8")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder", encoding="utf-8")
+    db: list[str] = []
+    if out_kind == "file":
+        out = a_file
+    elif out_kind == "under_a_file":
+        out = a_file / "out"
+    else:
+        out = tmp_path / "out"
+        (tmp_path / "db_folder").mkdir()
+        db = ["--db", str(tmp_path / "db_folder")]
+    completed = subprocess.run(
+        [*RENHU, "run", "--sources", str(tmp_path / "sources.yaml"), "--out", str(out), *db],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert completed.returncode == EXIT_CONFIG, completed.stderr[-2000:]
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr[-2000:]
+    assert expected in lines[0]
+    assert str(out if out_kind != "db_is_folder" else tmp_path / "db_folder") in lines[0]
+    assert a_file.read_text(encoding="utf-8") == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["schools.csv", "sources.yaml", "notes.txt", *(["db_folder"] if db else [])]
+    )
+
+
+def test_demo_into_a_file_stops_with_one_line(tmp_path: Path, capsys) -> None:
+    # Before, the city generator's mkdir raised NotADirectoryError with a traceback.
+    a_file = tmp_path / "renhu-demo"
+    a_file.write_text("", encoding="utf-8")
+    assert main(["demo", "--persons", "20", "--out", str(a_file)]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err == f"renhu: {a_file}: --out must be a folder, and this is a file\n"
