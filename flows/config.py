@@ -145,6 +145,8 @@ def _resolve_files(config_path: Path, source: Source) -> tuple[Path, ...]:
 def load_sources(path: Path) -> SourcesConfig:
     """Parse and check a sources file; every listed file must exist."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: --sources names a folder; give the sources file (YAML) in it")
     if not path.is_file():
         raise ConfigError(f"{path}: sources file not found")
     try:

@@ -75,3 +75,9 @@ def test_fatal_errors_are_one_line_naming_the_file(tmp_path: Path, text: str, me
 def test_missing_sources_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="sources file not found"):
         load_sources(tmp_path / "nope.yaml")
+
+
+def test_a_folder_given_as_the_sources_file_is_named_as_a_folder(tmp_path: Path) -> None:
+    # A steward who passes the city folder was told "sources file not found" about a folder that exists.
+    with pytest.raises(ConfigError, match="--sources names a folder; give the sources file"):
+        load_sources(tmp_path)
