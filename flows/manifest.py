@@ -9,7 +9,8 @@ csv) of every file in the run folder. ``verify_run`` recomputes all of it from t
 and also redoes the contract's arithmetic from the published files alone:
 entity_map rows + quarantine rows = records in, and per source
 share_rate = shared_persons / persons with persons and shared_persons recounted from
-entity_map.parquet; and it searches every published file but the departments' own
+entity_map.parquet, and metrics.json's figures (counts, rates, overlap, findings) recounted
+from entity_map, quarantine and household_findings; and it searches every published file but the departments' own
 reports for a full resident identity number (check character and birth date valid).
 
 The manifest is not signed: someone who can rewrite a file and the manifest together is
@@ -371,11 +372,25 @@ def _check_share_rates(run_dir: Path) -> list[str]:
     return problems
 
 
+def _rate(numerator: int, denominator: int) -> float | None:
+    """A rate's value as metrics.json writes it (linkage.rates): 6 places, empty when the
+    denominator is 0."""
+    return round(numerator / denominator, 6) if denominator else None
+
+
+# Rates whose numerator and denominator come from tables that are not published (the
+# household register against residence evidence): only their division can be redone.
+_UNRECOUNTED_RATES = ("household_consistency_rate", "floating_registration_rate")
+
+
 def _check_metrics_figures(run_dir: Path) -> list[str]:
-    """metrics.json's counts of records and persons, recounted from entity_map.parquet and
-    quarantine.parquet: persons, duplicate records, the overall share rate's numerator and
-    denominator, and per source records in, accepted, quarantined, persons, shared persons and
-    duplicate records. A figure metrics.json does not carry is not checked."""
+    """metrics.json's figures, recounted from entity_map.parquet, quarantine.parquet and
+    household_findings.parquet: persons, duplicate records, the overall share and duplicate
+    rates, per source records in, accepted, quarantined, persons, shared persons, duplicate
+    records and the two rates, the overlap of every pair of sources, and the findings per
+    kind (rows and persons) and per department and kind; of the rates whose counts are not
+    published (人户一致率, 流动人口登记率), value = numerator / denominator. A figure
+    metrics.json does not carry is not checked."""
     import polars as pl
 
     metrics = _read_metrics(run_dir)
@@ -386,43 +401,126 @@ def _check_metrics_figures(run_dir: Path) -> list[str]:
         quarantine = pl.read_parquet(run_dir / "quarantine.parquet", columns=["source"])
     except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
         return []
-    holders, persons_by_source = _held_persons(entity_map.drop_nulls("person_id").unique())
+    held = entity_map.drop_nulls("person_id").unique()
+    holders, persons_by_source = _held_persons(held)
     accepted = dict(entity_map.group_by("source").len().iter_rows())
     quarantined = dict(quarantine.group_by("source").len().iter_rows())
     persons_of = dict(persons_by_source.select("source", "persons").iter_rows())
     shared_of = dict(persons_by_source.select("source", "shared_persons").iter_rows())
     persons = holders.height
+    shared = holders.filter(pl.col("sources_holding") > 1).height
     duplicates = {s: accepted.get(s, 0) - persons_of.get(s, 0) for s in accepted}
-    expected: list[tuple[str, object]] = [
-        ("persons", persons),
-        ("duplicate_records", sum(duplicates.values())),
-        ("share_rate.numerator", holders.filter(pl.col("sources_holding") > 1).height),
-        ("share_rate.denominator", persons),
-        ("duplicate_rate.numerator", sum(duplicates.values())),
-        ("duplicate_rate.denominator", entity_map.height),
-    ]
+    problems: list[str] = []
+
+    def compare(path: tuple[str, ...], value: object) -> None:
+        claimed: object = metrics
+        for part in path:
+            claimed = claimed.get(part) if isinstance(claimed, dict) else None
+        if claimed is not None and claimed != value:
+            problems.append(f"metrics.json: {'.'.join(path)} = {claimed}, but the published files give {value}")
+
+    for path, value in (
+        (("persons",), persons),
+        (("duplicate_records",), sum(duplicates.values())),
+        (("share_rate", "numerator"), shared),
+        (("share_rate", "denominator"), persons),
+        (("share_rate", "value"), _rate(shared, persons)),
+        (("duplicate_rate", "numerator"), sum(duplicates.values())),
+        (("duplicate_rate", "denominator"), entity_map.height),
+        (("duplicate_rate", "value"), _rate(sum(duplicates.values()), entity_map.height)),
+    ):
+        compare(path, value)
+    for key in _UNRECOUNTED_RATES:
+        claimed_rate = metrics.get(key)
+        if not isinstance(claimed_rate, dict):
+            continue
+        numerator, denominator = claimed_rate.get("numerator"), claimed_rate.get("denominator")
+        if not isinstance(numerator, int) or not isinstance(denominator, int):
+            continue
+        value, expected = claimed_rate.get("value"), _rate(numerator, denominator)
+        if value != expected:
+            problems.append(
+                f"metrics.json: {key}.value = {value}, but "
+                + (f"numerator / denominator = {numerator} / {denominator} gives {expected}" if denominator
+                   else "the denominator is 0: the value is empty")
+            )
     sources = metrics.get("sources") or {}
     for source in sorted(set(sources) | set(accepted) | set(quarantined)) if sources else []:
         if source not in sources:
-            expected.append((f"sources.{source}", "present"))
+            problems.append(f"metrics.json: no entry for source {source}, which the published files hold")
             continue
-        expected += [
-            (f"sources.{source}.records_in", accepted.get(source, 0) + quarantined.get(source, 0)),
-            (f"sources.{source}.accepted", accepted.get(source, 0)),
-            (f"sources.{source}.quarantined", quarantined.get(source, 0)),
-            (f"sources.{source}.persons", persons_of.get(source, 0)),
-            (f"sources.{source}.shared_persons", shared_of.get(source, 0)),
-            (f"sources.{source}.duplicate_records", duplicates.get(source, 0)),
-        ]
+        for field, value in (
+            ("records_in", accepted.get(source, 0) + quarantined.get(source, 0)),
+            ("accepted", accepted.get(source, 0)),
+            ("quarantined", quarantined.get(source, 0)),
+            ("persons", persons_of.get(source, 0)),
+            ("shared_persons", shared_of.get(source, 0)),
+            ("share_rate", _rate(shared_of.get(source, 0), persons_of.get(source, 0))),
+            ("duplicate_records", duplicates.get(source, 0)),
+            ("duplicate_rate", _rate(duplicates.get(source, 0), accepted.get(source, 0))),
+        ):
+            compare(("sources", source, field), value)
+    overlap = metrics.get("overlap")
+    if isinstance(overlap, dict):
+        pairs = (
+            held.join(held, on="person_id", suffix="_r")
+            .filter(pl.col("source") != pl.col("source_r"))
+            .group_by("source", "source_r")
+            .len()
+        )
+        both = {(left, right): n for left, right, n in pairs.iter_rows()}
+        for left, row in sorted(overlap.items()):
+            for right in sorted(row or {}):
+                compare(("overlap", left, right), both.get((left, right), 0))
+    problems += _check_findings_figures(run_dir, metrics)
+    return problems
+
+
+def _check_findings_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
+    """metrics.json's findings (rows and persons per kind, rows per department and kind)
+    against household_findings.parquet; the department of a row is its source's."""
+    import polars as pl
+
+    claimed = metrics.get("findings")
+    if not isinstance(claimed, dict):
+        return []
+    try:
+        findings = pl.read_parquet(run_dir / "household_findings.parquet")
+    except Exception:  # noqa: BLE001 - a missing file is reported against the manifest
+        return []
+    if "department" not in findings.columns:
+        departments = {name: (src or {}).get("department") for name, src in (metrics.get("sources") or {}).items()}
+        findings = findings.with_columns(
+            department=pl.col("source").replace_strict(departments, default=None, return_dtype=pl.String)
+        )
+    recount: dict[str, dict] = {
+        "by_kind": dict(findings.group_by("kind").len().iter_rows()),
+        "persons_by_kind": dict(findings.group_by("kind").agg(pl.col("person_id").n_unique()).iter_rows()),
+        "by_department": {},
+    }
+    for department, kind, n in findings.group_by("department", "kind").len().iter_rows():
+        recount["by_department"].setdefault(department, {})[kind] = n
     problems = []
-    for key, value in expected:
-        claimed: object = metrics
-        for part in key.split("."):
-            claimed = claimed.get(part) if isinstance(claimed, dict) else None
-        if value == "present":
-            problems.append(f"metrics.json: no entry for source {key.split('.', 1)[1]}, which the published files hold")
-        elif claimed is not None and claimed != value:
-            problems.append(f"metrics.json: {key} = {claimed}, but the published files give {value}")
+
+    def compare(path: tuple[str, ...], found: dict, stated: object) -> None:
+        if not isinstance(stated, dict):
+            return
+        for key in sorted(set(stated) | set(found), key=str):
+            if isinstance(stated.get(key), dict) or isinstance(found.get(key), dict):
+                compare((*path, str(key)), found.get(key) or {}, stated.get(key) or {})
+            elif key in stated and stated[key] != found.get(key, 0):
+                problems.append(
+                    f"metrics.json: findings.{'.'.join((*path, str(key)))} = {stated[key]}, "
+                    f"but the published files give {found.get(key, 0)}"
+                )
+            elif key not in stated and found[key]:
+                problems.append(
+                    f"metrics.json: findings.{'.'.join((*path, str(key)))} missing, "
+                    f"but the published files give {found[key]}"
+                )
+
+    for part in ("by_kind", "persons_by_kind", "by_department"):
+        compare((part,), recount[part], claimed.get(part))
     return problems
 
 
@@ -516,8 +614,9 @@ def verify_command(argv: list[str]) -> int:
             "Re-check a published run folder against its manifest.json: every file's sha256, "
             "size and row count, that entity_map rows + quarantine rows = records in, that "
             "each share_rate = shared_persons / persons as recounted from entity_map.parquet, "
-            "that metrics.json's counts of records and persons (overall and per source) agree "
-            "with entity_map.parquet and quarantine.parquet, "
+            "that metrics.json's counts of records and persons and its rates (overall and per source), "
+            "its overlap of sources and its findings counts agree with entity_map.parquet, "
+            "quarantine.parquet and household_findings.parquet, "
             "and that no published file but a department's own report holds a full identity number."
         ),
     )
@@ -544,7 +643,7 @@ def verify_command(argv: list[str]) -> int:
     print(
         f"OK: {run_dir} (run {manifest.get('run_id')}): {len(manifest['published_files'])} files match "
         f"manifest.json (sha256, size, rows); records in {records_in} = {entity_rows} in entity_map "
-        f"+ {quarantine_rows} in quarantine; share rates and metrics.json's counts agree with entity_map; "
+        f"+ {quarantine_rows} in quarantine; share rates and metrics.json's figures agree with the published files; "
         "no full identity number outside the departments' reports; "
         f"manifest.json sha256 {sha256_of(manifest_path)}"
     )

@@ -371,3 +371,67 @@ def test_metrics_figures_that_contradict_the_published_files_are_reported(run_di
         "metrics.json: sources.police_hukou.quarantined = 0, but the published files give 1",
         "metrics.json: sources.residence.persons = 1, but the published files give 2",
     ]
+
+
+def test_metrics_rates_overlap_and_findings_that_do_not_add_up_are_reported(run_dir: Path, tmp_path: Path) -> None:
+    # Found by tampering a demo run's metrics.json (a per-source share_rate, an overlap cell, a
+    # finding count, a rate's value) and rewriting the manifest: verify said OK.
+    pl.DataFrame(
+        {
+            "kind": ["hukou_residence_split", "hukou_residence_split", "no_head"],
+            "person_id": ["P000000000001", "P000000000001", "P000000000002"],
+            "source": ["police_hukou", "residence", "police_hukou"],
+            "record_id": ["HJ1", "JZ1", "HJ2"],
+            "detail": ["人户分离", "人户分离", "户无户主"],
+            "department": ["公安局户政科", "流动人口管理大队", "公安局户政科"],
+            "related_department": ["流动人口管理大队", "公安局户政科", None],
+        }
+    ).write_parquet(run_dir / "household_findings.parquet")
+    metrics = {
+        "run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "persons": 4,
+        "duplicate_records": 0, "duplicate_rate": {"numerator": 0, "denominator": 5, "value": 0.0},
+        "share_rate": {"numerator": 1, "denominator": 4, "value": 0.25},
+        "household_consistency_rate": {"numerator": 2, "denominator": 3, "value": 0.666667},
+        "floating_registration_rate": {"numerator": 0, "denominator": 0, "value": None},
+        "sources": {
+            "police_hukou": {"department": "公安局户政科", "records_in": 4, "accepted": 3, "quarantined": 1,
+                             "persons": 3, "shared_persons": 1, "share_rate": 0.333333,
+                             "duplicate_records": 0, "duplicate_rate": 0.0},
+            "residence": {"department": "流动人口管理大队", "records_in": 3, "accepted": 2, "quarantined": 1,
+                          "persons": 2, "shared_persons": 1, "share_rate": 0.5,
+                          "duplicate_records": 0, "duplicate_rate": 0.0},
+        },
+        "overlap": {"police_hukou": {"residence": 1}, "residence": {"police_hukou": 1}},
+        "findings": {
+            "by_kind": {"hukou_residence_split": 2, "multi_household": 0, "no_head": 1},
+            "persons_by_kind": {"hukou_residence_split": 1, "multi_household": 0, "no_head": 1},
+            "by_department": {
+                "公安局户政科": {"hukou_residence_split": 1, "multi_household": 0, "no_head": 1},
+                "流动人口管理大队": {"hukou_residence_split": 1, "multi_household": 0, "no_head": 0},
+            },
+        },
+    }  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    metrics["household_consistency_rate"]["value"] = 0.9
+    metrics["floating_registration_rate"]["value"] = 0.5
+    metrics["sources"]["police_hukou"]["share_rate"] = 0.9
+    metrics["sources"]["residence"]["duplicate_rate"] = 0.5
+    metrics["overlap"]["residence"]["police_hukou"] = 2
+    metrics["findings"]["by_kind"]["multi_household"] = 3
+    metrics["findings"]["persons_by_kind"]["hukou_residence_split"] = 2
+    metrics["findings"]["by_department"]["流动人口管理大队"]["no_head"] = 1
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == [
+        "metrics.json: household_consistency_rate.value = 0.9, but numerator / denominator = 2 / 3 gives 0.666667",
+        "metrics.json: floating_registration_rate.value = 0.5, but the denominator is 0: the value is empty",
+        "metrics.json: sources.police_hukou.share_rate = 0.9, but the published files give 0.333333",
+        "metrics.json: sources.residence.duplicate_rate = 0.5, but the published files give 0.0",
+        "metrics.json: overlap.residence.police_hukou = 2, but the published files give 1",
+        "metrics.json: findings.by_kind.multi_household = 3, but the published files give 0",
+        "metrics.json: findings.persons_by_kind.hukou_residence_split = 2, but the published files give 1",
+        "metrics.json: findings.by_department.流动人口管理大队.no_head = 1, but the published files give 0",
+    ]
