@@ -19,6 +19,7 @@ import duckdb
 
 from flows import __version__
 from flows.stages import RunContext, StageResult, commit_person_ids
+from linkage.households import PUBLISHED_FINDING_COLUMNS
 
 CONTRACT_FILES = (
     "entity_map.parquet",
@@ -110,7 +111,13 @@ def _write_table_files(con: duckdb.DuckDBPyConnection, staging: Path) -> int:
         "select source, file, row_number, record_id, reason, reason_code from quarantine order by source, file, row_number",
         staging / "quarantine.parquet",
     )
-    _write_frame_parquet(con, "select * from household_findings", staging / "household_findings.parquet")
+    # The published columns only: the findings table also keeps, for the reports, the related
+    # department's own household numbers in full.
+    _write_frame_parquet(
+        con,
+        f"select {', '.join(PUBLISHED_FINDING_COLUMNS)} from household_findings",
+        staging / "household_findings.parquet",
+    )
     return entity_rows
 
 

@@ -68,7 +68,11 @@ import duckdb
 import polars as pl
 
 FINDING_COLUMNS: tuple[str, ...] = ("kind", "person_id", "source", "record_id", "detail")
-EXTRA_COLUMNS: tuple[str, ...] = ("department", "related_department")
+EXTRA_COLUMNS: tuple[str, ...] = ("department", "related_department", "related_household_id")
+# What household_findings.parquet publishes city-wide. ``related_household_id`` (the household
+# number, in full and in the related department's own scheme, that a finding shown on another
+# department's record concerns) is for the related department's own report only.
+PUBLISHED_FINDING_COLUMNS: tuple[str, ...] = (*FINDING_COLUMNS, "department", "related_department")
 
 FINDING_KINDS: tuple[str, ...] = (
     "hukou_residence_split",
@@ -402,6 +406,7 @@ def _finding_frame(kind: str, frame: pl.DataFrame, related_department: pl.Expr) 
         detail=pl.col("detail"),
         department=pl.col("department"),
         related_department=_related(related_department),
+        related_household_id=pl.lit(None, dtype=pl.String),
     )
 
 
@@ -567,8 +572,15 @@ def _hukou_residence_split(split: pl.DataFrame, at_live: pl.DataFrame, names: di
 
 
 def _row(
-    kind: str, person_id: str | None, record: dict, detail: str, related_department: str | None = None
+    kind: str,
+    person_id: str | None,
+    record: dict,
+    detail: str,
+    related_department: str | None = None,
+    related_household_id: str | None = None,
 ) -> dict[str, str | None]:
+    """One finding row; ``related_household_id``: the related department's own number of the
+    household the finding concerns, which its report shows (the detail masks it)."""
     related = related_department if related_department != record["department"] else None
     return {
         "kind": kind,
@@ -578,6 +590,7 @@ def _row(
         "detail": detail,
         "department": record["department"],
         "related_department": related,
+        "related_household_id": related_household_id if related is not None else None,
     }
 
 
@@ -714,7 +727,10 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
         roster_hh="household_id",
         roster_dept="department",
     ).unique(subset=["roster_key"])
-    reg_department = register.group_by("household").agg(reg_dept=pl.col("department").first())
+    # The register's department and its own number of the household (one record's both).
+    reg_department = register.group_by("household").agg(
+        reg_dept=pl.col("department").first(), reg_hh=pl.col("household_id").first()
+    )
 
     listed = register_all.filter(pl.col("person_id").is_in(roster.get_column("person_id").unique().implode()))
     elsewhere = listed.group_by("person_id").agg(
@@ -732,7 +748,10 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
     rows: list[dict[str, str | None]] = []
     register_records = listed.select("person_id", "source", "record_id", "department")
     misplaced = register_records.join(
-        only_roster.select("person_id", roster_dept=pl.col("department")).unique("person_id"), on="person_id"
+        only_roster.select("person_id", roster_dept=pl.col("department"), roster_hh=pl.col("household_id")).unique(
+            "person_id"
+        ),
+        on="person_id",
     )
     details: dict[str, str] = {}
     for r in only_roster.iter_rows(named=True):
@@ -741,11 +760,13 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
             f"户成员不一致：{_household_text(r['source'], r['household_id'])}列有成员{_who(r['name'], r['person_id'])}，"
             f"户籍{r['label']}无此人（{where}）"
         )
-        rows.append(_row("roster_conflict", r["person_id"], r, detail, r["reg_dept"]))
+        rows.append(_row("roster_conflict", r["person_id"], r, detail, r["reg_dept"], r["reg_hh"]))
         details[r["person_id"]] = detail
     # The register's own record of a misplaced member shows the conflict to the register's clerk.
     for e in misplaced.iter_rows(named=True):
-        rows.append(_row("roster_conflict", e["person_id"], e, details[e["person_id"]], e["roster_dept"]))
+        rows.append(
+            _row("roster_conflict", e["person_id"], e, details[e["person_id"]], e["roster_dept"], e["roster_hh"])
+        )
 
     roster_members = roster.select("roster_key", "person_id").unique()
     only_register = (
@@ -759,7 +780,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
             f"户成员不一致：户籍{r['label']}的成员{_who(r['name'], r['person_id'])}（{relation}）"
             f"未列入{_household_text(r['roster_source'], r['roster_hh'])}"
         )
-        rows.append(_row("roster_conflict", r["person_id"], r, detail, r["roster_dept"]))
+        rows.append(_row("roster_conflict", r["person_id"], r, detail, r["roster_dept"], r["roster_hh"]))
 
     def heads_of(frame: pl.DataFrame, key: str) -> pl.DataFrame:
         return (
@@ -791,7 +812,7 @@ def _roster_conflict(records: pl.DataFrame, register: pl.DataFrame) -> pl.DataFr
         # finding concerning the register (related_department).
         for r in d["head_records"]:
             if r["person_id"] not in d["heads_reg"]:
-                rows.append(_row("roster_conflict", r["person_id"], r, detail, d["reg_dept"]))
+                rows.append(_row("roster_conflict", r["person_id"], r, detail, d["reg_dept"], d["reg_hh"]))
     return _finding_rows(rows)
 
 

@@ -13,7 +13,7 @@ department's date would give its whole id back. Where the values differ is told 
 (第13、18位不同, 日不同). Findings shown on
 another department's record that concern this department (``related_department``)
 appear without that record's id, with their detail, which never holds full personal
-values.
+values, and with the department's own number of the household in question (户号).
 """
 
 from __future__ import annotations
@@ -464,6 +464,7 @@ def _finding_sheet(kind_rows: pl.DataFrame, shown: pl.DataFrame) -> pl.DataFrame
             on=["source", "record_id"],
             how="left",
         )
+        .with_columns(household_id=pl.coalesce("household_id", "own_household_id"))
         .select(list(_FINDING_HEADERS))
         .sort("person_id", "source", "record_id", nulls_last=True)
     )
@@ -476,18 +477,22 @@ def _findings_for(findings: pl.DataFrame, department: str, sources: tuple[str, .
     related = findings.filter(
         ~pl.col("source").is_in(list(sources)) & (pl.col("related_department") == department)
     )
-    # Shown by its other department only: who and what, not which record of theirs.
+    # Shown by its other department only: who and what, not which record of theirs; and the
+    # department's own number of the household in question, which the detail masks (many of
+    # its households mask alike).
     related = related.join(own, on=["kind", "person_id", "detail"], how="anti").with_columns(
         source=pl.concat_str([pl.lit("（"), pl.col("department"), pl.lit("记录）")]),
         record_id=pl.lit(None, dtype=pl.String),
         related_department=pl.col("department"),
+        own_household_id=pl.col("related_household_id"),
     )
     own = own.with_columns(
         related_department=pl.when(pl.col("related_department") != department).then(
             pl.col("related_department")
-        )
+        ),
+        own_household_id=pl.lit(None, dtype=pl.String),
     )
-    columns = ["kind", "person_id", "source", "record_id", "detail", "related_department"]
+    columns = ["kind", "person_id", "source", "record_id", "detail", "related_department", "own_household_id"]
     return pl.concat([own.select(columns), related.select(columns).unique(maintain_order=True)])
 
 
@@ -501,7 +506,7 @@ def _with_departments(findings: pl.DataFrame, source_departments: pl.DataFrame) 
     findings = findings.with_columns(
         pl.col(c).cast(pl.String) for c in FINDING_COLUMNS if c in findings.columns
     )
-    for extra in ("department", "related_department"):
+    for extra in ("department", "related_department", "related_household_id"):
         if extra in findings.columns:
             findings = findings.with_columns(pl.col(extra).cast(pl.String))
     frame = findings.join(departments, on="source", how="left")
@@ -509,6 +514,8 @@ def _with_departments(findings: pl.DataFrame, source_departments: pl.DataFrame) 
         frame = frame.with_columns(department=pl.col("_dept"))
     if "related_department" not in frame.columns:
         frame = frame.with_columns(related_department=pl.lit(None, dtype=pl.String))
+    if "related_household_id" not in frame.columns:
+        frame = frame.with_columns(related_household_id=pl.lit(None, dtype=pl.String))
     return frame.with_columns(pl.col("department").fill_null(pl.col("_dept"))).drop("_dept")
 
 

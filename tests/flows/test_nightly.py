@@ -53,8 +53,9 @@ def test_every_contract_file_is_published(two_nights) -> None:
     assert pl.read_parquet(first / "entity_map.parquet").columns == ["source", "record_id", "person_id"]
     assert pl.read_parquet(first / "quarantine.parquet").columns[:5] == ["source", "file", "row_number", "record_id", "reason"]
     assert pl.read_csv(first / "share_rates.csv").columns == ["source", "records", "persons", "shared_persons", "share_rate"]
-    assert pl.read_parquet(first / "household_findings.parquet").columns[:5] == [
-        "kind", "person_id", "source", "record_id", "detail"
+    # The contract's columns and the two departments; not the household number a report shows.
+    assert pl.read_parquet(first / "household_findings.parquet").columns == [
+        "kind", "person_id", "source", "record_id", "detail", "department", "related_department"
     ]
 
 
