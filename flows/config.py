@@ -116,6 +116,12 @@ def _parse_source(path: Path, index: int, entry: object, seen: set[str]) -> Sour
         columns[canonical] = _column_list(path, name, canonical, value)
     if "record_id" not in columns:
         raise _fail(path, f"source '{name}': the mapping must name a 'record_id' column")
+    shared = [c for c in columns["record_id"] if c in columns.get("id_number", ())]
+    if shared:
+        # The record id is published city-wide (entity_map, quarantine, household findings);
+        # an identity number may appear in full only in its own department's report.
+        raise _fail(path, f"source '{name}': record_id is mapped to '{shared[0]}', the id_number column: record ids "
+                          "are published and identity numbers may not be; map the department's own record number")
     if "name" not in columns and "id_number" not in columns:
         raise _fail(path, f"source '{name}': the mapping needs at least 'name' or 'id_number'")
     return Source(

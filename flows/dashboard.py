@@ -62,6 +62,7 @@ QUARANTINE_REASON_LABELS: dict[str, str] = {
     "undecodable_bytes": "编码无法解析",
     "unreadable_row": "行无法解析",
     "missing_record_id": "缺记录编号",
+    "record_id_is_id_number": "记录编号为身份证号",
     "no_name_or_id": "无姓名且无证件号",
     "superseded_duplicate_record_id": "记录编号重复（已被替代）",
 }

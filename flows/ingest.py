@@ -29,6 +29,7 @@ from flows.readers import (
     read_xlsx,
 )
 from linkage.fields import NAME_PLACEHOLDERS
+from linkage.id_numbers import MASKED_ID_NUMBER_SQL, define_identity_number_macro
 from linkage.sql import materialize
 
 RAW_FIELDS: tuple[str, ...] = CANONICAL_FIELDS
@@ -289,6 +290,7 @@ def ingest_sources(
     con.register("sheet_rows", pl.DataFrame(sheets, schema={"source": pl.String, "file": pl.String,
                                                             "sheet": pl.String, "first_row": pl.Int32,
                                                             "last_row": pl.Int32}))
+    define_identity_number_macro(con)
     con.execute("begin transaction")
     try:
         materialize(con, "stg_ingest_rows_rejected", temporary=True,
@@ -306,10 +308,18 @@ def ingest_sources(
             """,
             {"run_id": run_id},
         )
+        # quarantine.parquet is published city-wide: a record id that is an identity number
+        # (the rule above, or a row the reader could not use) is kept masked, like every id
+        # there; the file and row number still find the row.
+        quarantine_columns = ", ".join(
+            f"case when is_identity_number(record_id) then {MASKED_ID_NUMBER_SQL.format(value='trim(record_id)')} "
+            "else record_id end as record_id" if column == "record_id" else column
+            for column in QUARANTINE_COLUMNS
+        )
         con.execute(
             f"""
             create or replace table quarantine as
-            select {", ".join(QUARANTINE_COLUMNS)} from (
+            select {quarantine_columns} from (
                 select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order
                 from stg_ingest_rows_rejected
                 union all

@@ -1,6 +1,7 @@
 -- stg_ingest_rows_rejected
 -- Purpose: apply ingest's row rules to every row that could be read from an extract:
---   a row needs a record_id, and a name or an id number (placeholders such as 无/不详
+--   a row needs a record_id that is not itself an identity number (macro
+--   is_identity_number, linkage.id_numbers.define_identity_number_macro), and a name or an id number (placeholders such as 无/不详
 --   count as empty: the words standardization drops, $name_placeholders from
 --   linkage.names.PLACEHOLDERS, and a name with no Han or Latin letter or an id with no
 --   digit or letter, which standardization also leaves empty); a record_id repeated inside one source keeps its freshest row
@@ -22,6 +23,9 @@ flagged as (
         *,
         case
             when record_id is null then 'missing_record_id'
+            -- Every published file names a row by its record id: an identity number there
+            -- would be published in full city-wide.
+            when is_identity_number(record_id) then 'record_id_is_id_number'
             when (name is null
                   or list_contains($name_placeholders, upper(regexp_replace(name, '\s+', '', 'g')))
                   or contains(name, '测试') or contains(name, '某某')
@@ -75,10 +79,12 @@ rejected as (
         rule_problem as reason_code,
         case rule_problem
             when 'missing_record_id' then '缺少记录编号，无法追溯到原始记录'
+            when 'record_id_is_id_number' then '记录编号是身份证号码，不能随结果公开；请在导出中改用本部门自己的记录编号'
             when 'no_name_or_id' then '姓名和身份证号都为空或为占位值(如 无、不详)，无法识别是谁'
         end as reason_zh,
         case rule_problem
             when 'missing_record_id' then 'the record id is empty'
+            when 'record_id_is_id_number' then 'the record id is an identity number, which may not be published; export the department''s own record number instead'
             when 'no_name_or_id' then 'neither a name nor an id number'
         end as reason_en
     from flagged

@@ -170,6 +170,36 @@ def test_every_quarantine_reason_and_accounting(tmp_path: Path) -> None:
     assert counts == [(8, 2, 6)]
 
 
+def test_a_record_id_that_is_an_identity_number_is_quarantined_and_published_masked(tmp_path: Path) -> None:
+    # Every published file names a row by its record id: before, a department whose record
+    # numbers were identity numbers had them published in full in entity_map.parquet,
+    # household_findings.parquet and quarantine.parquet.
+    lines = [
+        ",".join(HEADER),
+        "330602199001021237,张伟,330602199001021237,1990-01-02,",  # 1 an id as the record id
+        "r2,李娜,,1990-01-02,",  # 2 accepted
+        "33060200504522274,王芳,,1990-01-02,",  # 3 a 17-digit record number: accepted
+        "330602199001021230,赵六,,1990-01-02,",  # 4 18 digits, wrong check character: accepted
+        "650102198503040027,阿依古丽,,1985-03-04",  # 5 4 fields, and the record id is an id
+    ]
+    (tmp_path / "ids.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    con, result = ingest(tmp_path, [entry("ids", "ids.csv", "csv")])
+    assert raw(con)["record_id"].to_list() == ["r2", "33060200504522274", "330602199001021230"]
+    bad = quarantine(con)
+    assert bad.select("row_number", "record_id", "reason_code").rows() == [
+        (1, "330602********1237", "record_id_is_id_number"),
+        (5, "650102********0027", "wrong_column_count"),
+    ]
+    assert "记录编号是身份证号码" in bad["reason"][0] and "330602199001021237" not in bad["reason"][0]
+    assert result.rows_in == 5 == result.accepted + result.quarantined
+
+
+def test_record_id_mapped_to_the_identity_number_column_is_refused(tmp_path: Path) -> None:
+    write_csv(tmp_path / "a.csv", ROWS, "utf-8")
+    with pytest.raises(ConfigError, match="record_id is mapped to '公民身份号码', the id_number column"):
+        load_sources(sources_yaml(tmp_path, [entry("a", "a.csv", "csv", record_id="公民身份号码")]))
+
+
 def test_missing_mapped_column_is_fatal_in_preflight_and_ingest(tmp_path: Path) -> None:
     write_csv(tmp_path / "a.csv", ROWS, "utf-8")
     path = sources_yaml(tmp_path, [entry("a", "a.csv", "csv", phone="联系电话")])

@@ -107,3 +107,36 @@ def test_whole_column_keeps_order_and_height():
     assert out.height == 4
     assert out.get_column("id_number").to_list() == raw
     assert out.get_column("id_type").to_list() == ["resident_id", None, "passport", "resident_id"]
+
+
+def test_the_sql_identity_number_test_agrees_with_the_check_character() -> None:
+    import random
+
+    import duckdb
+
+    from linkage.households import mask_id_number
+    from linkage.id_numbers import MASKED_ID_NUMBER_SQL, define_identity_number_macro
+
+    rng = random.Random(7)
+    values = []
+    for _ in range(3000):
+        first17 = f"{rng.randint(110000, 659999)}{rng.randint(1890, 2030)}{rng.randint(1, 13):02d}{rng.randint(1, 32):02d}"
+        first17 += f"{rng.randint(0, 999):03d}"
+        values.append(first17 + rng.choice([check_character(first17), rng.choice("0123456789X")]))
+
+    def expected(value: str) -> bool:
+        try:
+            birth_ok = date(int(value[6:10]), int(value[10:12]), int(value[12:14])) >= date(1900, 1, 1)
+        except ValueError:
+            birth_ok = False
+        return birth_ok and check_character(value[:17]) == value[17]
+
+    con = duckdb.connect()
+    define_identity_number_macro(con)
+    masked = MASKED_ID_NUMBER_SQL.format(value="v")
+    rows = con.execute(
+        f"select v, is_identity_number(v), {masked} from unnest($values) t(v)", {"values": values}
+    ).fetchall()
+    assert [r[1] for r in rows] == [expected(v) for v in values]
+    assert sum(r[1] for r in rows) > 500
+    assert all(r[2] == mask_id_number(r[0]) for r in rows)
