@@ -165,21 +165,20 @@ def standardize_id_numbers(frame: pl.DataFrame, column: str = "id_number", *, as
 # once in 400 (a real date, then 1 in 11 for the check character).
 IDENTITY_NUMBER_MACRO = "is_identity_number"
 
+_WEIGHTED_DIGITS_SQL = " + ".join(
+    f"(ascii(substr(trim(value), {position}, 1)) - 48) * {weight}"
+    for position, weight in enumerate(WEIGHTS, start=1)
+)
+# CASE, not AND: DuckDB then computes the date and the check sum only for the values shaped
+# like an id, not for every row of the night (10M record ids of another shape: 0.3 s instead
+# of 19 s; values of 18 digits cost about 2 s per million).
 _IDENTITY_NUMBER_MACRO_SQL = f"""
 create or replace temp macro {IDENTITY_NUMBER_MACRO}(value) as (
-    coalesce(
-        regexp_full_match(trim(value), '[1-9][0-9]{{16}}[0-9Xx]')
-        and substr(trim(value), 7, 4) >= '{EARLIEST_BIRTH.year}'
+    case when regexp_full_match(coalesce(value, ''), ' *[1-9][0-9]{{16}}[0-9Xx] *') then (
+        substr(trim(value), 7, 4) >= '{EARLIEST_BIRTH.year}'
         and try_strptime(substr(trim(value), 7, 8), '%Y%m%d') is not null
-        and substr(
-            '{CHECK_CHARACTERS}',
-            list_sum(list_transform(
-                range(17), i -> coalesce(try_cast(substr(trim(value), i + 1, 1) as integer), 0) * {list(WEIGHTS)}[i + 1]
-            ))::bigint % 11 + 1,
-            1
-        ) = upper(substr(trim(value), 18, 1)),
-        false
-    )
+        and substr('{CHECK_CHARACTERS}', (({_WEIGHTED_DIGITS_SQL}) % 11 + 1)::bigint, 1) = upper(substr(trim(value), 18, 1))
+    ) else false end
 )
 """
 
