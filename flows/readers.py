@@ -176,6 +176,16 @@ def _readable_id(cell: str | None) -> str | None:
     return cell.strip() or None
 
 
+def _aligned_id(cells: list[str], position: int, width: int) -> str | None:
+    """A rejected row's record id, where it can be told. In a row whose fields do not line up
+    with the header (a comma inside a name, a field missing), a cell past the first may be a
+    neighbour's: a name or an identity number, and quarantine.parquet is published city-wide.
+    Only the first cell cannot have moved."""
+    if position >= len(cells) or (position > 0 and len(cells) != width):
+        return None
+    return _readable_id(cells[position])
+
+
 def _wrong_width(row_number: int, found: int, width: int, record_id: str | None) -> RejectedRow:
     return RejectedRow(
         row_number,
@@ -294,12 +304,10 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
     undecodable = body.filter(pl.col("undecodable")).select("row_number", "line_index")
     for row_number, line_index in undecodable.iter_rows():
         cells = replaced.get(line_index, "").rstrip("\r").split(",")
-        record_id = _readable_id(cells[record_id_position]) if record_id_position < len(cells) else None
-        rejected.append(_undecodable(row_number, encoding, record_id))
+        rejected.append(_undecodable(row_number, encoding, _aligned_id(cells, record_id_position, width)))
     ragged = body.filter(~pl.col("undecodable") & (pl.col("width") != width))
     for row_number, found, fields in ragged.select("row_number", "width", "fields").iter_rows():
-        record_id = fields[record_id_position].strip() or None if record_id_position < found else None
-        rejected.append(_wrong_width(row_number, found, width, record_id))
+        rejected.append(_wrong_width(row_number, found, width, _aligned_id(fields, record_id_position, width)))
     good = body.filter(~pl.col("undecodable") & (pl.col("width") == width))
     frame = good.select(
         *[pl.col("fields").list.get(i).str.strip_chars().replace("", None).alias(name) for i, name in enumerate(header)],
@@ -419,7 +427,7 @@ def _read_quoted_csv(
     record_id_position = header.index(record_id_column)
 
     def record_id_of(cells: list[str]) -> str | None:
-        return (cells[record_id_position].strip() or None) if record_id_position < len(cells) else None
+        return _aligned_id(cells, record_id_position, width)
 
     rows: list[list[str]] = []
     numbers: list[int] = []
@@ -430,8 +438,7 @@ def _read_quoted_csv(
             continue  # a blank line is not a data row
         number += 1
         if bad_lines.intersection(range(first, end)):
-            cell = cells[record_id_position] if record_id_position < len(cells) else None
-            rejected.append(_undecodable(number, encoding, _readable_id(cell)))
+            rejected.append(_undecodable(number, encoding, record_id_of(cells)))
         elif stray:
             rejected.append(_stray_quote(number, len(cells), width, record_id_of(cells)))
         elif len(cells) != width:

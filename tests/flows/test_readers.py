@@ -398,3 +398,31 @@ def test_a_notes_sheet_beside_a_narrow_export_may_not_hold_a_row_like_a_record(t
     _sheets(path, {"Sheet1": [["编号", "姓名"], ["r1", "张伟"]], "Sheet2": [["r2", "李娜"]]})
     with pytest.raises(ConfigError, match="sheet 'Sheet2' holds data"):
         read_xlsx(path, ["编号", "姓名"], "s")
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_misaligned_row_does_not_give_a_shifted_cell_as_its_record_id(tmp_path: Path, quoted: bool) -> None:
+    # quarantine.parquet is published city-wide. In a row with a comma inside a name (one
+    # field too many) or a field missing, the cell under a record-id column that is not the
+    # first is its neighbour's: here the identity number, which must not become the record id.
+    ids = ["330602199001021231", "330602199001021232", "330602199001021233", "330602199001021234"]
+    rows = [
+        "姓名,身份证号,编号,电话",
+        f"张伟,{ids[0]},r1,138",
+        f"欧阳,娜,{ids[1]},r2,139",  # a comma inside the name: the id sits under 编号
+        f"王芳,{ids[2]}",  # cut short after the id
+        ('"赵六"' if quoted else "赵六") + f",{ids[3]},r4,137",  # quotes: the csv module reads the file
+    ]
+    path = tmp_path / "people.csv"
+    # and a row with bad bytes and a comma too many (a name of two fields before the id)
+    bad = b"\xff\xfe,\xff\xfe," + ids[3].encode() + b",r5,x\n"
+    path.write_bytes(("\n".join(rows) + "\n").encode("gb18030") + bad)
+
+    extract = read_csv(path, "gb18030", ["编号", "姓名", "身份证号"], "s", "编号")
+
+    assert extract.frame["编号"].to_list() == ["r1", "r4"]
+    assert [(r.row_number, r.reason_code, r.record_id) for r in extract.rejected] == [
+        (2, "wrong_column_count", None),
+        (3, "wrong_column_count", None),
+        (5, "undecodable_bytes", None),
+    ]
