@@ -505,6 +505,23 @@ def xlsx_header(file: Path, keep_open: bool = False) -> list[str]:
     return _header_of(rows[0])
 
 
+def _fill_merged_down(sheet, rows: list[list], header_row: int) -> None:
+    """Give every row a merged cell covers the value of its first cell, for merges one column
+    wide below the header row (``rows``: the sheet from A1, changed in place).
+
+    Hand-kept rosters merge 户号 (or 户主, 家庭住址) down a household's members: Excel shows
+    it on every member's row, but the file holds it in the first cell only, and the other
+    members would be read without it. A merge across columns (a 合计 or notes line) is left
+    as it is: spread, its text would fill a row's every column and look like a record."""
+    for (top, left), (bottom, right) in getattr(sheet, "merged_cell_ranges", None) or ():
+        if left != right or top <= header_row or top >= len(rows) or left >= len(rows[top]):
+            continue
+        value = rows[top][left]
+        for row in rows[top + 1 : bottom + 1]:
+            if left < len(row):
+                row[left] = value
+
+
 def _filled(values: list) -> int:
     return sum(cell_text(v) is not None for v in values)
 
@@ -515,7 +532,8 @@ def _later_sheet(file: Path, workbook, index: int, required: list[str], source: 
     is empty or a notes sheet. A sheet whose rows would otherwise be lost stops the night."""
     name = workbook.sheet_names[index]
     try:
-        rows = workbook.get_sheet_by_index(index).to_python(skip_empty_area=False)
+        sheet = workbook.get_sheet_by_index(index)
+        rows = sheet.to_python(skip_empty_area=False)
     except Exception as error:  # calamine's own error types
         raise ConfigError(
             f"{file}: sheet '{name}' cannot be read ({type(error).__name__}: {error})"
@@ -527,6 +545,7 @@ def _later_sheet(file: Path, workbook, index: int, required: list[str], source: 
     missing = [column for column in required if column not in header]
     if not missing:
         _refuse_repeated_mapped_columns(file, header, required, source, where=f"sheet '{name}': ")
+        _fill_merged_down(sheet, rows, start)
         return header, rows[start + 1 :]
     if len(missing) < len(required):
         present = next(column for column in required if column in header)
@@ -578,6 +597,7 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
         raise ConfigError(f"{file}: the first sheet is empty (no header row)")
     given = _header_of(rows[0])
     check_columns(file, given, required, source)
+    _fill_merged_down(first, rows, 0)
     header = unique_header(given)
     width = len(header)
     columns: list[list[str | None]] = [[] for _ in header]

@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from openpyxl import Workbook
+from openpyxl import Workbook, load_workbook
 
 from flows import readers
 from flows.config import ConfigError, Source
@@ -425,4 +425,30 @@ def test_a_misaligned_row_does_not_give_a_shifted_cell_as_its_record_id(tmp_path
         (2, "wrong_column_count", None),
         (3, "wrong_column_count", None),
         (5, "undecodable_bytes", None),
+    ]
+
+
+def test_a_merged_household_cell_belongs_to_every_row_it_covers(tmp_path: Path) -> None:
+    # Hand-kept rosters merge 户号 down a household's members: Excel shows it on every
+    # member's row, but the file holds it in the first cell only. Before, the other members
+    # were read without a household (found in review: a roster workbook so merged lost 65% of
+    # its household ids and every roster_conflict finding). A merge across columns (a 合计
+    # or notes line at the bottom) is not spread: it would make a row of its text.
+    path = tmp_path / "roster.xlsx"
+    _sheets(path, {
+        "Sheet1": [["编号", "户号", "姓名"], ["r1", "H1", "张伟"], ["r2", None, "张娜"], ["r3", None, "张芳"],
+                   ["r4", "H2", "李洋"], ["合计：4人", None, None]],
+        "Sheet2": [["编号", "户号", "姓名"], ["r5", "H3", "王静"], ["r6", None, "王敏"]],
+    })
+    book = load_workbook(path)
+    book["Sheet1"].merge_cells("B2:B4")
+    book["Sheet1"].merge_cells("A6:C6")
+    book["Sheet2"].merge_cells("B2:B3")
+    book.save(path)
+
+    extract = read_xlsx(path, ["编号", "户号", "姓名"], "s")
+
+    assert extract.frame.select("编号", "户号", "姓名").rows() == [
+        ("r1", "H1", "张伟"), ("r2", "H1", "张娜"), ("r3", "H1", "张芳"), ("r4", "H2", "李洋"),
+        ("合计：4人", None, None), ("r5", "H3", "王静"), ("r6", "H3", "王敏"),
     ]
