@@ -7,6 +7,7 @@ reads it on stderr at 2 a.m. and must know what to fix without opening the code.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import os
 import re
@@ -20,6 +21,7 @@ from linkage.fields import CANONICAL_FIELDS
 SOURCE_KINDS: tuple[str, ...] = ("hukou", "residence", "roster", "rental", "generic")
 FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "jsonl")
 _SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
+SOURCE_KEYS: tuple[str, ...] = ("name", "department", "kind", "path", "format", "encoding", "columns")
 
 
 class ConfigError(Exception):
@@ -80,6 +82,13 @@ def _parse_source(path: Path, index: int, entry: object, seen: set[str]) -> Sour
     if name in seen:
         raise _fail(path, f"source '{name}' is named twice")
     seen.add(name)
+    for key in entry:
+        if key not in SOURCE_KEYS:
+            # A misspelt key would be ignored and its default taken: `knd: hukou` reads the
+            # household register as a generic list, and the night publishes without 人户分离.
+            close = difflib.get_close_matches(str(key), SOURCE_KEYS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise _fail(path, f"source '{name}': unknown key '{key}'{hint}; a source has only {', '.join(SOURCE_KEYS)}")
     department = entry.get("department")
     if not isinstance(department, str) or not department.strip():
         raise _fail(path, f"source '{name}': 'department' is required")

@@ -60,6 +60,11 @@ def test_defaults_kind_generic_and_format_from_suffix(tmp_path: Path) -> None:
         (GOOD.replace("police_*.csv", "nothing_*.csv"), "no file matches extracts/nothing_*.csv"),
         (GOOD.replace("police_*.csv", "missing.csv"), "missing.csv: file not found"),
         (GOOD + GOOD.split("sources:")[1], "source 'police_hukou' is named twice"),
+        # A misspelt key was ignored: the household register read as a generic list (no
+        # 人户分离, no 一人多户), or a gb18030 file read as utf-8, and the night published.
+        (GOOD.replace("kind: hukou", "knd: hukou"), "source 'police_hukou': unknown key 'knd' (did you mean 'kind'?"),
+        (GOOD.replace("encoding: gb18030", "encodng: gb18030"), "unknown key 'encodng' (did you mean 'encoding'?"),
+        (GOOD.replace("format: csv", "format: csv\n    sheet: 2"), "unknown key 'sheet'; a source has only name,"),
     ],
 )
 def test_fatal_errors_are_one_line_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
