@@ -23,12 +23,18 @@ _JSONL_SCAN_LINES = 200_000
 
 
 def _csv_header(file: Path, encoding: str) -> list[str]:
+    codec = python_encoding(encoding)
+    text = ""
     with file.open("rb") as handle:
-        first_line = handle.readline()
-    try:
-        text = first_line.decode(python_encoding(encoding))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{file}: the header row is not valid {encoding}") from None
+        # Blank lines before the header are skipped, as ingest skips them (`read_csv`).
+        for number, line in enumerate(iter(handle.readline, b"")):
+            try:
+                # A BOM stands before the first line only (utf-8-sig takes it off).
+                text = line.decode(codec if number == 0 else encoding)
+            except UnicodeDecodeError:
+                raise ConfigError(f"{file}: the header row is not valid {encoding}") from None
+            if text.strip():
+                break
     if not text.strip():
         raise ConfigError(f"{file}: the file is empty (no header row)")
     try:

@@ -452,3 +452,18 @@ def test_a_merged_household_cell_belongs_to_every_row_it_covers(tmp_path: Path) 
         ("r1", "H1", "张伟"), ("r2", "H1", "张娜"), ("r3", "H1", "张芳"), ("r4", "H2", "李洋"),
         ("合计：4人", None, None), ("r5", "H3", "王静"), ("r6", "H3", "王敏"),
     ]
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_blank_lines_before_the_header_are_not_an_empty_file(tmp_path: Path, quoted: bool) -> None:
+    # The reader skips them; the preflight read only the first line and stopped the night
+    # with "the file is empty (no header row)" for a file of many rows.
+    path = tmp_path / "people.csv"
+    first = '"r1"' if quoted else "r1"
+    path.write_bytes(b"\xef\xbb\xbf\r\n \r\n" + f"编号,姓名\r\n{first},张伟\r\nr2,李娜\r\n".encode())
+    source = _source(path, "csv")
+    check_source_files(source)
+    assert read_extract(source, path).frame.select("编号", "row_number").rows() == [("r1", 1), ("r2", 2)]
+    path.write_bytes(b"\r\n \r\n\r\n")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        check_source_files(source)
