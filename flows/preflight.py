@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.config import ConfigError, Source, SourcesConfig, load_sources
-from flows.readers import check_columns, no_json_object_reason, python_encoding, xlsx_header
+from flows.readers import check_columns, no_json_object_reason, python_encoding, without_bom, xlsx_header
 
 # JSON lines have no header: read until every mapped key has been seen, at most this far.
 _JSONL_SCAN_LINES = 200_000
@@ -29,8 +29,8 @@ def _csv_header(file: Path, encoding: str) -> list[str]:
         # Blank lines before the header are skipped, as ingest skips them (`read_csv`).
         for number, line in enumerate(iter(handle.readline, b"")):
             try:
-                # A BOM stands before the first line only (utf-8-sig takes it off).
-                text = line.decode(codec if number == 0 else encoding)
+                # A BOM stands before the first line only.
+                text = without_bom(line, encoding).decode(codec) if number == 0 else line.decode(encoding)
             except UnicodeDecodeError:
                 raise ConfigError(f"{file}: the header row is not valid {encoding}") from None
             if text.strip():
@@ -63,6 +63,8 @@ def _jsonl_keys(file: Path, encoding: str, required: list[str]) -> list[str]:
         for count, line in enumerate(handle):
             if count >= _JSONL_SCAN_LINES or not missing:
                 break
+            if count == 0:
+                line = without_bom(line, encoding)
             if not line.strip():
                 continue
             lines += 1

@@ -104,6 +104,17 @@ def python_encoding(encoding: str) -> str:
     return "utf-8-sig" if encoding.lower().replace("_", "-") in {"utf-8", "utf8"} else encoding
 
 
+# Byte order marks a text extract may start with, by the Python codec reading it: Excel's
+# UTF-8 one, and GB18030's own (U+FEFF in GB18030), which would stay on the first column's name.
+_BOMS = {"utf-8-sig": codecs.BOM_UTF8, "gb18030": "\ufeff".encode("gb18030")}
+
+
+def without_bom(raw: bytes, encoding: str) -> bytes:
+    """``raw`` (a file's start) without the byte order mark of ``encoding``."""
+    bom = _BOMS.get(codecs.lookup(python_encoding(encoding)).name)
+    return raw[len(bom):] if bom and raw.startswith(bom) else raw
+
+
 def check_columns(file: Path, header: list[str], required: list[str], source: str) -> None:
     present = set(header)
     for column in required:
@@ -255,6 +266,7 @@ def decodes_cleanly(file: Path, encoding: str) -> bool:
 def read_csv(file: Path, encoding: str, required: list[str], source: str, record_id_column: str) -> Extract:
     raw = file.read_bytes()
     sha256, size = _digest_of(file, raw)
+    raw = without_bom(raw, encoding)
     codec = python_encoding(encoding)
     text, clean = _decode(raw, codec)
     # Quotes, or lines ending in CR alone (old Mac exports): the csv module splits the records.
@@ -741,7 +753,9 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str, reco
     keys: dict[str, None] = {}
     row_number = 0
     with file.open("rb") as handle:
-        for line in handle:
+        for index, line in enumerate(handle):
+            if index == 0:
+                line = without_bom(line, encoding)
             if not line.strip():
                 continue
             row_number += 1
