@@ -52,9 +52,13 @@ repeated_ids as (
 repeated_rows as (
     select
         u.*,
-        try_strptime(u.updated_at, ['%Y-%m-%d %H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M',
-                                    '%Y-%m-%d', '%Y/%m/%d %H:%M:%S', '%Y/%m/%d %H:%M', '%Y/%m/%d', '%Y%m%d%H%M%S',
-                                    '%Y%m%d', '%Y.%m.%d', '%Y年%m月%d日']) as updated_at_parsed
+        -- A time's UTC offset (JSON APIs write +08:00, Spark's Parquet timestamps +00:00) is
+        -- set aside: one source's system writes one offset, and with it no format below
+        -- parsed, so row order alone decided and a stale row replaced a fresh one.
+        try_strptime(regexp_replace(u.updated_at, '(\d:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$', '\1'),
+                     ['%Y-%m-%d %H:%M:%S', '%Y-%m-%d %H:%M:%S.%f', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%dT%H:%M:%S.%f',
+                      '%Y-%m-%d %H:%M', '%Y-%m-%d', '%Y/%m/%d %H:%M:%S', '%Y/%m/%d %H:%M', '%Y/%m/%d', '%Y%m%d%H%M%S',
+                      '%Y%m%d', '%Y.%m.%d', '%Y年%m月%d日']) as updated_at_parsed
     from usable u
     semi join repeated_ids r on u.source = r.source and u.record_id = r.record_id
 ),

@@ -413,3 +413,22 @@ def test_a_header_quote_that_does_not_close_is_found_by_preflight(tmp_path: Path
                                     "columns": {"record_id": "记录编号", "name": "姓名"}}])
     with pytest.raises(ConfigError, match=r"a\.csv: the header row cannot be read as CSV \(a quote in it does not close\)"):
         preflight(path)
+
+
+@pytest.mark.parametrize("offset", ["+08:00", "+0800", "Z", " +08:00", ".250Z"])
+def test_the_freshest_row_is_kept_when_updated_at_carries_a_utc_offset(tmp_path: Path, offset: str) -> None:
+    # JSON APIs and Spark's Parquet (timestamps in UTC) write the offset. The freshness rule
+    # did not parse such a time and fell back to row order: the 2022 row replaced the 2025 one
+    # and the reason called it the fresher (found in review on the demo's civil-affairs roster).
+    lines = [
+        {"记录编号": "m1", "姓名": "李强伟", "更新时间": f"2025-08-30T15:12:30{offset}"},
+        {"记录编号": "m2", "姓名": "王芳", "更新时间": f"2024-01-01T08:00:00{offset}"},
+        {"记录编号": "m1", "姓名": "李强", "更新时间": f"2022-11-06T15:12:30{offset}"},
+    ]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n",
+                                      encoding="utf-8")
+    con, _ = ingest(tmp_path, [{"name": "r", "department": "民政局", "path": "r.jsonl", "format": "jsonl",
+                                "columns": {"record_id": "记录编号", "name": "姓名", "updated_at": "更新时间"}}])
+    assert raw(con).select("record_id", "name").rows() == [("m1", "李强伟"), ("m2", "王芳")]
+    (row_number, reason), = quarantine(con).select("row_number", "reason").rows()
+    assert row_number == 3 and "第1行" in reason
