@@ -726,11 +726,19 @@ def households(ctx: RunContext) -> StageResult:
 
     def body():
         mapped_fields = {source.name: list(source.columns) for source in ctx.config.sources}
+        # Every source of the sources file, so that one with no accepted record tonight keeps
+        # its row in share_rates.csv (0 records) and its place in metrics.json.
+        sources = pl.DataFrame(
+            [(s.name, s.department, s.kind) for s in ctx.config.sources],
+            schema={"source": pl.String, "department": pl.String, "kind": pl.String},
+            orient="row",
+        )
         # Both read the standardized records and the entity map in DuckDB, from one working
         # table: only the records each check needs, and per-source counts, come back to polars.
         with person_records_table(ctx.con) as records:
             findings = find_household_findings_db(ctx.con, as_of=ctx.as_of, records=records)
-            rates = compute_rates_db(ctx.con, findings, mapped_fields=mapped_fields, records=records)
+            rates = compute_rates_db(ctx.con, findings, mapped_fields=mapped_fields, records=records,
+                                     sources=sources)
         ctx.rates = rates
         ctx.con.register("findings_frame", findings)
         ctx.con.execute("create or replace table household_findings as select * from findings_frame")

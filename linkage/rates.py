@@ -272,15 +272,20 @@ def compute_rates(
     entity_map: pl.DataFrame,
     findings: pl.DataFrame,
     mapped_fields: dict[str, list[str]] | None = None,
+    sources: pl.DataFrame | None = None,
 ) -> Rates:
     """Share rates, the overlap matrix and the run's rate metrics.
 
     ``mapped_fields`` (source -> canonical fields its mapping names) makes field
     completeness follow the sources file; without it a field counts as mapped by a
     source when at least one of its records has it.
+
+    ``sources`` (source, department, kind, in the sources file's order): every source of
+    the night, each reported even with no record (an empty extract, every row quarantined:
+    0 records, 0 persons, no share rate); without it, the sources that have records.
     """
     records = person_records(std, entity_map)
-    sources = _sources(std)
+    sources = _sources(std) if sources is None else sources.select("source", "department", "kind")
     share_rates = _share_rates(records, sources)
     overlap = _overlap(records, sources)
 
@@ -318,16 +323,18 @@ def compute_rates_db(
     records: str | None = None,
     standardized: str = "int_persons_standardized",
     entity_map: str = "entity_map",
+    sources: pl.DataFrame | None = None,
 ) -> Rates:
     """``compute_rates`` over the run's tables: the same figures, counted in DuckDB.
 
     Only per-source and per-pair counts come back to polars, so the cost in memory does
-    not grow with the city. ``records``: as for ``find_household_findings_db``.
+    not grow with the city. ``records``: as for ``find_household_findings_db``;
+    ``sources``: as for ``compute_rates``.
     """
     if records is not None:
-        return _rates_db(con, records, standardized, findings, mapped_fields)
+        return _rates_db(con, records, standardized, findings, mapped_fields, sources)
     with person_records_table(con, standardized=standardized, entity_map=entity_map) as made:
-        return _rates_db(con, made, standardized, findings, mapped_fields)
+        return _rates_db(con, made, standardized, findings, mapped_fields, sources)
 
 
 def _rates_db(
@@ -336,19 +343,23 @@ def _rates_db(
     standardized: str,
     findings: pl.DataFrame,
     mapped_fields: dict[str, list[str]] | None,
+    sources: pl.DataFrame | None = None,
 ) -> Rates:
     present = {row[0] for row in con.execute(f"describe {standardized}").fetchall()}
     department = "department" if "department" in present else "source"
     kind = "source_kind" if "source_kind" in present else "'generic'"
-    # The sources file's order is the order of their first records.
-    sources = con.execute(
-        f"""
-        select source, {department} as department, {kind} as kind
-        from {standardized}
-        qualify row_number() over (partition by source order by record_key) = 1
-        order by record_key
-        """
-    ).pl()
+    if sources is not None:
+        sources = sources.select("source", "department", "kind")
+    else:
+        # The sources file's order is the order of their first records.
+        sources = con.execute(
+            f"""
+            select source, {department} as department, {kind} as kind
+            from {standardized}
+            qualify row_number() over (partition by source order by record_key) = 1
+            order by record_key
+            """
+        ).pl()
     counts = con.execute(
         f"select source, count(*) as records, count(person_id) as linked_records from {view} group by source"
     ).pl()

@@ -144,6 +144,31 @@ def test_malformed_file_rows_each_end_in_one_output(prefect_harness, tmp_path: P
     assert sorted(entity_map["record_id"].to_list()) == ["1", "6", "7"]
 
 
+def test_a_source_whose_every_row_is_quarantined_keeps_its_share_rate_row(prefect_harness, tmp_path: Path) -> None:
+    # Found in review: such a source (an empty export, or one whose names and ids all came
+    # out blank) vanished from share_rates.csv, and its metrics.json entry had no persons.
+    from flows.manifest import verify_run
+    from flows.nightly import nightly
+
+    (tmp_path / "good.csv").write_text("编号,姓名,身份证号\n1,张伟,330602199001021237\n2,李娜,\n", encoding="utf-8")
+    (tmp_path / "blank.csv").write_text("编号,姓名,身份证号\nb1,无,\nb2,不详,无\n", encoding="utf-8")
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n"
+        "  - {name: good, department: 卫健委, path: good.csv, columns: {record_id: 编号, name: 姓名, id_number: 身份证号}}\n"
+        "  - {name: blank, department: 残联, path: blank.csv, columns: {record_id: 编号, name: 姓名, id_number: 身份证号}}\n",
+        encoding="utf-8",
+    )
+    run = Path(nightly(str(tmp_path / "sources.yaml"), str(tmp_path / "out")))
+    share_rates = pl.read_csv(run / "share_rates.csv")
+    assert share_rates.rows() == [("blank", 0, 0, 0, None), ("good", 2, 2, 0, 0.0)]
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    blank = metrics["sources"]["blank"]
+    assert (blank["records_in"], blank["quarantined"], blank["persons"], blank["share_rate"]) == (2, 2, 0, None)
+    assert metrics["findings"]["by_department"]["残联"]["multi_household"] == 0
+    assert metrics["validation"]["critical_failed"] == 0
+    assert verify_run(run) == []
+
+
 def _prefect_database() -> Path:
     """The database Prefect's server uses for a command run with this environment."""
     completed = subprocess.run(

@@ -95,11 +95,12 @@ ROWS = [
 
 
 def checked_rates(
-    std: pl.DataFrame, entity_map: pl.DataFrame, mapped_fields: dict[str, list[str]] | None = None
+    std: pl.DataFrame, entity_map: pl.DataFrame, mapped_fields: dict[str, list[str]] | None = None,
+    sources: pl.DataFrame | None = None,
 ) -> Rates:
     """The rates of the frame interface, checked figure for figure against the DuckDB one."""
     rates = compute_rates(
-        std, entity_map, find_household_findings(std, entity_map), mapped_fields=mapped_fields
+        std, entity_map, find_household_findings(std, entity_map), mapped_fields=mapped_fields, sources=sources
     )
     with duckdb.connect() as con:
         con.register("std_frame", std)
@@ -109,7 +110,7 @@ def checked_rates(
         # As the flow's stage calls them: one working table for the findings and the rates.
         with person_records_table(con) as records:
             findings = find_household_findings_db(con, records=records)
-            from_db = compute_rates_db(con, findings, mapped_fields=mapped_fields, records=records)
+            from_db = compute_rates_db(con, findings, mapped_fields=mapped_fields, records=records, sources=sources)
     assert from_db.share_rates.equals(rates.share_rates), (from_db.share_rates, rates.share_rates)
     assert from_db.overlap.equals(rates.overlap)
     # Same figures in the same order: metrics.json is written from this dict as it stands.
@@ -196,6 +197,28 @@ def test_metrics_are_json_ready_and_empty_input_gives_null_rates() -> None:
     assert empty.metrics["share_rate"] == {"numerator": 0, "denominator": 0, "value": None}
     assert empty.metrics["household_consistency_rate"]["value"] is None
     assert empty.share_rates.height == 0
+
+
+def test_a_source_with_no_accepted_record_keeps_its_row() -> None:
+    # A department whose extract was empty tonight, or whose every row went to quarantine,
+    # vanished from share_rates.csv, from metrics.json's overlap and findings by department,
+    # and its metrics entry had no persons or share rate: counted from the records, the
+    # sources were only those with a record. Given the sources file's list, it stays, at 0.
+    std, entity_map = city(ROWS)
+    sources = pl.DataFrame({
+        "source": ["police_hukou", "veterans", "residence_reg", "rental", "school"],
+        "department": ["dept_police_hukou", "退役军人事务局", "dept_residence_reg", "dept_rental", "dept_school"],
+        "kind": ["hukou", "generic", "residence", "rental", "generic"],
+    })
+    rates = checked_rates(std, entity_map, sources=sources)
+    assert rates.share_rates["source"].to_list() == sources["source"].to_list()
+    assert rates.share_rates.filter(pl.col("source") == "veterans").row(0) == ("veterans", 0, 0, 0, None)
+    veterans = rates.metrics["sources"]["veterans"]
+    assert (veterans["department"], veterans["persons"], veterans["share_rate"]) == ("退役军人事务局", 0, None)
+    assert rates.metrics["overlap"]["veterans"]["police_hukou"] == rates.metrics["overlap"]["rental"]["veterans"] == 0
+    assert rates.metrics["findings"]["by_department"]["退役军人事务局"]["two_heads"] == 0
+    # The figures of the sources with records are those without the list.
+    assert rates.share_rates.filter(pl.col("source") != "veterans").equals(checked_rates(std, entity_map).share_rates)
 
 
 def test_rate_helper() -> None:
