@@ -307,7 +307,8 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
             undecodable=pl.col("line").is_null(),
             line=pl.col("line").str.strip_suffix("\r"),
         )
-        .filter(pl.col("undecodable") | (pl.col("line").str.strip_chars() != ""))
+        # A line of separators alone (",,,") is a blank line too: Excel saves a cleared row so.
+        .filter(pl.col("undecodable") | (pl.col("line").str.replace_all(",", "", literal=True).str.strip_chars() != ""))
         .with_columns(row_number=pl.int_range(1, pl.len() + 1, dtype=pl.Int32))
         .with_columns(fields=pl.col("line").str.split(","))
         .with_columns(width=pl.col("fields").list.len())
@@ -378,7 +379,9 @@ def _decode_physical_lines(raw: bytes, codec: str) -> tuple[list[str], set[int]]
 
 
 def _blank(cells: list[str]) -> bool:
-    return not cells or (len(cells) == 1 and not cells[0].strip())
+    """A blank line, or a row of empty fields: Excel saves a row cleared of its values (but
+    not of its formatting) as ",,,", and read_xlsx skips that row in a workbook."""
+    return all(not cell.strip() for cell in cells)
 
 
 def _csv_records(lines: list[str], start: int, width: int) -> Iterator[tuple[list[str], int, int, bool]]:

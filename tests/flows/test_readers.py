@@ -487,3 +487,16 @@ def test_a_gb18030_file_with_a_byte_order_mark_is_read(tmp_path: Path, fmt: str)
     extract = read_extract(source, path)
     assert extract.rejected == []
     assert extract.frame.select("编号", "姓名").rows() == [("r1", "张伟"), ("r2", "李娜")]
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_csv_row_of_empty_fields_is_not_a_data_row(tmp_path: Path, quoted: bool) -> None:
+    # Excel saves a row that was cleared but keeps its formatting as ",,": a workbook's empty
+    # row, which read_xlsx skips. Read from the CSV it became a record with no record id, and
+    # an export with 300 such rows at its end put 300 "缺少记录编号" rows in the quarantine.
+    path = tmp_path / "people.csv"
+    first = '"r1"' if quoted else "r1"
+    path.write_text(f"编号,姓名,身份证号\r\n{first},张伟,1\r\n,,\r\n , ,\r\nr2,李娜,2\r\n,,\r\n,,\r\n", encoding="utf-8")
+    extract = read_csv(path, "utf-8", ["编号", "姓名"], "s", "编号")
+    assert extract.frame.select("编号", "row_number").rows() == [("r1", 1), ("r2", 2)]
+    assert extract.rejected == []
