@@ -86,9 +86,14 @@ def cell_text(value: object) -> str | None:
         if math.isnan(value):
             return None
         if abs(value) >= 1e15:
-            # Excel keeps 15 significant digits: an 18-digit id typed as a number is already
-            # cut to 330602199001021000 in the workbook. Show what the clerk sees, not float noise.
-            return format(Decimal(format(value, ".15g")).to_integral_value(), "f")
+            # Excel keeps 15 significant digits (and a float64 no more than 17): an 18-digit id
+            # typed as a number is cut to 330602199001021000 in the workbook. The digits past
+            # the 15th are unknown, not zeros: written as # (330602199001021###), so that no
+            # rounded id passes its check character by chance (1 in 11 did) and is taken as
+            # a valid, different id; standardization reads such a number as no id.
+            digits = format(Decimal(format(value, ".15g")).to_integral_value(), "f")
+            sign, body = ("-", digits[1:]) if digits.startswith("-") else ("", digits)
+            return sign + body[:15] + "#" * (len(body) - 15)
         if value.is_integer():
             return str(int(value))
         return format(Decimal(repr(value)), "f")

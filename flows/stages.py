@@ -186,7 +186,8 @@ def ingest(ctx: RunContext, on_file=None) -> StageResult:
 # 3: nor the provenance columns (file, row_number, file_sha256, load_batch).
 # 4: *_township maps a code of another vintage to the township's learned code
 #    (std_region_township_aliases).
-STANDARDIZE_VERSION = 4
+# 5: an id number with digits a spreadsheet lost (330602199001021###) is no id.
+STANDARDIZE_VERSION = 5
 # Rows standardized at a time on a full night: polars holds one slice, DuckDB the rest. Two
 # DuckDB row groups (122,880 rows each): an insert that ends on a partial row group costs the
 # next one a rewrite of it (writing the 1M city's table: 5.5 s in 250,000-row inserts, 4.2 s

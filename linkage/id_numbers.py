@@ -75,9 +75,14 @@ def standardize_id_numbers(frame: pl.DataFrame, column: str = "id_number", *, as
         .str.replace_all(_SEPARATORS, "")
     )
     work = frame.select(cleaned.alias("_id"))
-    # A cell holding only words (无, 不详, 未知) or punctuation is an empty cell, not an id.
+    # A cell holding only words (无, 不详, 未知) or punctuation is an empty cell, not an id; so
+    # is a number whose last digits a spreadsheet lost (330602199001021###, flows.readers.cell_text):
+    # equal prefixes of two people's ids must not count as the same id.
     work = work.with_columns(
-        pl.when(pl.col("_id").str.contains(r"[0-9A-Z]")).then(pl.col("_id")).otherwise(None).alias("_id")
+        pl.when(pl.col("_id").str.contains(r"[0-9A-Z]") & ~pl.col("_id").str.contains("#", literal=True))
+        .then(pl.col("_id"))
+        .otherwise(None)
+        .alias("_id")
     )
     # Intermediate results are materialised as columns: eager polars would otherwise evaluate a
     # sub-expression again every place it is used.
