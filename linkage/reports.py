@@ -528,21 +528,32 @@ def _summary(
             "记录数": records,
             "人数": persons,
             "说明": "、".join(sources),
+            "其中他部门记录": 0,
         },
     ]
     for sheet in sheets:
         frame = sheet.frame
         persons = frame.get_column("人员编号").n_unique() if frame.height else 0
+        # Rows shown on another department's record (数据源 "（民政局记录）", no record id): they
+        # concern this department, but metrics.json counts each finding under the department
+        # whose record is its evidence, so the auditor needs them apart to make the two agree.
+        others = (
+            frame.filter(pl.col("数据源").str.starts_with("（") & pl.col("记录编号").is_null()).height
+            if frame.height and {"数据源", "记录编号"} <= set(frame.columns)
+            else 0
+        )
         rows.append(
             {
                 "项目": sheet.title,
                 "记录数": frame.height,
                 "人数": persons,
                 "说明": KIND_ADVICE.get(sheet.key, ""),
+                "其中他部门记录": others,
             }
         )
     return pl.DataFrame(
-        rows, schema={"项目": pl.String, "记录数": pl.Int64, "人数": pl.Int64, "说明": pl.String}
+        rows,
+        schema={"项目": pl.String, "记录数": pl.Int64, "人数": pl.Int64, "说明": pl.String, "其中他部门记录": pl.Int64},
     )
 
 

@@ -295,6 +295,34 @@ def test_summary_counts_each_sheet(reports) -> None:
     assert counts["户成员不一致"] == (1, 1)
     assert counts["人户分离"] == (0, 0)
     assert summary.get_column("说明").null_count() == 0
+    # None of this department's rows here sit on another department's record.
+    assert summary.get_column("其中他部门记录").to_list() == [0] * summary.height
+
+
+def test_summary_counts_rows_on_other_departments_records_apart() -> None:
+    # The roster's head is not the register's: 公安局户政科's roster_conflict sheet holds the row
+    # on 民政局's record, which metrics.json counts under 民政局 (a review found a sheet of 7
+    # rows against 6 in by_department). The summary says how many such rows the sheet has.
+    rows = [
+        rec("police_hukou", "h1", "PA", name="王建国", name_script="han", household_id="H001",
+            relation_to_head="head", hukou_township=HOME),
+        rec("police_hukou", "h2", "PB", name="李秀英", name_script="han", household_id="H001",
+            relation_to_head="spouse", hukou_township=HOME),
+        rec("civil_roster", "c1", "PA", name="王建国", name_script="han", household_id="MZ1",
+            relation_to_head="spouse"),
+        rec("civil_roster", "c2", "PB", name="李秀英", name_script="han", household_id="MZ1",
+            relation_to_head="head"),
+    ]  # fmt: skip
+    std, entity_map = city_frames(rows, {k: v for k, v in city()[0].schema.items() if k != "record_key"}
+                                  | {"person_id": pl.String})
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    report = build_department_reports(std, entity_map, findings)["公安局户政科"]
+    sheet = report.sheet("roster_conflict").frame
+    on_others = sheet.filter(pl.col("记录编号").is_null()).height
+    assert on_others >= 1
+    summary = {r["项目"]: r for r in report.sheet("summary").frame.iter_rows(named=True)}
+    assert summary["户成员不一致"]["记录数"] == sheet.height
+    assert summary["户成员不一致"]["其中他部门记录"] == on_others
 
 
 def test_findings_without_department_columns_still_reach_the_owner() -> None:
