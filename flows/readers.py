@@ -124,6 +124,13 @@ def check_columns(file: Path, header: list[str], required: list[str], source: st
     present = set(header)
     for column in required:
         if column not in present:
+            if not any(header):
+                # A blank first row (a title row left empty, a workbook saved one row down): "it
+                # has: " and nothing would leave the steward guessing.
+                raise ConfigError(
+                    f"{file}: column '{column}' (mapped for source '{source}') is not in the extract: its "
+                    "first row is empty, and the header (the column names) must be on the first row"
+                )
             shown = ", ".join(header[:12]) + (" …" if len(header) > 12 else "")
             raise ConfigError(
                 f"{file}: column '{column}' (mapped for source '{source}') is not in the extract; it has: {shown}"

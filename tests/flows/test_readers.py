@@ -529,3 +529,28 @@ def test_an_id_number_a_spreadsheet_rounded_is_no_id(tmp_path: Path) -> None:
     # The rounded value would pass as a valid id; what the reader now gives is no id at all.
     assert standardized["id_valid"].to_list() == [None, True]
     assert standardized["id_number"].to_list() == [None, prefix + "000"]
+
+
+def test_a_workbook_with_a_blank_first_row_says_the_header_must_be_there(tmp_path: Path) -> None:
+    # Before: "column '记录编号' … is not in the extract; it has: " and nothing after it.
+    from openpyxl import Workbook
+
+    from flows.config import ConfigError, load_sources
+    from flows.preflight import check_source_files
+
+    workbook = Workbook()
+    workbook.active.append([None, None])
+    workbook.active.append(["记录编号", "姓名"])
+    workbook.active.append(["r1", "张伟"])
+    workbook.save(tmp_path / "roster.xlsx")
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n  - {name: roster, department: 民政局, path: roster.xlsx, columns: {record_id: 记录编号, name: 姓名}}\n",
+        encoding="utf-8",
+    )
+    (source,) = load_sources(tmp_path / "sources.yaml").sources
+    with pytest.raises(ConfigError) as raised:
+        check_source_files(source)
+    assert str(raised.value) == (
+        f"{tmp_path / 'roster.xlsx'}: column '姓名' (mapped for source 'roster') is not in the extract: its first "
+        "row is empty, and the header (the column names) must be on the first row"
+    )
