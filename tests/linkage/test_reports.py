@@ -253,14 +253,9 @@ def test_findings_on_own_records_and_those_concerning_the_department(reports) ->
     assert "MZ1" not in row["说明"]  # the roster's own number in full is only in its own rows
 
 
-def test_a_row_on_another_departments_record_names_the_departments_own_household(reports) -> None:
-    # Found reading the demo's 民政局 report: a row on a police record (register member not on
-    # the roster) named the roster household only masked (户号MZ***********06), and a roster of
-    # many households has many that mask alike: the clerk could not tell which one to correct.
-    roster = reports["民政局"].sheet("roster_conflict").frame
-    assert roster.select("人员编号", "数据源", "户号").rows() == [("PB", "（公安局户政科记录）", "MZ1")]
-    # The other way: the roster's head is not the register's head; the register's clerk gets the
-    # row on the roster's record with the register's own household number, and only that.
+def _heads_swapped_city() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A register household whose roster names its spouse as the head: roster conflicts shown
+    to each department on the other's record."""
     rows = [
         rec("police_hukou", "h1", "PA", name="王建国", name_script="han", household_id="H001",
             relation_to_head="head", hukou_township=HOME),
@@ -271,8 +266,19 @@ def test_a_row_on_another_departments_record_names_the_departments_own_household
         rec("civil_roster", "c2", "PB", name="李秀英", name_script="han", household_id="MZ1",
             relation_to_head="head"),
     ]  # fmt: skip
-    std, entity_map = city_frames(rows, {k: v for k, v in city()[0].schema.items() if k != "record_key"}
-                                  | {"person_id": pl.String})
+    return city_frames(rows, {k: v for k, v in city()[0].schema.items() if k != "record_key"}
+                       | {"person_id": pl.String})
+
+
+def test_a_row_on_another_departments_record_names_the_departments_own_household(reports) -> None:
+    # Found reading the demo's 民政局 report: a row on a police record (register member not on
+    # the roster) named the roster household only masked (户号MZ***********06), and a roster of
+    # many households has many that mask alike: the clerk could not tell which one to correct.
+    roster = reports["民政局"].sheet("roster_conflict").frame
+    assert roster.select("人员编号", "数据源", "户号").rows() == [("PB", "（公安局户政科记录）", "MZ1")]
+    # The other way: the roster's head is not the register's head; the register's clerk gets the
+    # row on the roster's record with the register's own household number, and only that.
+    std, entity_map = _heads_swapped_city()
     findings = find_household_findings(std, entity_map, as_of=AS_OF)
     built = build_department_reports(std, entity_map, findings)
     police = built["公安局户政科"].sheet("roster_conflict").frame
@@ -303,18 +309,7 @@ def test_summary_counts_rows_on_other_departments_records_apart() -> None:
     # The roster's head is not the register's: 公安局户政科's roster_conflict sheet holds the row
     # on 民政局's record, which metrics.json counts under 民政局 (a review found a sheet of 7
     # rows against 6 in by_department). The summary says how many such rows the sheet has.
-    rows = [
-        rec("police_hukou", "h1", "PA", name="王建国", name_script="han", household_id="H001",
-            relation_to_head="head", hukou_township=HOME),
-        rec("police_hukou", "h2", "PB", name="李秀英", name_script="han", household_id="H001",
-            relation_to_head="spouse", hukou_township=HOME),
-        rec("civil_roster", "c1", "PA", name="王建国", name_script="han", household_id="MZ1",
-            relation_to_head="spouse"),
-        rec("civil_roster", "c2", "PB", name="李秀英", name_script="han", household_id="MZ1",
-            relation_to_head="head"),
-    ]  # fmt: skip
-    std, entity_map = city_frames(rows, {k: v for k, v in city()[0].schema.items() if k != "record_key"}
-                                  | {"person_id": pl.String})
+    std, entity_map = _heads_swapped_city()
     findings = find_household_findings(std, entity_map, as_of=AS_OF)
     report = build_department_reports(std, entity_map, findings)["公安局户政科"]
     sheet = report.sheet("roster_conflict").frame
