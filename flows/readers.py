@@ -65,6 +65,10 @@ def file_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+# Beijing time, UTC+8, all year: the zone every department's clock shows.
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+
+
 def cell_text(value: object) -> str | None:
     """One cell as text; dates as ISO, whole numbers without a trailing .0 or exponent."""
     if value is None:
@@ -75,6 +79,10 @@ def cell_text(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            # A timestamp stored with its zone (Spark and most Parquet writers store UTC): as
+            # the clerk's clock read it, China's one zone, so an evening is not the day before.
+            value = value.astimezone(CHINA_TIME).replace(tzinfo=None)
         if value.time() == dt.time(0, 0):
             return value.date().isoformat()
         return value.isoformat(sep=" ")

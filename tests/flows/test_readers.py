@@ -78,7 +78,7 @@ def test_parquet_zoned_and_far_timestamps_take_the_cell_path(tmp_path: Path) -> 
     path = tmp_path / "odd.parquet"
     pq.write_table(table, path)
     extract = read_parquet(path, ["记录编号"], "social")
-    assert extract.frame["zoned"].to_list() == ["2026-01-01 08:00:00+00:00"]
+    assert extract.frame["zoned"].to_list() == ["2026-01-01 16:00:00"]  # Beijing time
     assert extract.frame["far"].to_list() == ["0999-01-01 08:00:00"]
 
 
@@ -554,3 +554,16 @@ def test_a_workbook_with_a_blank_first_row_says_the_header_must_be_there(tmp_pat
         f"{tmp_path / 'roster.xlsx'}: column '姓名' (mapped for source 'roster') is not in the extract: its first "
         "row is empty, and the header (the column names) must be on the first row"
     )
+
+
+def test_a_parquet_timestamp_stored_in_utc_reads_as_beijing_time(tmp_path: Path) -> None:
+    # Spark writes UTC: 2025-08-30 16:30 UTC is 00:30 on the 31st in Beijing. It was shown as
+    # "2025-08-30 16:30:00+00:00", and a reason naming the fresher row gave the day before.
+    stamps = pa.array(
+        [dt.datetime(2025, 8, 30, 16, 30, tzinfo=dt.UTC), dt.datetime(2025, 8, 30, 1, 0, tzinfo=dt.UTC), None],
+        type=pa.timestamp("us", tz="UTC"),
+    )
+    pq.write_table(pa.table({"grbh": ["a", "b", "c"], "gxsj": stamps}), tmp_path / "si.parquet")
+    extract = read_parquet(tmp_path / "si.parquet", ["grbh", "gxsj"], "si")
+    assert extract.frame["gxsj"].to_list() == ["2025-08-31 00:30:00", "2025-08-30 09:00:00", None]
+    assert cell_text(dt.datetime(2025, 8, 30, 16, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))) == "2025-08-30 16:00:00"
