@@ -603,6 +603,41 @@ def _link_refresh_reason(ctx: RunContext, state) -> str:
     return "no stored linkage model of this version: the model is fitted again"
 
 
+def _registry_to_start_from(ctx: RunContext) -> str:
+    """The table tonight's person ids start from: `person_registry`, unless this database did
+    not publish the run OUT/latest points at (renhu.duckdb deleted, or --db naming another or
+    an older file). Then the ids the departments last received are in that run's
+    entity_map.parquet, and they win over the database's: a fresh registry would mint every
+    person's id again from their first record, and any id that had moved with a merge, a
+    split or a renamed source would change with no person_id_changes row to say so."""
+    con = ctx.con
+    latest = ctx.out_dir / "latest"
+    try:
+        run_id = json.loads((latest / "metrics.json").read_text(encoding="utf-8"))["run_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "person_registry"
+    entity_map = latest / "entity_map.parquet"
+    if not entity_map.is_file() or (_table_exists(con, "run_ledger") and con.execute(
+        "select count(*) from run_ledger where run_id = $run_id and status = 'published'", {"run_id": run_id}
+    ).fetchone()[0]):
+        return "person_registry"
+    # Records the published run does not hold keep the database's row, if it has one.
+    con.execute(
+        """
+        create or replace temp table person_registry_published as
+        select source, record_id, person_id, $run_id as first_seen_run, $run_id as last_seen_run
+        from read_parquet($path)
+        union all
+        select * from person_registry r
+        where not exists (
+            select 1 from read_parquet($path) p where p.source = r.source and p.record_id = r.record_id
+        )
+        """,
+        {"run_id": run_id, "path": str(entity_map)},
+    )
+    return "person_registry_published"
+
+
 def link(ctx: RunContext) -> StageResult:
     from linkage.link import link_records
 
@@ -615,7 +650,8 @@ def link(ctx: RunContext) -> StageResult:
             )
             """
         )
-        previous = ctx.con.execute("select source, record_id, person_id from person_registry").pl()
+        registry = _registry_to_start_from(ctx)
+        previous = ctx.con.execute(f"select source, record_id, person_id from {registry}").pl()
         state = _link_state(ctx)
         # The records stay in DuckDB: link_records reads the table a key range at a time.
         result = link_records(ctx.con, "int_persons_standardized", previous if previous.height else None, state=state)
@@ -637,7 +673,7 @@ def link(ctx: RunContext) -> StageResult:
         # publishes (commit_person_ids), so a night that fails leaves the next one to start
         # from the person ids the departments last received.
         ctx.con.execute(
-            """
+            f"""
             create or replace table person_registry_next as
             select
                 coalesce(tonight.source, registry.source) as source,
@@ -645,7 +681,7 @@ def link(ctx: RunContext) -> StageResult:
                 coalesce(tonight.person_id, registry.person_id) as person_id,
                 coalesce(registry.first_seen_run, $run_id) as first_seen_run,
                 case when tonight.source is null then registry.last_seen_run else $run_id end as last_seen_run
-            from person_registry as registry
+            from {registry} as registry
             full outer join entity_map as tonight using (source, record_id)
             """,
             {"run_id": ctx.run_id},

@@ -336,3 +336,30 @@ def test_a_refused_night_is_logged_without_a_traceback_and_a_crash_with_one() ->
     # Only the crash carries a traceback.
     assert text.count("Traceback (most recent call last)") == 1
     assert text.rstrip().endswith("KeyError: 'record_key'")
+
+
+def test_a_new_database_keeps_the_published_person_ids(prefect_harness, tmp_path: Path) -> None:
+    # Found in review: after a source was renamed (police_hukou → hukou_register), persons
+    # shared with other sources kept their published ids; renhu.duckdb deleted (or --db at a
+    # new file) with runs/ kept, the next night minted ids afresh from each person's first
+    # record: 311 of 1,345 records changed person id, with no person_id_changes and exit 0.
+    from flows.manifest import verify_run
+    from flows.nightly import nightly
+    from linkage.demo_city import generate_city
+
+    city = generate_city(tmp_path / "city", persons=300, seed=5)
+    sources = city.sources_file
+    out = tmp_path / "out"
+    nightly(str(sources), str(out))
+    sources.write_text(sources.read_text(encoding="utf-8").replace("name: police_hukou\n", "name: hukou_register\n"),
+                       encoding="utf-8")
+    renamed = Path(nightly(str(sources), str(out)))
+    published = pl.read_parquet(renamed / "entity_map.parquet")
+    (out / "renhu.duckdb").unlink()
+    for db in (None, tmp_path / "elsewhere.duckdb"):
+        run = Path(nightly(str(sources), str(out), str(db) if db else None))
+        tonight = pl.read_parquet(run / "entity_map.parquet")
+        joined = published.join(tonight, on=["source", "record_id"])
+        assert joined.height == published.height
+        assert joined.filter(pl.col("person_id") != pl.col("person_id_right")).height == 0
+        assert verify_run(run) == []
