@@ -286,7 +286,41 @@ def standardize_plan(ctx: RunContext) -> tuple[str, str]:
     changed = total - _count(con, "std_reused")
     if total and changed > INCREMENTAL_MAX_CHANGED_SHARE * total:
         return "full", f"{changed:,} of {total:,} records new or changed (over {INCREMENTAL_MAX_CHANGED_SHARE:.0%})"
+    _restandardize_dates_come_due(ctx)
     return "incremental", f"{changed:,} of {total:,} records new or changed"
+
+
+def _restandardize_dates_come_due(ctx: RunContext) -> None:
+    """Take out of std_reused the unchanged rows with a date that was in the future on the night
+    they were standardized and is not tonight (a rental's move-in date registered ahead, say):
+    their stored value is no date, and a full night tonight would read it. Only rows whose raw
+    date is kept as no date are parsed again, and they do not count as changed in the plan."""
+    from linkage.dates import parse_date_column
+
+    con = ctx.con
+    dates = [c for c in ("birth_date", "registered_at", "updated_at") if c in _columns(con, "raw_records")]
+    if not dates:
+        return
+    rejected = " or ".join(f'(r."{c}" is not null and p."{c}" is null)' for c in dates)
+    candidates = con.execute(
+        f"""
+        select u.record_key, {", ".join(f'r."{c}"' for c in dates)}
+        from std_reused u join raw_records r on r.record_key = u.record_key
+        join int_persons_standardized p on p.record_key = u.previous_key
+        where {rejected}
+        """
+    ).pl()
+    if not candidates.height:
+        return
+    # A raw date rejected then for its form is rejected tonight too: only the range moved.
+    due = pl.any_horizontal(
+        [parse_date_column(candidates.get_column(c), ctx.as_of).get_column("date").is_not_null() for c in dates]
+    )
+    keys = candidates.filter(due).select("record_key")
+    if keys.height:
+        con.register("dates_come_due", keys)
+        con.execute("delete from std_reused where record_key in (select record_key from dates_come_due)")
+        con.unregister("dates_come_due")
 
 
 # The region context of the last full night, for the incremental nights after it.

@@ -425,3 +425,44 @@ def test_incremental_night_maps_a_township_code_of_another_vintage_as_a_full_nig
     assert standardized(night2.con).equals(standardized(full.con))
     night2.con.close()
     full.con.close()
+
+
+def test_a_date_that_was_in_the_future_is_read_on_a_later_incremental_night(city: Path, tmp_path: Path) -> None:
+    # Found in review: a rental registered before its tenant moves in has its 入住日期 after the
+    # night's date, which standardization rejects as in the future. An incremental night kept
+    # that rejection for the unchanged row after the day had come, where a full night over
+    # the same file reads the date: the two differed until the next full night.
+    import datetime as dt
+
+    work = tmp_path / "city"
+    shutil.copytree(city, work)
+    started = dt.datetime.now(dt.UTC)
+    move_in = (started.astimezone(stages.CHINA_TIME).date() + dt.timedelta(days=1)).isoformat()
+    path = work / "extracts" / "rental_housing.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    fields = lines[1].split(",")
+    record_id, fields[7] = fields[0], move_in  # 登记编号, 入住日期
+    lines[1] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def night(started_at: dt.datetime, **overrides) -> stages.RunContext:
+        ctx = open_run(work / "sources.yaml", tmp_path / "out", None, replace(Settings(), show_progress=False, **overrides))
+        ctx.started_at = started_at
+        stages.ledger_start(ctx)
+        for stage in (stages.ingest, stages.standardize):
+            stages.ledger_record_stage(ctx, stage(ctx))
+        return ctx
+
+    def registered_at(ctx: stages.RunContext):
+        return ctx.con.execute(
+            "select registered_at from int_persons_standardized where source = 'rental_housing' and record_id = $id",
+            {"id": record_id},
+        ).fetchone()[0]
+
+    first = night(started)
+    assert registered_at(first) is None  # tomorrow: in the future tonight
+    first.con.close()
+    later = night(started + dt.timedelta(days=3))
+    assert later.stages[1].details["mode"] == "incremental"
+    assert str(registered_at(later)) == move_in
+    later.con.close()
