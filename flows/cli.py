@@ -205,6 +205,9 @@ def _run(sources: Path, out: Path, db: Path | None, full_refresh: bool, server, 
     return 0
 
 
+SUMMARY_WARNINGS = 10
+
+
 def _print_summary(run_dir: Path, seconds: float) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -223,6 +226,17 @@ def _print_summary(run_dir: Path, seconds: float) -> None:
         if isinstance(value, dict) and value.get("value") is not None:
             table.add_row(label, f"{value['value']:.1%} ({value['numerator']:,}/{value['denominator']:,})")
     console.print(table)
+    # Warnings do not stop a night, so this is where the steward hears of them: a register
+    # delivered with half its rows (row_count_in_band) published with exit 0 and a summary
+    # that did not say so; it was in metrics.json and the dashboard only.
+    validation = metrics.get("validation") or {}
+    warnings = [m for m in validation.get("messages") or [] if m.startswith("WARNING ")]
+    if warnings:
+        console.print(f"validation warnings: {len(warnings)}", markup=False)
+        for message in warnings[:SUMMARY_WARNINGS]:
+            console.print(f"  {message}", markup=False, highlight=False, soft_wrap=True)
+        if len(warnings) > SUMMARY_WARNINGS:
+            console.print(f"  … and {len(warnings) - SUMMARY_WARNINGS} more in metrics.json", markup=False)
     console.print(f"run folder: {run_dir}")
     console.print(f"dashboard:  {run_dir / 'index.html'}")
 

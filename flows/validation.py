@@ -994,6 +994,10 @@ def _check_result(batch: _Batch, item: Any) -> CheckResult:
         detail = f"{unexpected_count} of {checked} checked values fail ({unexpected_percent or 0:.2f} %)"
         if "mostly" in config.kwargs:
             detail += f", at most {100 * (1 - config.kwargs['mostly']):.2f} % allowed"
+        elif config.kwargs.get("min_value") is not None and config.kwargs.get("max_value") is not None:
+            # A ratio such as row_count_in_band's is the same on every row: the bounds say
+            # what "fail" means (tonight's rows 0.5 of the last night's, allowed 0.7 to 1.5).
+            detail += f", allowed {config.kwargs['min_value']} to {config.kwargs['max_value']}"
         if examples:
             detail += f"; e.g. {', '.join(map(str, examples))}"
     elif config.type == "expect_table_columns_to_match_set":

@@ -198,3 +198,21 @@ def test_demo_into_a_file_stops_with_one_line(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--persons", "20", "--out", str(a_file)]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert err == f"renhu: {a_file}: --out must be a folder, and this is a file\n"
+
+
+def test_the_run_summary_names_the_validation_warnings(tmp_path: Path, capsys) -> None:
+    # Found in review: a night whose household register came with half its rows published
+    # with exit 0 and a summary that said nothing; the warning was in metrics.json only.
+    import json
+
+    warning = ("WARNING raw_records[police_hukou] row_count_in_band: 242 of 242 checked values fail (100.00 %), "
+               "allowed 0.7 to 1.5; e.g. 0.4979")
+    (tmp_path / "metrics.json").write_text(json.dumps({
+        "run_id": "r1", "records_in": 3, "accepted": 3, "quarantined": 0, "persons": 2,
+        "validation": {"messages": [warning] + [f"WARNING raw_records[s{i}] x: 1 of 9 checked values fail" for i in range(11)]},
+    }), encoding="utf-8")
+    cli._print_summary(tmp_path, 1.0)
+    out = capsys.readouterr().out
+    assert "validation warnings: 12" in out
+    assert warning in out.replace("\n", "") or warning in out
+    assert "… and 2 more in metrics.json" in out
