@@ -8,7 +8,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -149,23 +148,29 @@ def test_run_measured_stops_a_tree_past_its_rss_limit():
 
 
 def test_tree_memory_sees_memory_held_only_between_two_polls():
-    # 600 MB touched and freed at once, well inside one poll's wait: RSS read at the polls
-    # never shows it, the high-water mark does, at the first poll after it and not again.
+    # 600 MB touched and freed between two polls: RSS read at the polls never shows it, the
+    # high-water mark does, at the first poll after it and not again. The child and the test
+    # take turns over a pipe, not by sleeping: under load a sleep-timed spike came late.
     spike = (
-        "import time; time.sleep(1.0); b = bytearray(600 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
-        "del b; time.sleep(2.0)"
+        "import sys; print('ready', flush=True); sys.stdin.readline(); "
+        "b = bytearray(600 * 2**20); b[::4096] = b'x' * len(b[::4096]); del b; "
+        "print('freed', flush=True); sys.stdin.readline()"
     )
-    process = subprocess.Popen([sys.executable, "-c", spike])
+    process = subprocess.Popen([sys.executable, "-c", spike], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     memory = bench.TreeMemory()
     try:
-        time.sleep(0.5)
+        assert process.stdout.readline() == "ready\n"
         before = memory.tree(process.pid)
-        time.sleep(2.0)  # the spike comes and goes in here
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == "freed\n"
         during = memory.tree(process.pid)
         after = memory.tree(process.pid)
         rss_after = bench.memory_status(process.pid)[0]
+        process.stdin.write("end\n")
+        process.stdin.flush()
     finally:
-        process.wait()
+        process.wait(timeout=60)
     assert before < 100 * 2**20
     assert during > 600 * 2**20
     assert after < 100 * 2**20
