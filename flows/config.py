@@ -21,7 +21,9 @@ from linkage.fields import CANONICAL_FIELDS
 SOURCE_KINDS: tuple[str, ...] = ("hukou", "residence", "roster", "rental", "generic")
 FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "jsonl")
 _SOURCE_NAME = re.compile(r"^[a-z0-9_]+$")
-SOURCE_KEYS: tuple[str, ...] = ("name", "department", "kind", "path", "format", "encoding", "columns")
+SOURCE_KEYS: tuple[str, ...] = (
+    "name", "department", "kind", "path", "format", "encoding", "columns", "renamed_from",
+)
 
 
 class ConfigError(Exception):
@@ -39,6 +41,8 @@ class Source:
     # canonical field -> the extract's own column names (one, or several joined by a space)
     columns: dict[str, tuple[str, ...]]
     files: tuple[Path, ...] = field(default=())
+    # The source's earlier name, when a steward renamed it: its records keep their person ids.
+    renamed_from: str | None = None
 
     @property
     def mapped_columns(self) -> list[str]:
@@ -133,6 +137,12 @@ def _parse_source(path: Path, index: int, entry: object, seen: set[str]) -> Sour
                           "are published and identity numbers may not be; map the department's own record number")
     if "name" not in columns and "id_number" not in columns:
         raise _fail(path, f"source '{name}': the mapping needs at least 'name' or 'id_number'")
+    renamed_from = entry.get("renamed_from")
+    if renamed_from is not None and (
+        not isinstance(renamed_from, str) or not _SOURCE_NAME.match(renamed_from) or renamed_from == name
+    ):
+        raise _fail(path, f"source '{name}': 'renamed_from' must be the source's earlier name ([a-z0-9_]+, "
+                          f"not its name now), got {renamed_from!r}")
     return Source(
         name=name,
         department=department.strip(),
@@ -141,6 +151,7 @@ def _parse_source(path: Path, index: int, entry: object, seen: set[str]) -> Sour
         format=file_format,
         encoding=encoding,
         columns=columns,
+        renamed_from=renamed_from,
     )
 
 
@@ -177,6 +188,17 @@ def load_sources(path: Path) -> SourcesConfig:
         raise _fail(path, "must have a non-empty 'sources:' list")
     seen: set[str] = set()
     sources = [_parse_source(path, i, entry, seen) for i, entry in enumerate(document["sources"])]
+    earlier: dict[str, str] = {}
+    for source in sources:
+        if source.renamed_from is None:
+            continue
+        if source.renamed_from in seen:
+            raise _fail(path, f"source '{source.name}': renamed_from '{source.renamed_from}' is still the name of "
+                              "a source in this file; a renamed source's old name must be gone")
+        if source.renamed_from in earlier:
+            raise _fail(path, f"sources '{earlier[source.renamed_from]}' and '{source.name}' are both "
+                              f"renamed_from '{source.renamed_from}'")
+        earlier[source.renamed_from] = source.name
     resolved = tuple(
         Source(**{**source.__dict__, "files": _resolve_files(path, source)}) for source in sources
     )

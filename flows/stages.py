@@ -672,6 +672,33 @@ def _registry_to_start_from(ctx: RunContext) -> str:
     return "person_registry_published"
 
 
+def _with_renamed_sources(ctx: RunContext, registry: str) -> str:
+    """``registry`` with the rows of a renamed source under its name now (`renamed_from` in
+    the sources file), so that its records keep their person ids; without it a renamed
+    source's records look new and everyone only it holds gets a new id, with no change row.
+
+    A row already held under the new name (a night since the rename) wins over its old twin.
+    """
+    renames = {s.renamed_from: s.name for s in ctx.config.sources if s.renamed_from}
+    if not renames:
+        return registry
+    con = ctx.con
+    con.register("source_renames", pl.DataFrame({"old_name": list(renames), "new_name": list(renames.values())}))
+    con.execute(
+        f"""
+        create or replace temp table person_registry_renamed as
+        select coalesce(n.new_name, r.source) as source, r.record_id, r.person_id, r.first_seen_run, r.last_seen_run
+        from {registry} r
+        left join source_renames n on n.old_name = r.source
+        where n.old_name is null or not exists (
+            select 1 from {registry} t where t.source = n.new_name and t.record_id = r.record_id
+        )
+        """
+    )
+    con.unregister("source_renames")
+    return "person_registry_renamed"
+
+
 def link(ctx: RunContext) -> StageResult:
     from linkage.link import link_records
 
@@ -684,7 +711,7 @@ def link(ctx: RunContext) -> StageResult:
             )
             """
         )
-        registry = _registry_to_start_from(ctx)
+        registry = _with_renamed_sources(ctx, _registry_to_start_from(ctx))
         previous = ctx.con.execute(f"select source, record_id, person_id from {registry}").pl()
         state = _link_state(ctx)
         # The records stay in DuckDB: link_records reads the table a key range at a time.

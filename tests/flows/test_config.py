@@ -29,6 +29,12 @@ def write(tmp_path: Path, text: str, files: tuple[str, ...] = ("extracts/police_
     return path
 
 
+def test_renamed_from_is_read(tmp_path: Path) -> None:
+    config = load_sources(write(tmp_path, GOOD.replace("kind: hukou", "kind: hukou\n    renamed_from: hukou_2019")))
+    assert config.sources[0].renamed_from == "hukou_2019"
+    assert load_sources(write(tmp_path, GOOD)).sources[0].renamed_from is None
+
+
 def test_glob_and_list_mapping_resolve(tmp_path: Path) -> None:
     config = load_sources(write(tmp_path, GOOD))
     (source,) = config.sources
@@ -65,6 +71,17 @@ def test_defaults_kind_generic_and_format_from_suffix(tmp_path: Path) -> None:
         (GOOD.replace("kind: hukou", "knd: hukou"), "source 'police_hukou': unknown key 'knd' (did you mean 'kind'?"),
         (GOOD.replace("encoding: gb18030", "encodng: gb18030"), "unknown key 'encodng' (did you mean 'encoding'?"),
         (GOOD.replace("format: csv", "format: csv\n    sheet: 2"), "unknown key 'sheet'; a source has only name,"),
+        # renamed_from: the earlier name of a source, gone from the file, claimed once.
+        (GOOD.replace("kind: hukou", "kind: hukou\n    renamed_from: police_hukou"),
+         "'renamed_from' must be the source's earlier name"),
+        (GOOD.replace("kind: hukou", "kind: hukou\n    renamed_from: Old-Name"),
+         "'renamed_from' must be the source's earlier name"),
+        (GOOD.replace("kind: hukou", "kind: hukou\n    renamed_from: census")
+         + GOOD.split("sources:")[1].replace("police_hukou", "census"),
+         "renamed_from 'census' is still the name of a source in this file"),
+        (GOOD.replace("kind: hukou", "kind: hukou\n    renamed_from: old")
+         + GOOD.split("sources:")[1].replace("police_hukou", "other").replace("kind: hukou", "kind: hukou\n    renamed_from: old"),
+         "sources 'police_hukou' and 'other' are both renamed_from 'old'"),
     ],
 )
 def test_fatal_errors_are_one_line_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
