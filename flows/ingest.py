@@ -50,15 +50,15 @@ class IngestResult:
 
 def read_extract(source: Source, file: Path) -> Extract:
     required = source.mapped_columns
-    record_id_column = source.columns["record_id"][0]
+    record_id_columns = source.columns["record_id"]
     if source.format == "csv":
-        return read_csv(file, source.encoding, required, source.name, record_id_column)
+        return read_csv(file, source.encoding, required, source.name, record_id_columns)
     if source.format == "xlsx":
         return read_xlsx(file, required, source.name)
     if source.format == "parquet":
         return read_parquet(file, required, source.name)
     if source.format == "jsonl":
-        return read_jsonl(file, source.encoding, required, source.name, record_id_column)
+        return read_jsonl(file, source.encoding, required, source.name, record_id_columns[0])
     raise ConfigError(f"{file}: unsupported format {source.format!r}")
 
 

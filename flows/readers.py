@@ -207,14 +207,27 @@ def _readable_id(cell: str | None) -> str | None:
     return cell.strip() or None
 
 
-def _aligned_id(cells: list[str], position: int, width: int) -> str | None:
-    """A rejected row's record id, where it can be told. In a row whose fields do not line up
-    with the header (a comma inside a name, a field missing), a cell past the first may be a
-    neighbour's: a name or an identity number, and quarantine.parquet is published city-wide.
-    Only the first cell cannot have moved."""
-    if position >= len(cells) or (position > 0 and len(cells) != width):
-        return None
-    return _readable_id(cells[position])
+def _aligned_id(cells: list[str], positions: tuple[int, ...], width: int) -> str | None:
+    """A rejected row's record id, where it can be told: its record-id cells (several are
+    joined with one space, empty parts skipped, as an accepted row's are). In a row whose
+    fields do not line up with the header (a comma inside a name, a field missing), a cell
+    past the first may be a neighbour's: a name or an identity number, and quarantine.parquet
+    is published city-wide. Only the first cell cannot have moved."""
+    parts = []
+    for position in positions:
+        if position >= len(cells) or (position > 0 and len(cells) != width):
+            return None
+        part = _readable_id(cells[position])
+        if part is None and cells[position].strip():
+            return None  # a part that did not decode: the rest alone would name another record
+        if part is not None:
+            parts.append(part)
+    return " ".join(parts) or None
+
+
+def _record_id_positions(header: list[str], record_id_columns: str | tuple[str, ...]) -> tuple[int, ...]:
+    columns = (record_id_columns,) if isinstance(record_id_columns, str) else tuple(record_id_columns)
+    return tuple(header.index(column) for column in columns)
 
 
 def _wrong_width(row_number: int, found: int, width: int, record_id: str | None) -> RejectedRow:
@@ -283,7 +296,10 @@ def decodes_cleanly(file: Path, encoding: str) -> bool:
     return True
 
 
-def read_csv(file: Path, encoding: str, required: list[str], source: str, record_id_column: str) -> Extract:
+def read_csv(
+    file: Path, encoding: str, required: list[str], source: str, record_id_column: str | tuple[str, ...]
+) -> Extract:
+    """One CSV extract; ``record_id_column``: the record id's column, or its columns in order."""
     raw = file.read_bytes()
     sha256, size = _digest_of(file, raw)
     raw = without_bom(raw, encoding)
@@ -317,7 +333,7 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
     check_columns(file, header, required, source)
     header = unique_header(header)
     width = len(header)
-    record_id_position = header.index(record_id_column)
+    record_id_positions = _record_id_positions(header, record_id_column)
     body = pl.DataFrame({"line": pl.Series(lines[header_index + 1 :], dtype=pl.String)}).with_columns(
         line_index=pl.int_range(header_index + 1, len(lines), dtype=pl.Int64)
     )
@@ -339,10 +355,10 @@ def read_csv(file: Path, encoding: str, required: list[str], source: str, record
     undecodable = body.filter(pl.col("undecodable")).select("row_number", "line_index")
     for row_number, line_index in undecodable.iter_rows():
         cells = replaced.get(line_index, "").rstrip("\r").split(",")
-        rejected.append(_undecodable(row_number, encoding, _aligned_id(cells, record_id_position, width)))
+        rejected.append(_undecodable(row_number, encoding, _aligned_id(cells, record_id_positions, width)))
     ragged = body.filter(~pl.col("undecodable") & (pl.col("width") != width))
     for row_number, found, fields in ragged.select("row_number", "width", "fields").iter_rows():
-        rejected.append(_wrong_width(row_number, found, width, _aligned_id(fields, record_id_position, width)))
+        rejected.append(_wrong_width(row_number, found, width, _aligned_id(fields, record_id_positions, width)))
     good = body.filter(~pl.col("undecodable") & (pl.col("width") == width))
     frame = good.select(
         *[pl.col("fields").list.get(i).str.strip_chars().replace("", None).alias(name) for i, name in enumerate(header)],
@@ -447,7 +463,7 @@ def _stray_quote(row_number: int, found: int, width: int, record_id: str | None)
 
 def _read_quoted_csv(
     file: Path, lines: list[str], bad_lines: set[int], sha256: str, size: int, encoding: str,
-    required: list[str], source: str, record_id_column: str,
+    required: list[str], source: str, record_id_column: str | tuple[str, ...],
 ) -> Extract:
     header_index = next((i for i, line in enumerate(lines) if line.strip()), None)
     if header_index is None:
@@ -461,10 +477,10 @@ def _read_quoted_csv(
     check_columns(file, header, required, source)
     header = unique_header(header)
     width = len(header)
-    record_id_position = header.index(record_id_column)
+    record_id_positions = _record_id_positions(header, record_id_column)
 
     def record_id_of(cells: list[str]) -> str | None:
-        return _aligned_id(cells, record_id_position, width)
+        return _aligned_id(cells, record_id_positions, width)
 
     rows: list[list[str]] = []
     numbers: list[int] = []

@@ -194,6 +194,22 @@ def test_a_record_id_that_is_an_identity_number_is_quarantined_and_published_mas
     assert result.rows_in == 5 == result.accepted + result.quarantined
 
 
+def test_a_rejected_row_of_a_composite_record_id_names_every_part(tmp_path: Path) -> None:
+    # record_id: [区号, 序号]: an accepted row's id is "GA 0001"; a row rejected for bad bytes
+    # was named by its first part alone ("GA"), which names no record.
+    lines = [
+        "区号,序号,姓名".encode("gb18030"),
+        "GA,0001,张伟".encode("gb18030"),
+        b"GA,0002,\x81\x20\xff",
+    ]
+    (tmp_path / "c.csv").write_bytes(b"\n".join(lines) + b"\n")
+    item = entry("c", "c.csv", "csv", "gb18030")
+    item["columns"] = {"record_id": ["区号", "序号"], "name": "姓名"}
+    con, _ = ingest(tmp_path, [item])
+    assert raw(con)["record_id"].to_list() == ["GA 0001"]
+    assert quarantine(con).select("record_id", "reason_code").rows() == [("GA 0002", "undecodable_bytes")]
+
+
 def test_record_id_mapped_to_the_identity_number_column_is_refused(tmp_path: Path) -> None:
     write_csv(tmp_path / "a.csv", ROWS, "utf-8")
     with pytest.raises(ConfigError, match="record_id is mapped to '公民身份号码', the id_number column"):
