@@ -229,6 +229,7 @@ def verify_run(run_dir: Path) -> list[str]:
     problems += _check_accounting(run_dir, manifest)
     problems += _check_share_rates(run_dir)
     problems += _check_metrics_figures(run_dir)
+    problems += _check_report_summaries(run_dir)
     problems += check_no_full_id_numbers(run_dir)
     return problems
 
@@ -524,6 +525,45 @@ def _check_findings_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list[s
     return problems
 
 
+def _check_report_summaries(run_dir: Path) -> list[str]:
+    """Each department report's 汇总 against household_findings.parquet: for every finding
+    sheet, its rows less those shown on another department's record (其中他部门记录) are the
+    findings whose evidence is the department's own record. Reports written before that
+    column existed are not checked."""
+    import polars as pl
+
+    from linkage.reports import KIND_LABELS
+
+    try:
+        findings = pl.read_parquet(run_dir / "household_findings.parquet", columns=["kind", "department"])
+    except Exception:  # noqa: BLE001 - a missing or older file is reported elsewhere
+        return []
+    counted = {(d, k): n for d, k, n in findings.group_by("department", "kind").len().iter_rows()}
+    kinds_by_title = {title: kind for kind, title in KIND_LABELS.items()}
+    problems = []
+    for summary in sorted((run_dir / "reports").glob("*/01_summary.csv")):
+        department = summary.parent.name
+        try:
+            rows = pl.read_csv(summary, encoding="utf8-lossy", infer_schema=False)
+        except Exception:  # noqa: BLE001
+            problems.append(f"{summary.relative_to(run_dir)}: unreadable")
+            continue
+        if "其中他部门记录" not in rows.columns:
+            continue
+        for title, in_sheet, on_others in rows.select("项目", "记录数", "其中他部门记录").iter_rows():
+            kind = kinds_by_title.get(title)
+            if kind is None:
+                continue
+            own = int(in_sheet) - int(on_others)
+            if own != counted.get((department, kind), 0):
+                problems.append(
+                    f"{summary.relative_to(run_dir)}: {title} {in_sheet} rows less {on_others} on other departments' "
+                    f"records = {own}, but household_findings.parquet holds {counted.get((department, kind), 0)} "
+                    f"{kind} findings of {department}"
+                )
+    return problems
+
+
 # A resident identity number: 17 digits and a check character, not part of a longer run of
 # digits (hashes, timestamps). Letters around it do not matter: "HJ" + an id still holds it.
 _ID_CANDIDATE = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
@@ -616,7 +656,8 @@ def verify_command(argv: list[str]) -> int:
             "each share_rate = shared_persons / persons as recounted from entity_map.parquet, "
             "that metrics.json's counts of records and persons and its rates (overall and per source), "
             "its overlap of sources and its findings counts agree with entity_map.parquet, "
-            "quarantine.parquet and household_findings.parquet, "
+            "quarantine.parquet and household_findings.parquet, that each department report's 汇总 "
+            "counts the department's own findings as household_findings.parquet does, "
             "and that no published file but a department's own report holds a full identity number."
         ),
     )
@@ -643,7 +684,7 @@ def verify_command(argv: list[str]) -> int:
     print(
         f"OK: {run_dir} (run {manifest.get('run_id')}): {len(manifest['published_files'])} files match "
         f"manifest.json (sha256, size, rows); records in {records_in} = {entity_rows} in entity_map "
-        f"+ {quarantine_rows} in quarantine; share rates and metrics.json's figures agree with the published files; "
+        f"+ {quarantine_rows} in quarantine; share rates, metrics.json's figures and the reports' 汇总 agree with the published files; "
         "no full identity number outside the departments' reports; "
         f"manifest.json sha256 {sha256_of(manifest_path)}"
     )

@@ -435,3 +435,36 @@ def test_metrics_rates_overlap_and_findings_that_do_not_add_up_are_reported(run_
         "metrics.json: findings.persons_by_kind.hukou_residence_split = 2, but the published files give 1",
         "metrics.json: findings.by_department.流动人口管理大队.no_head = 1, but the published files give 0",
     ]
+
+
+def test_a_report_summary_that_disagrees_with_the_findings_is_reported(run_dir: Path, tmp_path: Path) -> None:
+    # A department's 汇总 counts its sheets' rows, rows on other departments' records apart
+    # (其中他部门记录); the rest must be the department's findings in household_findings.parquet.
+    pl.DataFrame(
+        {
+            "kind": ["roster_conflict", "roster_conflict", "no_head"],
+            "person_id": ["P000000000001", "P000000000002", "P000000000003"],
+            "source": ["police_hukou", "police_hukou", "police_hukou"],
+            "record_id": ["HJ1", "HJ2", "HJ3"],
+            "detail": ["户成员不一致", "户成员不一致", "户无户主"],
+            "department": ["公安局户政科"] * 3,
+            "related_department": ["民政局", "民政局", None],
+        }
+    ).write_parquet(run_dir / "household_findings.parquet")
+    summary = run_dir / "reports" / "公安局户政科" / "01_summary.csv"
+
+    def write_summary(roster_rows: int, on_others: int) -> None:
+        summary.write_text(
+            "\ufeff项目,记录数,人数,说明,其中他部门记录\n本部门数据源,3,3,police_hukou,0\n"
+            f"户成员不一致,{roster_rows},2,核对,{on_others}\n户无户主,1,1,核对,0\n人户分离,0,0,核对,0\n",
+            encoding="utf-8",
+        )
+        _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+
+    write_summary(3, 1)  # 2 own findings and 1 row on 民政局's record
+    assert [p for p in verify_run(run_dir) if "01_summary" in p] == []
+    write_summary(3, 0)
+    assert [p for p in verify_run(run_dir) if "01_summary" in p] == [
+        "reports/公安局户政科/01_summary.csv: 户成员不一致 3 rows less 0 on other departments' records = 3, "
+        "but household_findings.parquet holds 2 roster_conflict findings of 公安局户政科"
+    ]
