@@ -228,8 +228,10 @@ def verify_run(run_dir: Path) -> list[str]:
     problems = _check_files(run_dir, listed)
     problems += _check_accounting(run_dir, manifest)
     problems += _check_share_rates(run_dir)
-    problems += _check_metrics_figures(run_dir)
-    problems += _check_report_summaries(run_dir)
+    metrics = _read_metrics(run_dir)
+    findings = _published_findings(run_dir, metrics)
+    problems += _check_metrics_figures(run_dir, metrics, findings)
+    problems += _check_report_summaries(run_dir, findings)
     problems += check_no_full_id_numbers(run_dir)
     return problems
 
@@ -384,7 +386,29 @@ def _rate(numerator: int, denominator: int) -> float | None:
 _UNRECOUNTED_RATES = ("household_consistency_rate", "floating_registration_rate")
 
 
-def _check_metrics_figures(run_dir: Path) -> list[str]:
+def _published_findings(run_dir: Path, metrics: Mapping[str, Any]) -> pl.DataFrame | None:
+    """household_findings.parquet with each row's department (a file from before the column
+    gets it from its source, as metrics.json names the sources' departments); None when the
+    file cannot be read (reported against the manifest)."""
+    import polars as pl
+
+    try:
+        findings = pl.read_parquet(run_dir / "household_findings.parquet")
+    except Exception:  # noqa: BLE001
+        return None
+    if "department" not in findings.columns:
+        departments = {name: (src or {}).get("department") for name, src in (metrics.get("sources") or {}).items()}
+        findings = findings.with_columns(
+            department=pl.col("source").replace_strict(departments, default=None, return_dtype=pl.String)
+        )
+    return findings
+
+
+def _findings_by_department_kind(findings: pl.DataFrame) -> dict[tuple[str, str], int]:
+    return {(department, kind): n for department, kind, n in findings.group_by("department", "kind").len().iter_rows()}
+
+
+def _check_metrics_figures(run_dir: Path, metrics: Mapping[str, Any], findings: pl.DataFrame | None) -> list[str]:
     """metrics.json's figures, recounted from entity_map.parquet, quarantine.parquet and
     household_findings.parquet: persons, duplicate records, the overall share and duplicate
     rates, per source records in, accepted, quarantined, persons, shared persons, duplicate
@@ -394,7 +418,6 @@ def _check_metrics_figures(run_dir: Path) -> list[str]:
     metrics.json does not carry is not checked."""
     import polars as pl
 
-    metrics = _read_metrics(run_dir)
     if not metrics:
         return []
     try:
@@ -473,33 +496,24 @@ def _check_metrics_figures(run_dir: Path) -> list[str]:
         for left, row in sorted(overlap.items()):
             for right in sorted(row or {}):
                 compare(("overlap", left, right), both.get((left, right), 0))
-    problems += _check_findings_figures(run_dir, metrics)
+    problems += _check_findings_figures(metrics, findings)
     return problems
 
 
-def _check_findings_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
+def _check_findings_figures(metrics: Mapping[str, Any], findings: pl.DataFrame | None) -> list[str]:
     """metrics.json's findings (rows and persons per kind, rows per department and kind)
-    against household_findings.parquet; the department of a row is its source's."""
+    against household_findings.parquet (``findings``, from `_published_findings`)."""
     import polars as pl
 
     claimed = metrics.get("findings")
-    if not isinstance(claimed, dict):
+    if not isinstance(claimed, dict) or findings is None:
         return []
-    try:
-        findings = pl.read_parquet(run_dir / "household_findings.parquet")
-    except Exception:  # noqa: BLE001 - a missing file is reported against the manifest
-        return []
-    if "department" not in findings.columns:
-        departments = {name: (src or {}).get("department") for name, src in (metrics.get("sources") or {}).items()}
-        findings = findings.with_columns(
-            department=pl.col("source").replace_strict(departments, default=None, return_dtype=pl.String)
-        )
     recount: dict[str, dict] = {
         "by_kind": dict(findings.group_by("kind").len().iter_rows()),
         "persons_by_kind": dict(findings.group_by("kind").agg(pl.col("person_id").n_unique()).iter_rows()),
         "by_department": {},
     }
-    for department, kind, n in findings.group_by("department", "kind").len().iter_rows():
+    for (department, kind), n in _findings_by_department_kind(findings).items():
         recount["by_department"].setdefault(department, {})[kind] = n
     problems = []
 
@@ -525,20 +539,18 @@ def _check_findings_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list[s
     return problems
 
 
-def _check_report_summaries(run_dir: Path) -> list[str]:
-    """Each department report's 汇总 against household_findings.parquet: for every finding
-    sheet, its rows less those shown on another department's record (其中他部门记录) are the
-    findings whose evidence is the department's own record. Reports written before that
-    column existed are not checked."""
+def _check_report_summaries(run_dir: Path, findings: pl.DataFrame | None) -> list[str]:
+    """Each department report's 汇总 against household_findings.parquet (``findings``, from
+    `_published_findings`): for every finding sheet, its rows less those shown on another
+    department's record (其中他部门记录) are the findings whose evidence is the department's
+    own record. Reports written before that column existed are not checked."""
     import polars as pl
 
     from linkage.reports import KIND_LABELS
 
-    try:
-        findings = pl.read_parquet(run_dir / "household_findings.parquet", columns=["kind", "department"])
-    except Exception:  # noqa: BLE001 - a missing or older file is reported elsewhere
+    if findings is None:
         return []
-    counted = {(d, k): n for d, k, n in findings.group_by("department", "kind").len().iter_rows()}
+    counted = _findings_by_department_kind(findings)
     kinds_by_title = {title: kind for kind, title in KIND_LABELS.items()}
     problems = []
     for summary in sorted((run_dir / "reports").glob("*/01_summary.csv")):
