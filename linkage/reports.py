@@ -26,7 +26,7 @@ import duckdb
 import polars as pl
 
 from linkage.fields import RAW_VALUES_VIEW
-from linkage.households import FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS
+from linkage.households import EXTRA_COLUMNS, FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS
 from linkage.sql import raw_values_join
 
 SEX_LABELS = {"M": "男", "F": "女"}
@@ -506,16 +506,12 @@ def _with_departments(findings: pl.DataFrame, source_departments: pl.DataFrame) 
     findings = findings.with_columns(
         pl.col(c).cast(pl.String) for c in FINDING_COLUMNS if c in findings.columns
     )
-    for extra in ("department", "related_department", "related_household_id"):
-        if extra in findings.columns:
-            findings = findings.with_columns(pl.col(extra).cast(pl.String))
-    frame = findings.join(departments, on="source", how="left")
-    if "department" not in frame.columns:
-        frame = frame.with_columns(department=pl.col("_dept"))
-    if "related_department" not in frame.columns:
-        frame = frame.with_columns(related_department=pl.lit(None, dtype=pl.String))
-    if "related_household_id" not in frame.columns:
-        frame = frame.with_columns(related_household_id=pl.lit(None, dtype=pl.String))
+    frame = findings.join(departments, on="source", how="left").with_columns(
+        pl.col(extra).cast(pl.String) if extra in findings.columns
+        # department falls back to the source's below; the others are empty.
+        else (pl.col("_dept") if extra == "department" else pl.lit(None, dtype=pl.String)).alias(extra)
+        for extra in EXTRA_COLUMNS
+    )
     return frame.with_columns(pl.col("department").fill_null(pl.col("_dept"))).drop("_dept")
 
 
