@@ -29,7 +29,7 @@ from flows.readers import (
     read_xlsx,
 )
 from linkage.fields import NAME_PLACEHOLDERS
-from linkage.id_numbers import MASKED_ID_NUMBER_SQL, define_identity_number_macro
+from linkage.id_numbers import IDENTITY_NUMBER_MACRO, MASKED_ID_NUMBER_SQL, define_identity_number_macro
 from linkage.sql import materialize
 
 RAW_FIELDS: tuple[str, ...] = CANONICAL_FIELDS
@@ -312,7 +312,7 @@ def ingest_sources(
         # (the rule above, or a row the reader could not use) is kept masked, like every id
         # there; the file and row number still find the row.
         quarantine_columns = ", ".join(
-            f"case when is_identity_number(record_id) then {MASKED_ID_NUMBER_SQL.format(value='trim(record_id)')} "
+            f"case when {IDENTITY_NUMBER_MACRO}(record_id) then {MASKED_ID_NUMBER_SQL.format(value='trim(record_id)')} "
             "else record_id end as record_id" if column == "record_id" else column
             for column in QUARANTINE_COLUMNS
         )
