@@ -30,7 +30,7 @@ def _csv_header(file: Path, encoding: str) -> list[str]:
         for number, line in enumerate(iter(handle.readline, b"")):
             try:
                 # A BOM stands before the first line only.
-                text = without_bom(line, encoding).decode(codec) if number == 0 else line.decode(encoding)
+                text = (without_bom(line, encoding) if number == 0 else line).decode(codec)
             except UnicodeDecodeError:
                 raise ConfigError(f"{file}: the header row is not valid {encoding}") from None
             if text.strip():
