@@ -659,13 +659,10 @@ def _registry_to_start_from(ctx: RunContext) -> str:
     con.execute(
         """
         create or replace temp table person_registry_published as
-        select source, record_id, person_id, $run_id as first_seen_run, $run_id as last_seen_run
-        from read_parquet($path)
+        with published as materialized (select source, record_id, person_id from read_parquet($path))
+        select source, record_id, person_id, $run_id as first_seen_run, $run_id as last_seen_run from published
         union all
-        select * from person_registry r
-        where not exists (
-            select 1 from read_parquet($path) p where p.source = r.source and p.record_id = r.record_id
-        )
+        select r.* from person_registry r anti join published p using (source, record_id)
         """,
         {"run_id": run_id, "path": str(entity_map)},
     )
