@@ -373,20 +373,23 @@ def test_metrics_figures_that_contradict_the_published_files_are_reported(run_di
     ]
 
 
+def _write_findings(run_dir: Path, rows: list[tuple]) -> None:
+    """household_findings.parquet from (kind, person_id, source, record_id, detail, department,
+    related_department) rows."""
+    columns = ["kind", "person_id", "source", "record_id", "detail", "department", "related_department"]
+    pl.DataFrame(rows, schema={c: pl.String for c in columns}, orient="row").write_parquet(
+        run_dir / "household_findings.parquet"
+    )
+
+
 def test_metrics_rates_overlap_and_findings_that_do_not_add_up_are_reported(run_dir: Path, tmp_path: Path) -> None:
     # Found by tampering a demo run's metrics.json (a per-source share_rate, an overlap cell, a
     # finding count, a rate's value) and rewriting the manifest: verify said OK.
-    pl.DataFrame(
-        {
-            "kind": ["hukou_residence_split", "hukou_residence_split", "no_head"],
-            "person_id": ["P000000000001", "P000000000001", "P000000000002"],
-            "source": ["police_hukou", "residence", "police_hukou"],
-            "record_id": ["HJ1", "JZ1", "HJ2"],
-            "detail": ["人户分离", "人户分离", "户无户主"],
-            "department": ["公安局户政科", "流动人口管理大队", "公安局户政科"],
-            "related_department": ["流动人口管理大队", "公安局户政科", None],
-        }
-    ).write_parquet(run_dir / "household_findings.parquet")
+    _write_findings(run_dir, [
+        ("hukou_residence_split", "P000000000001", "police_hukou", "HJ1", "人户分离", "公安局户政科", "流动人口管理大队"),
+        ("hukou_residence_split", "P000000000001", "residence", "JZ1", "人户分离", "流动人口管理大队", "公安局户政科"),
+        ("no_head", "P000000000002", "police_hukou", "HJ2", "户无户主", "公安局户政科", None),
+    ])  # fmt: skip
     metrics = {
         "run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "persons": 4,
         "duplicate_records": 0, "duplicate_rate": {"numerator": 0, "denominator": 5, "value": 0.0},
@@ -440,17 +443,11 @@ def test_metrics_rates_overlap_and_findings_that_do_not_add_up_are_reported(run_
 def test_a_report_summary_that_disagrees_with_the_findings_is_reported(run_dir: Path, tmp_path: Path) -> None:
     # A department's 汇总 counts its sheets' rows, rows on other departments' records apart
     # (其中他部门记录); the rest must be the department's findings in household_findings.parquet.
-    pl.DataFrame(
-        {
-            "kind": ["roster_conflict", "roster_conflict", "no_head"],
-            "person_id": ["P000000000001", "P000000000002", "P000000000003"],
-            "source": ["police_hukou", "police_hukou", "police_hukou"],
-            "record_id": ["HJ1", "HJ2", "HJ3"],
-            "detail": ["户成员不一致", "户成员不一致", "户无户主"],
-            "department": ["公安局户政科"] * 3,
-            "related_department": ["民政局", "民政局", None],
-        }
-    ).write_parquet(run_dir / "household_findings.parquet")
+    _write_findings(run_dir, [
+        ("roster_conflict", "P000000000001", "police_hukou", "HJ1", "户成员不一致", "公安局户政科", "民政局"),
+        ("roster_conflict", "P000000000002", "police_hukou", "HJ2", "户成员不一致", "公安局户政科", "民政局"),
+        ("no_head", "P000000000003", "police_hukou", "HJ3", "户无户主", "公安局户政科", None),
+    ])  # fmt: skip
     summary = run_dir / "reports" / "公安局户政科" / "01_summary.csv"
 
     def write_summary(roster_rows: int, on_others: int) -> None:
