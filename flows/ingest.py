@@ -28,7 +28,7 @@ from flows.readers import (
     read_parquet,
     read_xlsx,
 )
-from linkage.fields import NAME_PLACEHOLDERS
+from linkage.fields import NAME_PLACEHOLDERS, QUARANTINE_OWN_RECORD_ID
 from linkage.id_numbers import IDENTITY_NUMBER_MACRO, MASKED_ID_NUMBER_SQL, define_identity_number_macro
 from linkage.sql import materialize
 
@@ -310,7 +310,8 @@ def ingest_sources(
         )
         # quarantine.parquet is published city-wide: a record id that is an identity number
         # (the rule above, or a row the reader could not use) is kept masked, like every id
-        # there; the file and row number still find the row.
+        # there; the file and row number still find the row. The department's own report
+        # shows its own value in full (own_record_id, which publish leaves out).
         quarantine_columns = ", ".join(
             f"case when {IDENTITY_NUMBER_MACRO}(record_id) then {MASKED_ID_NUMBER_SQL.format(value='trim(record_id)')} "
             "else record_id end as record_id" if column == "record_id" else column
@@ -319,7 +320,7 @@ def ingest_sources(
         con.execute(
             f"""
             create or replace table quarantine as
-            select {quarantine_columns} from (
+            select {quarantine_columns}, record_id as {QUARANTINE_OWN_RECORD_ID} from (
                 select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order
                 from stg_ingest_rows_rejected
                 union all

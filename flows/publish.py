@@ -216,8 +216,11 @@ def write_reports(ctx: RunContext, reports_dir: Path) -> dict[str, int]:
         (reports_dir / department_folder(source.department)).mkdir(parents=True, exist_ok=True)
     # DuckDB reduces the city to the rows the reports show (a few per cent of the records),
     # and the reports are built and written one department at a time: loading every
-    # record's shown columns into polars set the stage's time and its peak.
-    write_department_reports(reports_dir, counted(iter_reports(report_inputs_from_duckdb(ctx.con))))
+    # record's shown columns into polars set the stage's time and its peak. Each department's
+    # own rejected rows come from the quarantine table, placed by the sources file.
+    source_departments = {source.name: source.department for source in ctx.config.sources}
+    inputs = report_inputs_from_duckdb(ctx.con, source_departments=source_departments)
+    write_department_reports(reports_dir, counted(iter_reports(inputs)))
     return rows
 
 

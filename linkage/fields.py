@@ -39,6 +39,11 @@ RAW_VALUE_COLUMNS: dict[str, str] = {
 # it): raw_records' columns too, shown by the same view rather than stored again.
 RECORD_PROVENANCE_COLUMNS: tuple[str, ...] = ("file", "row_number", "file_sha256", "load_batch")
 RAW_VALUES_VIEW = "int_persons_raw_values"
+# The quarantine table's column, beside the contract's, holding a rejected row's record id
+# as the department's row held it: `record_id` is masked where it is an identity number
+# (quarantine.parquet is published city-wide), and only the department's own report shows
+# its own value in full. Publish leaves it out.
+QUARANTINE_OWN_RECORD_ID = "own_record_id"
 
 # Words that fill a name cell when the clerk had no name (or was testing the form):
 # standardization leaves such a name empty (linkage.names), and ingest's no_name_or_id rule

@@ -3,7 +3,8 @@
 Grain: one ``DepartmentReport`` per department of the sources; inside it one sheet per
 kind of problem, one row per own record involved (duplicates: per record, grouped per
 person; conflicts: per own record, field and disagreeing other source and value;
-household findings: per evidence record).
+household findings: per evidence record; rows of the department's own extracts rejected at
+ingest: per row, as ``quarantine`` holds it).
 
 What a department sees: its own records' values in full (it holds them anyway); of any
 other source only the source and department names, sexes, and names, identity numbers
@@ -18,14 +19,14 @@ values, and with the department's own number of the household in question (户�
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 
 import duckdb
 import polars as pl
 
-from linkage.fields import RAW_VALUES_VIEW
+from linkage.fields import QUARANTINE_OWN_RECORD_ID, RAW_VALUES_VIEW
 from linkage.households import EXTRA_COLUMNS, FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS
 from linkage.sql import raw_values_join
 
@@ -44,6 +45,21 @@ KIND_ADVICE: dict[str, str] = {
     "no_head": "户内无人登记为户主：核实并补登户主",
     "child_older_than_parent": "子女出生日期早于父母：核对出生日期或与户主关系",
     "spouse_under_legal_age": "配偶未达法定婚龄（男22岁、女20岁）：核对出生日期或与户主关系",
+    "rejected": "本部门报送文件中未能入库的行（原因见各行）：按文件和数据行号找到原行，更正后随下次报送重报；"
+    "被同一记录编号较新一行取代的，核实后删除或更正旧行",
+}
+
+# The sheet of the department's own rejected rows (the quarantine table's rows of its
+# sources), after every other sheet so that their CSV names keep their numbers.
+REJECTED_KEY = "rejected"
+REJECTED_TITLE = "未入库记录"
+# quarantine's columns the sheet shows, by name (the table may carry others), with their headers.
+REJECTED_HEADERS = {
+    "source": "数据源",
+    "file": "文件",
+    "row_number": "数据行号（不含表头）",
+    "record_id": "记录编号",
+    "reason": "原因",
 }
 
 RECORD_HEADERS = {
@@ -496,6 +512,69 @@ def _findings_for(findings: pl.DataFrame, department: str, sources: tuple[str, .
     return pl.concat([own.select(columns), related.select(columns).unique(maintain_order=True)])
 
 
+_REJECTED_SCHEMA = {"source": pl.String, "file": pl.String, "row_number": pl.Int64, "record_id": pl.String,
+                    "reason": pl.String}
+
+
+def rejected_rows(quarantine: pl.DataFrame | None) -> pl.DataFrame:
+    """``source, file, row_number, record_id, reason`` of the quarantine table's rows, by
+    source, file and row; ``record_id`` the department's own value (``own_record_id``) where
+    the table keeps it. Columns are taken by name: the table may hold others."""
+    if quarantine is None:
+        return pl.DataFrame(schema=_REJECTED_SCHEMA)
+    record_id = QUARANTINE_OWN_RECORD_ID if QUARANTINE_OWN_RECORD_ID in quarantine.columns else "record_id"
+    return (
+        quarantine.select(
+            *(pl.col(c).cast(t) for c, t in _REJECTED_SCHEMA.items() if c != "record_id"),
+            pl.col(record_id).cast(pl.String).alias("record_id"),
+        )
+        .select(list(_REJECTED_SCHEMA))
+        .sort("source", "file", "row_number", maintain_order=True)
+    )
+
+
+def _rejected_sheet(rejected: pl.DataFrame, sources: tuple[str, ...]) -> pl.DataFrame:
+    """The department's own rejected rows (``rejected``: from ``rejected_rows``), in its order."""
+    return rejected.filter(pl.col("source").is_in(list(sources))).rename(REJECTED_HEADERS)
+
+
+def _departments_with_sources(departments: pl.DataFrame, sources: Iterable[tuple[str, str]]) -> pl.DataFrame:
+    """``departments`` with each ``(source, department)`` of ``sources`` that it lacks: the
+    source joins its department's sources, after theirs; a department with no record gets a
+    row of its own (0 records, 0 persons) after the others. A source whose every row was
+    rejected has no record, and its department's clerk must still see those rows."""
+    rows = [list(row) for row in departments.iter_rows()]
+    by_department = {row[0]: row for row in rows}
+    known = {source for row in rows for source in row[1]}
+    added = False
+    for source, department in sources:
+        if source in known:
+            continue
+        known.add(source)
+        added = True
+        if department not in by_department:
+            by_department[department] = [department, [], 0, 0]
+            rows.append(by_department[department])
+        by_department[department][1] = [*by_department[department][1], source]
+    if not added:
+        return departments
+    return pl.DataFrame(rows, schema=departments.schema, orient="row")
+
+
+def _rejected_departments(
+    departments: pl.DataFrame, rejected: pl.DataFrame, source_departments: Mapping[str, str] | None
+) -> pl.DataFrame:
+    """``departments`` with every source of the sources file (``source_departments``: source
+    -> department) and every source of ``rejected``: a source that neither the records nor the
+    sources file places stands for a department of its own, as a record without a department
+    does."""
+    named = dict(source_departments or {})
+    rejected_sources = rejected.get_column("source").unique(maintain_order=True).to_list()
+    return _departments_with_sources(
+        departments, [*named.items(), *((s, s) for s in rejected_sources if s not in named)]
+    )
+
+
 def _with_departments(findings: pl.DataFrame, source_departments: pl.DataFrame) -> pl.DataFrame:
     """``findings`` with the contract's text columns, ``department`` and ``related_department``.
 
@@ -529,7 +608,10 @@ def _summary(
     ]
     for sheet in sheets:
         frame = sheet.frame
-        persons = frame.get_column("人员编号").n_unique() if frame.height else 0
+        # A sheet without persons (the rejected rows, linked to nobody) leaves 人数 empty.
+        persons = (
+            (frame.get_column("人员编号").n_unique() if frame.height else 0) if "人员编号" in frame.columns else None
+        )
         # Rows shown on another department's record (数据源 "（民政局记录）", no record id): they
         # concern this department, but metrics.json counts each finding under the department
         # whose record is its evidence, so the auditor needs them apart to make the two agree.
@@ -554,14 +636,21 @@ def _summary(
 
 
 def build_department_reports(
-    std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame
+    std: pl.DataFrame,
+    entity_map: pl.DataFrame,
+    findings: pl.DataFrame,
+    quarantine: pl.DataFrame | None = None,
+    source_departments: Mapping[str, str] | None = None,
 ) -> dict[str, DepartmentReport]:
-    """department -> its report: 汇总, 重复登记, 与其他部门不一致, then one sheet per finding kind.
+    """department -> its report: 汇总, 重复登记, 与其他部门不一致, one sheet per finding kind,
+    then 未入库记录 (its own rows of ``quarantine``, the ingest's rejected rows).
 
-    Every department of ``std`` gets a report with every sheet, empty ones included, so
-    the clerk's workbook has the same layout every night.
+    Every department of ``std``, of ``source_departments`` (source -> department, as the
+    sources file says) and of ``quarantine`` gets a report with every sheet, empty ones
+    included, so the clerk's workbook has the same layout every night.
     """
-    return {report.department: report for report in iter_department_reports(std, entity_map, findings)}
+    reports = iter_department_reports(std, entity_map, findings, quarantine, source_departments)
+    return {report.department: report for report in reports}
 
 
 @dataclass(frozen=True)
@@ -577,7 +666,8 @@ class ReportInputs:
     disagreeing record's value is among them. ``duplicates``: ``source, record_id,
     person_id`` of the records sharing a person with another record of their source.
     ``shown``: the own values (``_own_values``) of duplicate records and of records with
-    findings. ``findings``: with ``department`` and ``related_department``.
+    findings. ``findings``: with ``department`` and ``related_department``. ``rejected``: the
+    rows rejected at ingest (``rejected_rows``), whose sources are among ``departments``'.
     """
 
     departments: pl.DataFrame
@@ -585,10 +675,18 @@ class ReportInputs:
     duplicates: pl.DataFrame
     shown: pl.DataFrame
     findings: pl.DataFrame
+    rejected: pl.DataFrame
 
 
-def report_inputs(std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame) -> ReportInputs:
-    """``ReportInputs`` of polars frames; ``std`` in record order, with ``REPORT_COLUMNS`` at least."""
+def report_inputs(
+    std: pl.DataFrame,
+    entity_map: pl.DataFrame,
+    findings: pl.DataFrame,
+    quarantine: pl.DataFrame | None = None,
+    source_departments: Mapping[str, str] | None = None,
+) -> ReportInputs:
+    """``ReportInputs`` of polars frames; ``std`` in record order, with ``REPORT_COLUMNS`` at least;
+    ``quarantine`` as the table (``source, file, row_number, record_id, reason`` at least)."""
     persons = entity_map.select("source", "record_id", "person_id").unique(subset=["source", "record_id"])
     # The person ids as one more column: the other columns are shared with ``std``, not copied.
     person_id = (
@@ -616,7 +714,9 @@ def report_inputs(std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.Data
     findings = _with_departments(findings, records.select("source", "department").unique(subset=["source"]))
     shown_keys = pl.concat([duplicates.select("source", "record_id"), findings.select("source", "record_id")])
     shown = _own_values(std.join(shown_keys.unique(), on=["source", "record_id"], how="semi", maintain_order="left"))
-    return ReportInputs(departments, candidates, duplicates, shown, findings)
+    rejected = rejected_rows(quarantine)
+    departments = _rejected_departments(departments, rejected, source_departments)
+    return ReportInputs(departments, candidates, duplicates, shown, findings, rejected)
 
 
 def _table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -647,6 +747,8 @@ def report_inputs_from_duckdb(
     entity_map: str = "entity_map",
     findings: str = "household_findings",
     raw_values: str = RAW_VALUES_VIEW,
+    quarantine: str = "quarantine",
+    source_departments: Mapping[str, str] | None = None,
 ) -> ReportInputs:
     """The ``ReportInputs`` of ``report_inputs``, reduced inside DuckDB from its tables.
 
@@ -749,18 +851,34 @@ def report_inputs_from_duckdb(
         duplicates = duplicates.drop("record_key")
     finally:
         con.execute(f"drop table if exists {records}")
-    return ReportInputs(departments, candidates, duplicates, shown, finding_rows)
+    # The rejected rows, sorted by DuckDB: tens of thousands at ten million records.
+    quarantine_columns = _table_columns(con, quarantine)
+    own_id = QUARANTINE_OWN_RECORD_ID if QUARANTINE_OWN_RECORD_ID in quarantine_columns else "record_id"
+    rejected = rejected_rows(
+        con.execute(
+            f"""
+            select source, file, row_number, "{own_id}" as record_id, reason from {quarantine}
+            order by source, file, row_number
+            """
+        ).pl()
+    )
+    departments = _rejected_departments(departments, rejected, source_departments)
+    return ReportInputs(departments, candidates, duplicates, shown, finding_rows, rejected)
 
 
 def iter_department_reports(
-    std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame
+    std: pl.DataFrame,
+    entity_map: pl.DataFrame,
+    findings: pl.DataFrame,
+    quarantine: pl.DataFrame | None = None,
+    source_departments: Mapping[str, str] | None = None,
 ) -> Iterator[DepartmentReport]:
     """The reports of ``build_department_reports`` one department at a time, in the same order.
 
     A writer that writes each report before asking for the next holds one department's
     sheets at a time rather than every department's. ``std`` needs only ``REPORT_COLUMNS``.
     """
-    return iter_reports(report_inputs(std, entity_map, findings))
+    return iter_reports(report_inputs(std, entity_map, findings, quarantine, source_departments))
 
 
 def iter_reports(inputs: ReportInputs) -> Iterator[DepartmentReport]:
@@ -781,6 +899,7 @@ def iter_reports(inputs: ReportInputs) -> Iterator[DepartmentReport]:
         for kind in kinds:
             rows = dept_findings.filter(pl.col("kind") == kind)
             sheets.append(ReportSheet(kind, KIND_LABELS.get(kind, kind), _finding_sheet(rows, own_shown)))
+        sheets.append(ReportSheet(REJECTED_KEY, REJECTED_TITLE, _rejected_sheet(inputs.rejected, sources)))
         summary = ReportSheet(
             "summary", "汇总", _summary(department, sources, record_count, person_count, sheets)
         )

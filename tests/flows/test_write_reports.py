@@ -113,7 +113,8 @@ def test_one_folder_per_department_with_workbook_and_csvs(written) -> None:
         "02_duplicates.csv",
         "03_conflicts.csv",
     ]
-    assert len(list(police.glob("*.csv"))) == 11
+    assert len(list(police.glob("*.csv"))) == 12
+    assert sorted(p.name for p in police.glob("*.csv"))[-1] == "12_rejected.csv"
     assert all(p.exists() for p in paths)
 
 
@@ -131,6 +132,7 @@ def test_workbook_layout(written) -> None:
         "户无户主",
         "子女年长于父母",
         "配偶未达法定婚龄",
+        "未入库记录",
     ]
     for department in ("公安局户政科", "流动人口服务中心"):
         workbook = openpyxl.load_workbook(out / department / WORKBOOK_NAME)
@@ -417,3 +419,138 @@ def test_csv_rows_are_the_rows_the_manifest_would_count(tmp_path: Path) -> None:
     assert {path: count_rows(tmp_path / path) for path in known} == known
     assert known["怪_部门/01_awkward.csv"] == awkward.height
     assert sum(known.values()) > 50
+
+
+# ------------------------------------------------------------------ the rejected rows
+# Real extracts through ingest (flows.ingest.ingest_sources), then the reports as publish
+# builds them (report_inputs_from_duckdb over the run's tables) and writes them.
+
+EXTRACT_HEADER = "记录编号,姓名,公民身份号码"
+ID_C = "330602199001021237"  # a valid identity number, used as a record id: rejected
+
+
+def _rejected_city(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
+    """Three departments' extracts ingested, their reports written; returns the reports
+    folder and the quarantine table.
+
+    公安局户政科 (police_hukou): row 1 accepted; 2 has a field too many and the record id
+    "=1+1"; 3 has no record id; 4 names nobody (record id "-5"); 5's record id is an
+    identity number. 流动人口服务中心 has two sources: residence_a (row 2 a field short)
+    and residence_b, whose only row has no record id (so the source has no record at all).
+    民政局 (civil_roster) has nothing rejected.
+    """
+    import duckdb
+    import yaml
+
+    from flows.config import load_sources
+    from flows.ingest import ingest_sources
+    from linkage.reports import iter_reports, report_inputs_from_duckdb
+
+    extracts = {
+        "hukou.csv": ["h1,王建国,330602198003010017", "=1+1,李秀英,330602198205020029,多余", ",张三,",
+                      "-5,不详,", f"{ID_C},赵六,{ID_C}"],
+        "residence_a.csv": ["r1,王建图,330602198003110015", "r2,孙七"],
+        "residence_b.csv": [",周八,330602198205020029"],
+        "roster.csv": ["c1,王建国,330602198003010017"],
+    }
+    for name, rows in extracts.items():
+        (tmp_path / name).write_text("\n".join([EXTRACT_HEADER, *rows]) + "\n", encoding="utf-8")
+    columns = {"record_id": "记录编号", "name": "姓名", "id_number": "公民身份号码"}
+    sources = [
+        ("police_hukou", "公安局户政科", "hukou.csv"),
+        ("residence_a", "流动人口服务中心", "residence_a.csv"),
+        ("residence_b", "流动人口服务中心", "residence_b.csv"),
+        ("civil_roster", "民政局", "roster.csv"),
+    ]
+    (tmp_path / "sources.yaml").write_text(
+        yaml.safe_dump(
+            {"sources": [{"name": n, "department": d, "path": p, "format": "csv", "columns": columns}
+                         for n, d, p in sources]},
+            allow_unicode=True,
+        ),
+        encoding="utf-8",
+    )
+    config = load_sources(tmp_path / "sources.yaml")
+    con = duckdb.connect()
+    ingest_sources(con, config, "test-run")
+    # The later stages' tables, as small as the reports allow: each record its own person.
+    con.execute("create table int_persons_standardized as select * from raw_records")
+    con.execute("create table entity_map as select record_key, source, record_id, record_id as person_id from raw_records")
+    con.execute(
+        "create table household_findings (kind varchar, person_id varchar, source varchar, record_id varchar, detail varchar)"
+    )
+    named = {source.name: source.department for source in config.sources}
+    out = tmp_path / "reports"
+    write_department_reports(out, iter_reports(report_inputs_from_duckdb(con, source_departments=named)))
+    return out, con.execute("select * from quarantine").pl()
+
+
+@pytest.fixture(scope="module")
+def rejected_city(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFrame]:
+    return _rejected_city(tmp_path_factory.mktemp("rejected"))
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def _reason(quarantine: pl.DataFrame, source: str, row: int) -> str:
+    return quarantine.filter((pl.col("source") == source) & (pl.col("row_number") == row)).item(0, "reason")
+
+
+def test_each_department_lists_exactly_its_own_rejected_rows(rejected_city) -> None:
+    out, quarantine = rejected_city
+    header = ["数据源", "文件", "数据行号（不含表头）", "记录编号", "原因"]
+    police = _csv_rows(out / "公安局户政科" / "12_rejected.csv")
+    assert police[0] == header
+    # By file and row; the record id as the department wrote it (escaped), in full.
+    assert police[1:] == [
+        ["police_hukou", "hukou.csv", "2", "'=1+1", _reason(quarantine, "police_hukou", 2)],
+        ["police_hukou", "hukou.csv", "3", "", _reason(quarantine, "police_hukou", 3)],
+        ["police_hukou", "hukou.csv", "4", "'-5", _reason(quarantine, "police_hukou", 4)],
+        ["police_hukou", "hukou.csv", "5", ID_C, _reason(quarantine, "police_hukou", 5)],
+    ]
+    assert quarantine.filter(pl.col("source") == "police_hukou").sort("row_number")["reason_code"].to_list() == [
+        "wrong_column_count", "missing_record_id", "no_name_or_id", "record_id_is_id_number"
+    ]
+    # A department of two sources sees both, one of them with no accepted record at all.
+    residence = _csv_rows(out / "流动人口服务中心" / "12_rejected.csv")
+    assert [row[:4] for row in residence[1:]] == [
+        ["residence_a", "residence_a.csv", "2", "r2"],
+        ["residence_b", "residence_b.csv", "1", ""],
+    ]
+    assert residence[1][4] == _reason(quarantine, "residence_a", 2) and "列" in residence[1][4]
+    # Nothing rejected: the sheet with its header alone, as every empty sheet.
+    assert _csv_rows(out / "民政局" / "12_rejected.csv") == [header]
+    # No department sees another's rejected rows.
+    for department, own in (("公安局户政科", {"police_hukou"}), ("流动人口服务中心", {"residence_a", "residence_b"}),
+                            ("民政局", set())):
+        book = openpyxl.load_workbook(out / department / WORKBOOK_NAME)
+        assert book.sheetnames[-1] == "未入库记录"
+        rows = list(book["未入库记录"].iter_rows(values_only=True))
+        assert list(rows[0]) == header
+        assert {row[0] for row in rows[1:]} == own
+
+
+def test_the_rejected_sheet_is_escaped_and_shows_the_own_id_in_full(rejected_city) -> None:
+    out, quarantine = rejected_city
+    sheet = openpyxl.load_workbook(out / "公安局户政科" / WORKBOOK_NAME)["未入库记录"]
+    record_ids = [row[3] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert record_ids == ["'=1+1", None, "'-5", ID_C]
+    assert [row[2] for row in sheet.iter_rows(min_row=2, values_only=True)] == [2, 3, 4, 5]
+    # quarantine.parquet (published city-wide) keeps the identity number masked.
+    published = quarantine.filter(pl.col("row_number") == 5).filter(pl.col("source") == "police_hukou")
+    assert published.item(0, "record_id") == "330602********1237"
+
+
+def test_the_summary_counts_the_rejected_rows(rejected_city) -> None:
+    out, _ = rejected_city
+    for department, rows in (("公安局户政科", "4"), ("流动人口服务中心", "2"), ("民政局", "0")):
+        summary = {row[0]: row for row in _csv_rows(out / department / "01_summary.csv")[1:]}
+        # 记录数, 人数 (empty: a rejected row is nobody's), 说明, 其中他部门记录
+        assert summary["未入库记录"][1:] == [rows, "", summary["未入库记录"][3], "0"]
+        assert summary["未入库记录"][3].startswith("本部门报送文件中未能入库的行")
+    # The department of two sources lists both, residence_b with no record among them.
+    summary = _csv_rows(out / "流动人口服务中心" / "01_summary.csv")
+    assert summary[1][:4] == ["本部门数据源", "1", "1", "residence_a、residence_b"]

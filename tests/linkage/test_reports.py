@@ -172,6 +172,7 @@ def test_every_department_has_every_sheet_in_order(reports) -> None:
         "户无户主",
         "子女年长于父母",
         "配偶未达法定婚龄",
+        "未入库记录",
     ]
     assert reports["公安局户政科"].sources == ("police_hukou",)
 
@@ -430,6 +431,17 @@ def _wider_city() -> tuple[pl.DataFrame, pl.DataFrame]:
     return wider, pl.concat([entity_map, mapped], how="vertical_relaxed")
 
 
+def _quarantine_rows(rows: list[tuple]) -> pl.DataFrame:
+    """The quarantine table from (source, file, row_number, record_id as published, own record
+    id, reason_code) rows; each reason is its code and 的原因."""
+    return pl.DataFrame(
+        rows,
+        schema={"source": pl.String, "file": pl.String, "row_number": pl.Int32, "record_id": pl.String,
+                "own_record_id": pl.String, "reason_code": pl.String},
+        orient="row",
+    ).with_columns(reason=pl.col("reason_code") + " 的原因")
+
+
 def test_duckdb_inputs_give_the_same_reports() -> None:
     """report_inputs_from_duckdb reduces the tables in SQL; the reports must not change."""
     import duckdb
@@ -438,7 +450,17 @@ def test_duckdb_inputs_give_the_same_reports() -> None:
 
     std, entity_map = _wider_city()
     findings = find_household_findings(std, entity_map, as_of=AS_OF)
-    expected = build_department_reports(std, entity_map, findings)
+    # Rejected rows, out of order, with a column the reports do not read; one of a source
+    # whose every row was rejected (civil_lost, 民政局's by the sources file).
+    quarantine = _quarantine_rows(
+        [
+            ("civil_lost", "lost.csv", 2, "L2", "L2", "missing_name"),
+            ("police_hukou", "hukou.csv", 9, None, None, "missing_record_id"),
+            ("police_hukou", "hukou.csv", 3, "330602********0017", ID_A, "record_id_is_id_number"),
+        ]
+    ).with_columns(file_row=pl.col("row_number") + 1)
+    named = {"civil_lost": "民政局", "police_hukou": "公安局户政科"}
+    expected = build_department_reports(std, entity_map, findings, quarantine, named)
     con = duckdb.connect()
     con.register("std_frame", std)
     con.execute("create table int_persons_standardized as select * from std_frame")
@@ -446,9 +468,17 @@ def test_duckdb_inputs_give_the_same_reports() -> None:
     con.execute("create table entity_map as select * from entity_frame")
     con.register("findings_frame", findings)
     con.execute("create table household_findings as select * from findings_frame")
-    got = list(iter_reports(report_inputs_from_duckdb(con)))
+    con.register("quarantine_frame", quarantine)
+    con.execute("create table quarantine as select * from quarantine_frame")
+    got = list(iter_reports(report_inputs_from_duckdb(con, source_departments=named)))
     assert [r.department for r in got] == list(expected) == ["公安局户政科", "流动人口服务中心", "民政局", "schools"]
-    assert expected["民政局"].sources == ("civil_roster", "civil_extra")
+    assert expected["民政局"].sources == ("civil_roster", "civil_extra", "civil_lost")
+    assert expected["民政局"].sheet("rejected").frame.get_column("记录编号").to_list() == ["L2"]
+    # The own value in full, where the table keeps it; by file and row.
+    assert expected["公安局户政科"].sheet("rejected").frame.rows() == [
+        ("police_hukou", "hukou.csv", 3, ID_A, "record_id_is_id_number 的原因"),
+        ("police_hukou", "hukou.csv", 9, None, "missing_record_id 的原因"),
+    ]
     # the police summary counts the record without a person: 4 records, 3 persons (one unknown)
     assert expected["公安局户政科"].sheet("summary").frame.row(0)[1:3] == (4, 3)
     assert expected["schools"].sheet("duplicates").frame.height == 2
@@ -540,3 +570,25 @@ def test_a_hint_tells_nothing_of_the_characters_the_mask_hides() -> None:
         )
         hints = difference_hints(frame, field).to_list()
         assert hints[: len(triples)] == hints[len(triples) :]
+
+
+def test_rejected_rows_reach_their_department_only() -> None:
+    std, entity_map = city()
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    quarantine = _quarantine_rows(
+        [
+            ("residence_reg", "b.csv", 1, "R9", "R9", "no_name_or_id"),
+            ("police_hukou", "h.csv", 7, None, None, "missing_record_id"),
+            ("residence_reg", "a.csv", 4, "R4", "R4", "wrong_column_count"),
+            ("schools", "s.csv", 2, "S2", "S2", "missing_name"),  # a source nothing places
+        ]
+    )
+    reports = build_department_reports(std, entity_map, findings, quarantine)
+    rejected = {d: r.sheet("rejected").frame for d, r in reports.items()}
+    assert rejected["流动人口服务中心"].select("文件", "数据行号（不含表头）").rows() == [("a.csv", 4), ("b.csv", 1)]
+    assert rejected["公安局户政科"].get_column("原因").to_list() == ["missing_record_id 的原因"]
+    assert rejected["民政局"].is_empty() and rejected["民政局"].columns == rejected["公安局户政科"].columns
+    # A source the records do not place stands for a department of its own, as a record without one does.
+    assert reports["schools"].sources == ("schools",) and rejected["schools"].height == 1
+    summary = {r["项目"]: r for r in reports["流动人口服务中心"].sheet("summary").frame.iter_rows(named=True)}
+    assert (summary["未入库记录"]["记录数"], summary["未入库记录"]["人数"]) == (2, None)
