@@ -10,8 +10,10 @@ and also redoes the contract's arithmetic from the published files alone:
 entity_map rows + quarantine rows = records in, and per source
 share_rate = shared_persons / persons with persons and shared_persons recounted from
 entity_map.parquet, and metrics.json's figures (counts, rates, overlap, findings) recounted
-from entity_map, quarantine and household_findings; and it searches every published file but the departments' own
-reports for a full resident identity number (check character and birth date valid).
+from entity_map, quarantine and household_findings, and each department report's 汇总 and
+sheet of rejected rows (未入库记录) against household_findings and quarantine; and it searches
+every published file but the departments' own reports for a full resident identity number
+(check character and birth date valid).
 
 The manifest is not signed: someone who can rewrite a file and the manifest together is
 not caught here; keep a copy of manifest.json (or its sha256, printed by ``renhu verify``)
@@ -232,6 +234,7 @@ def verify_run(run_dir: Path) -> list[str]:
     findings = _published_findings(run_dir, metrics)
     problems += _check_metrics_figures(run_dir, metrics, findings)
     problems += _check_report_summaries(run_dir, findings)
+    problems += _check_rejected_sheets(run_dir, metrics)
     problems += check_no_full_id_numbers(run_dir)
     return problems
 
@@ -576,6 +579,78 @@ def _check_report_summaries(run_dir: Path, findings: pl.DataFrame | None) -> lis
     return problems
 
 
+def _check_rejected_sheets(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
+    """Each department report's sheet of rejected rows (未入库记录) against quarantine.parquet:
+    its count in the 汇总 and the rows of its CSV are the rows of the department's sources
+    (by metrics.json's sources and their departments), and the CSV names no other source.
+    A run whose metrics.json names no department, and a report from before the sheet (no
+    such 汇总 row and no such CSV), are not checked."""
+    import polars as pl
+
+    from flows.reports import department_folder
+    from linkage.reports import REJECTED_KEY, REJECTED_TITLE
+
+    departments = {
+        name: entry["department"]
+        for name, entry in (metrics.get("sources") or {}).items()
+        if isinstance(entry, dict) and entry.get("department")
+    }
+    if not departments:
+        return []
+    try:
+        quarantine = pl.read_parquet(run_dir / "quarantine.parquet", columns=["source"])
+    except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
+        return []
+    rejected = dict(quarantine.group_by("source").len().iter_rows())
+    sources_of: dict[str, set[str]] = {}
+    for source, department in departments.items():
+        sources_of.setdefault(department_folder(department), set()).add(source)
+    problems = []
+    for folder, sources in sorted(sources_of.items()):
+        expected = sum(rejected.get(source, 0) for source in sources)
+        where = f"reports/{folder}"
+        summary_path = run_dir / where / "01_summary.csv"
+        sheets = sorted((run_dir / where).glob(f"[0-9][0-9]_{REJECTED_KEY}.csv"))
+        counted: list[str] | None = None
+        if summary_path.is_file():
+            try:
+                summary = pl.read_csv(summary_path, encoding="utf8-lossy", infer_schema=False)
+                counted = summary.filter(pl.col("项目") == REJECTED_TITLE).get_column("记录数").to_list()
+            except Exception:  # noqa: BLE001
+                problems.append(f"{where}/01_summary.csv: unreadable")
+                continue
+        if not counted and not sheets:
+            continue  # a report from before the sheet
+        name = f"{where}/01_summary.csv"
+        if counted is None:
+            problems.append(f"{name}: missing, but {where} has a {REJECTED_TITLE} sheet")
+        elif len(counted) != 1:
+            problems.append(f"{name}: {len(counted)} {REJECTED_TITLE} rows, expected 1")
+        elif str(counted[0]).strip() != str(expected):
+            problems.append(
+                f"{name}: {REJECTED_TITLE} {counted[0]} rows, but quarantine.parquet holds {expected} rows of "
+                f"{'、'.join(sorted(sources))}"
+            )
+        if len(sheets) != 1:
+            problems.append(f"{where}: {len(sheets)} *_{REJECTED_KEY}.csv files, expected 1")
+            continue
+        sheet_name = sheets[0].relative_to(run_dir).as_posix()
+        try:
+            rows = pl.read_csv(sheets[0], encoding="utf8-lossy", infer_schema=False)
+            shown = set(rows.get_column("数据源").drop_nulls().to_list())
+        except Exception:  # noqa: BLE001
+            problems.append(f"{sheet_name}: unreadable")
+            continue
+        if rows.height != expected:
+            problems.append(
+                f"{sheet_name}: {rows.height} rows, but quarantine.parquet holds {expected} rows of "
+                f"{'、'.join(sorted(sources))}"
+            )
+        if shown - sources:
+            problems.append(f"{sheet_name}: holds rows of {'、'.join(sorted(shown - sources))}, not its department's")
+    return problems
+
+
 # A resident identity number: 17 digits and a check character, not part of a longer run of
 # digits (hashes, timestamps). Letters around it do not matter: "HJ" + an id still holds it.
 _ID_CANDIDATE = re.compile(r"(?<![0-9])[1-9][0-9]{16}[0-9Xx](?![0-9])")
@@ -669,7 +744,9 @@ def verify_command(argv: list[str]) -> int:
             "that metrics.json's counts of records and persons and its rates (overall and per source), "
             "its overlap of sources and its findings counts agree with entity_map.parquet, "
             "quarantine.parquet and household_findings.parquet, that each department report's 汇总 "
-            "counts the department's own findings as household_findings.parquet does, "
+            "counts the department's own findings as household_findings.parquet does, that its "
+            "未入库记录 sheet (in the 汇总 and its CSV) holds as many rows as quarantine.parquet holds of "
+            "the department's sources, and none of another's, "
             "and that no published file but a department's own report holds a full identity number."
         ),
     )
@@ -696,7 +773,7 @@ def verify_command(argv: list[str]) -> int:
     print(
         f"OK: {run_dir} (run {manifest.get('run_id')}): {len(manifest['published_files'])} files match "
         f"manifest.json (sha256, size, rows); records in {records_in} = {entity_rows} in entity_map "
-        f"+ {quarantine_rows} in quarantine; share rates, metrics.json's figures and the reports' 汇总 agree with the published files; "
+        f"+ {quarantine_rows} in quarantine; share rates, metrics.json's figures and the reports' 汇总 and 未入库记录 agree with the published files; "
         "no full identity number outside the departments' reports; "
         f"manifest.json sha256 {sha256_of(manifest_path)}"
     )

@@ -465,3 +465,55 @@ def test_a_report_summary_that_disagrees_with_the_findings_is_reported(run_dir: 
         "reports/公安局户政科/01_summary.csv: 户成员不一致 3 rows less 0 on other departments' records = 3, "
         "but household_findings.parquet holds 2 roster_conflict findings of 公安局户政科"
     ]
+
+
+def test_a_rejected_sheet_that_disagrees_with_quarantine_is_reported(run_dir: Path, tmp_path: Path) -> None:
+    # Each department's 未入库记录 holds the rows of quarantine.parquet of its sources: the
+    # fixture's quarantine holds one row of police_hukou (公安局户政科) and one of residence
+    # (流动人口管理大队). Counted in the 汇总 and listed in its CSV.
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics["sources"] = {
+        "police_hukou": {"department": "公安局户政科"},
+        "residence": {"department": "流动人口管理大队"},
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    header = "数据源,文件,数据行号（不含表头）,记录编号,原因\n"
+
+    def write_report(department: str, summary_rows: int, rows: list[str]) -> None:
+        folder = run_dir / "reports" / department
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "01_summary.csv").write_text(
+            f"\ufeff项目,记录数,人数,说明,其中他部门记录\n本部门数据源,3,3,x,0\n未入库记录,{summary_rows},,更正,0\n",
+            encoding="utf-8",
+        )
+        (folder / "12_rejected.csv").write_text("\ufeff" + header + "".join(f"{r}\n" for r in rows), encoding="utf-8")
+
+    police_row = "police_hukou,hukou.csv,4,,记录编号为空 / record_id is empty"
+    residence_row = "residence,residence.csv,3,JZ9,无姓名无证件 / no name or id"
+    write_report("公安局户政科", 1, [police_row])
+    write_report("流动人口管理大队", 1, [residence_row])
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    # The police report counts none and lists the residence's row instead of its own; the
+    # residence report lost its row (the 汇总 still says 1). Manifest rewritten each time.
+    write_report("公安局户政科", 0, [residence_row])
+    write_report("流动人口管理大队", 1, [])
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == [
+        "reports/公安局户政科/01_summary.csv: 未入库记录 0 rows, but quarantine.parquet holds 1 rows of police_hukou",
+        "reports/公安局户政科/12_rejected.csv: holds rows of residence, not its department's",
+        "reports/流动人口管理大队/12_rejected.csv: 0 rows, but quarantine.parquet holds 1 rows of residence",
+    ]
+
+    # A report whose 汇总 is gone while its sheet is not; the 汇总 counting the sheet twice.
+    (run_dir / "reports" / "流动人口管理大队" / "01_summary.csv").unlink()
+    write_report("公安局户政科", 1, [police_row])
+    summary = run_dir / "reports" / "公安局户政科" / "01_summary.csv"
+    summary.write_text(summary.read_text(encoding="utf-8") + "未入库记录,1,,更正,0\n", encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == [
+        "reports/公安局户政科/01_summary.csv: 2 未入库记录 rows, expected 1",
+        "reports/流动人口管理大队/01_summary.csv: missing, but reports/流动人口管理大队 has a 未入库记录 sheet",
+        "reports/流动人口管理大队/12_rejected.csv: 0 rows, but quarantine.parquet holds 1 rows of residence",
+    ]
