@@ -437,7 +437,8 @@ def _rejected_city(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
     "=1+1"; 3 has no record id; 4 names nobody (record id "-5"); 5's record id is an
     identity number. 流动人口服务中心 has two sources: residence_a (row 2 a field short)
     and residence_b, whose only row has no record id (so the source has no record at all).
-    民政局 (civil_roster) has nothing rejected.
+    民政局 (civil_roster) has nothing rejected. 教育局 (schools) has one row, with no
+    record id: a department without a single record.
     """
     import duckdb
     import yaml
@@ -452,6 +453,7 @@ def _rejected_city(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
         "residence_a.csv": ["r1,王建图,330602198003110015", "r2,孙七"],
         "residence_b.csv": [",周八,330602198205020029"],
         "roster.csv": ["c1,王建国,330602198003010017"],
+        "schools.csv": [",吴九,"],
     }
     for name, rows in extracts.items():
         (tmp_path / name).write_text("\n".join([EXTRACT_HEADER, *rows]) + "\n", encoding="utf-8")
@@ -461,6 +463,7 @@ def _rejected_city(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
         ("residence_a", "流动人口服务中心", "residence_a.csv"),
         ("residence_b", "流动人口服务中心", "residence_b.csv"),
         ("civil_roster", "民政局", "roster.csv"),
+        ("schools", "教育局", "schools.csv"),
     ]
     (tmp_path / "sources.yaml").write_text(
         yaml.safe_dump(
@@ -525,7 +528,7 @@ def test_each_department_lists_exactly_its_own_rejected_rows(rejected_city) -> N
     assert _csv_rows(out / "民政局" / "12_rejected.csv") == [header]
     # No department sees another's rejected rows.
     for department, own in (("公安局户政科", {"police_hukou"}), ("流动人口服务中心", {"residence_a", "residence_b"}),
-                            ("民政局", set())):
+                            ("民政局", set()), ("教育局", {"schools"})):
         book = openpyxl.load_workbook(out / department / WORKBOOK_NAME)
         assert book.sheetnames[-1] == "未入库记录"
         rows = list(book["未入库记录"].iter_rows(values_only=True))
@@ -546,7 +549,7 @@ def test_the_rejected_sheet_is_escaped_and_shows_the_own_id_in_full(rejected_cit
 
 def test_the_summary_counts_the_rejected_rows(rejected_city) -> None:
     out, _ = rejected_city
-    for department, rows in (("公安局户政科", "4"), ("流动人口服务中心", "2"), ("民政局", "0")):
+    for department, rows in (("公安局户政科", "4"), ("流动人口服务中心", "2"), ("民政局", "0"), ("教育局", "1")):
         summary = {row[0]: row for row in _csv_rows(out / department / "01_summary.csv")[1:]}
         # 记录数, 人数 (empty: a rejected row is nobody's), 说明, 其中他部门记录
         assert summary["未入库记录"][1:] == [rows, "", summary["未入库记录"][3], "0"]
@@ -554,3 +557,6 @@ def test_the_summary_counts_the_rejected_rows(rejected_city) -> None:
     # The department of two sources lists both, residence_b with no record among them.
     summary = _csv_rows(out / "流动人口服务中心" / "01_summary.csv")
     assert summary[1][:4] == ["本部门数据源", "1", "1", "residence_a、residence_b"]
+    # A department without a single record still gets its report, its one row in it.
+    assert _csv_rows(out / "教育局" / "01_summary.csv")[1][:4] == ["本部门数据源", "0", "0", "schools"]
+    assert [row[:4] for row in _csv_rows(out / "教育局" / "12_rejected.csv")[1:]] == [["schools", "schools.csv", "1", ""]]
