@@ -61,6 +61,8 @@ import duckdb
 import polars as pl
 import yaml
 
+from flows.validation_figures import map_figures, percent, register_count_renderers, threshold_percent
+
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 THRESHOLDS_FILE = EXPECTATIONS_DIR / "thresholds.yaml"
 DOCS_ASSETS_DIR = EXPECTATIONS_DIR / "data_docs_assets"
@@ -246,6 +248,11 @@ class CheckResult:
     observed_value: Any
     examples: list[Any]
     message: str
+    # Map checks: rows GX did not check (the value is empty; for a pair check, the rows
+    # ignore_row_if leaves out), so unexpected_percent = 100 * unexpected_count /
+    # (element_count - missing_count); and the `mostly` GX applied to those checked values.
+    missing_count: int | None = None
+    mostly: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -256,8 +263,10 @@ class CheckResult:
             "success": self.success,
             "expectation": self.expectation,
             "element_count": self.element_count,
+            "missing_count": self.missing_count,
             "unexpected_count": self.unexpected_count,
             "unexpected_percent": self.unexpected_percent,
+            "mostly": self.mostly,
             "observed_value": _jsonable(self.observed_value),
             "examples": _jsonable(self.examples),
             "message": self.message,
@@ -810,7 +819,10 @@ def _build_suite(batch: _Batch) -> Any:
         note = f"**{item.severity.upper()}** `{item.check}` — {item.why}"
         if item.mostly is not None:
             kwargs["mostly"] = batch.thresholds[item.mostly]
-            note += f" Threshold `{item.mostly}` = {kwargs['mostly']}."
+            note += (
+                f" Threshold `{item.mostly}` = {kwargs['mostly']}: at least {threshold_percent(kwargs['mostly'])} "
+                "of the non-empty values must pass; an empty value is not checked and not counted."
+            )
         meta = {"check": item.check, "severity": item.severity}
         suite.add_expectation(_expectation_class(item.expectation)(**kwargs, meta=meta, notes=note))
     return suite
@@ -969,6 +981,10 @@ def _judge(
     timings["metrics"] = metrics_seconds
     timings["gx_verdicts"] = time.perf_counter() - started - metrics_seconds - timings["gx_context"]
     started = time.perf_counter()
+    # GX's own text calls a share of the non-empty values one "of N total rows": each map
+    # check's statement and observed value are drawn from its counts instead
+    # (flows/validation_figures.py).
+    register_count_renderers({check.expectation for tally in tallies for check in tally.suite.expectations})
     context.build_data_docs(site_names=[DOCS_SITE_NAME])
     timings["data_docs"] = time.perf_counter() - started
     return results
@@ -987,13 +1003,18 @@ def _check_result(batch: _Batch, item: Any) -> CheckResult:
     unexpected_count = result.get("unexpected_count")
     unexpected_percent = result.get("unexpected_percent")
     observed = result.get("observed_value")
+    figures = None if raised else map_figures(config.type, config.kwargs, result)
     if exception is not None:
         detail = f"could not be evaluated: {exception}"
-    elif unexpected_count is not None:
-        checked = (element_count or 0) - (result.get("missing_count") or 0)
-        detail = f"{unexpected_count} of {checked} checked values fail ({unexpected_percent or 0:.2f} %)"
+    elif figures is not None:
+        detail = f"{figures.unexpected} of {figures.checked} checked values fail"
+        if figures.checked:
+            shares = [percent(figures.unexpected, figures.checked)]
+            if figures.not_checked:
+                shares.append(f"{figures.not_checked} of {figures.rows} rows not checked")
+            detail += f" ({'; '.join(shares)})"
         if "mostly" in config.kwargs:
-            detail += f", at most {100 * (1 - config.kwargs['mostly']):.2f} % allowed"
+            detail += f", at least {threshold_percent(figures.mostly)} must pass"
         elif config.kwargs.get("min_value") is not None and config.kwargs.get("max_value") is not None:
             # A ratio such as row_count_in_band's is the same on every row: the bounds say
             # what "fail" means (tonight's rows 0.5 of the last night's, allowed 0.7 to 1.5).
@@ -1020,6 +1041,8 @@ def _check_result(batch: _Batch, item: Any) -> CheckResult:
         observed_value=observed,
         examples=examples,
         message=f"{severity.upper()} {where} {check}: {status}",
+        missing_count=None if figures is None else figures.not_checked,
+        mostly=None if figures is None else figures.mostly,
     )
 
 
