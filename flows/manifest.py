@@ -11,9 +11,12 @@ entity_map rows + quarantine rows = records in, and per source
 share_rate = shared_persons / persons with persons and shared_persons recounted from
 entity_map.parquet, and metrics.json's figures (counts, rates, overlap, findings) recounted
 from entity_map, quarantine and household_findings, and each department report's 汇总 and
-sheet of rejected rows (未入库记录) against household_findings and quarantine; and it searches
-every published file but the departments' own reports for a full resident identity number
-(check character and birth date valid).
+sheet of rejected rows (未入库记录) against household_findings and quarantine;
+validation/results.json's figures (each check's unexpected share of its checked values, its
+verdict against ``mostly``, the counts of failed checks, as metrics.json states them too) and
+the same figures on each Data Docs page; and it searches every published file but the
+departments' own reports for a full resident identity number (check character and birth
+date valid).
 
 The manifest is not signed: someone who can rewrite a file and the manifest together is
 not caught here; keep a copy of manifest.json (or its sha256, printed by ``renhu verify``)
@@ -235,6 +238,7 @@ def verify_run(run_dir: Path) -> list[str]:
     problems += _check_metrics_figures(run_dir, metrics, findings)
     problems += _check_report_summaries(run_dir, findings)
     problems += _check_rejected_sheets(run_dir, metrics)
+    problems += _check_validation_figures(run_dir, metrics)
     problems += check_no_full_id_numbers(run_dir)
     return problems
 
@@ -663,6 +667,107 @@ _TEXT_SUFFIXES = {".html", ".htm", ".json", ".csv", ".md", ".txt", ".yaml", ".ym
 _ID_NUMBERS_ALLOWED_UNDER = ("reports/",)
 
 
+VALIDATION_RESULTS = "validation/results.json"
+
+
+def _check_validation_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
+    """validation/results.json's figures add up, metrics.json counts its checks as it lists
+    them, and each Data Docs validation page states the figures it holds.
+
+    Per map check: 0 <= unexpected_count <= checked (element_count - missing_count),
+    unexpected_percent = 100 * unexpected_count / checked, and success = (checked -
+    unexpected) / checked >= mostly (nothing checked passes). Runs written before
+    results.json carried missing_count are not checked.
+    """
+    path = run_dir / VALIDATION_RESULTS
+    if not path.is_file():
+        return []
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        checks = list(results.get("checks") or [])
+    except (ValueError, AttributeError, TypeError) as exc:
+        return [f"{VALIDATION_RESULTS}: unreadable ({exc})"]
+    if not any("missing_count" in c for c in checks):
+        return []
+    problems: list[str] = []
+    recorded: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for c in checks:
+        rows, missing, unexpected = c.get("element_count"), c.get("missing_count"), c.get("unexpected_count")
+        if rows is None or missing is None or unexpected is None:
+            continue
+        name = f"{c.get('suite')}[{c.get('batch')}] {c.get('check')}"
+        checked = rows - missing
+        recorded.setdefault((str(c.get("suite")), str(c.get("batch"))), []).append((unexpected, checked))
+        if not 0 <= unexpected <= checked:
+            problems.append(
+                f"{VALIDATION_RESULTS}: {name}: {unexpected} unexpected of {checked} checked values "
+                f"({rows} rows, {missing} not checked)"
+            )
+            continue
+        stated = c.get("unexpected_percent")
+        share = None if checked == 0 else 100 * unexpected / checked
+        if (stated is None) != (share is None) or (share is not None and abs(stated - share) > 1e-9):
+            problems.append(
+                f"{VALIDATION_RESULTS}: {name}: unexpected_percent = {stated}, "
+                f"but {unexpected} of {checked} checked values give {share}"
+            )
+        mostly = c.get("mostly")
+        if mostly is not None:
+            # GX's own rule (expectation._mostly_success), in the same floating point.
+            passes = checked == 0 or (float(checked) - float(unexpected)) / float(checked) >= mostly
+            if bool(c.get("success")) != passes:
+                problems.append(
+                    f"{VALIDATION_RESULTS}: {name}: success = {c.get('success')}, but {checked - unexpected} "
+                    f"of {checked} checked values pass and mostly = {mostly}"
+                )
+    failed = [c for c in checks if not c.get("success")]
+    recount = {
+        "evaluated": len(checks),
+        "failed": len(failed),
+        "critical_failed": sum(c.get("severity") == "critical" for c in failed) + len(results.get("errors") or []),
+        "warnings_failed": sum(c.get("severity") == "warning" for c in failed),
+    }
+    for where, stated_counts in ((VALIDATION_RESULTS, results), ("metrics.json", metrics.get("validation") or {})):
+        for key, value in recount.items():
+            if key in stated_counts and stated_counts[key] != value:
+                problems.append(
+                    f"{where}: validation {key} = {stated_counts[key]}, but the checks in {VALIDATION_RESULTS} give {value}"
+                )
+    problems += _check_docs_pages(run_dir, recorded)
+    return problems
+
+
+def _check_docs_pages(run_dir: Path, recorded: Mapping[tuple[str, str], list[tuple[int, int]]]) -> list[str]:
+    """Each Data Docs validation page (validations/**/duckdb-<suite>[.<batch>].html) states
+    the unexpected and checked counts results.json holds for its suite and batch, each with
+    its percentage right."""
+    from flows.validation_figures import percent, stated_figures
+
+    problems = []
+    pages = sorted((run_dir / "validation" / "validations").rglob("duckdb-*.html"))
+    seen = set()
+    for page in pages:
+        rel = page.relative_to(run_dir).as_posix()
+        suite, _, batch = page.stem.removeprefix("duckdb-").partition(".")
+        key = (suite, batch or "run")
+        seen.add(key)
+        stated = stated_figures(page.read_text(encoding="utf-8", errors="replace"))
+        for unexpected, checked, shown in stated:
+            if checked and shown != percent(unexpected, checked):
+                problems.append(f"{rel}: shows {shown} for {unexpected} of {checked}, which is {percent(unexpected, checked)}")
+        if sorted((u, c) for u, c, _ in stated) != sorted(recorded.get(key, [])):
+            problems.append(
+                f"{rel}: states (unexpected, checked) {sorted((u, c) for u, c, _ in stated)}, "
+                f"{VALIDATION_RESULTS} holds {sorted(recorded.get(key, []))}"
+            )
+    if pages:
+        problems += [
+            f"validation/: no Data Docs page for {suite}[{batch}], which {VALIDATION_RESULTS} lists"
+            for suite, batch in sorted(set(recorded) - seen)
+        ]
+    return problems
+
+
 def is_resident_id(text: str) -> bool:
     """18 characters with a correct ISO 7064 MOD 11-2 check character and a real birth date."""
     if len(text) != 18 or not text[:17].isdigit():
@@ -746,7 +851,9 @@ def verify_command(argv: list[str]) -> int:
             "quarantine.parquet and household_findings.parquet, that each department report's 汇总 "
             "counts the department's own findings as household_findings.parquet does, that its "
             "未入库记录 sheet (in the 汇总 and its CSV) holds as many rows as quarantine.parquet holds of "
-            "the department's sources, and none of another's, "
+            "the department's sources, and none of another's, that validation/results.json's "
+            "figures add up (unexpected_percent = unexpected / checked values, success against mostly, the counts "
+            "of failed checks in it and in metrics.json) and each Data Docs page states them, "
             "and that no published file but a department's own report holds a full identity number."
         ),
     )
@@ -774,6 +881,7 @@ def verify_command(argv: list[str]) -> int:
         f"OK: {run_dir} (run {manifest.get('run_id')}): {len(manifest['published_files'])} files match "
         f"manifest.json (sha256, size, rows); records in {records_in} = {entity_rows} in entity_map "
         f"+ {quarantine_rows} in quarantine; share rates, metrics.json's figures and the reports' 汇总 and 未入库记录 agree with the published files; "
+        "the validation figures add up and the Data Docs state them; "
         "no full identity number outside the departments' reports; "
         f"manifest.json sha256 {sha256_of(manifest_path)}"
     )

@@ -22,7 +22,9 @@ an identity number or a name (the examples GX lists come from the masked frames,
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -246,3 +248,24 @@ def register_count_renderers(expectation_types: Iterable[str]) -> None:
                 register_renderer(object_name=expectation_type, parent_class=cls, renderer_fn=fn)
     finally:
         registry_log.setLevel(level)
+
+
+# ---------------------------------------------------------------------------------------
+# Reading the figures back (renhu verify)
+
+_OBSERVED = re.compile(
+    r"(≈?[0-9]+(?:\.[0-9]+)?)% (?:unexpected|empty) \(([0-9,]+) of ([0-9,]+) (?:non-empty values|compared rows|rows)\)"
+    r"|nothing to check \(0 of ([0-9,]+) rows (?:checked|compared)\)"
+)
+
+
+def stated_figures(page: str) -> list[tuple[int, int, str]]:
+    """(unexpected, checked, percentage shown) of every Observed Value that observed_text
+    drew on a Data Docs validation page, in page order; (0, 0, "") for nothing to check."""
+    stated = []
+    for shown, unexpected, checked, nothing in _OBSERVED.findall(html.unescape(page)):
+        if nothing:
+            stated.append((0, 0, ""))
+        else:
+            stated.append((int(unexpected.replace(",", "")), int(checked.replace(",", "")), f"{shown}%"))
+    return stated

@@ -517,3 +517,58 @@ def test_a_rejected_sheet_that_disagrees_with_quarantine_is_reported(run_dir: Pa
         "reports/流动人口管理大队/01_summary.csv: missing, but reports/流动人口管理大队 has a 未入库记录 sheet",
         "reports/流动人口管理大队/12_rejected.csv: 0 rows, but quarantine.parquet holds 1 rows of residence",
     ]
+
+
+def _validation_check(check: str, rows: int, missing: int, unexpected: int, mostly: float, success: bool) -> dict:
+    checked = rows - missing
+    return {
+        "suite": "raw_records", "batch": "police_hukou", "check": check, "severity": "warning",
+        "success": success, "expectation": "expect_column_values_to_be_in_set", "element_count": rows,
+        "missing_count": missing, "unexpected_count": unexpected,
+        "unexpected_percent": 100 * unexpected / checked if checked else None, "mostly": mostly,
+    }  # fmt: skip
+
+
+def test_validation_figures_that_do_not_add_up_are_reported(run_dir: Path, tmp_path: Path) -> None:
+    # birth_date_parses: 2 of the 39 non-empty values of 42 rows fail, 98 % must pass: fails.
+    checks = [
+        _validation_check("birth_date_parses", 42, 3, 2, 0.98, False),
+        _validation_check("row_count_in_band", 42, 42, 0, 1.0, True),
+        {"suite": "raw_records", "batch": "police_hukou", "check": "mapped_columns_present", "success": True,
+         "severity": "warning", "element_count": None, "missing_count": None, "unexpected_count": None},
+    ]  # fmt: skip
+    counts = {"evaluated": 3, "failed": 1, "critical_failed": 0, "warnings_failed": 1}
+    results = {"run_id": RUN_ID, **counts, "errors": [], "checks": checks}
+    (run_dir / "validation" / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    metrics = {"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "validation": dict(counts)}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    page = run_dir / "validation" / "validations" / "raw_records" / "police_hukou" / RUN_ID / "t"
+    page.mkdir(parents=True)
+    cells = "<td>≈5.128% unexpected (2 of 39 non-empty values)</td><td>nothing to check (0 of 42 rows checked)</td>"
+    (page / "duckdb-raw_records.police_hukou.html").write_text(f"<table>{cells}</table>", encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    # A share of the 42 rows where GX judged 39 values, a verdict that does not follow from
+    # mostly, a failed check more in metrics.json, and a page showing other figures.
+    checks[0]["unexpected_percent"] = 100 * 2 / 42
+    checks[1]["success"] = False
+    metrics["validation"]["failed"] = 2
+    (run_dir / "validation" / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    (page / "duckdb-raw_records.police_hukou.html").write_text(
+        "<td>≈4.878% unexpected (2 of 41 non-empty values)</td><td>nothing to check (0 of 42 rows checked)</td>",
+        encoding="utf-8",
+    )
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    rel = f"validation/validations/raw_records/police_hukou/{RUN_ID}/t/duckdb-raw_records.police_hukou.html"
+    assert verify_run(run_dir) == [
+        "validation/results.json: raw_records[police_hukou] birth_date_parses: unexpected_percent = "
+        f"{100 * 2 / 42}, but 2 of 39 checked values give {100 * 2 / 39}",
+        "validation/results.json: raw_records[police_hukou] row_count_in_band: success = False, "
+        "but 0 of 0 checked values pass and mostly = 1.0",
+        "validation/results.json: validation failed = 1, but the checks in validation/results.json give 2",
+        "validation/results.json: validation warnings_failed = 1, but the checks in validation/results.json give 2",
+        "metrics.json: validation warnings_failed = 1, but the checks in validation/results.json give 2",
+        f"{rel}: states (unexpected, checked) [(0, 0), (2, 41)], validation/results.json holds [(0, 0), (2, 39)]",
+    ]
