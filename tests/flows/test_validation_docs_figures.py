@@ -146,3 +146,21 @@ def test_statements_hold_counts_and_words_only():
         "12,293 of 12,300 do (≈99.943%), so the check fails."
     )
     assert percent(1, 3) == "≈33.333%" and percent(1, 8) == "12.5%" and percent(0, 5) == "0%"
+
+
+def test_a_check_that_could_not_run_still_shows_its_reason(tmp_path):
+    import shutil
+
+    from flows.validation import EXPECTATIONS_DIR
+
+    suites = tmp_path / "suites"
+    shutil.copytree(EXPECTATIONS_DIR, suites)
+    share = suites / "share_rates.yaml"
+    share.write_text(share.read_text(encoding="utf-8").replace("column: share_rate,", "column: share_ratio,"))
+    con = duckdb.connect()
+    nights.build_night(con)
+    run_validation(con, tmp_path / "run", nights.RUN_ID, suites_dir=suites)
+    text = page_text(tmp_path / "run" / "validation", "share_rates")
+    # GX's own statement of the exception; no figures invented for it.
+    assert 'raised an exception: The column "share_ratio" is not in the checked frame (share_rates.sql).' in text
+    assert text.count("Unexpected: 0 of 3 compared rows") == 4  # the four pair checks ran
