@@ -32,6 +32,11 @@ Why it is built this way:
   costs about 10 ms), and the site folder is emptied first, so the site shows this run's
   results only: the Data Docs builder renders every stored result, and an old one would
   otherwise come back. The site is built once, after every result is stored.
+* GX's Data Docs call a share of a column's non-empty values a share "of N total rows";
+  the unexpected statement and observed value of every map check are drawn by renhu's
+  renderers from the same result instead (flows/validation_figures.py: unexpected of the
+  checked values, rows not checked and why, ``mostly`` as applied), and ``renhu verify``
+  reads them back against results.json.
 * A suite file is one table's checks; GX suites are named ``<table>`` for run-wide
   checks and ``<table>.<source>`` for per-source checks, because thresholds differ per
   source and GX fixes ``mostly`` in the suite.
