@@ -33,7 +33,48 @@ from linkage.id_numbers import IDENTITY_NUMBER_MACRO, MASKED_ID_NUMBER_SQL, defi
 from linkage.sql import materialize
 
 RAW_FIELDS: tuple[str, ...] = CANONICAL_FIELDS
-QUARANTINE_COLUMNS = ["source", "file", "row_number", "record_id", "reason_code", "reason"]
+# The contract's columns and reason_code; file_row: where the clerk finds the row in the file
+# (the line a CSV or JSON lines record starts on, a workbook row's Excel row in its sheet;
+# a Parquet row's row), beside row_number, the data row (readers.row_place).
+QUARANTINE_COLUMNS = ["source", "file", "row_number", "record_id", "reason_code", "reason", "file_row"]
+
+# readers.row_place, in SQL: how stg_ingest_rows_rejected's reasons name a row (and the row
+# that replaced a superseded one). ``fmt``: the source's format; ``sheet``: the sheet's name
+# where a workbook's data runs over several sheets, else null; ``note`` (Chinese only) goes
+# inside the parentheses.
+ROW_PLACE_MACROS = (
+    """
+    create or replace temp macro row_place_zh(fmt, sheet, file_row, row_number, note) as (
+        case
+            when fmt = 'parquet' or file_row is null then
+                case when file_row is null then '数据第' else '第' end || row_number || '行'
+                || coalesce('(' || note || ')', '')
+            else
+                case when fmt <> 'xlsx' then '文件第'
+                     when sheet is not null then '工作表 ' || sheet || ' 第'
+                     else 'Excel 第' end
+                || file_row || '行(数据第' || row_number || '行' || coalesce('，' || note, '') || ')'
+        end
+    )
+    """,
+    """
+    create or replace temp macro row_place_en(fmt, sheet, file_row, row_number) as (
+        case
+            when file_row is null then 'data row ' || row_number
+            when fmt = 'parquet' then 'row ' || row_number
+            when fmt <> 'xlsx' then 'line ' || file_row || ', data row ' || row_number
+            when sheet is not null then 'sheet ' || sheet || ', Excel row ' || file_row || ', data row ' || row_number
+            else 'Excel row ' || file_row || ', data row ' || row_number
+        end
+    )
+    """,
+)
+
+
+def define_row_place_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Define ``row_place_zh`` and ``row_place_en`` on ``con`` (temporary, per connection)."""
+    for statement in ROW_PLACE_MACROS:
+        con.execute(statement)
 
 
 @dataclass(frozen=True)
@@ -58,7 +99,7 @@ def read_extract(source: Source, file: Path) -> Extract:
     if source.format == "parquet":
         return read_parquet(file, required, source.name)
     if source.format == "jsonl":
-        return read_jsonl(file, source.encoding, required, source.name, record_id_columns[0])
+        return read_jsonl(file, source.encoding, required, source.name, record_id_columns)
     raise ConfigError(f"{file}: unsupported format {source.format!r}")
 
 
@@ -177,6 +218,7 @@ def _canonical_frame(source: Source, extract: Extract, relative_file: str, order
         pl.lit(order[0], dtype=pl.Int32).alias("source_order"),
         pl.lit(order[1], dtype=pl.Int32).alias("file_order"),
         pl.col("row_number"),
+        pl.col("file_row"),
         pl.lit(extract.sha256).alias("file_sha256"),
         *[expr.alias(name) for name, expr in fields.items()],
     )
@@ -191,6 +233,7 @@ def _rejected_frame(source: Source, extract: Extract, relative_file: str, order:
             "record_id": [r.record_id for r in extract.rejected],
             "reason_code": [r.reason_code for r in extract.rejected],
             "reason": [r.reason for r in extract.rejected],
+            "file_row": [r.file_row for r in extract.rejected],
             "source_order": [order[0]] * len(extract.rejected),
             "file_order": [order[1]] * len(extract.rejected),
         },
@@ -201,6 +244,7 @@ def _rejected_frame(source: Source, extract: Extract, relative_file: str, order:
             "record_id": pl.String,
             "reason_code": pl.String,
             "reason": pl.String,
+            "file_row": pl.Int32,
             "source_order": pl.Int32,
             "file_order": pl.Int32,
         },
@@ -290,7 +334,11 @@ def ingest_sources(
     con.register("sheet_rows", pl.DataFrame(sheets, schema={"source": pl.String, "file": pl.String,
                                                             "sheet": pl.String, "first_row": pl.Int32,
                                                             "last_row": pl.Int32}))
+    con.register("source_formats", pl.DataFrame({"source": [s.name for s in config.sources],
+                                                 "format": [s.format for s in config.sources]},
+                                                schema={"source": pl.String, "format": pl.String}))
     define_identity_number_macro(con)
+    define_row_place_macros(con)
     con.execute("begin transaction")
     try:
         materialize(con, "stg_ingest_rows_rejected", temporary=True,
@@ -370,7 +418,7 @@ def ingest_sources(
         con.execute("rollback")
         raise
     finally:
-        for view in ("read_rejects", "sheet_rows", "files_frame", "source_names"):
+        for view in ("read_rejects", "sheet_rows", "source_formats", "files_frame", "source_names"):
             con.unregister(view)
         con.execute("drop table if exists ingest_rows")
     per_source = (

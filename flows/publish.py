@@ -108,7 +108,8 @@ def _write_table_files(con: duckdb.DuckDBPyConnection, staging: Path) -> int:
     )
     _write_frame_parquet(
         con,
-        "select source, file, row_number, record_id, reason, reason_code from quarantine order by source, file, row_number",
+        "select source, file, row_number, record_id, reason, reason_code, file_row from quarantine "
+        "order by source, file, row_number",
         staging / "quarantine.parquet",
     )
     # The published columns only: the findings table also keeps, for the reports, the related

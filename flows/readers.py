@@ -1,8 +1,9 @@
 """Read one extract file into text cells, row by row, without ever stopping on a bad row.
 
 Each reader returns an `Extract`: the header, the rows that could be read (as text
-cells keyed by the extract's own column names) with their 1-based data row numbers,
-and the rows that could not be read with a reason. Cells are text because the
+cells keyed by the extract's own column names) with their 1-based data row numbers
+and the row where a clerk finds each in the file (`file_row`), and the rows that could
+not be read with a reason. Cells are text because the
 departments' systems disagree on types; standardization decides what a value means.
 """
 
@@ -35,6 +36,7 @@ class RejectedRow:
     reason_code: str
     reason: str
     record_id: str | None = None
+    file_row: int | None = None  # see `row_place`
 
 
 @dataclass
@@ -43,7 +45,8 @@ class Extract:
     sha256: str
     size_bytes: int
     header: list[str]
-    # one String column per header column plus `row_number`; cells trimmed, empty -> null
+    # one String column per header column plus `row_number` and `file_row` (Int32, see
+    # `row_place`); cells trimmed, empty -> null
     frame: pl.DataFrame = field(default_factory=pl.DataFrame)
     rejected: list[RejectedRow] = field(default_factory=list)
     # A workbook whose data runs over several sheets: (sheet name, first and last row_number
@@ -128,6 +131,32 @@ def without_bom(raw: bytes, encoding: str) -> bytes:
     return raw[len(bom):] if bom and raw.startswith(bom) else raw
 
 
+def row_place(fmt: str, row_number: int, file_row: int | None, sheet: str | None = None,
+              note: str | None = None) -> tuple[str, str]:
+    """Where a clerk finds a row, in Chinese and in English, for a reason to name it.
+
+    ``file_row`` is the row as the file shows it: in a CSV or JSON lines file the line its
+    record starts on, as an editor numbers lines (the header, blank lines and a quoted
+    field's line breaks counted); in a workbook the sheet's own Excel row (``sheet``: the
+    sheet's name, given where the data runs over several). ``row_number`` is the data row
+    (quarantine's ``row_number``: 1-based, header not counted), named beside it so that
+    the two can be reconciled: 文件第6行(数据第5行). A Parquet file has no header: its row
+    is the data row. ``note``: more to say inside the parentheses (更新时间 …; Chinese only).
+    ``ingest.ROW_PLACE_MACROS`` words it the same in SQL.
+    """
+    data = f"数据第{row_number}行"
+    if fmt == "parquet" or file_row is None:
+        zh = (f"第{row_number}行" if file_row is not None else data) + (f"({note})" if note else "")
+        en = f"row {row_number}" if file_row is not None else f"data row {row_number}"
+        return zh, en
+    inside = f"({data}，{note})" if note else f"({data})"
+    if fmt != "xlsx":
+        return f"文件第{file_row}行{inside}", f"line {file_row}, data row {row_number}"
+    if sheet is not None:
+        return f"工作表 {sheet} 第{file_row}行{inside}", f"sheet {sheet}, Excel row {file_row}, data row {row_number}"
+    return f"Excel 第{file_row}行{inside}", f"Excel row {file_row}, data row {row_number}"
+
+
 def check_columns(file: Path, header: list[str], required: list[str], source: str) -> None:
     present = set(header)
     for column in required:
@@ -175,13 +204,15 @@ def unique_header(header: list[str]) -> list[str]:
     return unique
 
 
-def _frame(header: list[str], columns: list[list[str | None]] | list[pl.Series], row_numbers) -> pl.DataFrame:
+def _frame(header: list[str], columns: list[list[str | None]] | list[pl.Series], row_numbers,
+           file_rows) -> pl.DataFrame:
     data = {name: pl.Series(name, values, dtype=pl.String) for name, values in zip(header, columns, strict=True)}
     frame = pl.DataFrame(data) if data else pl.DataFrame()
     frame = frame.with_columns(
         [pl.col(c).str.strip_chars().replace("", None) for c in header]
     )
-    return frame.with_columns(pl.Series("row_number", row_numbers, dtype=pl.Int32))
+    return frame.with_columns(pl.Series("row_number", row_numbers, dtype=pl.Int32),
+                              pl.Series("file_row", file_rows, dtype=pl.Int32))
 
 
 def _digest_of(file: Path, raw: bytes | None = None) -> tuple[str, int]:
@@ -190,12 +221,14 @@ def _digest_of(file: Path, raw: bytes | None = None) -> tuple[str, int]:
     return hashlib.sha256(raw).hexdigest(), len(raw)
 
 
-def _undecodable(row_number: int, encoding: str, record_id: str | None = None) -> RejectedRow:
+def _undecodable(fmt: str, row_number: int, file_row: int, encoding: str, record_id: str | None = None) -> RejectedRow:
+    zh, en = row_place(fmt, row_number, file_row)
     return RejectedRow(
         row_number,
         "undecodable_bytes",
-        f"第{row_number}行含有无法按 {encoding} 解码的字节，请检查导出编码 (row {row_number} has bytes that are not valid {encoding})",
+        f"{zh}含有无法按 {encoding} 解码的字节，请检查导出编码 ({en}: bytes that are not valid {encoding})",
         record_id,
+        file_row,
     )
 
 
@@ -230,13 +263,14 @@ def _record_id_positions(header: list[str], record_id_columns: str | tuple[str, 
     return tuple(header.index(column) for column in columns)
 
 
-def _wrong_width(row_number: int, found: int, width: int, record_id: str | None) -> RejectedRow:
+def _wrong_width(row_number: int, file_row: int, found: int, width: int, record_id: str | None) -> RejectedRow:
+    zh, en = row_place("csv", row_number, file_row)
     return RejectedRow(
         row_number,
         "wrong_column_count",
-        f"第{row_number}行有{found}列，表头有{width}列，可能是字段中含逗号或换行 "
-        f"(row {row_number} has {found} fields, the header has {width})",
+        f"{zh}有{found}列，表头有{width}列，可能是字段中含逗号或换行 ({en}: {found} fields, the header has {width})",
         record_id,
+        file_row,
     )
 
 
@@ -355,14 +389,18 @@ def read_csv(
     undecodable = body.filter(pl.col("undecodable")).select("row_number", "line_index")
     for row_number, line_index in undecodable.iter_rows():
         cells = replaced.get(line_index, "").rstrip("\r").split(",")
-        rejected.append(_undecodable(row_number, encoding, _aligned_id(cells, record_id_positions, width)))
+        rejected.append(_undecodable("csv", row_number, line_index + 1, encoding,
+                                     _aligned_id(cells, record_id_positions, width)))
     ragged = body.filter(~pl.col("undecodable") & (pl.col("width") != width))
-    for row_number, found, fields in ragged.select("row_number", "width", "fields").iter_rows():
-        rejected.append(_wrong_width(row_number, found, width, _aligned_id(fields, record_id_positions, width)))
+    for row_number, line_index, found, fields in ragged.select("row_number", "line_index", "width", "fields").iter_rows():
+        rejected.append(_wrong_width(row_number, line_index + 1, found, width,
+                                     _aligned_id(fields, record_id_positions, width)))
     good = body.filter(~pl.col("undecodable") & (pl.col("width") == width))
     frame = good.select(
         *[pl.col("fields").list.get(i).str.strip_chars().replace("", None).alias(name) for i, name in enumerate(header)],
         pl.col("row_number"),
+        # The file's line, 1-based: lines are the file split at LF, its byte order mark off.
+        (pl.col("line_index") + 1).cast(pl.Int32).alias("file_row"),
     )
     rejected.sort(key=lambda r: r.row_number)
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)
@@ -451,13 +489,15 @@ def _csv_records(lines: list[str], start: int, width: int) -> Iterator[tuple[lis
         position = first + 1
 
 
-def _stray_quote(row_number: int, found: int, width: int, record_id: str | None) -> RejectedRow:
+def _stray_quote(row_number: int, file_row: int, found: int, width: int, record_id: str | None) -> RejectedRow:
+    zh, en = row_place("csv", row_number, file_row)
     return RejectedRow(
         row_number,
         "wrong_column_count",
-        f"第{row_number}行有一个没有配对的引号(\")，该行无法分列(读出{found}列，表头有{width}列)，其后各行照常读取 "
-        f"(row {row_number} has a quote that does not close; it reads as {found} fields, the header has {width})",
+        f"{zh}有一个没有配对的引号(\")，该行无法分列(读出{found}列，表头有{width}列)，其后各行照常读取 "
+        f"({en}: a quote that does not close; it reads as {found} fields, the header has {width})",
         record_id,
+        file_row,
     )
 
 
@@ -484,6 +524,7 @@ def _read_quoted_csv(
 
     rows: list[list[str]] = []
     numbers: list[int] = []
+    file_rows: list[int] = []  # the line each record starts on, 1-based (lines split as an editor splits them)
     rejected: list[RejectedRow] = []
     number = 0
     for cells, first, end, stray in _csv_records(lines, header_index + 1, width):
@@ -491,17 +532,18 @@ def _read_quoted_csv(
             continue  # a blank line is not a data row
         number += 1
         if bad_lines.intersection(range(first, end)):
-            rejected.append(_undecodable(number, encoding, record_id_of(cells)))
+            rejected.append(_undecodable("csv", number, first + 1, encoding, record_id_of(cells)))
         elif stray:
-            rejected.append(_stray_quote(number, len(cells), width, record_id_of(cells)))
+            rejected.append(_stray_quote(number, first + 1, len(cells), width, record_id_of(cells)))
         elif len(cells) != width:
-            rejected.append(_wrong_width(number, len(cells), width, record_id_of(cells)))
+            rejected.append(_wrong_width(number, first + 1, len(cells), width, record_id_of(cells)))
         else:
             rows.append(cells)
             numbers.append(number)
+            file_rows.append(first + 1)
     columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in header]
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header,
-                   frame=_frame(header, columns, numbers), rejected=rejected)
+                   frame=_frame(header, columns, numbers, file_rows), rejected=rejected)
 
 
 # The workbook preflight opened for the header, with its first sheet parsed, kept for the
@@ -580,9 +622,10 @@ def _filled(values: list) -> int:
 
 
 def _later_sheet(file: Path, workbook, index: int, required: list[str], source: str,
-                 width: int) -> tuple[list[str], list[list]] | None:
-    """A later sheet's header and data rows when it continues the first sheet; None when it
-    is empty or a notes sheet. A sheet whose rows would otherwise be lost stops the night."""
+                 width: int) -> tuple[list[str], list[list], int] | None:
+    """A later sheet's header, its data rows and the Excel row of the first of them, when it
+    continues the first sheet; None when it is empty or a notes sheet. A sheet whose rows
+    would otherwise be lost stops the night."""
     name = workbook.sheet_names[index]
     try:
         sheet = workbook.get_sheet_by_index(index)
@@ -599,7 +642,9 @@ def _later_sheet(file: Path, workbook, index: int, required: list[str], source: 
     if not missing:
         _refuse_repeated_mapped_columns(file, header, required, source, where=f"sheet '{name}': ")
         _fill_merged_down(sheet, rows, start)
-        return header, rows[start + 1 :]
+        # rows[0] is row 1: calamine pads a sheet whose cells start lower down (or right of
+        # column A) from A1 when asked not to skip the empty area.
+        return header, rows[start + 1 :], start + 2
     if len(missing) < len(required):
         present = next(column for column in required if column in header)
         raise ConfigError(
@@ -623,10 +668,12 @@ def _later_sheet(file: Path, workbook, index: int, required: list[str], source: 
 
 
 def _append_rows(rows: list[list], positions: list[int | None], columns: list[list[str | None]],
-                 numbers: list[int]) -> None:
+                 numbers: list[int], excel_rows: list[int], first_excel_row: int) -> None:
+    """Append the non-empty ``rows`` (``rows[0]`` is the sheet's Excel row ``first_excel_row``)
+    to ``columns``, with their data row numbers (counting on from ``numbers``) and Excel rows."""
     width = len(positions)
     straight = positions == list(range(width))
-    for values in rows:
+    for excel_row, values in enumerate(rows, start=first_excel_row):
         if straight:
             texts = [cell_text(v) for v in values[:width]]
         else:
@@ -634,6 +681,7 @@ def _append_rows(rows: list[list], positions: list[int | None], columns: list[li
         if all(t is None for t in texts):
             continue  # an empty row is not a data row
         numbers.append(len(numbers) + 1)
+        excel_rows.append(excel_row)
         texts.extend([None] * (width - len(texts)))
         for column, text in zip(columns, texts, strict=True):
             column.append(text)
@@ -655,7 +703,8 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
     width = len(header)
     columns: list[list[str | None]] = [[] for _ in header]
     numbers: list[int] = []
-    _append_rows(rows[1:], list(range(width)), columns, numbers)
+    excel_rows: list[int] = []  # each row's Excel row in its own sheet (the header is row 1)
+    _append_rows(rows[1:], list(range(width)), columns, numbers, excel_rows, 2)
     del rows
     names = workbook.sheet_names
     sheets = [(names[0], 1, len(numbers))]
@@ -663,17 +712,17 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
         later = _later_sheet(file, workbook, index, required, source, width)
         if later is None:
             continue
-        sheet_header, body = later
+        sheet_header, body, first_excel_row = later
         if sheet_header[:width] == given:
             positions: list[int | None] = list(range(width))
         else:  # the same columns in another order: by name (a column it lacks is empty)
             positions = [sheet_header.index(name) if name and name in sheet_header else None for name in given]
         before = len(numbers)
-        _append_rows(body, positions, columns, numbers)
+        _append_rows(body, positions, columns, numbers, excel_rows, first_excel_row)
         sheets.append((names[index], before + 1, len(numbers)))
     sha256, size = file_digest(file)
-    return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=_frame(header, columns, numbers),
-                   sheets=sheets if len(sheets) > 1 else [])
+    return Extract(file=file, sha256=sha256, size_bytes=size, header=header,
+                   frame=_frame(header, columns, numbers, excel_rows), sheets=sheets if len(sheets) > 1 else [])
 
 
 def check_xlsx_sheets(file: Path, required: list[str], source: str) -> None:
@@ -770,8 +819,10 @@ def read_parquet(file: Path, required: list[str], source: str) -> Extract:
             # Dates, numbers and the like: one cell at a time, as the other formats do.
             columns.append([cell_text(v) for v in values.to_pylist()])
     sha256, size = file_digest(file)
-    frame = _frame(header, columns, range(1, table.num_rows + 1))
-    rejected = [_undecodable(row, "utf-8") for row in sorted(undecodable)]
+    # A Parquet file has no header: its row is the data row (see `row_place`).
+    rows = range(1, table.num_rows + 1)
+    frame = _frame(header, columns, rows, rows)
+    rejected = [_undecodable("parquet", row, row, "utf-8") for row in sorted(undecodable)]
     if rejected:
         frame = frame.filter(~pl.col("row_number").is_in(sorted(undecodable)))
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)
@@ -787,9 +838,37 @@ def no_json_object_reason(file: Path, encoding: str, lines: int, undecodable: in
     return f"{file}: none of its {lines} lines is a JSON object (one record per line is expected)"
 
 
-def read_jsonl(file: Path, encoding: str, required: list[str], source: str, record_id_key: str) -> Extract:
+def _json_record_id(text: str, record_id_keys: tuple[str, ...]) -> str | None:
+    """An undecodable JSON line's record id, where the line (its bad bytes replaced) still
+    parses to an object and each of its record-id values decoded: a clerk finds the record
+    by it. Several keys are joined with one space, empty parts skipped, as an accepted
+    row's are; a part that did not decode leaves the id empty (the rest alone would name
+    another record)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    parts = []
+    for key in record_id_keys:
+        part = cell_text(value.get(key))
+        if part is not None and "\ufffd" in part:
+            return None
+        if part is not None:
+            parts.append(part)
+    return " ".join(parts) or None
+
+
+def read_jsonl(file: Path, encoding: str, required: list[str], source: str,
+               record_id_keys: str | tuple[str, ...]) -> Extract:
+    """One JSON lines extract; ``record_id_keys``: the record id's key, or its keys in order
+    (they name a line whose bytes do not decode, where they still can)."""
     codec = python_encoding(encoding)
-    objects: list[tuple[int, dict]] = []
+    keys_of_id = (record_id_keys,) if isinstance(record_id_keys, str) else tuple(record_id_keys)
+    objects: list[dict] = []
+    numbers: list[int] = []
+    file_rows: list[int] = []  # the file's line, 1-based: blank lines counted
     rejected: list[RejectedRow] = []
     keys: dict[str, None] = {}
     row_number = 0
@@ -803,36 +882,43 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str, reco
             try:
                 value = json.loads(line.decode(codec))
             except UnicodeDecodeError:
-                rejected.append(_undecodable(row_number, encoding))
+                record_id = _json_record_id(line.decode(codec, errors="replace"), keys_of_id)
+                rejected.append(_undecodable("jsonl", row_number, index + 1, encoding, record_id))
                 continue
             except json.JSONDecodeError as error:
+                zh, en = row_place("jsonl", row_number, index + 1)
                 rejected.append(
                     RejectedRow(
                         row_number,
                         "unreadable_row",
-                        f"第{row_number}行不是完整的 JSON 记录，可能被截断 (line {row_number} is not valid JSON: {error.msg})",
+                        f"{zh}不是完整的 JSON 记录，可能被截断 ({en}: not valid JSON: {error.msg})",
+                        file_row=index + 1,
                     )
                 )
                 continue
             if not isinstance(value, dict):
+                zh, en = row_place("jsonl", row_number, index + 1)
                 rejected.append(
                     RejectedRow(
                         row_number,
                         "unreadable_row",
-                        f"第{row_number}行不是一条记录(JSON 对象) (line {row_number} is a JSON {type(value).__name__}, not an object)",
+                        f"{zh}不是一条记录(JSON 对象) ({en}: a JSON {type(value).__name__}, not an object)",
+                        file_row=index + 1,
                     )
                 )
                 continue
             for key in value:
                 keys.setdefault(key, None)
-            objects.append((row_number, value))
+            objects.append(value)
+            numbers.append(row_number)
+            file_rows.append(index + 1)
     header = list(keys)
     undecodable = sum(r.reason_code == "undecodable_bytes" for r in rejected)
     if not objects:
         raise ConfigError(no_json_object_reason(file, encoding, row_number, undecodable))
     _refuse_other_encoding(file, encoding, undecodable, len(objects) + len(rejected))
     check_columns(file, header, required, source)
-    columns = [[cell_text(value.get(column)) for _, value in objects] for column in header]
+    columns = [[cell_text(value.get(column)) for value in objects] for column in header]
     sha256, size = file_digest(file)
-    frame = _frame(header, columns, [number for number, _ in objects])
+    frame = _frame(header, columns, numbers, file_rows)
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)

@@ -6,14 +6,18 @@
 --   linkage.names.PLACEHOLDERS, and a name with no Han or Latin letter or an id with no
 --   digit or letter, which standardization also leaves empty); a record_id repeated inside one source keeps its freshest row
 --   (latest updated_at, then the later file, then the later row) and marks the others
---   superseded, naming the row that replaced them.
+--   superseded, naming the row that replaced them. A reason starts with where the clerk
+--   finds the row in the file, and the data row beside it (macros row_place_zh and
+--   row_place_en, flows/ingest.py: 文件第6行(数据第5行), Excel 第6行(数据第5行)).
 -- Grain: one row per readable input row that a rule rejects, with its reason. Every
 --   other row of ingest_rows is accepted as it is: raw_records is ingest_rows less these
 --   rows, so the ten million accepted rows are written once, not copied through here.
--- Input: ingest_rows (registered by flows/ingest.py), all canonical fields as text;
---   sheet_rows (source, file, sheet, first_row, last_row): the row_number range of each
---   sheet of a workbook whose data runs over several sheets (empty for most nights), so
---   that a reason names the sheet and the row within it (工作表 Sheet2 第12行) a clerk can find.
+-- Input: ingest_rows (registered by flows/ingest.py), all canonical fields as text, with
+--   row_number (the data row) and file_row (the line, or the sheet's Excel row);
+--   source_formats (source, format): each source's file format, which says what file_row
+--   counts; sheet_rows (source, file, sheet, first_row, last_row): the row_number range of
+--   each sheet of a workbook whose data runs over several sheets (empty for most nights),
+--   so that a reason names the sheet of the row (工作表 Sheet2 第13行).
 with readable as (
     select * from ingest_rows
 ),
@@ -69,6 +73,7 @@ ranked as (
         row_number() over freshness as freshness_rank,
         first_value(file) over freshness as kept_file,
         first_value(row_number) over freshness as kept_row_number,
+        first_value(file_row) over freshness as kept_file_row,
         first_value(updated_at) over freshness as kept_updated_at
     from repeated_rows
     window freshness as (
@@ -79,7 +84,7 @@ ranked as (
 
 rejected as (
     select
-        ingest_position, source, file, row_number, record_id, source_order, file_order,
+        ingest_position, source, file, row_number, file_row, record_id, source_order, file_order,
         rule_problem as reason_code,
         case rule_problem
             when 'missing_record_id' then '缺少记录编号，无法追溯到原始记录'
@@ -97,28 +102,30 @@ rejected as (
     union all
 
     select
-        r.ingest_position, r.source, r.file, r.row_number, r.record_id, r.source_order, r.file_order,
+        r.ingest_position, r.source, r.file, r.row_number, r.file_row, r.record_id, r.source_order, r.file_order,
         'superseded_duplicate_record_id' as reason_code,
-        '记录编号 ' || r.record_id || ' 在本来源中重复，已被 ' || r.kept_file
-        || coalesce(' 工作表 ' || k.sheet, '') || ' 第' || (r.kept_row_number - coalesce(k.first_row - 1, 0)) || '行'
-        || coalesce('(更新时间 ' || r.kept_updated_at || ')', '') || '取代' as reason_zh,
-        'superseded by the fresher row ' || (r.kept_row_number - coalesce(k.first_row - 1, 0))
-        || coalesce(' of sheet ' || k.sheet, '') || ' of ' || r.kept_file || ' with the same record id' as reason_en
+        '记录编号 ' || r.record_id || ' 在本来源中重复，已被 ' || r.kept_file || ' '
+        || row_place_zh(f.format, k.sheet, r.kept_file_row, r.kept_row_number, '更新时间 ' || r.kept_updated_at)
+        || '取代' as reason_zh,
+        'superseded by the fresher row with the same record id at '
+        || row_place_en(f.format, k.sheet, r.kept_file_row, r.kept_row_number) || ' of ' || r.kept_file as reason_en
     from ranked r
+    left join source_formats f on f.source = r.source
     left join sheet_rows k
         on k.source = r.source and k.file = r.kept_file and r.kept_row_number between k.first_row and k.last_row
     where r.freshness_rank > 1
 ),
 
--- A row of a workbook with several data sheets: its reason starts with where it is.
+-- Every reason starts with where the row is: its line or Excel row (and its sheet, in a
+-- workbook with several data sheets), and its data row.
 located as (
     select
-        r.ingest_position, r.source, r.file, r.row_number, r.record_id, r.source_order, r.file_order,
+        r.ingest_position, r.source, r.file, r.row_number, r.file_row, r.record_id, r.source_order, r.file_order,
         r.reason_code,
-        coalesce('工作表 ' || s.sheet || ' 第' || (r.row_number - s.first_row + 1) || '行：', '') || r.reason_zh
-        || ' (' || coalesce('sheet ' || s.sheet || ', row ' || (r.row_number - s.first_row + 1) || ': ', '')
-        || r.reason_en || ')' as reason
+        row_place_zh(f.format, s.sheet, r.file_row, r.row_number, null) || '：' || r.reason_zh
+        || ' (' || row_place_en(f.format, s.sheet, r.file_row, r.row_number) || ': ' || r.reason_en || ')' as reason
     from rejected r
+    left join source_formats f on f.source = r.source
     left join sheet_rows s
         on s.source = r.source and s.file = r.file and r.row_number between s.first_row and s.last_row
 )

@@ -159,10 +159,18 @@ def test_every_quarantine_reason_and_accounting(tmp_path: Path) -> None:
         (5, "undecodable_bytes"),
         (8, "superseded_duplicate_record_id"),
     ]
+    # The header is line 1: data row N is line N + 1, as the reasons and file_row say.
+    assert bad["file_row"].to_list() == [2, 3, 4, 5, 6, 9]
     reasons = dict(zip(bad["row_number"], bad["reason"], strict=True))
-    assert "q.csv 第7行" in reasons[1] and "2026-06-01" in reasons[1]
-    assert "q.csv 第6行" in reasons[8]
-    assert "4列" in reasons[2] and "5列" in reasons[2]
+    assert reasons[1] == (
+        "文件第2行(数据第1行)：记录编号 r1 在本来源中重复，已被 q.csv 文件第8行(数据第7行，更新时间 2026-06-01)取代 "
+        "(line 2, data row 1: superseded by the fresher row with the same record id at line 8, data row 7 of q.csv)"
+    )
+    assert reasons[8].startswith("文件第9行(数据第8行)：记录编号 r6 在本来源中重复，已被 q.csv 文件第7行(数据第6行，")
+    assert reasons[2].startswith("文件第3行(数据第2行)有4列，表头有5列")
+    assert reasons[3].startswith("文件第4行(数据第3行)：姓名和身份证号都为空")
+    assert reasons[4] == "文件第5行(数据第4行)：缺少记录编号，无法追溯到原始记录 (line 5, data row 4: the record id is empty)"
+    assert reasons[5].startswith("文件第6行(数据第5行)含有无法按 gb18030 解码的字节")
     assert bad.filter(pl.col("row_number") == 2)["record_id"].to_list() == ["r2"]
     # Accounting: every input row is in exactly one of the two tables.
     assert result.rows_in == 8 == accepted.height + bad.height
@@ -376,12 +384,14 @@ def test_every_sheet_of_a_split_workbook_ends_in_one_output_and_reasons_name_the
         (2, "r2", "superseded_duplicate_record_id"), (3, None, "missing_record_id"),
     ]
     superseded, missing = bad["reason"].to_list()
-    # The row that replaced it is the second data row of Sheet2, not "row 4" of a workbook
-    # whose sheets each start again at row 1.
-    assert "已被 w.xlsx 工作表 Sheet2 第2行(更新时间 2026-05-01)取代" in superseded
-    assert "row 2 of sheet Sheet2 of w.xlsx" in superseded
-    assert superseded.startswith("工作表 Sheet1 第2行：")
-    assert missing == "工作表 Sheet2 第1行：缺少记录编号，无法追溯到原始记录 (sheet Sheet2, row 1: the record id is empty)"
+    # The row that replaced it is Excel row 3 of Sheet2 (its second data row, the workbook's
+    # fourth), not "row 4" of a workbook whose sheets each start again at row 1.
+    assert "已被 w.xlsx 工作表 Sheet2 第3行(数据第4行，更新时间 2026-05-01)取代" in superseded
+    assert "at sheet Sheet2, Excel row 3, data row 4 of w.xlsx" in superseded
+    assert superseded.startswith("工作表 Sheet1 第3行(数据第2行)：")
+    assert missing == ("工作表 Sheet2 第2行(数据第3行)：缺少记录编号，无法追溯到原始记录 "
+                       "(sheet Sheet2, Excel row 2, data row 3: the record id is empty)")
+    assert bad["file_row"].to_list() == [3, 2]
     assert result.rows_in == 5 == raw(con).height + bad.height
 
 
@@ -446,5 +456,75 @@ def test_the_freshest_row_is_kept_when_updated_at_carries_a_utc_offset(tmp_path:
     con, _ = ingest(tmp_path, [{"name": "r", "department": "民政局", "path": "r.jsonl", "format": "jsonl",
                                 "columns": {"record_id": "记录编号", "name": "姓名", "updated_at": "更新时间"}}])
     assert raw(con).select("record_id", "name").rows() == [("m1", "李强伟"), ("m2", "王芳")]
-    (row_number, reason), = quarantine(con).select("row_number", "reason").rows()
-    assert row_number == 3 and "第1行" in reason
+    (row_number, file_row, reason), = quarantine(con).select("row_number", "file_row", "reason").rows()
+    assert row_number == 3 and file_row == 3 and f"已被 r.jsonl 文件第1行(数据第1行，更新时间 2025-08-30T15:12:30{offset})取代" in reason
+
+
+def test_a_superseded_workbook_row_names_both_rows_by_their_excel_rows(tmp_path: Path) -> None:
+    # Excel row 3 is empty and the used range starts at column B: the data rows 1-4 are Excel
+    # rows 2, 4, 5 and 6. Before, the reasons said 第1行 and 第3行 (data rows) and a clerk
+    # looked one and two rows too high.
+    book = Workbook()
+    sheet = book.active
+    rows = {1: HEADER, 2: ["r1", "张伟", "", "", "2020-01-01"], 4: ["r2", "李娜", "", "", ""],
+            5: ["r1", "张伟", "", "", "2026-06-01"], 6: ["", "王芳", "", "", ""]}
+    for row, values in rows.items():
+        for column, value in enumerate(values, start=2):
+            sheet.cell(row=row, column=column, value=value or None)
+    book.save(tmp_path / "x.xlsx")
+    con, result = ingest(tmp_path, [entry("x", "x.xlsx", "xlsx")])
+    assert raw(con).select("record_id", "row_number").rows() == [("r2", 2), ("r1", 3)]
+    bad = quarantine(con)
+    assert bad.select("row_number", "file_row", "reason_code").rows() == [
+        (1, 2, "superseded_duplicate_record_id"), (4, 6, "missing_record_id"),
+    ]
+    assert bad["reason"].to_list() == [
+        "Excel 第2行(数据第1行)：记录编号 r1 在本来源中重复，已被 x.xlsx Excel 第5行(数据第3行，更新时间 2026-06-01)取代 "
+        "(Excel row 2, data row 1: superseded by the fresher row with the same record id at Excel row 5, data row 3 "
+        "of x.xlsx)",
+        "Excel 第6行(数据第4行)：缺少记录编号，无法追溯到原始记录 (Excel row 6, data row 4: the record id is empty)",
+    ]
+    assert result.rows_in == 4
+
+
+def test_a_csv_rule_reason_names_the_line_after_blank_lines_and_a_line_break_in_a_field(tmp_path: Path) -> None:
+    # GB18030, blank lines before the header, a quoted address over two lines, a row of empty
+    # fields: the row without a record id is data row 3 but line 9 of the file.
+    lines = [
+        b"",
+        b"",
+        ",".join(HEADER).encode("gb18030"),  # line 3
+        'r1,张伟,,1990-01-02,"2026-01-01"'.encode("gb18030"),  # line 4: data row 1
+        '"r2","李娜\n(曾用名 李那)",,,'.encode("gb18030"),  # lines 5-6: data row 2
+        b",,,,",  # line 7
+        b"",  # line 8
+        ",王芳,,,".encode("gb18030"),  # line 9: data row 3, no record id
+        "r4,刘洋,,".encode("gb18030"),  # line 10: data row 4, four fields
+        "r5,陈静,,,".encode("gb18030"),  # line 11: data row 5
+    ]
+    (tmp_path / "g.csv").write_bytes(b"\n".join(lines) + b"\n")
+    con, result = ingest(tmp_path, [entry("g", "g.csv", "csv", "gb18030")])
+    assert raw(con).select("record_id", "row_number").rows() == [("r1", 1), ("r2", 2), ("r5", 5)]
+    bad = quarantine(con)
+    assert bad.select("row_number", "file_row", "reason").rows() == [
+        (3, 9, "文件第9行(数据第3行)：缺少记录编号，无法追溯到原始记录 (line 9, data row 3: the record id is empty)"),
+        (4, 10, "文件第10行(数据第4行)有4列，表头有5列，可能是字段中含逗号或换行 (line 10, data row 4: 4 fields, "
+                "the header has 5)"),
+    ]
+    assert bad["file_row"].dtype == pl.Int32
+    assert result.rows_in == 5
+
+
+def test_row_place_macros_word_a_row_as_the_readers_do() -> None:
+    # The readers word a place in Python (readers.row_place), the row rules in SQL: the same.
+    from flows.ingest import define_row_place_macros
+    from flows.readers import row_place
+
+    con = duckdb.connect()
+    define_row_place_macros(con)
+    cases = [(fmt, sheet, file_row, note) for fmt in ("csv", "jsonl", "xlsx", "parquet") for sheet in (None, "Sheet2")
+             for file_row in (None, 12) for note in (None, "更新时间 2026-01-01")]
+    for fmt, sheet, file_row, note in cases:
+        zh, en = con.execute("select row_place_zh($1, $2, $3, $4, $5), row_place_en($1, $2, $3, $4)",
+                             [fmt, sheet, file_row, 11, note]).fetchone()
+        assert (zh, en) == row_place(fmt, 11, file_row, sheet if fmt == "xlsx" else None, note), (fmt, sheet, file_row)

@@ -52,6 +52,12 @@ def test_every_contract_file_is_published(two_nights) -> None:
     assert verify_run(first) == [] and verify_run(second) == []
     assert pl.read_parquet(first / "entity_map.parquet").columns == ["source", "record_id", "person_id"]
     assert pl.read_parquet(first / "quarantine.parquet").columns[:5] == ["source", "file", "row_number", "record_id", "reason"]
+    # Beyond the contract's columns: reason_code, and the row where the clerk finds the row in the file.
+    assert pl.read_parquet_schema(first / "quarantine.parquet") == {
+        "source": pl.String, "file": pl.String, "row_number": pl.Int32, "record_id": pl.String, "reason": pl.String,
+        "reason_code": pl.String, "file_row": pl.Int32,
+    }
+    assert pl.read_parquet(first / "quarantine.parquet")["file_row"].null_count() == 0  # every reader knows it
     assert pl.read_csv(first / "share_rates.csv").columns == ["source", "records", "persons", "shared_persons", "share_rate"]
     # The contract's columns and the two departments; not the household number a report shows.
     assert pl.read_parquet(first / "household_findings.parquet").columns == [

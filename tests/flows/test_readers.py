@@ -567,3 +567,114 @@ def test_a_parquet_timestamp_stored_in_utc_reads_as_beijing_time(tmp_path: Path)
     extract = read_parquet(tmp_path / "si.parquet", ["grbh", "gxsj"], "si")
     assert extract.frame["gxsj"].to_list() == ["2025-08-31 00:30:00", "2025-08-30 09:00:00", None]
     assert cell_text(dt.datetime(2025, 8, 30, 16, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))) == "2025-08-30 16:00:00"
+
+
+# Where a clerk finds a row: the reasons and the file_row column name the file's own line or
+# Excel row, not the data row (before, "第5行" was the 5th data row: line 6 and more of the
+# file, Excel row 6 and more of the sheet). The data row stays beside it, as row_number.
+
+
+def test_a_workbook_row_is_named_by_its_excel_row_in_its_own_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "people.xlsx"
+    book = Workbook()
+    first = book.active
+    first.title = "Sheet1"
+    # The used range starts at column B (A left empty); Excel row 4 is empty inside the data.
+    for row, values in enumerate([["编号", "姓名"], ["r1", "张伟"], ["r2", "李娜"], [None, None], ["r3", "王芳"]],
+                                 start=1):
+        for column, value in enumerate(values, start=2):
+            first.cell(row=row, column=column, value=value)
+    # A later sheet whose header is on row 3 and in column C: its used range starts at C3.
+    second = book.create_sheet("Sheet2")
+    for row, values in enumerate([["姓名", "编号"], ["刘洋", "r4"], [None, None], [None, None], ["陈静", "r5"]],
+                                 start=3):
+        for column, value in enumerate(values, start=3):
+            second.cell(row=row, column=column, value=value)
+    book.save(path)
+    extract = read_xlsx(path, ["编号", "姓名"], "s")
+    assert extract.frame.select("编号", "row_number", "file_row").rows() == [
+        ("r1", 1, 2), ("r2", 2, 3), ("r3", 3, 5), ("r4", 4, 4), ("r5", 5, 7),
+    ]
+    assert extract.frame["file_row"].dtype == pl.Int32
+    assert extract.sheets == [("Sheet1", 1, 3), ("Sheet2", 4, 5)]
+
+
+def test_a_csv_row_is_named_by_the_line_its_record_starts_on(tmp_path: Path) -> None:
+    # GB18030, two blank lines before the header, a quoted field running over two lines, a
+    # row of empty fields and a blank line: the bad rows are the 2nd and 4th data rows, on
+    # lines 8 and 10 of the file.
+    lines = [
+        b"",
+        b"",
+        "编号,姓名,公民身份号码,住址".encode("gb18030"),  # line 3
+        'r1,张伟,330602199001021237,"浙江省'.encode("gb18030"),  # line 4: data row 1 starts
+        '绍兴市"'.encode("gb18030"),  # line 5
+        b",,,",  # line 6: no data row
+        b"",  # line 7
+        "r2,李娜,,府山街道,多余".encode("gb18030"),  # line 8: data row 2, five fields
+        'r3,王芳,,"越城区"'.encode("gb18030"),  # line 9: data row 3
+        b"r4,\x81\x20\xff,,",  # line 10: data row 4, not GB18030
+        "r5,刘洋,,".encode("gb18030"),  # line 11: data row 5
+    ]
+    path = tmp_path / "people.csv"
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    extract = read_csv(path, "gb18030", ["编号", "姓名"], "s", "编号")
+    assert extract.frame.select("编号", "row_number", "file_row").rows() == [("r1", 1, 4), ("r3", 3, 9), ("r5", 5, 11)]
+    assert extract.frame["住址"][0] == "浙江省\r\n绍兴市"
+    assert [(r.row_number, r.file_row, r.record_id) for r in extract.rejected] == [(2, 8, "r2"), (4, 10, "r4")]
+    assert [r.reason for r in extract.rejected] == [
+        "文件第8行(数据第2行)有5列，表头有4列，可能是字段中含逗号或换行 (line 8, data row 2: 5 fields, the header has 4)",
+        "文件第10行(数据第4行)含有无法按 gb18030 解码的字节，请检查导出编码 (line 10, data row 4: bytes that are not "
+        "valid gb18030)",
+    ]
+
+
+@pytest.mark.parametrize("bad_bytes", [False, True])
+def test_an_unquoted_csv_row_is_named_by_its_line(tmp_path: Path, bad_bytes: bool) -> None:
+    # The fast path (no quote in the file): the same lines, by the line index it keeps.
+    lines = [b" ", "编号,姓名,身份证号".encode("gb18030"), "r1,张伟,1".encode("gb18030"), b",,", b"",
+             "r2,李娜".encode("gb18030"), "r3,王芳,3".encode("gb18030")]
+    if bad_bytes:
+        lines.append(b"r4,\x81\x20\xff,4")
+    path = tmp_path / "people.csv"
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+    extract = read_csv(path, "gb18030", ["编号", "姓名"], "s", "编号")
+    assert extract.frame.select("编号", "row_number", "file_row").rows() == [("r1", 1, 3), ("r3", 3, 7)]
+    assert [(r.row_number, r.file_row) for r in extract.rejected] == [(2, 6)] + ([(4, 8)] if bad_bytes else [])
+    assert extract.rejected[0].reason.startswith("文件第6行(数据第2行)有2列")
+    if bad_bytes:
+        assert extract.rejected[1].reason.startswith("文件第8行(数据第4行)含有无法按 gb18030 解码的字节")
+
+
+def test_a_json_line_is_named_by_its_line_and_an_undecodable_one_by_its_record_id(tmp_path: Path) -> None:
+    # read_jsonl took the record id's key and did not use it: an undecodable line was
+    # quarantined without its record id, where the CSV reader names it.
+    lines = [
+        '{"区号": "GA", "序号": 1, "姓名": "张伟"}'.encode(),  # line 1: data row 1
+        b"",  # line 2
+        b'{"\xe5\x8c\xba\xe5\x8f\xb7": "GA", "\xe5\xba\x8f\xe5\x8f\xb7": 2, "name": "\xff\xfe"}',  # line 3: row 2
+        b"{broken",  # line 4: data row 3
+        b'{"\xe5\x8c\xba\xe5\x8f\xb7": "G\xff", "\xe5\xba\x8f\xe5\x8f\xb7": 4}',  # line 5: row 4, its id not readable
+        '{"区号": "GA", "序号": 5, "姓名": "李娜"}'.encode(),  # line 6: data row 5
+    ]
+    path = tmp_path / "people.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    extract = read_jsonl(path, "utf-8", ["区号", "姓名"], "s", ("区号", "序号"))
+    assert extract.frame.select("序号", "row_number", "file_row").rows() == [("1", 1, 1), ("5", 5, 6)]
+    assert [(r.row_number, r.file_row, r.record_id, r.reason_code) for r in extract.rejected] == [
+        (2, 3, "GA 2", "undecodable_bytes"), (3, 4, None, "unreadable_row"), (4, 5, None, "undecodable_bytes"),
+    ]
+    assert extract.rejected[1].reason == (
+        "文件第4行(数据第3行)不是完整的 JSON 记录，可能被截断 (line 4, data row 3: not valid JSON: Expecting property "
+        "name enclosed in double quotes)"
+    )
+
+
+def test_a_parquet_row_is_its_data_row(tmp_path: Path) -> None:
+    # No header, no blank row: the file's row is the data row, and a reason says just 第N行.
+    path = tmp_path / "people.parquet"
+    pq.write_table(pa.table({"编号": ["r1", "r2", "r3"], "姓名": pa.array([b"a", b"\xff", b"c"], pa.binary())}), path)
+    extract = read_parquet(path, ["编号", "姓名"], "s")
+    assert extract.frame.select("编号", "row_number", "file_row").rows() == [("r1", 1, 1), ("r3", 3, 3)]
+    assert [(r.row_number, r.file_row) for r in extract.rejected] == [(2, 2)]
+    assert extract.rejected[0].reason == "第2行含有无法按 utf-8 解码的字节，请检查导出编码 (row 2: bytes that are not valid utf-8)"
