@@ -215,6 +215,13 @@ def _frame(header: list[str], columns: list[list[str | None]] | list[pl.Series],
                               pl.Series("file_row", file_rows, dtype=pl.Int32))
 
 
+def _data_rows(rows: int, rejected: list[RejectedRow]) -> pl.Series:
+    """The data row numbers of the rows that were read (1 to ``rows``, less the rejected ones),
+    made at once: a reader's loop keeps only each row's place in the file."""
+    numbers = pl.int_range(1, rows + 1, dtype=pl.Int32, eager=True)
+    return numbers.filter(~numbers.is_in([r.row_number for r in rejected])) if rejected else numbers
+
+
 def _digest_of(file: Path, raw: bytes | None = None) -> tuple[str, int]:
     if raw is None:
         return file_digest(file)
@@ -523,7 +530,6 @@ def _read_quoted_csv(
         return _aligned_id(cells, record_id_positions, width)
 
     rows: list[list[str]] = []
-    numbers: list[int] = []
     file_rows: list[int] = []  # the line each record starts on, 1-based (lines split as an editor splits them)
     rejected: list[RejectedRow] = []
     number = 0
@@ -539,11 +545,10 @@ def _read_quoted_csv(
             rejected.append(_wrong_width(number, first + 1, len(cells), width, record_id_of(cells)))
         else:
             rows.append(cells)
-            numbers.append(number)
             file_rows.append(first + 1)
     columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in header]
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header,
-                   frame=_frame(header, columns, numbers, file_rows), rejected=rejected)
+                   frame=_frame(header, columns, _data_rows(number, rejected), file_rows), rejected=rejected)
 
 
 # The workbook preflight opened for the header, with its first sheet parsed, kept for the
@@ -668,9 +673,9 @@ def _later_sheet(file: Path, workbook, index: int, required: list[str], source: 
 
 
 def _append_rows(rows: list[list], positions: list[int | None], columns: list[list[str | None]],
-                 numbers: list[int], excel_rows: list[int], first_excel_row: int) -> None:
+                 excel_rows: list[int], first_excel_row: int) -> None:
     """Append the non-empty ``rows`` (``rows[0]`` is the sheet's Excel row ``first_excel_row``)
-    to ``columns``, with their data row numbers (counting on from ``numbers``) and Excel rows."""
+    to ``columns``, and their Excel rows to ``excel_rows`` (the data rows are counted there)."""
     width = len(positions)
     straight = positions == list(range(width))
     for excel_row, values in enumerate(rows, start=first_excel_row):
@@ -680,7 +685,6 @@ def _append_rows(rows: list[list], positions: list[int | None], columns: list[li
             texts = [cell_text(values[p]) if p is not None and p < len(values) else None for p in positions]
         if all(t is None for t in texts):
             continue  # an empty row is not a data row
-        numbers.append(len(numbers) + 1)
         excel_rows.append(excel_row)
         texts.extend([None] * (width - len(texts)))
         for column, text in zip(columns, texts, strict=True):
@@ -702,12 +706,11 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
     header = unique_header(given)
     width = len(header)
     columns: list[list[str | None]] = [[] for _ in header]
-    numbers: list[int] = []
-    excel_rows: list[int] = []  # each row's Excel row in its own sheet (the header is row 1)
-    _append_rows(rows[1:], list(range(width)), columns, numbers, excel_rows, 2)
+    excel_rows: list[int] = []  # each data row's Excel row in its own sheet (the header is row 1)
+    _append_rows(rows[1:], list(range(width)), columns, excel_rows, 2)
     del rows
     names = workbook.sheet_names
-    sheets = [(names[0], 1, len(numbers))]
+    sheets = [(names[0], 1, len(excel_rows))]
     for index in range(1, len(names)):
         later = _later_sheet(file, workbook, index, required, source, width)
         if later is None:
@@ -717,12 +720,13 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
             positions: list[int | None] = list(range(width))
         else:  # the same columns in another order: by name (a column it lacks is empty)
             positions = [sheet_header.index(name) if name and name in sheet_header else None for name in given]
-        before = len(numbers)
-        _append_rows(body, positions, columns, numbers, excel_rows, first_excel_row)
-        sheets.append((names[index], before + 1, len(numbers)))
+        before = len(excel_rows)
+        _append_rows(body, positions, columns, excel_rows, first_excel_row)
+        sheets.append((names[index], before + 1, len(excel_rows)))
     sha256, size = file_digest(file)
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header,
-                   frame=_frame(header, columns, numbers, excel_rows), sheets=sheets if len(sheets) > 1 else [])
+                   frame=_frame(header, columns, range(1, len(excel_rows) + 1), excel_rows),
+                   sheets=sheets if len(sheets) > 1 else [])
 
 
 def check_xlsx_sheets(file: Path, required: list[str], source: str) -> None:
@@ -867,8 +871,7 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str,
     codec = python_encoding(encoding)
     keys_of_id = (record_id_keys,) if isinstance(record_id_keys, str) else tuple(record_id_keys)
     objects: list[dict] = []
-    numbers: list[int] = []
-    file_rows: list[int] = []  # the file's line, 1-based: blank lines counted
+    file_rows: list[int] = []  # each object's line in the file, 1-based: blank lines counted
     rejected: list[RejectedRow] = []
     keys: dict[str, None] = {}
     row_number = 0
@@ -910,7 +913,6 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str,
             for key in value:
                 keys.setdefault(key, None)
             objects.append(value)
-            numbers.append(row_number)
             file_rows.append(index + 1)
     header = list(keys)
     undecodable = sum(r.reason_code == "undecodable_bytes" for r in rejected)
@@ -920,5 +922,5 @@ def read_jsonl(file: Path, encoding: str, required: list[str], source: str,
     check_columns(file, header, required, source)
     columns = [[cell_text(value.get(column)) for value in objects] for column in header]
     sha256, size = file_digest(file)
-    frame = _frame(header, columns, numbers, file_rows)
+    frame = _frame(header, columns, _data_rows(row_number, rejected), file_rows)
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header, frame=frame, rejected=rejected)
