@@ -477,7 +477,7 @@ def test_a_rejected_sheet_that_disagrees_with_quarantine_is_reported(run_dir: Pa
         "residence": {"department": "流动人口管理大队"},
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
-    header = "数据源,文件,数据行号（不含表头）,记录编号,原因\n"
+    header = "数据源,文件,文件中的行号,数据行号（不含表头）,记录编号,原因\n"
 
     def write_report(department: str, summary_rows: int, rows: list[str]) -> None:
         folder = run_dir / "reports" / department
@@ -488,8 +488,8 @@ def test_a_rejected_sheet_that_disagrees_with_quarantine_is_reported(run_dir: Pa
         )
         (folder / "12_rejected.csv").write_text("\ufeff" + header + "".join(f"{r}\n" for r in rows), encoding="utf-8")
 
-    police_row = "police_hukou,hukou.csv,4,,记录编号为空 / record_id is empty"
-    residence_row = "residence,residence.csv,3,JZ9,无姓名无证件 / no name or id"
+    police_row = "police_hukou,hukou.csv,5,4,,记录编号为空 / record_id is empty"
+    residence_row = "residence,residence.csv,4,3,JZ9,无姓名无证件 / no name or id"
     write_report("公安局户政科", 1, [police_row])
     write_report("流动人口管理大队", 1, [residence_row])
     _rewrite_manifest(run_dir, tmp_path / "sources.yaml")

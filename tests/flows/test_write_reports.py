@@ -504,26 +504,27 @@ def _reason(quarantine: pl.DataFrame, source: str, row: int) -> str:
 
 def test_each_department_lists_exactly_its_own_rejected_rows(rejected_city) -> None:
     out, quarantine = rejected_city
-    header = ["数据源", "文件", "数据行号（不含表头）", "记录编号", "原因"]
+    header = ["数据源", "文件", "文件中的行号", "数据行号（不含表头）", "记录编号", "原因"]
     police = _csv_rows(out / "公安局户政科" / "12_rejected.csv")
     assert police[0] == header
-    # By file and row; the record id as the department wrote it (escaped), in full.
+    # By file and row (the line the clerk opens, the header being line 1, and the data row);
+    # the record id as the department wrote it (escaped), in full.
     assert police[1:] == [
-        ["police_hukou", "hukou.csv", "2", "'=1+1", _reason(quarantine, "police_hukou", 2)],
-        ["police_hukou", "hukou.csv", "3", "", _reason(quarantine, "police_hukou", 3)],
-        ["police_hukou", "hukou.csv", "4", "'-5", _reason(quarantine, "police_hukou", 4)],
-        ["police_hukou", "hukou.csv", "5", ID_C, _reason(quarantine, "police_hukou", 5)],
+        ["police_hukou", "hukou.csv", "3", "2", "'=1+1", _reason(quarantine, "police_hukou", 2)],
+        ["police_hukou", "hukou.csv", "4", "3", "", _reason(quarantine, "police_hukou", 3)],
+        ["police_hukou", "hukou.csv", "5", "4", "'-5", _reason(quarantine, "police_hukou", 4)],
+        ["police_hukou", "hukou.csv", "6", "5", ID_C, _reason(quarantine, "police_hukou", 5)],
     ]
     assert quarantine.filter(pl.col("source") == "police_hukou").sort("row_number")["reason_code"].to_list() == [
         "wrong_column_count", "missing_record_id", "no_name_or_id", "record_id_is_id_number"
     ]
     # A department of two sources sees both, one of them with no accepted record at all.
     residence = _csv_rows(out / "流动人口服务中心" / "12_rejected.csv")
-    assert [row[:4] for row in residence[1:]] == [
-        ["residence_a", "residence_a.csv", "2", "r2"],
-        ["residence_b", "residence_b.csv", "1", ""],
+    assert [row[:5] for row in residence[1:]] == [
+        ["residence_a", "residence_a.csv", "3", "2", "r2"],
+        ["residence_b", "residence_b.csv", "2", "1", ""],
     ]
-    assert residence[1][4] == _reason(quarantine, "residence_a", 2) and "列" in residence[1][4]
+    assert residence[1][5] == _reason(quarantine, "residence_a", 2) and "列" in residence[1][5]
     # Nothing rejected: the sheet with its header alone, as every empty sheet.
     assert _csv_rows(out / "民政局" / "12_rejected.csv") == [header]
     # No department sees another's rejected rows.
@@ -539,9 +540,9 @@ def test_each_department_lists_exactly_its_own_rejected_rows(rejected_city) -> N
 def test_the_rejected_sheet_is_escaped_and_shows_the_own_id_in_full(rejected_city) -> None:
     out, quarantine = rejected_city
     sheet = openpyxl.load_workbook(out / "公安局户政科" / WORKBOOK_NAME)["未入库记录"]
-    record_ids = [row[3] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    record_ids = [row[4] for row in sheet.iter_rows(min_row=2, values_only=True)]
     assert record_ids == ["'=1+1", None, "'-5", ID_C]
-    assert [row[2] for row in sheet.iter_rows(min_row=2, values_only=True)] == [2, 3, 4, 5]
+    assert [row[2:4] for row in sheet.iter_rows(min_row=2, values_only=True)] == [(3, 2), (4, 3), (5, 4), (6, 5)]
     # quarantine.parquet (published city-wide) keeps the identity number masked.
     published = quarantine.filter(pl.col("row_number") == 5).filter(pl.col("source") == "police_hukou")
     assert published.item(0, "record_id") == "330602********1237"
@@ -559,4 +560,4 @@ def test_the_summary_counts_the_rejected_rows(rejected_city) -> None:
     assert summary[1][:4] == ["本部门数据源", "1", "1", "residence_a、residence_b"]
     # A department without a single record still gets its report, its one row in it.
     assert _csv_rows(out / "教育局" / "01_summary.csv")[1][:4] == ["本部门数据源", "0", "0", "schools"]
-    assert [row[:4] for row in _csv_rows(out / "教育局" / "12_rejected.csv")[1:]] == [["schools", "schools.csv", "1", ""]]
+    assert [row[:5] for row in _csv_rows(out / "教育局" / "12_rejected.csv")[1:]] == [["schools", "schools.csv", "2", "1", ""]]

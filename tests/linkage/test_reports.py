@@ -450,8 +450,9 @@ def test_duckdb_inputs_give_the_same_reports() -> None:
 
     std, entity_map = _wider_city()
     findings = find_household_findings(std, entity_map, as_of=AS_OF)
-    # Rejected rows, out of order, with a column the reports do not read; one of a source
-    # whose every row was rejected (civil_lost, 民政局's by the sources file).
+    # Rejected rows, out of order, with the row as the file shows it (file_row) and a column
+    # the reports do not read (reason_code); one of a source whose every row was rejected
+    # (civil_lost, 民政局's by the sources file).
     quarantine = _quarantine_rows(
         [
             ("civil_lost", "lost.csv", 2, "L2", "L2", "missing_name"),
@@ -476,8 +477,8 @@ def test_duckdb_inputs_give_the_same_reports() -> None:
     assert expected["民政局"].sheet("rejected").frame.get_column("记录编号").to_list() == ["L2"]
     # The own value in full, where the table keeps it; by file and row.
     assert expected["公安局户政科"].sheet("rejected").frame.rows() == [
-        ("police_hukou", "hukou.csv", 3, ID_A, "record_id_is_id_number 的原因"),
-        ("police_hukou", "hukou.csv", 9, None, "missing_record_id 的原因"),
+        ("police_hukou", "hukou.csv", 4, 3, ID_A, "record_id_is_id_number 的原因"),
+        ("police_hukou", "hukou.csv", 10, 9, None, "missing_record_id 的原因"),
     ]
     # the police summary counts the record without a person: 4 records, 3 persons (one unknown)
     assert expected["公安局户政科"].sheet("summary").frame.row(0)[1:3] == (4, 3)
