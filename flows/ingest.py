@@ -29,7 +29,12 @@ from flows.readers import (
     read_xlsx,
 )
 from linkage.fields import NAME_PLACEHOLDERS, QUARANTINE_OWN_RECORD_ID
-from linkage.id_numbers import IDENTITY_NUMBER_MACRO, MASKED_ID_NUMBER_SQL, define_identity_number_macro
+from linkage.id_numbers import (
+    IDENTITY_NUMBER_FORM_MACRO,
+    IDENTITY_NUMBER_MACRO,
+    MASKED_ID_NUMBER_SQL,
+    define_identity_number_macro,
+)
 from linkage.sql import materialize
 
 RAW_FIELDS: tuple[str, ...] = CANONICAL_FIELDS
@@ -356,18 +361,26 @@ def ingest_sources(
             """,
             {"run_id": run_id},
         )
-        # quarantine.parquet is published city-wide: a record id that is an identity number
-        # (the rule above, or a row the reader could not use) is kept masked, like every id
-        # there; the file and row number still find the row. The department's own report
-        # shows its own value in full (own_record_id, which publish leaves out).
+        # quarantine.parquet is published city-wide: a record id that is an identity number is
+        # kept masked, like every id there; the file and row number still find the row. That is
+        # every row of the rule above; in a source the rule found to carry identity numbers,
+        # every record id of their form (a row the reader could not use, too); and anywhere, an
+        # 18-character one that passes the check character (a row the reader could not use of a
+        # source with no other evidence). The department's own report shows its own value in
+        # full (own_record_id, which publish leaves out).
         quarantine_columns = ", ".join(
-            f"case when {IDENTITY_NUMBER_MACRO}(record_id) then {MASKED_ID_NUMBER_SQL.format(value='trim(record_id)')} "
+            f"case when reason_code = 'record_id_is_id_number' or {IDENTITY_NUMBER_MACRO}(record_id) "
+            f"or ({IDENTITY_NUMBER_FORM_MACRO}(record_id) is not null and source in (select source from id_number_sources)) "
+            f"then {MASKED_ID_NUMBER_SQL.format(value='trim(record_id)')} "
             "else record_id end as record_id" if column == "record_id" else column
             for column in QUARANTINE_COLUMNS
         )
         con.execute(
             f"""
             create or replace table quarantine as
+            with id_number_sources as (
+                select distinct source from stg_ingest_rows_rejected where reason_code = 'record_id_is_id_number'
+            )
             select {quarantine_columns}, record_id as {QUARANTINE_OWN_RECORD_ID} from (
                 select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order
                 from stg_ingest_rows_rejected

@@ -164,10 +164,18 @@ def standardize_id_numbers(frame: pl.DataFrame, column: str = "id_number", *, as
     )
 
 
-# An 18-character resident id (or HK/Macau/Taiwan residence permit) as a DuckDB macro, for
-# rules that must run in SQL over every row: 17 digits, a birth date from 1900 on, and the
-# GB 11643-1999 check character. A record number of 18 random digits passes by chance about
-# once in 400 (a real date, then 1 in 11 for the check character).
+# The form of a resident id (or HK/Macau/Taiwan residence permit) as DuckDB macros, for rules
+# that must run in SQL over every row. ``identity_number_form(value)`` is
+#   'id18'             17 digits, a birth date from 1900 to today, and the GB 11643-1999 check
+#                      character: a resident id as such;
+#   'id18_wrong_check' the same but for the check character: an id with a typo, or a number of
+#                      the same layout (region code + date + sequence, as many government systems
+#                      number their records), which passes the check about once in 11 by chance;
+#   'id15'             15 digits with a real yymmdd birth date: a first-generation id, which has
+#                      no check character, or a number of that layout;
+#   NULL               anything else (spaces around the value are allowed).
+# ``is_identity_number(value)`` is form 'id18'.
+IDENTITY_NUMBER_FORM_MACRO = "identity_number_form"
 IDENTITY_NUMBER_MACRO = "is_identity_number"
 
 _WEIGHTED_DIGITS_SQL = " + ".join(
@@ -176,22 +184,38 @@ _WEIGHTED_DIGITS_SQL = " + ".join(
 )
 # CASE, not AND: DuckDB then computes the date and the check sum only for the values shaped
 # like an id, not for every row of the night (10M record ids of another shape: 0.3 s instead
-# of 19 s; values of 18 digits cost about 2 s per million).
+# of 19 s; values of 18 digits cost about 2 s per million). The byte length goes first: it is
+# free, and most record ids are shorter than 15.
 _IDENTITY_NUMBER_MACRO_SQL = f"""
+create or replace temp macro {IDENTITY_NUMBER_FORM_MACRO}(value) as (
+    case when strlen(value) >= 15 then (
+        case when regexp_full_match(value, ' *[1-9][0-9]{{14}}([0-9]{{2}}[0-9Xx])? *') then (
+            case
+                when strlen(trim(value)) = 18 then (
+                    case when substr(trim(value), 7, 4) >= '{EARLIEST_BIRTH.year}'
+                              and try_strptime(substr(trim(value), 7, 8), '%Y%m%d')::date <= current_date then (
+                        case when substr('{CHECK_CHARACTERS}', (({_WEIGHTED_DIGITS_SQL}) % 11 + 1)::bigint, 1)
+                                  = upper(substr(trim(value), 18, 1))
+                            then 'id18' else 'id18_wrong_check' end
+                    ) end
+                )
+                when try_strptime('19' || substr(trim(value), 7, 6), '%Y%m%d') is not null then 'id15'
+            end
+        ) end
+    ) end
+);
 create or replace temp macro {IDENTITY_NUMBER_MACRO}(value) as (
-    case when regexp_full_match(coalesce(value, ''), ' *[1-9][0-9]{{16}}[0-9Xx] *') then (
-        substr(trim(value), 7, 4) >= '{EARLIEST_BIRTH.year}'
-        and try_strptime(substr(trim(value), 7, 8), '%Y%m%d') is not null
-        and substr('{CHECK_CHARACTERS}', (({_WEIGHTED_DIGITS_SQL}) % 11 + 1)::bigint, 1) = upper(substr(trim(value), 18, 1))
-    ) else false end
-)
+    coalesce({IDENTITY_NUMBER_FORM_MACRO}(value) = 'id18', false)
+);
 """
 
 
-# linkage.households.mask_id_number's shape for an 18-character id, as SQL over ``{value}``.
-MASKED_ID_NUMBER_SQL = "substr({value}, 1, 6) || '********' || substr({value}, 15, 4)"
+# linkage.households.mask_id_number's form for an id of 15 or 18 characters (any value longer
+# than 10), as SQL over ``{value}``: the first 6, 8 stars, the last 4.
+MASKED_ID_NUMBER_SQL = "substr({value}, 1, 6) || '********' || right({value}, 4)"
 
 
 def define_identity_number_macro(con) -> None:
-    """Define ``is_identity_number(value)`` on ``con`` (a DuckDB connection; temporary, per connection)."""
+    """Define ``identity_number_form(value)`` and ``is_identity_number(value)`` on ``con`` (a
+    DuckDB connection; temporary, per connection)."""
     con.execute(_IDENTITY_NUMBER_MACRO_SQL)

@@ -1,7 +1,8 @@
 -- stg_ingest_rows_rejected
 -- Purpose: apply ingest's row rules to every row that could be read from an extract:
---   a row needs a record_id that is not itself an identity number (macro
---   is_identity_number, linkage.id_numbers.define_identity_number_macro), and a name or an id number (placeholders such as 无/不详
+--   a row needs a record_id that is not an identity number (decided per source, from the whole
+--   column: see id_number_sources; macro identity_number_form,
+--   linkage.id_numbers.define_identity_number_macro), and a name or an id number (placeholders such as 无/不详
 --   count as empty: the words standardization drops, $name_placeholders from
 --   linkage.names.PLACEHOLDERS, and a name with no Han or Latin letter or an id with no
 --   digit or letter, which standardization also leaves empty); a record_id repeated inside one source keeps its freshest row
@@ -22,14 +23,62 @@ with readable as (
     select * from ingest_rows
 ),
 
+-- Every published file names a row by its record id: an identity number there would be
+-- published in full city-wide. Only record ids of the form of an identity number (15 or 18
+-- digits around a real birth date) take part; for most rows the form test stops at the length.
+record_id_forms as (
+    select
+        ingest_position,
+        source,
+        identity_number_form(record_id) as record_id_form,
+        -- The row's own id number as its record id: an identity number whatever the source's
+        -- other record ids are (a 15-digit record id against its 18-digit upgrade, too).
+        coalesce(
+            upper(trim(record_id)) = upper(trim(id_number))
+            or (strlen(trim(record_id)) = 15 and strlen(trim(id_number)) = 18
+                and trim(record_id) = substr(trim(id_number), 1, 6) || substr(trim(id_number), 9, 9)),
+            false
+        ) as record_id_is_own_id_number
+    from readable
+    where identity_number_form(record_id) is not null
+),
+
+-- A source whose record ids are identity numbers, decided from the evidence of its whole
+-- column, not row by row. Among its 18-character record ids of the form, real identity numbers
+-- pass the check character almost always (a typo aside); other numbers of that layout (region
+-- code + date + sequence, 330602 20231201 0001, as many government systems number their
+-- records) pass it about once in 11. At least half passing (and at least one) says identity
+-- numbers: a source of record numbers reaches half by chance with a few such ids at most
+-- (1 of 2: 17%; 5 of 10: 0.1%), and then loses only those few rows, while a source of identity
+-- numbers stays above half unless nearly every other one has a typo. One such id that passes
+-- is an identity number: a lone id must not be published for want of company.
+id_number_sources as (
+    select source
+    from record_id_forms
+    group by source
+    having count(*) filter (where record_id_form = 'id18') >= 1
+        and 2 * count(*) filter (where record_id_form = 'id18')
+            >= count(*) filter (where record_id_form in ('id18', 'id18_wrong_check'))
+),
+
+-- In such a source every record id of the form goes: the 18-character ones whatever their
+-- check character, and the 15-digit ones; elsewhere none does (a record number that passes
+-- the check by chance is the department's own number, kept).
+record_ids_id_numbers as (
+    select
+        ingest_position,
+        record_id_form = 'id18' or record_id_is_own_id_number as record_id_plainly_id_number
+    from record_id_forms
+    where record_id_is_own_id_number or source in (select source from id_number_sources)
+),
+
 flagged as (
     select
-        *,
+        r.*,
+        i.record_id_plainly_id_number,
         case
-            when record_id is null then 'missing_record_id'
-            -- Every published file names a row by its record id: an identity number there
-            -- would be published in full city-wide.
-            when is_identity_number(record_id) then 'record_id_is_id_number'
+            when r.record_id is null then 'missing_record_id'
+            when i.ingest_position is not null then 'record_id_is_id_number'
             when (name is null
                   or list_contains($name_placeholders, upper(regexp_replace(name, '\s+', '', 'g')))
                   or contains(name, '测试') or contains(name, '某某')
@@ -40,11 +89,12 @@ flagged as (
                   or not regexp_matches(id_number, '[0-9A-Za-z０-９Ａ-Ｚａ-ｚ]'))
                 then 'no_name_or_id'
         end as rule_problem
-    from readable
+    from readable r
+    left join record_ids_id_numbers i using (ingest_position)
 ),
 
 usable as (
-    select * exclude (rule_problem) from flagged where rule_problem is null
+    select * exclude (rule_problem, record_id_plainly_id_number) from flagged where rule_problem is null
 ),
 
 -- Only record ids seen more than once need ranking; most are unique, so the window
@@ -88,12 +138,16 @@ rejected as (
         rule_problem as reason_code,
         case rule_problem
             when 'missing_record_id' then '缺少记录编号，无法追溯到原始记录'
-            when 'record_id_is_id_number' then '记录编号是身份证号码，不能随结果公开；请在导出中改用本部门自己的记录编号'
+            when 'record_id_is_id_number' then (case when record_id_plainly_id_number then '记录编号是身份证号码'
+                else '记录编号具有身份证号码的格式(本来源的记录编号是身份证号码)' end)
+                || '，不能随结果公开；请在导出中改用本部门自己的记录编号'
             when 'no_name_or_id' then '姓名和身份证号都为空或为占位值(如 无、不详)，无法识别是谁'
         end as reason_zh,
         case rule_problem
             when 'missing_record_id' then 'the record id is empty'
-            when 'record_id_is_id_number' then 'the record id is an identity number, which may not be published; export the department''s own record number instead'
+            when 'record_id_is_id_number' then (case when record_id_plainly_id_number then 'the record id is an identity number'
+                else 'the record id has the form of an identity number (this source''s record ids are identity numbers)' end)
+                || ', which may not be published; export the department''s own record number instead'
             when 'no_name_or_id' then 'neither a name nor an id number'
         end as reason_en
     from flagged

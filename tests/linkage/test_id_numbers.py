@@ -5,7 +5,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from linkage.id_numbers import check_character, standardize_id_numbers, upgrade_15_to_18
+from linkage.id_numbers import EARLIEST_BIRTH, check_character, standardize_id_numbers, upgrade_15_to_18
 
 AS_OF = date(2026, 11, 23)
 
@@ -109,13 +109,24 @@ def test_whole_column_keeps_order_and_height():
     assert out.get_column("id_type").to_list() == ["resident_id", None, "passport", "resident_id"]
 
 
+def _sql_forms(values: list[str | None]) -> list[tuple]:
+    import duckdb
+
+    from linkage.id_numbers import MASKED_ID_NUMBER_SQL, define_identity_number_macro
+
+    con = duckdb.connect()
+    define_identity_number_macro(con)
+    masked = MASKED_ID_NUMBER_SQL.format(value="trim(v)")
+    return con.execute(
+        f"select v, identity_number_form(v), is_identity_number(v), {masked} from unnest($values::varchar[]) t(v)",
+        {"values": values},
+    ).fetchall()
+
+
 def test_the_sql_identity_number_test_agrees_with_the_check_character() -> None:
     import random
 
-    import duckdb
-
     from linkage.households import mask_id_number
-    from linkage.id_numbers import MASKED_ID_NUMBER_SQL, define_identity_number_macro
 
     rng = random.Random(7)
     values = []
@@ -123,20 +134,52 @@ def test_the_sql_identity_number_test_agrees_with_the_check_character() -> None:
         first17 = f"{rng.randint(110000, 659999)}{rng.randint(1890, 2030)}{rng.randint(1, 13):02d}{rng.randint(1, 32):02d}"
         first17 += f"{rng.randint(0, 999):03d}"
         values.append(first17 + rng.choice([check_character(first17), rng.choice("0123456789X")]))
+    # 15-digit ids (no check character): a real yymmdd, or not
+    values += [f"{rng.randint(110000, 659999)}{rng.randint(0, 99):02d}{rng.randint(1, 13):02d}{rng.randint(1, 32):02d}"
+               f"{rng.randint(0, 999):03d}" for _ in range(1000)]
 
-    def expected(value: str) -> bool:
+    def birth(text: str) -> date | None:
         try:
-            birth_ok = date(int(value[6:10]), int(value[10:12]), int(value[12:14])) >= date(1900, 1, 1)
+            return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
         except ValueError:
-            birth_ok = False
-        return birth_ok and check_character(value[:17]) == value[17]
+            return None
 
-    con = duckdb.connect()
-    define_identity_number_macro(con)
-    masked = MASKED_ID_NUMBER_SQL.format(value="v")
-    rows = con.execute(
-        f"select v, is_identity_number(v), {masked} from unnest($values) t(v)", {"values": values}
-    ).fetchall()
+    def expected(value: str) -> str | None:
+        if len(value) == 15:
+            return "id15" if birth("19" + value[6:12]) else None
+        born = birth(value[6:14])
+        if born is None or not EARLIEST_BIRTH <= born <= date.today():
+            return None
+        return "id18" if check_character(value[:17]) == value[17] else "id18_wrong_check"
+
+    rows = _sql_forms(values)
     assert [r[1] for r in rows] == [expected(v) for v in values]
-    assert sum(r[1] for r in rows) > 500
-    assert all(r[2] == mask_id_number(r[0]) for r in rows)
+    assert [r[2] for r in rows] == [expected(v) == "id18" for v in values]
+    assert sum(r[1] == "id18" for r in rows) > 500
+    assert sum(r[1] == "id18_wrong_check" for r in rows) > 500
+    assert sum(r[1] == "id15" for r in rows) > 500
+    # The quarantine's mask is mask_id_number's, for 18 and for 15 characters.
+    assert all(r[3] == mask_id_number(r[0]) for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("value", "form"),
+    [
+        (f" {MALE_1990} ", "id18"),  # spaces around are the cell's, not the number's
+        (MALE_1990[:17] + "x" if MALE_1990[17] == "X" else MALE_1990[:17] + "X", "id18_wrong_check"),
+        ("11010519491231002x", "id18"),  # a lower-case x checks too
+        ("33060220231201000" + check_character("33060220231201000"), "id18"),  # a record number that checks by chance
+        ("330602900102123", "id15"),
+        ("330602901302123", None),  # month 13
+        ("33060221000101123" + check_character("33060221000101123"), None),  # born in 2100
+        ("33060218991231123" + check_character("33060218991231123"), None),  # born before 1900
+        ("03060219900102123" + check_character("03060219900102123"), None),  # no region starts with 0
+        ("3306021990010212", None),  # 16 digits
+        ("3306021990010212345", None),  # 19 digits
+        ("GA0001", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_identity_number_form(value: str | None, form: str | None) -> None:
+    assert _sql_forms([value])[0][1:3] == (form, form == "id18")
