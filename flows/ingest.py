@@ -369,8 +369,9 @@ def ingest_sources(
         # source with no other evidence). The department's own report shows its own value in
         # full (own_record_id, which publish leaves out).
         quarantine_columns = ", ".join(
-            f"case when reason_code = 'record_id_is_id_number' or {IDENTITY_NUMBER_MACRO}(record_id) "
-            f"or ({IDENTITY_NUMBER_FORM_MACRO}(record_id) is not null and source in (select source from id_number_sources)) "
+            f"case when reason_code = 'record_id_is_id_number' or {IDENTITY_NUMBER_MACRO}(trim(record_id)) "
+            f"or ({IDENTITY_NUMBER_FORM_MACRO}(trim(record_id)) is not null "
+            "and source in (select source from id_number_sources)) "
             f"then {MASKED_ID_NUMBER_SQL.format(value='trim(record_id)')} "
             "else record_id end as record_id" if column == "record_id" else column
             for column in QUARANTINE_COLUMNS

@@ -116,7 +116,7 @@ def _sql_forms(values: list[str | None]) -> list[tuple]:
 
     con = duckdb.connect()
     define_identity_number_macro(con)
-    masked = MASKED_ID_NUMBER_SQL.format(value="trim(v)")
+    masked = MASKED_ID_NUMBER_SQL.format(value="v")
     return con.execute(
         f"select v, identity_number_form(v), is_identity_number(v), {masked} from unnest($values::varchar[]) t(v)",
         {"values": values},
@@ -165,7 +165,7 @@ def test_the_sql_identity_number_test_agrees_with_the_check_character() -> None:
 @pytest.mark.parametrize(
     ("value", "form"),
     [
-        (f" {MALE_1990} ", "id18"),  # spaces around are the cell's, not the number's
+        (f" {MALE_1990} ", None),  # taken as it is: the readers trim every cell
         (MALE_1990[:17] + "x" if MALE_1990[17] == "X" else MALE_1990[:17] + "X", "id18_wrong_check"),
         ("11010519491231002x", "id18"),  # a lower-case x checks too
         ("33060220231201000" + check_character("33060220231201000"), "id18"),  # a record number that checks by chance
