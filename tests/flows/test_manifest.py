@@ -572,3 +572,50 @@ def test_validation_figures_that_do_not_add_up_are_reported(run_dir: Path, tmp_p
         "metrics.json: validation warnings_failed = 1, but the checks in validation/results.json give 2",
         f"{rel}: states (unexpected, checked) [(0, 0), (2, 41)], validation/results.json holds [(0, 0), (2, 39)]",
     ]
+
+
+def _region_date_sequence_numbers(count: int) -> list[str]:
+    return [f"330602202312{day:02d}{seq:04d}" for day in range(1, 29) for seq in range(1, 11)][:count]
+
+
+def test_record_numbers_that_pass_the_check_by_chance_are_not_reported(run_dir: Path) -> None:
+    # A department numbering its records region code + date + sequence: ingest keeps them all
+    # (its record ids are not identity numbers: under half of them check), so entity_map
+    # publishes the ~1 in 11 that pass the check character by chance. Before, verify reported
+    # every night of such a source as a leak.
+    from linkage.id_numbers import check_character
+
+    numbers = _region_date_sequence_numbers(60)
+    checking = [n for n in numbers if check_character(n[:17]) == n[17]]
+    assert 2 <= len(checking) < 30
+    entity_map = pl.read_parquet(run_dir / "entity_map.parquet")
+    pl.concat([entity_map, pl.DataFrame({"source": "records", "record_id": numbers,
+                                         "person_id": [f"P{i:012d}" for i in range(60)]})]).write_parquet(
+        run_dir / "entity_map.parquet"
+    )
+    quarantine = pl.read_parquet(run_dir / "quarantine.parquet")
+    pl.concat([quarantine, pl.DataFrame({"source": ["records"], "file": ["r.csv"], "row_number": [61],
+                                         "record_id": [checking[0]],
+                                         "reason": [f"记录编号 {checking[0]} 在本来源中重复"]})]).write_parquet(
+        run_dir / "quarantine.parquet"
+    )
+    assert check_no_full_id_numbers(run_dir) == []
+
+
+def test_a_source_publishing_identity_numbers_as_record_ids_is_reported(run_dir: Path) -> None:
+    # The same count the other way: a source whose published record ids mostly check is
+    # publishing identity numbers (a typo'd one beside them does not hide them).
+    from linkage.id_numbers import check_character
+
+    ids = [f"{first17}{check_character(first17)}" for first17 in ("33060219900102123", "11010519850704002")]
+    typo = ids[0][:17] + ("0" if ids[0][17] != "0" else "1")
+    entity_map = pl.read_parquet(run_dir / "entity_map.parquet")
+    pl.concat([entity_map, pl.DataFrame({"source": "ids", "record_id": [*ids, typo],
+                                         "person_id": [f"P{i:012d}" for i in range(3)]})]).write_parquet(
+        run_dir / "entity_map.parquet"
+    )
+    first = min(ids)
+    assert check_no_full_id_numbers(run_dir) == [
+        f"entity_map.parquet: holds 2 full identity number(s), e.g. {first[:6]}********{first[-4:]}; "
+        "only a department's own report may"
+    ]
