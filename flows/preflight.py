@@ -91,7 +91,7 @@ def check_file_header(source: Source, file: Path, keep_open: bool = False) -> No
     if source.format == "csv":
         header = _csv_header(file, source.encoding)
     elif source.format == "xlsx":
-        header = xlsx_header(file, keep_open=keep_open)
+        header = xlsx_header(file, keep_open=keep_open, required=required)
     elif source.format == "parquet":
         header = _parquet_header(file)
     else:

@@ -555,7 +555,7 @@ def _read_quoted_csv(
 # read that follows it: calamine parses the whole sheet on opening (0.6 s for 82,000 rows),
 # and a night reads each once. The workbook is kept too, so that a later sheet is taken
 # from it without opening the file again.
-_opened_sheet: dict[tuple[str, int, int], tuple[object, object]] = {}
+_opened_sheet: dict[tuple[str, int, int], tuple[object, object, int, int]] = {}
 
 # A later sheet that is not a continuation is a notes sheet (说明, 填表说明) only when it
 # is small and no row of it looks like a record: at most this many filled cells, and no
@@ -571,8 +571,10 @@ def file_identity(file: Path) -> tuple[str, int, int]:
     return str(file.resolve()), stat.st_size, stat.st_mtime_ns
 
 
-def _open_workbook(file: Path, keep: bool = False) -> tuple[object, object]:
-    """The workbook and its first sheet, parsed."""
+def _open_workbook(file: Path, keep: bool = False,
+                   required: list[str] | None = None) -> tuple[object, object, int, int]:
+    """The workbook, the sheet its data starts on (parsed), that sheet's index and the
+    0-based row of its header (see `_data_sheet`)."""
     # calamine (Rust) reads a 20,000-row sheet in 0.6 s where openpyxl needs 18 s.
     from python_calamine import CalamineWorkbook
 
@@ -581,13 +583,62 @@ def _open_workbook(file: Path, keep: bool = False) -> tuple[object, object]:
     if opened is None:
         try:
             workbook = CalamineWorkbook.from_path(str(file))
-            opened = (workbook, workbook.get_sheet_by_index(0))
+            opened = (workbook, *_data_sheet(file, workbook, required))
+        except ConfigError:
+            raise
         except Exception as error:  # calamine raises its own error types for a broken file
             raise ConfigError(f"{file}: not a readable XLSX workbook ({type(error).__name__}: {error})") from None
     if keep:
         _opened_sheet.clear()
         _opened_sheet[key] = opened
     return opened
+
+
+def _record_like_row(rows: list[list], start: int, row_cells: int) -> tuple[int, int] | None:
+    """The first row (1-based, and its filled cells) from ``rows[start]`` on that a notes
+    sheet may not hold: one with ``row_cells`` filled cells or more, or one past
+    NOTES_MAX_CELLS filled cells in all; None for a notes sheet."""
+    cells = 0
+    for number, values in enumerate(rows[start:], start=start + 1):
+        filled = _filled(values)
+        cells += filled
+        if filled >= row_cells or cells > NOTES_MAX_CELLS:
+            return number, filled
+    return None
+
+
+# A notes sheet is short: read this many rows of a sheet to tell (one with more is data).
+NOTES_MAX_ROWS = 1_000
+
+
+def _data_sheet(file: Path, workbook, required: list[str] | None) -> tuple[object, int, int]:
+    """The sheet the data starts on, its index and the 0-based row of its header.
+
+    The first sheet, with its header on row 1, unless its first row lacks a mapped column
+    and the sheet is empty or a short notes sheet (说明, 填表说明 put first): then the first
+    later sheet whose first filled row holds every mapped column, provided every sheet
+    before it is empty or notes too. A clerk's workbook that opens on its notes is not a
+    bad file; anything else keeps the first sheet, whose header the night then refuses
+    with the column it lacks."""
+    first = workbook.get_sheet_by_index(0)
+    if required is None or len(workbook.sheet_names) < 2:
+        return first, 0, 0
+    head = first.to_python(skip_empty_area=False, nrows=1)
+    if head and all(column in _header_of(head[0]) for column in required):
+        return first, 0, 0
+    # As for a later notes sheet: a row as full as a record of the mapped columns is data.
+    row_cells = max(1, min(NOTES_ROW_CELLS, len(required)))
+    for index in range(len(workbook.sheet_names)):
+        sheet = first if index == 0 else workbook.get_sheet_by_index(index)
+        rows = sheet.to_python(skip_empty_area=False, nrows=NOTES_MAX_ROWS + 1)
+        start = next((i for i, values in enumerate(rows) if _filled(values)), None)
+        if start is None:
+            continue  # an empty sheet
+        if index > 0 and all(column in _header_of(rows[start]) for column in required):
+            return sheet, index, start
+        if len(rows) > NOTES_MAX_ROWS or _record_like_row(rows, start, row_cells) is not None:
+            break  # data that is not the extract's: the first sheet's header is refused
+    return first, 0, 0
 
 
 def _header_of(values: list) -> list[str]:
@@ -597,12 +648,15 @@ def _header_of(values: list) -> list[str]:
     return header
 
 
-def xlsx_header(file: Path, keep_open: bool = False) -> list[str]:
-    """The first sheet's header; ``keep_open``: keep the parsed sheet for a read about to follow."""
-    rows = _open_workbook(file, keep=keep_open)[1].to_python(skip_empty_area=False, nrows=1)
-    if not rows:
+def xlsx_header(file: Path, keep_open: bool = False, required: list[str] | None = None) -> list[str]:
+    """The header of the sheet the data starts on (the first, or the first after notes sheets,
+    given the mapped columns ``required``); ``keep_open``: keep the parsed sheet for a read
+    about to follow."""
+    _, sheet, _, header_row = _open_workbook(file, keep=keep_open, required=required)
+    rows = sheet.to_python(skip_empty_area=False, nrows=header_row + 1)
+    if len(rows) <= header_row:
         raise ConfigError(f"{file}: the first sheet is empty (no header row)")
-    return _header_of(rows[0])
+    return _header_of(rows[header_row])
 
 
 def _fill_merged_down(sheet, rows: list[list], header_row: int) -> None:
@@ -658,17 +712,15 @@ def _later_sheet(file: Path, workbook, index: int, required: list[str], source: 
             "header row, or move it out of the workbook"
         )
     row_cells = max(1, min(NOTES_ROW_CELLS, width))
-    cells = 0
-    for number, values in enumerate(rows[start:], start=start + 1):
-        filled = _filled(values)
-        cells += filled
-        if filled >= row_cells or cells > NOTES_MAX_CELLS:
-            raise ConfigError(
-                f"{file}: sheet '{name}' holds data (row {number} has {filled} filled cells) but its first row "
-                f"lacks column '{missing[0]}' (mapped for source '{source}'), so its rows cannot be read; give it "
-                "the first sheet's header row, or move it out of the workbook (only a short notes sheet, "
-                f"at most {NOTES_MAX_CELLS} cells and no row of {row_cells} or more, is left aside)"
-            )
+    record_like = _record_like_row(rows, start, row_cells)
+    if record_like is not None:
+        number, filled = record_like
+        raise ConfigError(
+            f"{file}: sheet '{name}' holds data (row {number} has {filled} filled cells) but its first row "
+            f"lacks column '{missing[0]}' (mapped for source '{source}'), so its rows cannot be read; give it "
+            "the first sheet's header row, or move it out of the workbook (only a short notes sheet, "
+            f"at most {NOTES_MAX_CELLS} cells and no row of {row_cells} or more, is left aside)"
+        )
     return None  # a notes sheet: a few lines of text, no record
 
 
@@ -692,26 +744,27 @@ def _append_rows(rows: list[list], positions: list[int | None], columns: list[li
 
 
 def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
-    """The first sheet, and every later sheet that continues it (its first filled row holds
+    """The first sheet (or the first after notes sheets put first, see `_data_sheet`), and
+    every later sheet that continues it (its first filled row holds
     every mapped column: an export split over sheets at Excel's row limit), in sheet order;
     row numbers count the data rows of the whole workbook. A later sheet that is empty or a
     short notes sheet (说明) is left aside; any other stops the night (see `_later_sheet`)."""
-    workbook, first = _open_workbook(file)
+    workbook, first, first_index, header_row = _open_workbook(file, required=required)
     rows = first.to_python(skip_empty_area=False)
-    if not rows:
+    if len(rows) <= header_row:
         raise ConfigError(f"{file}: the first sheet is empty (no header row)")
-    given = _header_of(rows[0])
+    given = _header_of(rows[header_row])
     check_columns(file, given, required, source)
-    _fill_merged_down(first, rows, 0)
+    _fill_merged_down(first, rows, header_row)
     header = unique_header(given)
     width = len(header)
     columns: list[list[str | None]] = [[] for _ in header]
     excel_rows: list[int] = []  # each data row's Excel row in its own sheet (the header is row 1)
-    _append_rows(rows[1:], list(range(width)), columns, excel_rows, 2)
+    _append_rows(rows[header_row + 1 :], list(range(width)), columns, excel_rows, header_row + 2)
     del rows
     names = workbook.sheet_names
-    sheets = [(names[0], 1, len(excel_rows))]
-    for index in range(1, len(names)):
+    sheets = [(names[first_index], 1, len(excel_rows))]
+    for index in range(first_index + 1, len(names)):
         later = _later_sheet(file, workbook, index, required, source, width)
         if later is None:
             continue
@@ -726,7 +779,8 @@ def read_xlsx(file: Path, required: list[str], source: str) -> Extract:
     sha256, size = file_digest(file)
     return Extract(file=file, sha256=sha256, size_bytes=size, header=header,
                    frame=_frame(header, columns, range(1, len(excel_rows) + 1), excel_rows),
-                   sheets=sheets if len(sheets) > 1 else [])
+                   # after notes sheets, the sheet is named too: the workbook opens on another
+                   sheets=sheets if len(sheets) > 1 or first_index > 0 else [])
 
 
 def check_xlsx_sheets(file: Path, required: list[str], source: str) -> None:
@@ -740,12 +794,14 @@ def check_xlsx_sheets(file: Path, required: list[str], source: str) -> None:
         workbook = kept[0] if kept is not None else CalamineWorkbook.from_path(str(file))
         if len(workbook.sheet_names) < 2:
             return
-        first = kept[1] if kept is not None else workbook.get_sheet_by_index(0)
+        first, first_index, header_row = kept[1:] if kept is not None else _data_sheet(file, workbook, required)
+    except ConfigError:
+        raise
     except Exception as error:  # calamine raises its own error types for a broken file
         raise ConfigError(f"{file}: not a readable XLSX workbook ({type(error).__name__}: {error})") from None
-    rows = first.to_python(skip_empty_area=False, nrows=1)
-    width = len(_header_of(rows[0])) if rows else 0
-    for index in range(1, len(workbook.sheet_names)):
+    rows = first.to_python(skip_empty_area=False, nrows=header_row + 1)
+    width = len(_header_of(rows[header_row])) if len(rows) > header_row else 0
+    for index in range(first_index + 1, len(workbook.sheet_names)):
         _later_sheet(file, workbook, index, required, source, width)
 
 

@@ -584,6 +584,26 @@ def test_the_freshest_row_is_kept_when_updated_at_carries_a_utc_offset(tmp_path:
     assert row_number == 3 and file_row == 3 and f"已被 r.jsonl 文件第1行(数据第1行，更新时间 2025-08-30T15:12:30{offset})取代" in reason
 
 
+def test_a_workbook_that_opens_on_its_notes_is_read_and_its_reasons_name_the_data_sheet(tmp_path: Path) -> None:
+    # 说明 first, the export on 名册: read (before, preflight stopped the night on 说明's
+    # first line), and a reason names 名册, the sheet the clerk must turn to.
+    book = Workbook()
+    book.active.title = "说明"
+    book.active.append(["本表由社区录入，每月更新"])
+    data = book.create_sheet("名册")
+    for values in [HEADER, ["r1", "张伟", "", "", ""], ["", "李娜", "", "", ""]]:
+        data.append([value or None for value in values])
+    book.save(tmp_path / "x.xlsx")
+    config = preflight(sources_yaml(tmp_path, [entry("x", "x.xlsx", "xlsx")]))
+    con = duckdb.connect()
+    result = ingest_sources(con, config, "test-run")
+    assert raw(con)["record_id"].to_list() == ["r1"]
+    assert quarantine(con).select("row_number", "file_row", "reason").rows() == [
+        (2, 3, "工作表 名册 第3行(数据第2行)：缺少记录编号，无法追溯到原始记录 (sheet 名册, Excel row 3, data row 2: the record id is empty)"),
+    ]
+    assert result.rows_in == 2
+
+
 def test_a_superseded_workbook_row_names_both_rows_by_their_excel_rows(tmp_path: Path) -> None:
     # Excel row 3 is empty and the used range starts at column B: the data rows 1-4 are Excel
     # rows 2, 4, 5 and 6. Before, the reasons said 第1行 and 第3行 (data rows) and a clerk

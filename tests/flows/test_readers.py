@@ -400,6 +400,52 @@ def test_a_notes_sheet_beside_a_narrow_export_may_not_hold_a_row_like_a_record(t
         read_xlsx(path, ["编号", "姓名"], "s")
 
 
+def test_data_after_a_notes_sheet_put_first_is_read(tmp_path: Path) -> None:
+    # A clerk's workbook that opens on its 填表说明, the export on the second sheet below a
+    # blank row, running on over a third. Before, the night stopped:
+    # "column '编号' ... is not in the extract; it has: 本表为居住登记导出".
+    path = tmp_path / "people.xlsx"
+    _sheets(path, {
+        "填表说明": [["本表为居住登记导出，2026年12月"], [], ["出生日期填 yyyy-mm-dd"]],
+        "数据": [[None], ["编号", "姓名", "出生日期"], ["r1", "张伟", "1990-01-02"], [None, None, None],
+                 ["r2", "李娜", None]],
+        "续表": [["编号", "姓名", "出生日期"], ["r3", "王芳", None]],
+    })  # fmt: skip
+    source = _source(path, "xlsx")
+    readers._opened_sheet.clear()
+    check_source_files(source, keep_open=True)  # preflight finds the header on 数据's row 2
+    readers.check_xlsx_sheets(path, ["编号", "姓名"], "s")
+    extract = read_extract(source, path)
+    assert extract.header == ["编号", "姓名", "出生日期"]
+    # Excel rows within each sheet: 数据's data start under its header on row 2 (row 4 is empty).
+    assert extract.frame.select("编号", "row_number", "file_row").rows() == [("r1", 1, 3), ("r2", 2, 5), ("r3", 3, 2)]
+    # The sheet is named even for one data sheet: the workbook opens on another.
+    assert extract.sheets == [("数据", 1, 2), ("续表", 3, 3)]
+    only_one = tmp_path / "one.xlsx"
+    _sheets(only_one, {"说明": [["见第二页"]], "Sheet2": [["编号", "姓名"], ["r1", "张伟"]]})
+    assert read_xlsx(only_one, ["编号", "姓名"], "s").sheets == [("Sheet2", 1, 1)]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        # A data sheet under a header without the mapped column: refused as before, not
+        # skipped for a later sheet that has it (its rows would be lost unseen).
+        [["编码", "姓名"], ["r1", "张伟"], ["r2", "李娜"], ["r3", "王芳"]],
+        # Notes too long for notes (NOTES_MAX_CELLS).
+        [[f"第{i}条说明"] for i in range(120)],
+    ],
+)
+def test_a_first_sheet_that_is_not_notes_keeps_its_header_refused(tmp_path: Path, first: list[list]) -> None:
+    path = tmp_path / "people.xlsx"
+    _sheets(path, {"Sheet1": first, "Sheet2": [["编号", "姓名"], ["r9", "赵六"]]})
+    readers._opened_sheet.clear()
+    with pytest.raises(ConfigError, match="column '(编号|姓名)' \\(mapped for source 's'\\) is not in the extract; it has: "):
+        check_source_files(_source(path, "xlsx"))
+    with pytest.raises(ConfigError, match="column '编号' \\(mapped for source 's'\\) is not in the extract"):
+        read_xlsx(path, ["编号", "姓名"], "s")
+
+
 @pytest.mark.parametrize("quoted", [False, True])
 def test_a_misaligned_row_does_not_give_a_shifted_cell_as_its_record_id(tmp_path: Path, quoted: bool) -> None:
     # quarantine.parquet is published city-wide. In a row with a comma inside a name (one
