@@ -34,11 +34,16 @@ record_id_forms as (
         source,
         identity_number_form(record_id) as record_id_form,
         -- The row's own id number as its record id: an identity number whatever the source's
-        -- other record ids are (a 15-digit record id against its 18-digit upgrade, too).
+        -- other record ids are (a 15-digit record id against its 18-digit upgrade, too; and
+        -- one typed with one character wrong, a typo'd check character most often: the
+        -- other 17 characters are still the person's id, and a source of record numbers
+        -- would publish it in full).
         coalesce(
             upper(record_id) = upper(id_number)
             or (strlen(record_id) = 15 and strlen(id_number) = 18
-                and record_id = substr(id_number, 1, 6) || substr(id_number, 9, 9)),
+                and record_id = substr(id_number, 1, 6) || substr(id_number, 9, 9))
+            or case when strlen(record_id) = 18 and strlen(id_number) = 18
+                    then hamming(upper(record_id), upper(id_number)) <= 1 end,
             false
         ) as record_id_is_own_id_number
     from ingest_rows

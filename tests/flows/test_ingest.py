@@ -312,6 +312,28 @@ def test_a_record_id_that_is_the_rows_own_id_number_goes_whatever_the_source(tmp
     assert all("记录编号是身份证号码" in reason for reason in bad["reason"])
 
 
+def test_a_record_id_that_is_the_rows_own_id_number_with_a_typo_goes_whatever_the_source(tmp_path: Path) -> None:
+    # A department moving to its own record numbers (region + date + sequence) that left a
+    # row's record id as the person's id number typed with one character wrong, the id number
+    # column right: the source is no longer judged one of identity numbers (3 of its 21 ids of
+    # the form pass), and before, 330603200002166491 (the id 330603200002166499 with a typo'd
+    # check character) and one with a typo in a middle digit were published in full in
+    # entity_map.parquet; the night before, the same rows had gone to quarantine masked.
+    numbers = [f"330603202512{day:02d}{seq:04d}" for day in (1, 2) for seq in range(1, 11)]
+    own = make_id("33060320000216649")
+    middle = make_id("11010519850704002")
+    middle_typo = middle[:15] + ("1" if middle[15] != "1" else "2") + middle[16:]  # its sequence number
+    record_ids = [*numbers, wrong_check(own), middle_typo]
+    write_named(tmp_path / "m.csv", record_ids, [""] * len(numbers) + [own, middle])
+    con, _ = ingest(tmp_path, [entry("m", "m.csv", "csv")])
+    assert raw(con)["record_id"].to_list() == numbers
+    bad = quarantine(con)
+    assert bad.select("row_number", "record_id", "reason_code").rows() == [
+        (21, own[:6] + "********" + wrong_check(own)[-4:], "record_id_is_id_number"),
+        (22, middle_typo[:6] + "********" + middle_typo[-4:], "record_id_is_id_number"),
+    ]
+
+
 def test_a_row_the_reader_rejects_in_a_source_of_identity_numbers_has_its_record_id_masked(tmp_path: Path) -> None:
     valid = make_id("33060219900102123")
     typo = wrong_check(make_id("11010519850704002"))
