@@ -28,7 +28,7 @@ from flows.readers import (
     read_parquet,
     read_xlsx,
 )
-from linkage.fields import NAME_PLACEHOLDERS, QUARANTINE_OWN_RECORD_ID
+from linkage.fields import NAME_PLACEHOLDERS, QUARANTINE_OWN_RECORD_ID, QUARANTINE_SHEET
 from linkage.id_numbers import (
     IDENTITY_NUMBER_FORM_MACRO,
     IDENTITY_NUMBER_MACRO,
@@ -382,11 +382,11 @@ def ingest_sources(
             with id_number_sources as (
                 select distinct source from stg_ingest_rows_rejected where reason_code = 'record_id_is_id_number'
             )
-            select {quarantine_columns}, record_id as {QUARANTINE_OWN_RECORD_ID} from (
-                select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order
+            select {quarantine_columns}, record_id as {QUARANTINE_OWN_RECORD_ID}, {QUARANTINE_SHEET} from (
+                select {", ".join(QUARANTINE_COLUMNS)}, {QUARANTINE_SHEET}, source_order, file_order
                 from stg_ingest_rows_rejected
                 union all
-                select {", ".join(QUARANTINE_COLUMNS)}, source_order, file_order from read_rejects
+                select {", ".join(QUARANTINE_COLUMNS)}, null::varchar, source_order, file_order from read_rejects
             )
             order by source_order, file_order, row_number
             """

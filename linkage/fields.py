@@ -44,6 +44,10 @@ RAW_VALUES_VIEW = "int_persons_raw_values"
 # (quarantine.parquet is published city-wide), and only the department's own report shows
 # its own value in full. Publish leaves it out.
 QUARANTINE_OWN_RECORD_ID = "own_record_id"
+# The quarantine table's column naming the sheet of a rejected row of a workbook whose data
+# runs over several sheets (empty for every other row): the row the report's 文件中的行号
+# names is that sheet's Excel row. Publish leaves it out (the reason names the sheet too).
+QUARANTINE_SHEET = "sheet"
 
 # Words that fill a name cell when the clerk had no name (or was testing the form):
 # standardization leaves such a name empty (linkage.names), and ingest's no_name_or_id rule

@@ -26,7 +26,7 @@ from datetime import date
 import duckdb
 import polars as pl
 
-from linkage.fields import QUARANTINE_OWN_RECORD_ID, RAW_VALUES_VIEW
+from linkage.fields import QUARANTINE_OWN_RECORD_ID, QUARANTINE_SHEET, RAW_VALUES_VIEW
 from linkage.households import EXTRA_COLUMNS, FINDING_COLUMNS, FINDING_KINDS, KIND_LABELS
 from linkage.sql import raw_values_join
 
@@ -45,7 +45,7 @@ KIND_ADVICE: dict[str, str] = {
     "no_head": "户内无人登记为户主：核实并补登户主",
     "child_older_than_parent": "子女出生日期早于父母：核对出生日期或与户主关系",
     "spouse_under_legal_age": "配偶未达法定婚龄（男22岁、女20岁）：核对出生日期或与户主关系",
-    "rejected": "本部门报送文件中未能入库的行（原因见各行）：按文件和文件中的行号找到原行，更正后随下次报送重报；"
+    "rejected": "本部门报送文件中未能入库的行（原因见各行）：按文件（分工作表的，按工作表）和文件中的行号找到原行，更正后随下次报送重报；"
     "被同一记录编号较新一行取代的，核实后删除或更正旧行",
 }
 
@@ -57,6 +57,9 @@ REJECTED_TITLE = "未入库记录"
 REJECTED_HEADERS = {
     "source": "数据源",
     "file": "文件",
+    # The sheet of a workbook whose data runs over several sheets (empty otherwise): 文件中的行号
+    # is that sheet's Excel row, and a clerk opening the workbook lands on the first sheet.
+    "sheet": "工作表",
     # Where the clerk finds the row on opening the file (Excel's row, the text line), and the
     # contract's data row that quarantine.parquet names it by.
     "file_row": "文件中的行号",
@@ -515,15 +518,15 @@ def _findings_for(findings: pl.DataFrame, department: str, sources: tuple[str, .
     return pl.concat([own.select(columns), related.select(columns).unique(maintain_order=True)])
 
 
-_REJECTED_SCHEMA = {"source": pl.String, "file": pl.String, "file_row": pl.Int64, "row_number": pl.Int64,
-                    "record_id": pl.String, "reason": pl.String}
+_REJECTED_SCHEMA = {"source": pl.String, "file": pl.String, "sheet": pl.String, "file_row": pl.Int64,
+                    "row_number": pl.Int64, "record_id": pl.String, "reason": pl.String}
 
 
 def rejected_rows(quarantine: pl.DataFrame | None) -> pl.DataFrame:
-    """``source, file, file_row, row_number, record_id, reason`` of the quarantine table's
-    rows, by source, file and row; ``record_id`` the department's own value (``own_record_id``)
-    where the table keeps it; ``file_row`` empty where the table has none (a run from before
-    it). Columns are taken by name: the table may hold others."""
+    """``source, file, sheet, file_row, row_number, record_id, reason`` of the quarantine
+    table's rows, by source, file and row; ``record_id`` the department's own value
+    (``own_record_id``) where the table keeps it; ``sheet`` and ``file_row`` empty where the
+    table has none (a run from before them). Columns are taken by name: the table may hold others."""
     if quarantine is None:
         return pl.DataFrame(schema=_REJECTED_SCHEMA)
     record_id = QUARANTINE_OWN_RECORD_ID if QUARANTINE_OWN_RECORD_ID in quarantine.columns else "record_id"
@@ -863,10 +866,12 @@ def report_inputs_from_duckdb(
     quarantine_columns = _table_columns(con, quarantine)
     own_id = QUARANTINE_OWN_RECORD_ID if QUARANTINE_OWN_RECORD_ID in quarantine_columns else "record_id"
     file_row = "file_row" if "file_row" in quarantine_columns else "null::integer as file_row"
+    sheet = f'"{QUARANTINE_SHEET}"' if QUARANTINE_SHEET in quarantine_columns else "null::varchar"
     rejected = rejected_rows(
         con.execute(
             f"""
-            select source, file, {file_row}, row_number, "{own_id}" as record_id, reason from {quarantine}
+            select source, file, {sheet} as sheet, {file_row}, row_number, "{own_id}" as record_id, reason
+            from {quarantine}
             order by source, file, row_number
             """
         ).pl()

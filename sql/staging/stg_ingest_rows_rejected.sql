@@ -178,11 +178,12 @@ rejected as (
 ),
 
 -- Every reason starts with where the row is: its line or Excel row (and its sheet, in a
--- workbook with several data sheets), and its data row.
+-- workbook with several data sheets, also kept as `sheet` for the department's report), and
+-- its data row.
 located as (
     select
         r.ingest_position, r.source, r.file, r.row_number, r.file_row, r.record_id, r.source_order, r.file_order,
-        r.reason_code,
+        r.reason_code, s.sheet,
         row_place_zh(f.format, s.sheet, r.file_row, r.row_number, null) || '：' || r.reason_zh
         || ' (' || row_place_en(f.format, s.sheet, r.file_row, r.row_number) || ': ' || r.reason_en || ')' as reason
     from rejected r

@@ -504,27 +504,27 @@ def _reason(quarantine: pl.DataFrame, source: str, row: int) -> str:
 
 def test_each_department_lists_exactly_its_own_rejected_rows(rejected_city) -> None:
     out, quarantine = rejected_city
-    header = ["数据源", "文件", "文件中的行号", "数据行号（不含表头）", "记录编号", "原因"]
+    header = ["数据源", "文件", "工作表", "文件中的行号", "数据行号（不含表头）", "记录编号", "原因"]
     police = _csv_rows(out / "公安局户政科" / "12_rejected.csv")
     assert police[0] == header
     # By file and row (the line the clerk opens, the header being line 1, and the data row);
     # the record id as the department wrote it (escaped), in full.
     assert police[1:] == [
-        ["police_hukou", "hukou.csv", "3", "2", "'=1+1", _reason(quarantine, "police_hukou", 2)],
-        ["police_hukou", "hukou.csv", "4", "3", "", _reason(quarantine, "police_hukou", 3)],
-        ["police_hukou", "hukou.csv", "5", "4", "'-5", _reason(quarantine, "police_hukou", 4)],
-        ["police_hukou", "hukou.csv", "6", "5", ID_C, _reason(quarantine, "police_hukou", 5)],
+        ["police_hukou", "hukou.csv", "", "3", "2", "'=1+1", _reason(quarantine, "police_hukou", 2)],
+        ["police_hukou", "hukou.csv", "", "4", "3", "", _reason(quarantine, "police_hukou", 3)],
+        ["police_hukou", "hukou.csv", "", "5", "4", "'-5", _reason(quarantine, "police_hukou", 4)],
+        ["police_hukou", "hukou.csv", "", "6", "5", ID_C, _reason(quarantine, "police_hukou", 5)],
     ]
     assert quarantine.filter(pl.col("source") == "police_hukou").sort("row_number")["reason_code"].to_list() == [
         "wrong_column_count", "missing_record_id", "no_name_or_id", "record_id_is_id_number"
     ]
     # A department of two sources sees both, one of them with no accepted record at all.
     residence = _csv_rows(out / "流动人口服务中心" / "12_rejected.csv")
-    assert [row[:5] for row in residence[1:]] == [
-        ["residence_a", "residence_a.csv", "3", "2", "r2"],
-        ["residence_b", "residence_b.csv", "2", "1", ""],
+    assert [row[:6] for row in residence[1:]] == [
+        ["residence_a", "residence_a.csv", "", "3", "2", "r2"],
+        ["residence_b", "residence_b.csv", "", "2", "1", ""],
     ]
-    assert residence[1][5] == _reason(quarantine, "residence_a", 2) and "列" in residence[1][5]
+    assert residence[1][6] == _reason(quarantine, "residence_a", 2) and "列" in residence[1][6]
     # Nothing rejected: the sheet with its header alone, as every empty sheet.
     assert _csv_rows(out / "民政局" / "12_rejected.csv") == [header]
     # No department sees another's rejected rows.
@@ -540,12 +540,60 @@ def test_each_department_lists_exactly_its_own_rejected_rows(rejected_city) -> N
 def test_the_rejected_sheet_is_escaped_and_shows_the_own_id_in_full(rejected_city) -> None:
     out, quarantine = rejected_city
     sheet = openpyxl.load_workbook(out / "公安局户政科" / WORKBOOK_NAME)["未入库记录"]
-    record_ids = [row[4] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    record_ids = [row[5] for row in sheet.iter_rows(min_row=2, values_only=True)]
     assert record_ids == ["'=1+1", None, "'-5", ID_C]
-    assert [row[2:4] for row in sheet.iter_rows(min_row=2, values_only=True)] == [(3, 2), (4, 3), (5, 4), (6, 5)]
+    assert [row[2:5] for row in sheet.iter_rows(min_row=2, values_only=True)] == [
+        (None, 3, 2), (None, 4, 3), (None, 5, 4), (None, 6, 5)
+    ]
     # quarantine.parquet (published city-wide) keeps the identity number masked.
     published = quarantine.filter(pl.col("row_number") == 5).filter(pl.col("source") == "police_hukou")
     assert published.item(0, "record_id") == "330602********1237"
+
+
+def test_a_rejected_row_of_a_workbook_split_over_sheets_names_its_sheet(tmp_path: Path) -> None:
+    # A department's workbook split over two sheets (Sheet2 continues Sheet1, its columns in
+    # another order): the row rejected on Sheet2 is its Excel row 3, the workbook's data row 4.
+    # Before, the sheet showed 文件中的行号 3 with nothing to say which sheet: a clerk opening
+    # the workbook lands on Sheet1, whose row 3 is another person's (王建国's neighbour 李秀英).
+    import duckdb
+    import yaml
+
+    from flows.config import load_sources
+    from flows.ingest import ingest_sources
+    from linkage.reports import iter_reports, report_inputs_from_duckdb
+
+    book = openpyxl.Workbook()
+    first = book.active
+    first.title = "Sheet1"
+    for row in (["记录编号", "姓名"], ["m1", "王建国"], ["m2", "李秀英"]):
+        first.append(row)
+    second = book.create_sheet("Sheet2")
+    for row in (["姓名", "记录编号"], ["张三", "m3"], ["不详", "m4"]):
+        second.append(row)
+    book.save(tmp_path / "roster.xlsx")
+    source = {"name": "civil_roster", "department": "民政局", "path": "roster.xlsx", "format": "xlsx",
+              "columns": {"record_id": "记录编号", "name": "姓名"}}
+    (tmp_path / "sources.yaml").write_text(yaml.safe_dump({"sources": [source]}, allow_unicode=True), encoding="utf-8")
+    config = load_sources(tmp_path / "sources.yaml")
+    con = duckdb.connect()
+    ingest_sources(con, config, "test-run")
+    con.execute("create table int_persons_standardized as select * from raw_records")
+    con.execute("create table entity_map as select record_key, source, record_id, record_id as person_id from raw_records")
+    con.execute(
+        "create table household_findings (kind varchar, person_id varchar, source varchar, record_id varchar, detail varchar)"
+    )
+    out = tmp_path / "reports"
+    write_department_reports(out, iter_reports(report_inputs_from_duckdb(con, source_departments={"civil_roster": "民政局"})))
+    rows = _csv_rows(out / "民政局" / "12_rejected.csv")
+    assert [row[:6] for row in rows] == [
+        ["数据源", "文件", "工作表", "文件中的行号", "数据行号（不含表头）", "记录编号"],
+        ["civil_roster", "roster.xlsx", "Sheet2", "3", "4", "m4"],
+    ]
+    assert rows[1][6].startswith("工作表 Sheet2 第3行(数据第4行)")
+    sheet = openpyxl.load_workbook(out / "民政局" / WORKBOOK_NAME)["未入库记录"]
+    assert [row[2:5] for row in sheet.iter_rows(min_row=2, values_only=True)] == [("Sheet2", 3, 4)]
+    # quarantine.parquet keeps the contract's columns (and reason_code, file_row): the sheet is the report's.
+    assert "sheet" in con.execute("select * from quarantine").pl().columns
 
 
 def test_the_summary_counts_the_rejected_rows(rejected_city) -> None:
@@ -560,4 +608,6 @@ def test_the_summary_counts_the_rejected_rows(rejected_city) -> None:
     assert summary[1][:4] == ["本部门数据源", "1", "1", "residence_a、residence_b"]
     # A department without a single record still gets its report, its one row in it.
     assert _csv_rows(out / "教育局" / "01_summary.csv")[1][:4] == ["本部门数据源", "0", "0", "schools"]
-    assert [row[:5] for row in _csv_rows(out / "教育局" / "12_rejected.csv")[1:]] == [["schools", "schools.csv", "2", "1", ""]]
+    assert [row[:6] for row in _csv_rows(out / "教育局" / "12_rejected.csv")[1:]] == [
+        ["schools", "schools.csv", "", "2", "1", ""]
+    ]

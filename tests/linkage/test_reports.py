@@ -477,8 +477,8 @@ def test_duckdb_inputs_give_the_same_reports() -> None:
     assert expected["民政局"].sheet("rejected").frame.get_column("记录编号").to_list() == ["L2"]
     # The own value in full, where the table keeps it; by file and row.
     assert expected["公安局户政科"].sheet("rejected").frame.rows() == [
-        ("police_hukou", "hukou.csv", 4, 3, ID_A, "record_id_is_id_number 的原因"),
-        ("police_hukou", "hukou.csv", 10, 9, None, "missing_record_id 的原因"),
+        ("police_hukou", "hukou.csv", None, 4, 3, ID_A, "record_id_is_id_number 的原因"),
+        ("police_hukou", "hukou.csv", None, 10, 9, None, "missing_record_id 的原因"),
     ]
     # the police summary counts the record without a person: 4 records, 3 persons (one unknown)
     assert expected["公安局户政科"].sheet("summary").frame.row(0)[1:3] == (4, 3)
