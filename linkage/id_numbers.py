@@ -178,6 +178,12 @@ def standardize_id_numbers(frame: pl.DataFrame, column: str = "id_number", *, as
 # cell, so ingest's record ids carry none). ``is_identity_number(value)`` is form 'id18'.
 IDENTITY_NUMBER_FORM_MACRO = "identity_number_form"
 IDENTITY_NUMBER_MACRO = "is_identity_number"
+# ``own_id_number_mistyped(value, id_number)``: 18 characters, all but at most one of them those
+# of the 18-character ``id_number`` (a record id that is the row's own id number typed with one
+# character wrong: whatever the check character or the birth date then say). 18 bytes and 18
+# characters each (the byte length is free, and most record ids stop there), so that hamming()
+# never sees two lengths; false where either is null.
+OWN_ID_NUMBER_MISTYPED_MACRO = "own_id_number_mistyped"
 
 _WEIGHTED_DIGITS_SQL = " + ".join(
     f"(ascii(substr(value, {position}, 1)) - 48) * {weight}"
@@ -207,6 +213,10 @@ create or replace temp macro {IDENTITY_NUMBER_FORM_MACRO}(value) as (
 create or replace temp macro {IDENTITY_NUMBER_MACRO}(value) as (
     coalesce({IDENTITY_NUMBER_FORM_MACRO}(value) = 'id18', false)
 );
+create or replace temp macro {OWN_ID_NUMBER_MISTYPED_MACRO}(value, id_number) as (
+    case when strlen(value) = 18 and strlen(id_number) = 18 and length(value) = 18 and length(id_number) = 18
+         then hamming(upper(value), upper(id_number)) <= 1 else false end
+);
 """
 
 
@@ -216,6 +226,7 @@ MASKED_ID_NUMBER_SQL = "substr({value}, 1, 6) || '********' || right({value}, 4)
 
 
 def define_identity_number_macro(con) -> None:
-    """Define ``identity_number_form(value)`` and ``is_identity_number(value)`` on ``con`` (a
-    DuckDB connection; temporary, per connection)."""
+    """Define ``identity_number_form(value)``, ``is_identity_number(value)`` and
+    ``own_id_number_mistyped(value, id_number)`` on ``con`` (a DuckDB connection; temporary,
+    per connection)."""
     con.execute(_IDENTITY_NUMBER_MACRO_SQL)

@@ -42,12 +42,13 @@ record_id_forms as (
             upper(record_id) = upper(id_number)
             or (strlen(record_id) = 15 and strlen(id_number) = 18
                 and record_id = substr(id_number, 1, 6) || substr(id_number, 9, 9))
-            or case when strlen(record_id) = 18 and strlen(id_number) = 18
-                    then hamming(upper(record_id), upper(id_number)) <= 1 end,
+            or own_id_number_mistyped(record_id, id_number),
             false
         ) as record_id_is_own_id_number
     from ingest_rows
-    where identity_number_form(record_id) is not null
+    -- A typo in the birth date (month 13) takes the record id out of the form: the row's own
+    -- id number mistyped is taken all the same.
+    where identity_number_form(record_id) is not null or own_id_number_mistyped(record_id, id_number)
 ),
 
 -- A source whose record ids are identity numbers, decided from the evidence of its whole

@@ -323,14 +323,17 @@ def test_a_record_id_that_is_the_rows_own_id_number_with_a_typo_goes_whatever_th
     own = make_id("33060320000216649")
     middle = make_id("11010519850704002")
     middle_typo = middle[:15] + ("1" if middle[15] != "1" else "2") + middle[16:]  # its sequence number
-    record_ids = [*numbers, wrong_check(own), middle_typo]
-    write_named(tmp_path / "m.csv", record_ids, [""] * len(numbers) + [own, middle])
+    # A typo in the month (19851704) takes the number out of an identity number's form.
+    month_typo = middle[:10] + "1" + middle[11:]
+    record_ids = [*numbers, wrong_check(own), middle_typo, month_typo]
+    write_named(tmp_path / "m.csv", record_ids, [""] * len(numbers) + [own, middle, middle])
     con, _ = ingest(tmp_path, [entry("m", "m.csv", "csv")])
     assert raw(con)["record_id"].to_list() == numbers
     bad = quarantine(con)
     assert bad.select("row_number", "record_id", "reason_code").rows() == [
         (21, own[:6] + "********" + wrong_check(own)[-4:], "record_id_is_id_number"),
         (22, middle_typo[:6] + "********" + middle_typo[-4:], "record_id_is_id_number"),
+        (23, month_typo[:6] + "********" + month_typo[-4:], "record_id_is_id_number"),
     ]
 
 
