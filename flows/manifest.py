@@ -33,6 +33,7 @@ import json
 import platform
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -586,8 +587,9 @@ def _check_report_summaries(run_dir: Path, findings: pl.DataFrame | None) -> lis
 def _check_rejected_sheets(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
     """Each department report's sheet of rejected rows (未入库记录) against quarantine.parquet:
     its count in the 汇总 and the rows of its CSV are the rows of the department's sources
-    (by metrics.json's sources and their departments), and the CSV names no other source.
-    A run whose metrics.json names no department, and a report from before the sheet (no
+    (by metrics.json's sources and their departments), the CSV names no other source, and
+    each of its rows is one of those rows as quarantine.parquet names it (数据源, 文件, 数据行号
+    and 原因, and 文件中的行号 where quarantine.parquet has file_row). A run whose metrics.json names no department, and a report from before the sheet (no
     such 汇总 row and no such CSV), are not checked."""
     import polars as pl
 
@@ -602,10 +604,17 @@ def _check_rejected_sheets(run_dir: Path, metrics: Mapping[str, Any]) -> list[st
     if not departments:
         return []
     try:
-        quarantine = pl.read_parquet(run_dir / "quarantine.parquet", columns=["source"])
+        quarantine = pl.read_parquet(run_dir / "quarantine.parquet")
     except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
         return []
     rejected = dict(quarantine.group_by("source").len().iter_rows())
+    # Each row as the sheet shows it: 数据源, 文件, 数据行号, 原因, and 文件中的行号 where
+    # quarantine.parquet has file_row (a run from before it has not).
+    has_file_row = "file_row" in quarantine.columns
+    row_keys = [c for c in ("source", "file", "row_number", "reason") if c in quarantine.columns]
+    quarantined_rows: dict[str, Counter] = {}
+    for row in quarantine.select(*row_keys, *(["file_row"] if has_file_row else [])).iter_rows():
+        quarantined_rows.setdefault(row[0], Counter())[_sheet_key(row, has_file_row)] += 1
     sources_of: dict[str, set[str]] = {}
     for source, department in departments.items():
         sources_of.setdefault(department_folder(department), set()).add(source)
@@ -652,7 +661,43 @@ def _check_rejected_sheets(run_dir: Path, metrics: Mapping[str, Any]) -> list[st
             )
         if shown - sources:
             problems.append(f"{sheet_name}: holds rows of {'、'.join(sorted(shown - sources))}, not its department's")
+        elif rows.height == expected and len(row_keys) == 4:
+            # As many rows as quarantine holds, of the department's sources: each must be one of
+            # them as quarantine names it (the row a clerk is sent to, and why).
+            columns = ["数据源", "文件", "数据行号（不含表头）", "原因"]
+            compare_file_row = has_file_row and "文件中的行号" in rows.columns
+            if not set(columns) <= set(rows.columns):
+                problems.append(f"{sheet_name}: lacks a column of {', '.join(columns)}")
+                continue
+            wanted = sum((quarantined_rows.get(source, Counter()) for source in sources), Counter())
+            listed = Counter(
+                _sheet_key(tuple(_unescaped(v) for v in row), compare_file_row)
+                for row in rows.select(*columns, *(["文件中的行号"] if compare_file_row else [])).iter_rows()
+            )
+            if not compare_file_row:
+                wanted = Counter({key[:4]: n for key, n in wanted.items()})
+            differ = listed - wanted
+            if differ:
+                source, file, row_number = next(iter(differ))[:3]
+                problems.append(
+                    f"{sheet_name}: {sum(differ.values())} row(s) not as quarantine.parquet has them (数据源, 文件, "
+                    f"文件中的行号, 数据行号, 原因), e.g. {source} {file} 数据行号 {row_number}"
+                )
     return problems
+
+
+def _sheet_key(row: tuple, with_file_row: bool) -> tuple[str, ...]:
+    """A rejected row as text, to compare quarantine.parquet's with a report CSV's:
+    (source, file, row_number, reason[, file_row]), an empty cell as ''."""
+    texts = tuple("" if value is None else str(value) for value in row)
+    return texts if with_file_row else texts[:4]
+
+
+def _unescaped(value: str | None) -> str | None:
+    """A report cell as written before the reports quoted a formula-like text ('=1+1 -> =1+1)."""
+    if value is not None and len(value) > 1 and value[0] == "'" and value[1] in "=+-@\t\r":
+        return value[1:]
+    return value
 
 
 # A resident identity number: 17 digits and a check character, not part of a longer run of
@@ -908,7 +953,7 @@ def verify_command(argv: list[str]) -> int:
             "quarantine.parquet and household_findings.parquet, that each department report's 汇总 "
             "counts the department's own findings as household_findings.parquet does, that its "
             "未入库记录 sheet (in the 汇总 and its CSV) holds as many rows as quarantine.parquet holds of "
-            "the department's sources, and none of another's, that validation/results.json's "
+            "the department's sources, each as quarantine.parquet names it, and none of another's, that validation/results.json's "
             "figures add up (unexpected_percent = unexpected / checked values, success against mostly, the counts "
             "of failed checks in it and in metrics.json) and each Data Docs page states them, "
             "and that no published file but a department's own report holds a full identity number."

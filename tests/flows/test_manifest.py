@@ -519,6 +519,43 @@ def test_a_rejected_sheet_that_disagrees_with_quarantine_is_reported(run_dir: Pa
     ]
 
 
+def test_a_rejected_sheet_row_that_sends_the_clerk_elsewhere_is_reported(run_dir: Path, tmp_path: Path) -> None:
+    # The right number of rows, of the right source, but not the row quarantine.parquet names:
+    # before, only the counts and the sources were checked, and a sheet sending the clerk to
+    # Excel row 18 of civil.xlsx for a row quarantined at row 17 (data row 36) passed.
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    metrics["sources"] = {"police_hukou": {"department": "公安局户政科"}, "residence": {"department": "流动人口管理大队"}}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    quarantine = pl.read_parquet(run_dir / "quarantine.parquet").with_columns(
+        file_row=pl.Series([5, 4], dtype=pl.Int32)
+    )
+    quarantine.write_parquet(run_dir / "quarantine.parquet")
+    header = "数据源,文件,工作表,文件中的行号,数据行号（不含表头）,记录编号,原因\n"
+
+    def write_report(department: str, row: str) -> None:
+        folder = run_dir / "reports" / department
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "01_summary.csv").write_text(
+            "\ufeff项目,记录数,人数,说明,其中他部门记录\n本部门数据源,3,3,x,0\n未入库记录,1,,更正,0\n", encoding="utf-8"
+        )
+        (folder / "12_rejected.csv").write_text("\ufeff" + header + row + "\n", encoding="utf-8")
+
+    write_report("公安局户政科", "police_hukou,hukou.csv,,5,4,,记录编号为空 / record_id is empty")
+    write_report("流动人口管理大队", "residence,residence.csv,,4,3,JZ9,无姓名无证件 / no name or id")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    write_report("公安局户政科", "police_hukou,hukou.csv,,6,4,,记录编号为空 / record_id is empty")  # another line
+    write_report("流动人口管理大队", "residence,residence.csv,,4,2,JZ9,无姓名无证件 / no name or id")  # another row
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == [
+        "reports/公安局户政科/12_rejected.csv: 1 row(s) not as quarantine.parquet has them (数据源, 文件, 文件中的行号, "
+        "数据行号, 原因), e.g. police_hukou hukou.csv 数据行号 4",
+        "reports/流动人口管理大队/12_rejected.csv: 1 row(s) not as quarantine.parquet has them (数据源, 文件, 文件中的行号, "
+        "数据行号, 原因), e.g. residence residence.csv 数据行号 2",
+    ]
+
+
 def _validation_check(check: str, rows: int, missing: int, unexpected: int, mostly: float, success: bool) -> dict:
     checked = rows - missing
     return {
