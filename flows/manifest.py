@@ -151,7 +151,7 @@ def _published(run_dir: Path, published_files: Iterable[Path] | None) -> list[Pa
 
 
 def _validation_summary(validation: Mapping[str, Any] | None) -> dict[str, Any]:
-    keys = ("success", "evaluated", "failed", "critical_failed", "warnings_failed", "docs", "messages")
+    keys = ("success", "evaluated", "failed", "critical_failed", "warnings_failed", "could_not_run", "docs", "messages")
     return {k: validation[k] for k in keys if validation and k in validation}
 
 
@@ -766,11 +766,14 @@ def _check_validation_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list
                     f"of {checked} checked values pass and mostly = {mostly}"
                 )
     failed = [c for c in checks if not c.get("success")]
+    errors = results.get("errors") or []
     recount = {
         "evaluated": len(checks),
         "failed": len(failed),
-        "critical_failed": sum(c.get("severity") == "critical" for c in failed) + len(results.get("errors") or []),
+        "critical_failed": sum(c.get("severity") == "critical" for c in failed),
         "warnings_failed": sum(c.get("severity") == "warning" for c in failed),
+        "could_not_run": len(errors),
+        "success": not failed and not errors,
     }
     for where, stated_counts in ((VALIDATION_RESULTS, results), ("metrics.json", metrics.get("validation") or {})):
         for key, value in recount.items():

@@ -375,8 +375,12 @@ class ValidationSummary:
             "success": self.success,
             "evaluated": self.evaluated,
             "failed": self.failed,
-            "critical_failed": self.critical_failed + len(self.errors),
+            # failed = critical_failed + warnings_failed: checks that ran and failed, each
+            # listed in results.json. A suite that could not be validated is no check: it
+            # is counted apart (could_not_run, its reason in errors) and fails the run too.
+            "critical_failed": self.critical_failed,
             "warnings_failed": self.warnings_failed,
+            "could_not_run": len(self.errors),
             "seconds": round(self.seconds, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "docs": "validation/index.html" if self.docs_index else None,
@@ -1180,10 +1184,12 @@ def headline_markdown(headline: Mapping[str, Any], docs_path: Path) -> str:
     validation = headline.get("validation")
     if isinstance(validation, Mapping) and validation:
         verdict = "passed" if validation.get("success") else "found problems"
+        could_not_run = validation.get("could_not_run") or 0
         lines += [
             "",
             f"Validation {verdict}: {validation.get('evaluated', 0)} checks, {validation.get('failed', 0)} failed "
-            f"({validation.get('critical_failed', 0)} critical).",
+            f"({validation.get('critical_failed', 0)} critical)"
+            + (f"; {could_not_run} could not be validated (critical)." if could_not_run else "."),
         ]
     lines += ["", f"Data Docs (Great Expectations): [{index}]({index.as_uri()})", ""]
     return "\n".join(lines)

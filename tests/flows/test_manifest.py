@@ -611,6 +611,31 @@ def test_validation_figures_that_do_not_add_up_are_reported(run_dir: Path, tmp_p
     ]
 
 
+def test_validation_counts_keep_checks_apart_from_suites_that_could_not_run(run_dir: Path, tmp_path: Path) -> None:
+    # One warning check failed; one suite could not be validated (its reason in errors).
+    # failed = critical_failed + warnings_failed counts checks of results.json; the suite is
+    # could_not_run, and success is false for either. Before, critical_failed counted the suite
+    # (1 critical of 1 failed check that was a warning), and success was not recounted.
+    checks = [_validation_check("birth_date_parses", 42, 3, 2, 0.98, False)]
+    errors = ["CRITICAL share_rates: cannot validate, table(s) share_rates missing"]
+    counts = {"success": False, "evaluated": 1, "failed": 1, "critical_failed": 0, "warnings_failed": 1,
+              "could_not_run": 1}  # fmt: skip
+    results = {"run_id": RUN_ID, **counts, "errors": errors, "checks": checks}
+    (run_dir / "validation" / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    metrics = {"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "validation": dict(counts)}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    metrics["validation"].update(critical_failed=1, success=True)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == [
+        "metrics.json: validation critical_failed = 1, but the checks in validation/results.json give 0",
+        "metrics.json: validation success = True, but the checks in validation/results.json give False",
+    ]
+
+
 def _region_date_sequence_numbers(count: int) -> list[str]:
     return [f"330602202312{day:02d}{seq:04d}" for day in range(1, 29) for seq in range(1, 11)][:count]
 

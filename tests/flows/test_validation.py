@@ -576,7 +576,17 @@ def test_missing_table_is_reported_not_raised(con, tmp_path):
     assert summary.critical_failures == [
         "CRITICAL share_rates: cannot validate, table(s) share_rates missing"
     ]
-    assert not summary.success and summary.to_metrics()["critical_failed"] == 1
+    assert not summary.success
+    # A suite that could not be validated is no failed check: the counts of checks add up
+    # (failed = critical + warnings, each listed in results.json) and it is counted apart.
+    # Before, critical_failed counted it and failed did not: "failed 0, critical failed 1".
+    metrics = summary.to_metrics()
+    assert metrics["failed"] == metrics["critical_failed"] + metrics["warnings_failed"] == 0
+    assert metrics["could_not_run"] == 1 and metrics["errors"] == summary.critical_failures
+    results = json.loads((tmp_path / "validation" / "results.json").read_text(encoding="utf-8"))
+    assert (results["critical_failed"], results["could_not_run"]) == (0, 1)
+    text = headline_markdown({"run_id": RUN_ID, "validation": metrics}, tmp_path / "validation")
+    assert f"{metrics['evaluated']} checks, 0 failed (0 critical); 1 could not be validated (critical)." in text
     assert (tmp_path / "validation" / "index.html").is_file()  # the other suites still documented
 
 
