@@ -736,6 +736,9 @@ def _check_validation_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list
         return []
     problems: list[str] = []
     recorded: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    # (unexpected, checked, rows, mostly, success) per suite and batch, as each page's
+    # statements must say them.
+    verdicts: dict[tuple[str, str], list[tuple[int, int, int, float, bool]]] = {}
     for c in checks:
         rows, missing, unexpected = c.get("element_count"), c.get("missing_count"), c.get("unexpected_count")
         if rows is None or missing is None or unexpected is None:
@@ -743,6 +746,10 @@ def _check_validation_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list
         name = f"{c.get('suite')}[{c.get('batch')}] {c.get('check')}"
         checked = rows - missing
         recorded.setdefault((str(c.get("suite")), str(c.get("batch"))), []).append((unexpected, checked))
+        verdicts.setdefault((str(c.get("suite")), str(c.get("batch"))), []).append(
+            # Nothing to check states no threshold.
+            (unexpected, checked, rows, float(c.get("mostly") or 1.0) if checked else 1.0, bool(c.get("success")))
+        )
         if not 0 <= unexpected <= checked:
             problems.append(
                 f"{VALIDATION_RESULTS}: {name}: {unexpected} unexpected of {checked} checked values "
@@ -781,15 +788,21 @@ def _check_validation_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list
                 problems.append(
                     f"{where}: validation {key} = {stated_counts[key]}, but the checks in {VALIDATION_RESULTS} give {value}"
                 )
-    problems += _check_docs_pages(run_dir, recorded)
+    problems += _check_docs_pages(run_dir, recorded, verdicts)
     return problems
 
 
-def _check_docs_pages(run_dir: Path, recorded: Mapping[tuple[str, str], list[tuple[int, int]]]) -> list[str]:
+def _check_docs_pages(
+    run_dir: Path,
+    recorded: Mapping[tuple[str, str], list[tuple[int, int]]],
+    verdicts: Mapping[tuple[str, str], list[tuple[int, int, int, float, bool]]] | None = None,
+) -> list[str]:
     """Each Data Docs validation page (validations/**/duckdb-<suite>[.<batch>].html) states
     the unexpected and checked counts results.json holds for its suite and batch, each with
-    its percentage right."""
-    from flows.validation_figures import percent, stated_figures
+    its percentage right, in the Observed Value cell and in the statement under each check;
+    the statement's rows not checked, its threshold (mostly) and its verdict are results.json's
+    too, and its own figures add up."""
+    from flows.validation_figures import percent, stated_checks, stated_figures
 
     problems = []
     pages = sorted((run_dir / "validation" / "validations").rglob("duckdb-*.html"))
@@ -807,6 +820,19 @@ def _check_docs_pages(run_dir: Path, recorded: Mapping[tuple[str, str], list[tup
             problems.append(
                 f"{rel}: states (unexpected, checked) {sorted((u, c) for u, c, _ in stated)}, "
                 f"{VALIDATION_RESULTS} holds {sorted(recorded.get(key, []))}"
+            )
+        if verdicts is None:
+            continue
+        statements = stated_checks(page.read_text(encoding="utf-8", errors="replace"))
+        for statement in statements:
+            problems += [f"{rel}: a check's statement says {issue}" for issue in statement.problems]
+        said = sorted(
+            (s.unexpected, s.checked, s.checked if s.rows is None else s.rows, s.mostly, s.success) for s in statements
+        )
+        if said != sorted(verdicts.get(key, [])):
+            problems.append(
+                f"{rel}: its statements say (unexpected, checked, rows, mostly, passes) {said}, "
+                f"{VALIDATION_RESULTS} holds {sorted(verdicts.get(key, []))}"
             )
     if pages:
         problems += [
@@ -958,7 +984,8 @@ def verify_command(argv: list[str]) -> int:
             "未入库记录 sheet (in the 汇总 and its CSV) holds as many rows as quarantine.parquet holds of "
             "the department's sources, each as quarantine.parquet names it, and none of another's, that validation/results.json's "
             "figures add up (unexpected_percent = unexpected / checked values, success against mostly, the counts "
-            "of failed checks in it and in metrics.json) and each Data Docs page states them, "
+            "of failed checks in it and in metrics.json) and each Data Docs page states them (each check's "
+            "observed value, and its statement: rows not checked, threshold and verdict), "
             "and that no published file but a department's own report holds a full identity number."
         ),
     )

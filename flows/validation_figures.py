@@ -269,3 +269,75 @@ def stated_figures(page: str) -> list[tuple[int, int, str]]:
         else:
             stated.append((int(unexpected.replace(",", "")), int(checked.replace(",", "")), f"{shown}%"))
     return stated
+
+
+_N = r"([0-9][0-9,]*)"
+_STATEMENT = re.compile(
+    rf"(?:Unexpected|Empty): {_N} of {_N} (?:non-empty values|compared rows|rows) \((≈?[0-9.]+%)\)\."
+    rf"(?:\nNot (?:checked|compared): {_N} of {_N} rows \([^)]*\); {_N} \+ {_N} = {_N}\."
+    rf"|\nAll {_N} rows (?:checked|compared)\.)?"
+    rf"\n(?:Threshold: at least ([0-9.]+)% of the {_N} [a-z -]+? \(mostly = ([0-9.e-]+)\); "
+    rf"{_N} of {_N} do \((≈?[0-9.]+%)\), so the check (passes|fails)\."
+    rf"|Every one of the {_N} [a-z -]+?, so the check (passes|fails)\.)"
+    rf"|Not (?:checked|compared): {_N} of {_N} rows \([^)]*\)\. Nothing to check, so the check (passes|fails)\."
+)
+
+
+@dataclass(frozen=True)
+class StatedCheck:
+    """What statement_text says of one check on a Data Docs page: its counts, the threshold
+    and the verdict; ``problems`` lists the statement's own figures that do not add up."""
+
+    unexpected: int
+    checked: int
+    rows: int | None  # None: the statement names no row count (every row checked, not_null)
+    mostly: float  # 1.0 where the statement states no threshold
+    success: bool
+    problems: tuple[str, ...] = ()
+
+
+def stated_checks(page: str) -> list[StatedCheck]:
+    """Every statement statement_text drew on a Data Docs validation page, in page order."""
+    text = re.sub(r"<br\s*/?>", "\n", html.unescape(page))
+    text = re.sub(r"<[^>]+>", "", text)
+    found = []
+    for m in _STATEMENT.finditer(text):
+        g = [None if v == "" else v for v in m.groups()]
+        numbers = [int(v.replace(",", "")) if v is not None and v[:1].isdigit() and "%" not in v and "." not in v
+                   else None for v in g]  # fmt: skip
+
+        def num(i: int, numbers: list[int | None] = numbers) -> int | None:
+            return numbers[i]
+
+        if g[20] is not None:  # nothing to check
+            rows = num(19)
+            problems = () if num(18) == rows else (f"not checked {num(18)} of {rows} rows, yet nothing to check",)
+            found.append(StatedCheck(0, 0, rows, 1.0, g[20] == "passes", problems))
+            continue
+        unexpected, checked = num(0), num(1)
+        issues = []
+        if g[2] != percent(unexpected, checked):
+            issues.append(f"{g[2]} for {unexpected} of {checked}, which is {percent(unexpected, checked)}")
+        rows = None
+        if g[3] is not None:
+            not_checked, rows = num(3), num(4)
+            if (num(5), num(6), num(7)) != (checked, not_checked, rows) or checked + not_checked != rows:
+                issues.append(f"{checked} checked + {not_checked} not checked stated as {g[5]} + {g[6]} = {g[7]}, of {rows} rows")
+        elif g[8] is not None:
+            rows = num(8)
+            if rows != checked:
+                issues.append(f"all {rows} rows checked, but {checked} values checked")
+        if g[9] is not None:
+            mostly, verdict = float(g[11]), g[15]
+            if threshold_percent(mostly) != f"{g[9]}%":
+                issues.append(f"at least {g[9]}% stated for mostly = {g[11]}")
+            if num(10) != checked or num(13) != checked or num(12) != checked - unexpected:
+                issues.append(f"{g[12]} of {g[13]} pass stated for {unexpected} unexpected of {checked}")
+            elif g[14] != percent(checked - unexpected, checked):
+                issues.append(f"{g[14]} for {g[12]} of {g[13]}, which is {percent(checked - unexpected, checked)}")
+        else:
+            mostly, verdict = 1.0, g[17]
+            if num(16) != checked:
+                issues.append(f"every one of {g[16]} stated for {checked} checked")
+        found.append(StatedCheck(unexpected, checked, rows, mostly, verdict == "passes", tuple(issues)))
+    return found

@@ -3,6 +3,7 @@ row, a deleted or added file, and numbers that do not add up are each reported."
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from flows.manifest import (
     verify_run,
     write_manifest,
 )
+from flows.validation_figures import MapFigures, statement_text
 
 RUN_ID = "20261123T020000Z-ab12cd"
 # The example number of GB 11643 (check character X).
@@ -582,7 +584,8 @@ def test_validation_figures_that_do_not_add_up_are_reported(run_dir: Path, tmp_p
     page = run_dir / "validation" / "validations" / "raw_records" / "police_hukou" / RUN_ID / "t"
     page.mkdir(parents=True)
     cells = "<td>≈5.128% unexpected (2 of 39 non-empty values)</td><td>nothing to check (0 of 42 rows checked)</td>"
-    (page / "duckdb-raw_records.police_hukou.html").write_text(f"<table>{cells}</table>", encoding="utf-8")
+    statements = _statements((MapFigures(42, 3, 2, 0.98), False), (MapFigures(42, 42, 0, 1.0), True))
+    (page / "duckdb-raw_records.police_hukou.html").write_text(f"<table>{cells}</table>{statements}", encoding="utf-8")
     _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
     assert verify_run(run_dir) == []
 
@@ -594,7 +597,8 @@ def test_validation_figures_that_do_not_add_up_are_reported(run_dir: Path, tmp_p
     (run_dir / "validation" / "results.json").write_text(json.dumps(results), encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     (page / "duckdb-raw_records.police_hukou.html").write_text(
-        "<td>≈4.878% unexpected (2 of 41 non-empty values)</td><td>nothing to check (0 of 42 rows checked)</td>",
+        "<td>≈4.878% unexpected (2 of 41 non-empty values)</td><td>nothing to check (0 of 42 rows checked)</td>"
+        + statements,
         encoding="utf-8",
     )
     _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
@@ -608,7 +612,60 @@ def test_validation_figures_that_do_not_add_up_are_reported(run_dir: Path, tmp_p
         "validation/results.json: validation warnings_failed = 1, but the checks in validation/results.json give 2",
         "metrics.json: validation warnings_failed = 1, but the checks in validation/results.json give 2",
         f"{rel}: states (unexpected, checked) [(0, 0), (2, 41)], validation/results.json holds [(0, 0), (2, 39)]",
+        f"{rel}: its statements say (unexpected, checked, rows, mostly, passes) [(0, 0, 42, 1.0, True), "
+        "(2, 39, 42, 0.98, False)], validation/results.json holds [(0, 0, 42, 1.0, False), (2, 39, 42, 0.98, False)]",
     ]
+
+
+def _statements(*checks: tuple[MapFigures, bool]) -> str:
+    """The statements under checks as a Data Docs page shows them (lines broken by <br>)."""
+    return "".join(
+        f"<strong>{html.escape(statement_text(figures, success)).replace(chr(10), '<br>')}</strong>"
+        for figures, success in checks
+    )
+
+
+def test_data_docs_statements_that_disagree_with_the_results_are_reported(run_dir: Path, tmp_path: Path) -> None:
+    # The statement under a check ("Unexpected: 2 of 39 non-empty values (≈5.128%) … mostly =
+    # 0.98; 37 of 39 do (≈94.872%), so the check fails.") is what an auditor reads; before,
+    # verify read only the Observed Value cell, so a statement saying 1 of 39, or a threshold
+    # and verdict of its own, went unnoticed.
+    checks = [_validation_check("birth_date_parses", 42, 3, 2, 0.98, False)]
+    counts = {"evaluated": 1, "failed": 1, "critical_failed": 0, "warnings_failed": 1}
+    results = {"run_id": RUN_ID, **counts, "errors": [], "checks": checks}
+    (run_dir / "validation" / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    page = run_dir / "validation" / "validations" / "raw_records" / "police_hukou" / RUN_ID / "t"
+    page.mkdir(parents=True)
+    cell = "<td>≈5.128% unexpected (2 of 39 non-empty values)</td>"
+    honest = _statements((MapFigures(42, 3, 2, 0.98), False))
+    (page / "duckdb-raw_records.police_hukou.html").write_text(cell + honest, encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    rel = f"validation/validations/raw_records/police_hukou/{RUN_ID}/t/duckdb-raw_records.police_hukou.html"
+    for tampered, expected in (
+        (
+            honest.replace("Unexpected: 2 of 39", "Unexpected: 1 of 39"),
+            [
+                f"{rel}: a check's statement says ≈5.128% for 1 of 39, which is ≈2.564%",
+                f"{rel}: a check's statement says 37 of 39 pass stated for 1 unexpected of 39",
+                f"{rel}: its statements say (unexpected, checked, rows, mostly, passes) [(1, 39, 42, 0.98, False)], "
+                "validation/results.json holds [(2, 39, 42, 0.98, False)]",
+            ],
+        ),
+        (
+            _statements((MapFigures(42, 3, 2, 0.9), True)),
+            [
+                f"{rel}: its statements say (unexpected, checked, rows, mostly, passes) [(2, 39, 42, 0.9, True)], "
+                "validation/results.json holds [(2, 39, 42, 0.98, False)]",
+            ],
+        ),
+        ("", [f"{rel}: its statements say (unexpected, checked, rows, mostly, passes) [], "
+              "validation/results.json holds [(2, 39, 42, 0.98, False)]"]),
+    ):
+        (page / "duckdb-raw_records.police_hukou.html").write_text(cell + tampered, encoding="utf-8")
+        _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+        assert verify_run(run_dir) == expected
 
 
 def test_validation_counts_keep_checks_apart_from_suites_that_could_not_run(run_dir: Path, tmp_path: Path) -> None:
