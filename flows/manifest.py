@@ -238,6 +238,7 @@ def verify_run(run_dir: Path) -> list[str]:
     findings = _published_findings(run_dir, metrics)
     problems += _check_metrics_figures(run_dir, metrics, findings)
     problems += _check_report_summaries(run_dir, findings)
+    problems += _check_summary_rows(run_dir, metrics)
     problems += _check_rejected_sheets(run_dir, metrics)
     problems += _check_validation_figures(run_dir, metrics)
     problems += check_no_full_id_numbers(run_dir)
@@ -581,6 +582,76 @@ def _check_report_summaries(run_dir: Path, findings: pl.DataFrame | None) -> lis
                     f"records = {own}, but household_findings.parquet holds {counted.get((department, kind), 0)} "
                     f"{kind} findings of {department}"
                 )
+    return problems
+
+
+def _check_summary_rows(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
+    """Each department report's 汇总 (01_summary.csv) against its own sheets and entity_map:
+    every sheet's (but 未入库记录's) 记录数 is its CSV's rows, its 人数 the CSV's distinct 人员编号 and its
+    其中他部门记录 the CSV's rows shown on another department's record; 本部门数据源's 记录数 and
+    人数 are entity_map's records and persons of the department's sources (as metrics.json
+    names their departments), and 重复登记's those of the records that share a person with
+    another record of their source. A 汇总 row whose figure is empty is not checked."""
+    import polars as pl
+
+    from flows.reports import department_folder
+    from linkage.reports import KIND_LABELS
+
+    # 未入库记录 is checked against quarantine.parquet (_check_rejected_sheets).
+    keys_by_title = {title: kind for kind, title in KIND_LABELS.items()}
+    keys_by_title.update({"重复登记": "duplicates", "与其他部门不一致": "conflicts"})
+
+    sources_of: dict[str, set[str]] = {}
+    for name, entry in (metrics.get("sources") or {}).items():
+        if isinstance(entry, dict) and entry.get("department"):
+            sources_of.setdefault(department_folder(entry["department"]), set()).add(name)
+    try:
+        entity_map = pl.read_parquet(run_dir / "entity_map.parquet", columns=["source", "person_id"])
+    except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
+        entity_map = None
+    problems = []
+    for summary in sorted((run_dir / "reports").glob("*/01_summary.csv")):
+        folder = summary.parent
+        where = summary.relative_to(run_dir).as_posix()
+        try:
+            rows = pl.read_csv(summary, encoding="utf8-lossy", infer_schema=False).to_dicts()
+        except Exception:  # noqa: BLE001 - reported by _check_report_summaries
+            continue
+
+        def compare(item: str, column: str, stated: Any, found: int, of: str, where: str = where) -> None:
+            if stated not in (None, "") and str(stated).strip() != str(found):
+                problems.append(f"{where}: {item} {column} {stated}, but {of} gives {found}")
+
+        for row in rows:
+            key = keys_by_title.get(str(row.get("项目")))
+            sheets = sorted(folder.glob(f"[0-9][0-9]_{key}.csv")) if key else []
+            if len(sheets) != 1:
+                continue  # a sheet without its CSV is reported against the manifest
+            item = row.get("项目")
+            of = sheets[0].name
+            try:
+                sheet = pl.read_csv(sheets[0], encoding="utf8-lossy", infer_schema=False)
+            except Exception:  # noqa: BLE001
+                problems.append(f"{folder.relative_to(run_dir).as_posix()}/{of}: unreadable")
+                continue
+            compare(item, "记录数", row.get("记录数"), sheet.height, of)
+            if "人员编号" in sheet.columns:
+                compare(item, "人数", row.get("人数"), sheet.get_column("人员编号").drop_nulls().n_unique(), of)
+            if {"数据源", "记录编号"} <= set(sheet.columns):
+                others = sheet.filter(pl.col("数据源").str.starts_with("（") & pl.col("记录编号").is_null()).height
+                compare(item, "其中他部门记录", row.get("其中他部门记录"), others, of)
+        sources = sources_of.get(folder.name)
+        if entity_map is None or sources is None:
+            continue
+        own = entity_map.filter(pl.col("source").is_in(sorted(sources)))
+        shared = own.filter(pl.len().over("source", "person_id") > 1)
+        for row in rows:
+            if row.get("项目") == "本部门数据源":
+                compare("本部门数据源", "记录数", row.get("记录数"), own.height, "entity_map.parquet")
+                compare("本部门数据源", "人数", row.get("人数"), own.get_column("person_id").n_unique(), "entity_map.parquet")
+            elif row.get("项目") == "重复登记":
+                compare("重复登记", "记录数", row.get("记录数"), shared.height, "entity_map.parquet")
+                compare("重复登记", "人数", row.get("人数"), shared.get_column("person_id").n_unique(), "entity_map.parquet")
     return problems
 
 
@@ -980,7 +1051,8 @@ def verify_command(argv: list[str]) -> int:
             "that metrics.json's counts of records and persons and its rates (overall and per source), "
             "its overlap of sources and its findings counts agree with entity_map.parquet, "
             "quarantine.parquet and household_findings.parquet, that each department report's 汇总 "
-            "counts the department's own findings as household_findings.parquet does, that its "
+            "counts the department's own findings as household_findings.parquet does and its records, persons and "
+            "duplicates as entity_map.parquet does, and each sheet's rows and persons as the sheet's CSV holds them, that its "
             "未入库记录 sheet (in the 汇总 and its CSV) holds as many rows as quarantine.parquet holds of "
             "the department's sources, each as quarantine.parquet names it, and none of another's, that validation/results.json's "
             "figures add up (unexpected_percent = unexpected / checked values, success against mostly, the counts "

@@ -469,6 +469,47 @@ def test_a_report_summary_that_disagrees_with_the_findings_is_reported(run_dir: 
     ]
 
 
+def test_a_report_summary_that_disagrees_with_its_sheets_or_entity_map_is_reported(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    # The 汇总 states each sheet's rows (记录数), persons (人数) and rows on other departments'
+    # records, and 本部门数据源 / 重复登记 count the department's records and persons, which
+    # entity_map.parquet holds: police_hukou's HJ1-HJ3 are 3 persons, none duplicated.
+    # Before, only 记录数 less 其中他部门记录 of a finding sheet and 未入库记录 were checked, so
+    # a 汇总 saying 3,900 persons where entity_map holds 3,980 (the demo's 公安局户政科), or
+    # 12 rows and 5 on others where the sheet holds 11 and 4, passed verify.
+    metrics = {"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2,
+               "sources": {"police_hukou": {"department": "公安局户政科"}, "residence": {"department": "流动人口"}}}  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    folder = run_dir / "reports" / "公安局户政科"
+    (folder / "02_duplicates.csv").write_text("\ufeff人员编号,数据源,记录编号\n", encoding="utf-8")
+    (folder / "03_roster_conflict.csv").write_text(
+        "\ufeff人员编号,数据源,记录编号,说明\nP000000000001,police_hukou,HJ1,a\nP000000000002,（民政局记录）,,b\n",
+        encoding="utf-8",
+    )
+    (folder / "04_rejected.csv").write_text("\ufeff数据源,记录编号\npolice_hukou,\n", encoding="utf-8")
+
+    def write_summary(own: str, duplicates: str, roster: tuple[str, int]) -> list[str]:
+        (folder / "01_summary.csv").write_text(
+            f"\ufeff项目,记录数,人数,说明,其中他部门记录\n本部门数据源,{own},police_hukou,0\n"
+            f"重复登记,{duplicates},核实,0\n户成员不一致,{roster[0]},核对,{roster[1]}\n未入库记录,1,,重报,0\n",
+            encoding="utf-8",
+        )
+        _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+        return [p for p in verify_run(run_dir) if "01_summary" in p and "household_findings" not in p]
+
+    assert write_summary("3,3", "0,0", ("2,2", 1)) == []
+    assert write_summary("3,2", "2,1", ("3,2", 2)) == [
+        "reports/公安局户政科/01_summary.csv: 重复登记 记录数 2, but 02_duplicates.csv gives 0",
+        "reports/公安局户政科/01_summary.csv: 重复登记 人数 1, but 02_duplicates.csv gives 0",
+        "reports/公安局户政科/01_summary.csv: 户成员不一致 记录数 3, but 03_roster_conflict.csv gives 2",
+        "reports/公安局户政科/01_summary.csv: 户成员不一致 其中他部门记录 2, but 03_roster_conflict.csv gives 1",
+        "reports/公安局户政科/01_summary.csv: 本部门数据源 人数 2, but entity_map.parquet gives 3",
+        "reports/公安局户政科/01_summary.csv: 重复登记 记录数 2, but entity_map.parquet gives 0",
+        "reports/公安局户政科/01_summary.csv: 重复登记 人数 1, but entity_map.parquet gives 0",
+    ]
+
+
 def test_a_rejected_sheet_that_disagrees_with_quarantine_is_reported(run_dir: Path, tmp_path: Path) -> None:
     # Each department's 未入库记录 holds the rows of quarantine.parquet of its sources: the
     # fixture's quarantine holds one row of police_hukou (公安局户政科) and one of residence
@@ -484,8 +525,10 @@ def test_a_rejected_sheet_that_disagrees_with_quarantine_is_reported(run_dir: Pa
     def write_report(department: str, summary_rows: int, rows: list[str]) -> None:
         folder = run_dir / "reports" / department
         folder.mkdir(parents=True, exist_ok=True)
+        own = 3 if department == "公安局户政科" else 2
         (folder / "01_summary.csv").write_text(
-            f"\ufeff项目,记录数,人数,说明,其中他部门记录\n本部门数据源,3,3,x,0\n未入库记录,{summary_rows},,更正,0\n",
+            # entity_map: police_hukou 3 records of 3 persons, residence 2 of 2.
+            f"\ufeff项目,记录数,人数,说明,其中他部门记录\n本部门数据源,{own},{own},x,0\n未入库记录,{summary_rows},,更正,0\n",
             encoding="utf-8",
         )
         (folder / "12_rejected.csv").write_text("\ufeff" + header + "".join(f"{r}\n" for r in rows), encoding="utf-8")
