@@ -431,9 +431,13 @@ def _check_metrics_figures(run_dir: Path, metrics: Mapping[str, Any], findings: 
         return []
     try:
         entity_map = pl.read_parquet(run_dir / "entity_map.parquet", columns=["source", "person_id"])
-        quarantine = pl.read_parquet(run_dir / "quarantine.parquet", columns=["source"])
+        quarantine = pl.read_parquet(run_dir / "quarantine.parquet")
     except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
         return []
+    reasons: dict[str, dict[str, int]] = {}
+    if "reason_code" in quarantine.columns:
+        for source, code, n in quarantine.group_by("source", "reason_code").len().iter_rows():
+            reasons.setdefault(source, {})[code] = n
     held = entity_map.drop_nulls("person_id").unique()
     holders, persons_by_source = _held_persons(held)
     accepted = dict(entity_map.group_by("source").len().iter_rows())
@@ -493,6 +497,15 @@ def _check_metrics_figures(run_dir: Path, metrics: Mapping[str, Any], findings: 
             ("duplicate_rate", _rate(duplicates.get(source, 0), accepted.get(source, 0))),
         ):
             compare(("sources", source, field), value)
+        stated_reasons = sources[source].get("quarantine_reasons") if isinstance(sources[source], dict) else None
+        if "reason_code" in quarantine.columns and isinstance(stated_reasons, dict):
+            found_reasons = reasons.get(source, {})
+            for code in sorted(set(stated_reasons) | set(found_reasons)):
+                if stated_reasons.get(code, 0) != found_reasons.get(code, 0):
+                    problems.append(
+                        f"metrics.json: sources.{source}.quarantine_reasons.{code} = {stated_reasons.get(code, 0)}, "
+                        f"but quarantine.parquet holds {found_reasons.get(code, 0)} rows of {source} with that reason_code"
+                    )
     overlap = metrics.get("overlap")
     if isinstance(overlap, dict):
         pairs = (
@@ -1048,7 +1061,7 @@ def verify_command(argv: list[str]) -> int:
             "Re-check a published run folder against its manifest.json: every file's sha256, "
             "size and row count, that entity_map rows + quarantine rows = records in, that "
             "each share_rate = shared_persons / persons as recounted from entity_map.parquet, "
-            "that metrics.json's counts of records and persons and its rates (overall and per source), "
+            "that metrics.json's counts of records and persons, its quarantine reasons per source and its rates (overall and per source), "
             "its overlap of sources and its findings counts agree with entity_map.parquet, "
             "quarantine.parquet and household_findings.parquet, that each department report's 汇总 "
             "counts the department's own findings as household_findings.parquet does and its records, persons and "

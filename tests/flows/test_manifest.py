@@ -442,6 +442,33 @@ def test_metrics_rates_overlap_and_findings_that_do_not_add_up_are_reported(run_
     ]
 
 
+def test_metrics_quarantine_reasons_that_contradict_quarantine_are_reported(run_dir: Path, tmp_path: Path) -> None:
+    # quarantine.parquet's reason_code per source is what metrics.json's quarantine_reasons count
+    # (and the dashboard's reasons table shows). Before, they were not recounted: the demo's
+    # police_hukou could claim 2 missing_record_id and 0 no_name_or_id where quarantine holds 1 and 1.
+    quarantine = pl.read_parquet(run_dir / "quarantine.parquet").with_columns(
+        reason_code=pl.Series(["missing_record_id", "no_name_or_id"])
+    )
+    quarantine.write_parquet(run_dir / "quarantine.parquet")
+    metrics = {"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "sources": {
+        "police_hukou": {"quarantined": 1, "quarantine_reasons": {"missing_record_id": 1}},
+        "residence": {"quarantined": 1, "quarantine_reasons": {"no_name_or_id": 1}},
+    }}  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    metrics["sources"]["police_hukou"]["quarantine_reasons"] = {"missing_record_id": 0, "no_name_or_id": 1}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == [
+        "metrics.json: sources.police_hukou.quarantine_reasons.missing_record_id = 0, "
+        "but quarantine.parquet holds 1 rows of police_hukou with that reason_code",
+        "metrics.json: sources.police_hukou.quarantine_reasons.no_name_or_id = 1, "
+        "but quarantine.parquet holds 0 rows of police_hukou with that reason_code",
+    ]
+
+
 def test_a_report_summary_that_disagrees_with_the_findings_is_reported(run_dir: Path, tmp_path: Path) -> None:
     # A department's 汇总 counts its sheets' rows, rows on other departments' records apart
     # (其中他部门记录); the rest must be the department's findings in household_findings.parquet.
