@@ -240,7 +240,7 @@ def verify_run(run_dir: Path) -> list[str]:
     problems += _check_report_summaries(run_dir, findings)
     problems += _check_summary_rows(run_dir, metrics)
     problems += _check_rejected_sheets(run_dir, metrics)
-    problems += _check_validation_figures(run_dir, metrics)
+    problems += _check_validation_figures(run_dir, metrics, manifest)
     problems += check_no_full_id_numbers(run_dir)
     return problems
 
@@ -799,7 +799,9 @@ _ID_NUMBERS_ALLOWED_UNDER = ("reports/",)
 VALIDATION_RESULTS = "validation/results.json"
 
 
-def _check_validation_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
+def _check_validation_figures(
+    run_dir: Path, metrics: Mapping[str, Any], manifest: Mapping[str, Any] | None = None
+) -> list[str]:
     """validation/results.json's figures add up, metrics.json counts its checks as it lists
     them, and each Data Docs validation page states the figures it holds.
 
@@ -866,7 +868,13 @@ def _check_validation_figures(run_dir: Path, metrics: Mapping[str, Any]) -> list
         "could_not_run": len(errors),
         "success": not failed and not errors,
     }
-    for where, stated_counts in ((VALIDATION_RESULTS, results), ("metrics.json", metrics.get("validation") or {})):
+    for where, stated_counts in (
+        (VALIDATION_RESULTS, results),
+        ("metrics.json", metrics.get("validation") or {}),
+        (MANIFEST_NAME, (manifest or {}).get("validation") or {}),
+    ):
+        if not isinstance(stated_counts, dict):
+            continue
         for key, value in recount.items():
             if key in stated_counts and stated_counts[key] != value:
                 problems.append(

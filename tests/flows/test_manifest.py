@@ -325,11 +325,14 @@ def test_known_rows_are_listed_without_counting_and_others_are_counted(tmp_path:
     assert files["entity_map.parquet"]["rows"] == 5
 
 
-def _rewrite_manifest(run_dir: Path, sources_file: Path) -> None:
+def _rewrite_manifest(run_dir: Path, sources_file: Path, *, keep_validation: bool = False) -> None:
     """A manifest written afresh for the run folder as it now is: the tampering a check of
-    hashes alone would not see."""
+    hashes alone would not see. Its validation summary is metrics.json's, as the run writes
+    it, or (``keep_validation``) the manifest's own, as a tamperer who left it would."""
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     (run_dir / "manifest.json").unlink()
+    # The run writes metrics.json's validation summary into the manifest too.
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     write_manifest(
         run_dir,
         run_id=RUN_ID,
@@ -339,7 +342,7 @@ def _rewrite_manifest(run_dir: Path, sources_file: Path) -> None:
         lock_file=None,
         input_files=manifest["input_files"],
         stage_counts=manifest["stage_counts"],
-        validation=manifest["validation"],
+        validation=manifest["validation"] if keep_validation else metrics.get("validation", manifest["validation"]),
     )
 
 
@@ -671,7 +674,7 @@ def test_validation_figures_that_do_not_add_up_are_reported(run_dir: Path, tmp_p
         + statements,
         encoding="utf-8",
     )
-    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml", keep_validation=True)
     rel = f"validation/validations/raw_records/police_hukou/{RUN_ID}/t/duckdb-raw_records.police_hukou.html"
     assert verify_run(run_dir) == [
         "validation/results.json: raw_records[police_hukou] birth_date_parses: unexpected_percent = "
@@ -681,6 +684,8 @@ def test_validation_figures_that_do_not_add_up_are_reported(run_dir: Path, tmp_p
         "validation/results.json: validation failed = 1, but the checks in validation/results.json give 2",
         "validation/results.json: validation warnings_failed = 1, but the checks in validation/results.json give 2",
         "metrics.json: validation warnings_failed = 1, but the checks in validation/results.json give 2",
+        "manifest.json: validation failed = 1, but the checks in validation/results.json give 2",
+        "manifest.json: validation warnings_failed = 1, but the checks in validation/results.json give 2",
         f"{rel}: states (unexpected, checked) [(0, 0), (2, 41)], validation/results.json holds [(0, 0), (2, 39)]",
         f"{rel}: its statements say (unexpected, checked, rows, mostly, passes) [(0, 0, 42, 1.0, True), "
         "(2, 39, 42, 0.98, False)], validation/results.json holds [(0, 0, 42, 1.0, False), (2, 39, 42, 0.98, False)]",
@@ -704,6 +709,8 @@ def test_data_docs_statements_that_disagree_with_the_results_are_reported(run_di
     counts = {"evaluated": 1, "failed": 1, "critical_failed": 0, "warnings_failed": 1}
     results = {"run_id": RUN_ID, **counts, "errors": [], "checks": checks}
     (run_dir / "validation" / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    metrics = {"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "validation": counts}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
     page = run_dir / "validation" / "validations" / "raw_records" / "police_hukou" / RUN_ID / "t"
     page.mkdir(parents=True)
     cell = "<td>≈5.128% unexpected (2 of 39 non-empty values)</td>"
@@ -756,10 +763,36 @@ def test_validation_counts_keep_checks_apart_from_suites_that_could_not_run(run_
 
     metrics["validation"].update(critical_failed=1, success=True)
     (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
-    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml", keep_validation=True)
     assert verify_run(run_dir) == [
         "metrics.json: validation critical_failed = 1, but the checks in validation/results.json give 0",
         "metrics.json: validation success = True, but the checks in validation/results.json give False",
+    ]
+
+
+def test_a_manifest_whose_validation_summary_contradicts_the_results_is_reported(run_dir: Path, tmp_path: Path) -> None:
+    # manifest.json keeps the night's validation summary beside the hashes; before, verify
+    # never compared it, so a manifest saying the night passed (failed 0, success true) while
+    # results.json lists a failed check went unnoticed.
+    checks = [_validation_check("birth_date_parses", 42, 3, 2, 0.98, False)]
+    counts = {"success": False, "evaluated": 1, "failed": 1, "critical_failed": 0, "warnings_failed": 1}
+    (run_dir / "validation" / "results.json").write_text(
+        json.dumps({"run_id": RUN_ID, **counts, "errors": [], "checks": checks}), encoding="utf-8"
+    )
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "validation": counts}),
+        encoding="utf-8",
+    )
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert verify_run(run_dir) == []
+
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    manifest["validation"].update(success=True, failed=0, warnings_failed=0)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert verify_run(run_dir) == [
+        "manifest.json: validation failed = 0, but the checks in validation/results.json give 1",
+        "manifest.json: validation warnings_failed = 0, but the checks in validation/results.json give 1",
+        "manifest.json: validation success = True, but the checks in validation/results.json give False",
     ]
 
 
