@@ -155,6 +155,18 @@ def statement_text(figures: MapFigures, success: bool) -> str:
     return "\n".join(lines)
 
 
+SEVERITY_TEXT = {
+    "critical": "Severity: critical (a failure stops the night: nothing is published).",
+    "warning": "Severity: warning (a failure is reported; the night still publishes).",
+}
+
+
+def severity_text(severity: str | None) -> str:
+    """The line that says what a failure of the check does; GX's validation page shows a
+    failed warning as "Failed" like a critical one."""
+    return SEVERITY_TEXT.get(str(severity), "")
+
+
 # ---------------------------------------------------------------------------------------
 # GX renderers
 
@@ -188,11 +200,13 @@ def _build_renderers() -> tuple[Any, Any]:
             from great_expectations.expectations.expectation import Expectation
 
             return Expectation._diagnostic_unexpected_statement_renderer(result=result)
+        text = statement_text(figures, bool(result.success))
+        severity = severity_text((result.expectation_config.meta or {}).get("severity"))
         return [
             RenderedStringTemplateContent(
                 content_block_type="string_template",
                 string_template={
-                    "template": "\n\n" + statement_text(figures, bool(result.success)),
+                    "template": "\n\n" + text + (f"\n{severity}" if severity else ""),
                     "params": {},
                     "tag": "strong" if not result.success else "span",
                     "styling": {"classes": ["text-danger"] if not result.success else ["text-muted"]},

@@ -70,6 +70,23 @@ def test_a_share_of_the_non_empty_values_is_stated_as_one(night):
     )
 
 
+def test_each_check_says_whether_its_failure_stops_the_night(night):
+    # GX's validation page marks a failed warning "Failed" as it does a critical check, and
+    # its severity was shown only on the expectation-suite page: an auditor reading the
+    # failed birth_date_parses could not tell that the night still published.
+    summary, site = night
+    text = page_text(site, "raw_records.police_hukou")
+    assert (
+        "37 of 39 do (≈94.872%), so the check fails. "
+        "Severity: warning (a failure is reported; the night still publishes)."
+    ) in text
+    statements = text.count("Severity: ")
+    critical = text.count("Severity: critical (a failure stops the night: nothing is published).")
+    checks = [c for c in summary.checks if (c.suite, c.batch) == ("raw_records", "police_hukou")]
+    assert critical == sum(c.severity == "critical" and c.missing_count is not None for c in checks) > 0
+    assert statements == sum(c.missing_count is not None for c in checks)
+
+
 def test_passing_and_empty_checks_state_their_counts_too(night):
     summary, site = night
     # The 2 quarantined rows have no record id: 40 checked, none repeated.
