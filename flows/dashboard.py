@@ -112,9 +112,18 @@ def _fmt_int(value: Any) -> str:
 
 
 def _fmt_pct(value: Any, digits: int = 1) -> str:
+    """A share as a percentage to ``digits`` places; a share short of all (or above none)
+    that would round to 100% (0%) is shown as >99.9% (<0.1%): "100%" says every one."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{100 * float(value):.{digits}f}%"
+    value = float(value)
+    text = f"{100 * value:.{digits}f}%"
+    step = 10.0**-digits
+    if value < 1 and float(text[:-1]) >= 100:
+        return f">{100 - step:.{digits}f}%"
+    if value > 0 and float(text[:-1]) <= 0:
+        return f"<{step:.{digits}f}%"
+    return text
 
 
 def _ratio(numerator: Any, denominator: Any) -> float | None:

@@ -578,3 +578,17 @@ def test_stage_timings_show_the_reading_done_before_the_flow_started(sample_run:
     # Only ingest reads ahead; the total stays the stages' own seconds (3.2 + 5.9 + 21.4 + 2.1 + 7.5 + 1.8).
     assert timings.count("流程开始前读取") == 1
     assert "41.90" in html[html.index("合计 total"):html.index("合计 total") + 80]
+
+
+def test_a_share_short_of_all_is_not_shown_as_100_percent() -> None:
+    # The demo's police_hukou has an id number in 4,032 of 4,036 records (0.999009): its
+    # completeness cell read "100%", as if no id were missing. A share that rounds to 100% (or
+    # to 0%) without being all (or none) is shown as >99% (<1%); exact ends stay as they are.
+    from flows.dashboard import _completeness, _fmt_pct
+
+    metrics = {"sources": {"police_hukou": {"field_completeness": {"name": 1.0, "id_number": 0.999009, "phone": 0.004}}}}
+    cells = {f["code"]: c["text"] for f, c in zip(_completeness(metrics)["fields"], _completeness(metrics)["rows"][0]["cells"], strict=True)}
+    assert cells == {"name": "100%", "id_number": ">99%", "phone": "<1%"}
+    assert (_fmt_pct(0.9995), _fmt_pct(1.0), _fmt_pct(0.0), _fmt_pct(0.805539), _fmt_pct(0.005113, 2)) == (
+        ">99.9%", "100.0%", "0.0%", "80.6%", "0.51%"
+    )
