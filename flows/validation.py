@@ -455,15 +455,19 @@ def run_validation(
     mask_salt = secrets.token_hex(16)
     tallies: list[_Tally] = []
     create_compared_nights_view(con)
+    # Suites that could not be validated, with the reason: their Data Docs page says so.
+    not_run: list[tuple[SuiteSpec, str]] = []
     for suite in suites:
         missing = [t for t in suite.reads if t not in existing]
         if missing:
             errors.append(f"CRITICAL {suite.suite}: cannot validate, table(s) {', '.join(missing)} missing")
+            not_run.append((suite, errors[-1]))
             continue
         try:
             tallies.append(_tally_suite(con, suite, run_id, mask_salt))
         except duckdb.Error as exc:
             errors.append(f"CRITICAL {suite.suite}: cannot build the checked frame: {exc}")
+            not_run.append((suite, errors[-1]))
             con.execute(f"drop table if exists {_quote(f'{_FRAME}_{suite.suite}')}")
     timings["frames"] = time.perf_counter() - started
 
@@ -472,7 +476,9 @@ def run_validation(
         importer.join()
         timings["gx_import"] = time.perf_counter() - waited
         try:
-            results = _judge(tallies, limits, mapped_fields, used_thresholds, site_dir, run_id, timings)
+            results = _judge(
+                tallies, limits, mapped_fields, used_thresholds, site_dir, run_id, timings, not_run=not_run
+            )
         except Exception as exc:  # noqa: BLE001 - a GX crash must become a failed run, with the docs folder kept
             errors.append(f"CRITICAL validation could not run: {type(exc).__name__}: {exc}")
         finally:
@@ -874,9 +880,12 @@ def _judge(
     site_dir: Path,
     run_id: str,
     timings: dict[str, float],
+    not_run: list[tuple[SuiteSpec, str]] | None = None,
 ) -> list[SuiteResult]:
     """Have GX judge every expectation of every batch from DuckDB's metrics, store the
-    results in an ephemeral context and build the Data Docs site from them."""
+    results in an ephemeral context and build the Data Docs site from them. A suite of
+    ``not_run`` (with the reason it could not be validated) gets a failed result with no
+    check, whose page states the reason: the site would otherwise show every suite passed."""
     import great_expectations as gx
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult,
@@ -987,6 +996,35 @@ def _judge(
             summary = SuiteResult(suite=batch.suite.suite, batch=batch.name, rows=batch.rows)
             summary.checks.extend(_check_result(batch, verdict) for verdict in verdicts[batch.name])
             results.append(summary)
+    for spec, reason in not_run or []:
+        batch = _Batch(spec, RUN_BATCH, 0, limits.defaults, {"mapped_field_columns": _mapped_field_columns(None, None)})
+        suite_id = ExpectationSuiteIdentifier(name=context.suites.add(_build_suite(batch)).name)
+        batch_id = f"duckdb-{spec.suite}"
+        context.validation_results_store.store_validation_results(
+            suite_validation_result=ExpectationSuiteValidationResult(
+                results=[],
+                success=False,
+                suite_name=spec.suite,
+                statistics={"evaluated_expectations": 0, "successful_expectations": 0,
+                            "unsuccessful_expectations": 0, "success_percent": None},
+                meta={
+                    "great_expectations_version": gx.__version__,
+                    "batch_spec": {
+                        "data_asset_name": spec.suite,
+                        "frame": f"expectations/{spec.frame_file}",
+                        "could_not_validate": f"{reason} (no check ran; the night fails as on a failed critical check)",
+                    },
+                    "batch_markers": {},
+                    "run_id": run,
+                    "validation_time": run.run_time,
+                },
+                batch_id=batch_id,
+            ),
+            suite_validation_result_identifier=ValidationResultIdentifier(
+                expectation_suite_identifier=suite_id, run_id=run, batch_identifier=batch_id
+            ),
+            expectation_suite_identifier=suite_id,
+        )  # fmt: skip
     timings["metrics"] = metrics_seconds
     timings["gx_verdicts"] = time.perf_counter() - started - metrics_seconds - timings["gx_context"]
     started = time.perf_counter()

@@ -588,6 +588,14 @@ def test_missing_table_is_reported_not_raised(con, tmp_path):
     text = headline_markdown({"run_id": RUN_ID, "validation": metrics}, tmp_path / "validation")
     assert f"{metrics['evaluated']} checks, 0 failed (0 critical); 1 could not be validated (critical)." in text
     assert (tmp_path / "validation" / "index.html").is_file()  # the other suites still documented
+    # The Data Docs say so too: before, share_rates was absent from the site and every suite
+    # listed was green, on the very site the failure message sends the auditor to.
+    index = (tmp_path / "validation" / "index.html").read_text(encoding="utf-8")
+    assert "duckdb-share_rates" in index and "cannot validate, table(s) share_rates missing" in index
+    (page,) = (tmp_path / "validation" / "validations").rglob("duckdb-share_rates.html")
+    text = " ".join(re.sub(r"<[^>]+>", " ", page.read_text(encoding="utf-8")).split())
+    assert "Status: Failed" in text and "Evaluated Expectations 0" in text
+    assert "CRITICAL share_rates: cannot validate, table(s) share_rates missing (no check ran" in text
 
 
 def test_distinct_record_ids_that_mask_alike_stay_distinct(con, tmp_path):
