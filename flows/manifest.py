@@ -465,8 +465,16 @@ def _check_metrics_figures(run_dir: Path, metrics: Mapping[str, Any], findings: 
         (("duplicate_rate", "numerator"), sum(duplicates.values())),
         (("duplicate_rate", "denominator"), entity_map.height),
         (("duplicate_rate", "value"), _rate(sum(duplicates.values()), entity_map.height)),
+        # The same counts restated by the link stage and the stage ledger.
+        (("linkage", "records"), entity_map.height),
+        (("linkage", "persons"), persons),
     ):
         compare(path, value)
+    for index, stage in enumerate(metrics.get("stages") or []):
+        if isinstance(stage, dict) and stage.get("stage") == "ingest":
+            for key, value in (("rows_in", entity_map.height + quarantine.height), ("rows_out", entity_map.height)):
+                if stage.get(key) is not None and stage[key] != value:
+                    problems.append(f"metrics.json: stages[{index}] (ingest) {key} = {stage[key]}, but the published files give {value}")
     for key in _UNRECOUNTED_RATES:
         claimed_rate = metrics.get(key)
         if not isinstance(claimed_rate, dict):
@@ -497,6 +505,16 @@ def _check_metrics_figures(run_dir: Path, metrics: Mapping[str, Any], findings: 
             ("duplicate_rate", _rate(duplicates.get(source, 0), accepted.get(source, 0))),
         ):
             compare(("sources", source, field), value)
+        entry = sources[source] if isinstance(sources[source], dict) else {}
+        # Field completeness is each field's filled records (standardization) of the accepted.
+        for field, share in sorted((entry.get("field_completeness") or {}).items()):
+            filled = ((entry.get("standardization") or {}).get(field) or {}).get("filled")
+            if isinstance(filled, int) and accepted.get(source) and share != _rate(filled, accepted[source]):
+                problems.append(
+                    f"metrics.json: sources.{source}.field_completeness.{field} = {share}, but its "
+                    f"standardization.{field}.filled / accepted = {filled} / {accepted[source]} gives "
+                    f"{_rate(filled, accepted[source])}"
+                )
         stated_reasons = sources[source].get("quarantine_reasons") if isinstance(sources[source], dict) else None
         if "reason_code" in quarantine.columns and isinstance(stated_reasons, dict):
             found_reasons = reasons.get(source, {})
@@ -1069,7 +1087,8 @@ def verify_command(argv: list[str]) -> int:
             "Re-check a published run folder against its manifest.json: every file's sha256, "
             "size and row count, that entity_map rows + quarantine rows = records in, that "
             "each share_rate = shared_persons / persons as recounted from entity_map.parquet, "
-            "that metrics.json's counts of records and persons, its quarantine reasons per source and its rates (overall and per source), "
+            "that metrics.json's counts of records and persons (also as the link and ingest stages restate them), its quarantine "
+            "reasons per source, its field completeness (filled / accepted) and its rates (overall and per source), "
             "its overlap of sources and its findings counts agree with entity_map.parquet, "
             "quarantine.parquet and household_findings.parquet, that each department report's 汇总 "
             "counts the department's own findings as household_findings.parquet does and its records, persons and "

@@ -445,6 +445,35 @@ def test_metrics_rates_overlap_and_findings_that_do_not_add_up_are_reported(run_
     ]
 
 
+def test_metrics_restated_counts_and_completeness_that_do_not_add_up_are_reported(run_dir: Path, tmp_path: Path) -> None:
+    # The link stage's records and persons and the ingest stage's rows restate entity_map and
+    # quarantine (5 + 2 rows, 4 persons); a field's completeness is its filled records of the
+    # accepted (police_hukou: id numbers in 2 of 3 records = 0.666667). Before, none was
+    # checked: the demo's police_hukou id_number could read 1.0 (the dashboard's "100%")
+    # beside standardization's 4,032 filled of 4,036.
+    metrics = {"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2,
+               "linkage": {"records": 5, "persons": 4},
+               "stages": [{"stage": "ingest", "rows_in": 7, "rows_out": 5}, {"stage": "link", "rows_in": 5}],
+               "sources": {"police_hukou": {"field_completeness": {"id_number": 0.666667, "name": 1.0},
+                                            "standardization": {"id_number": {"filled": 2}}}}}  # fmt: skip
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    problems = verify_run(run_dir)
+    assert [p for p in problems if "no entry for source" not in p] == []
+
+    metrics["linkage"] = {"records": 5, "persons": 5}
+    metrics["stages"][0]["rows_in"] = 6
+    metrics["sources"]["police_hukou"]["field_completeness"]["id_number"] = 1.0
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+    assert [p for p in verify_run(run_dir) if "no entry for source" not in p] == [
+        "metrics.json: linkage.persons = 5, but the published files give 4",
+        "metrics.json: stages[0] (ingest) rows_in = 6, but the published files give 7",
+        "metrics.json: sources.police_hukou.field_completeness.id_number = 1.0, but its "
+        "standardization.id_number.filled / accepted = 2 / 3 gives 0.666667",
+    ]
+
+
 def test_metrics_quarantine_reasons_that_contradict_quarantine_are_reported(run_dir: Path, tmp_path: Path) -> None:
     # quarantine.parquet's reason_code per source is what metrics.json's quarantine_reasons count
     # (and the dashboard's reasons table shows). Before, they were not recounted: the demo's
