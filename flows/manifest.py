@@ -876,6 +876,7 @@ def _check_validation_figures(
                     f"{VALIDATION_RESULTS}: {name}: success = {c.get('success')}, but {checked - unexpected} "
                     f"of {checked} checked values pass and mostly = {mostly}"
                 )
+    problems += _check_against_suite_files(run_dir, checks)
     failed = [c for c in checks if not c.get("success")]
     errors = results.get("errors") or []
     recount = {
@@ -899,6 +900,47 @@ def _check_validation_figures(
                     f"{where}: validation {key} = {stated_counts[key]}, but the checks in {VALIDATION_RESULTS} give {value}"
                 )
     problems += _check_docs_pages(run_dir, recorded, verdicts)
+    return problems
+
+
+def _check_against_suite_files(run_dir: Path, checks: list[dict[str, Any]]) -> list[str]:
+    """Each check's severity and mostly in results.json are those of the suite files the run
+    copied to validation/suites/ (the check's severity, its threshold key) and of the
+    thresholds it used there (thresholds_used.json, per batch). A run without the copies is
+    not checked."""
+    import yaml
+
+    suites_dir = run_dir / "validation" / "suites"
+    try:
+        used = json.loads((suites_dir / "thresholds_used.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    specs: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(suites_dir.glob("*.yaml")):
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            for item in spec.get("expectations") or []:
+                specs[(str(spec.get("suite")), str(item.get("check")))] = item
+        except (yaml.YAMLError, AttributeError, TypeError):
+            continue
+    problems = []
+    for c in checks:
+        spec = specs.get((str(c.get("suite")), str(c.get("check"))))
+        if spec is None:
+            continue
+        name = f"{c.get('suite')}[{c.get('batch')}] {c.get('check')}"
+        if c.get("severity") != spec.get("severity"):
+            problems.append(
+                f"{VALIDATION_RESULTS}: {name}: severity {c.get('severity')}, but "
+                f"validation/suites/{c.get('suite')}.yaml says {spec.get('severity')}"
+            )
+        key, mostly = spec.get("mostly"), c.get("mostly")
+        threshold = (used.get(str(c.get("batch"))) or {}).get(key) if key else None
+        if threshold is not None and mostly is not None and float(mostly) != float(threshold):
+            problems.append(
+                f"{VALIDATION_RESULTS}: {name}: mostly {mostly}, but the run used {key} = {threshold} "
+                "(validation/suites/thresholds_used.json)"
+            )
     return problems
 
 
@@ -1095,7 +1137,8 @@ def verify_command(argv: list[str]) -> int:
             "duplicates as entity_map.parquet does, and each sheet's rows and persons as the sheet's CSV holds them, that its "
             "未入库记录 sheet (in the 汇总 and its CSV) holds as many rows as quarantine.parquet holds of "
             "the department's sources, each as quarantine.parquet names it, and none of another's, that validation/results.json's "
-            "figures add up (unexpected_percent = unexpected / checked values, success against mostly, the counts "
+            "figures add up (unexpected_percent = unexpected / checked values, success against mostly, each check's severity "
+            "and mostly as the run's copy of the suite files and thresholds says, the counts "
             "of failed checks in it and in metrics.json) and each Data Docs page states them (each check's "
             "observed value, and its statement: rows not checked, threshold and verdict), "
             "and that no published file but a department's own report holds a full identity number."

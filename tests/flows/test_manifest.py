@@ -825,6 +825,40 @@ def test_a_manifest_whose_validation_summary_contradicts_the_results_is_reported
     ]
 
 
+def test_a_check_whose_severity_or_mostly_is_not_the_suite_files_is_reported(run_dir: Path, tmp_path: Path) -> None:
+    # The run copies its suite files and the thresholds it used to validation/suites/; a
+    # results.json (and counts) rewritten to call a failed warning critical, or to judge it
+    # against a looser mostly, agreed with itself and passed verify before.
+    suites = run_dir / "validation" / "suites"
+    suites.mkdir()
+    (suites / "raw_records.yaml").write_text(
+        "suite: raw_records\nexpectations:\n"
+        "  - {check: birth_date_parses, severity: warning, mostly: birth_date_parses}\n",
+        encoding="utf-8",
+    )
+    (suites / "thresholds_used.json").write_text(json.dumps({"police_hukou": {"birth_date_parses": 0.98}}))
+    checks = [_validation_check("birth_date_parses", 42, 3, 2, 0.98, False)]
+
+    def write(checks: list[dict], counts: dict) -> list[str]:
+        results = {"run_id": RUN_ID, **counts, "errors": [], "checks": checks}
+        (run_dir / "validation" / "results.json").write_text(json.dumps(results), encoding="utf-8")
+        metrics = {"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "validation": counts}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+        _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+        return verify_run(run_dir)
+
+    assert write(checks, {"evaluated": 1, "failed": 1, "critical_failed": 0, "warnings_failed": 1}) == []
+    assert write(
+        [{**checks[0], "severity": "critical", "mostly": 0.9, "success": True}],
+        {"evaluated": 1, "failed": 0, "critical_failed": 0, "warnings_failed": 0},
+    ) == [
+        "validation/results.json: raw_records[police_hukou] birth_date_parses: severity critical, "
+        "but validation/suites/raw_records.yaml says warning",
+        "validation/results.json: raw_records[police_hukou] birth_date_parses: mostly 0.9, but the run used "
+        "birth_date_parses = 0.98 (validation/suites/thresholds_used.json)",
+    ]
+
+
 def _region_date_sequence_numbers(count: int) -> list[str]:
     return [f"330602202312{day:02d}{seq:04d}" for day in range(1, 29) for seq in range(1, 11)][:count]
 
