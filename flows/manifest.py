@@ -843,6 +843,13 @@ def _check_validation_figures(
     # (unexpected, checked, rows, mostly, success) per suite and batch, as each page's
     # statements must say them.
     verdicts: dict[tuple[str, str], list[tuple[int, int, int, float, bool]]] = {}
+    # (evaluated, successful) of every check, map or not, per suite and batch: each page's
+    # Status and Statistics.
+    outcomes: dict[tuple[str, str], list[int]] = {}
+    for c in checks:
+        tally = outcomes.setdefault((str(c.get("suite")), str(c.get("batch"))), [0, 0])
+        tally[0] += 1
+        tally[1] += bool(c.get("success"))
     for c in checks:
         rows, missing, unexpected = c.get("element_count"), c.get("missing_count"), c.get("unexpected_count")
         if rows is None or missing is None or unexpected is None:
@@ -899,7 +906,7 @@ def _check_validation_figures(
                 problems.append(
                     f"{where}: validation {key} = {stated_counts[key]}, but the checks in {VALIDATION_RESULTS} give {value}"
                 )
-    problems += _check_docs_pages(run_dir, recorded, verdicts)
+    problems += _check_docs_pages(run_dir, recorded, verdicts, outcomes)
     return problems
 
 
@@ -948,6 +955,7 @@ def _check_docs_pages(
     run_dir: Path,
     recorded: Mapping[tuple[str, str], list[tuple[int, int]]],
     verdicts: Mapping[tuple[str, str], list[tuple[int, int, int, float, bool]]] | None = None,
+    outcomes: Mapping[tuple[str, str], list[int]] | None = None,
 ) -> list[str]:
     """Each Data Docs validation page (validations/**/duckdb-<suite>[.<batch>].html) states
     the unexpected and checked counts results.json holds for its suite and batch, each with
@@ -973,6 +981,8 @@ def _check_docs_pages(
                 f"{rel}: states (unexpected, checked) {sorted((u, c) for u, c, _ in stated)}, "
                 f"{VALIDATION_RESULTS} holds {sorted(recorded.get(key, []))}"
             )
+        if outcomes is not None and key in outcomes:
+            problems += _check_page_status(rel, page.read_text(encoding="utf-8", errors="replace"), *outcomes[key])
         if verdicts is None:
             continue
         statements = stated_checks(page.read_text(encoding="utf-8", errors="replace"))
@@ -991,6 +1001,36 @@ def _check_docs_pages(
             f"validation/: no Data Docs page for {suite}[{batch}], which {VALIDATION_RESULTS} lists"
             for suite, batch in sorted(set(recorded) - seen)
         ]
+    return problems
+
+
+_PAGE_STATUS = re.compile(
+    r"Status:\s*(Succeeded|Failed)\s*Statistics\s*Evaluated Expectations\s*([0-9]+)\s*"
+    r"Successful Expectations\s*([0-9]+)\s*Unsuccessful Expectations\s*([0-9]+)"
+)
+
+
+def _check_page_status(rel: str, page: str, evaluated: int, successful: int) -> list[str]:
+    """A validation page's Status and Statistics against results.json's checks of its suite
+    and batch (a page without them, one not drawn by GX, is not checked)."""
+    import html
+
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S))).split())
+    found = _PAGE_STATUS.search(text)
+    if found is None:
+        return []
+    status, shown = found.group(1), tuple(int(g) for g in found.groups()[1:])
+    expected = (evaluated, successful, evaluated - successful)
+    problems = []
+    if shown != expected:
+        problems.append(
+            f"{rel}: states {shown[0]} evaluated, {shown[1]} successful, {shown[2]} unsuccessful expectations, "
+            f"{VALIDATION_RESULTS} holds {expected[0]}, {expected[1]}, {expected[2]}"
+        )
+    if (status == "Succeeded") != (successful == evaluated):
+        problems.append(
+            f"{rel}: Status: {status}, but {VALIDATION_RESULTS} holds {evaluated - successful} failed check(s) of {evaluated}"
+        )
     return problems
 
 

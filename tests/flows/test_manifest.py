@@ -859,6 +859,43 @@ def test_a_check_whose_severity_or_mostly_is_not_the_suite_files_is_reported(run
     ]
 
 
+def test_a_data_docs_page_whose_status_or_statistics_contradict_the_results_is_reported(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    # GX's page heads each suite and batch with its Status and the counts of evaluated,
+    # successful and unsuccessful expectations; before, a page reading "Succeeded, 1 of 1
+    # successful" where results.json lists the check failed passed verify.
+    checks = [_validation_check("birth_date_parses", 42, 3, 2, 0.98, False)]
+    counts = {"evaluated": 1, "failed": 1, "critical_failed": 0, "warnings_failed": 1}
+    (run_dir / "validation" / "results.json").write_text(
+        json.dumps({"run_id": RUN_ID, **counts, "errors": [], "checks": checks}), encoding="utf-8"
+    )
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"run_id": RUN_ID, "records_in": 7, "accepted": 5, "quarantined": 2, "validation": counts}),
+        encoding="utf-8",
+    )
+    page = run_dir / "validation" / "validations" / "raw_records" / "police_hukou" / RUN_ID / "t"
+    page.mkdir(parents=True)
+    body = "<td>≈5.128% unexpected (2 of 39 non-empty values)</td>" + _statements((MapFigures(42, 3, 2, 0.98), False))
+
+    def write(status: str, successful: int) -> list[str]:
+        head = (
+            f"<span>Status:</span> <i></i> {status} </span><h5>Statistics</h5><table><tr><td>Evaluated Expectations"
+            f"</td><td>1</td></tr><tr><td>Successful Expectations</td><td>{successful}</td></tr><tr><td>"
+            f"Unsuccessful Expectations</td><td>{1 - successful}</td></tr></table>"
+        )
+        (page / "duckdb-raw_records.police_hukou.html").write_text(head + body, encoding="utf-8")
+        _rewrite_manifest(run_dir, tmp_path / "sources.yaml")
+        return verify_run(run_dir)
+
+    assert write("Failed", 0) == []
+    rel = f"validation/validations/raw_records/police_hukou/{RUN_ID}/t/duckdb-raw_records.police_hukou.html"
+    assert write("Succeeded", 1) == [
+        f"{rel}: states 1 evaluated, 1 successful, 0 unsuccessful expectations, validation/results.json holds 1, 0, 1",
+        f"{rel}: Status: Succeeded, but validation/results.json holds 1 failed check(s) of 1",
+    ]
+
+
 def _region_date_sequence_numbers(count: int) -> list[str]:
     return [f"330602202312{day:02d}{seq:04d}" for day in range(1, 29) for seq in range(1, 11)][:count]
 
