@@ -1180,7 +1180,8 @@ def verify_command(argv: list[str]) -> int:
             "figures add up (unexpected_percent = unexpected / checked values, success against mostly, each check's severity "
             "and mostly as the run's copy of the suite files and thresholds says, the counts "
             "of failed checks in it and in metrics.json) and each Data Docs page states them (each check's "
-            "observed value, and its statement: rows not checked, threshold and verdict), "
+            "observed value, and its statement: rows not checked, threshold and verdict; the page's status and "
+            "counts of expectations), "
             "and that no published file but a department's own report holds a full identity number."
         ),
     )
