@@ -639,8 +639,10 @@ def test_a_rejected_sheet_row_that_sends_the_clerk_elsewhere_is_reported(run_dir
     def write_report(department: str, row: str) -> None:
         folder = run_dir / "reports" / department
         folder.mkdir(parents=True, exist_ok=True)
+        own = 3 if department == "公安局户政科" else 2  # entity_map: police_hukou 3 of 3 persons, residence 2 of 2
         (folder / "01_summary.csv").write_text(
-            "\ufeff项目,记录数,人数,说明,其中他部门记录\n本部门数据源,3,3,x,0\n未入库记录,1,,更正,0\n", encoding="utf-8"
+            f"\ufeff项目,记录数,人数,说明,其中他部门记录\n本部门数据源,{own},{own},x,0\n未入库记录,1,,更正,0\n",
+            encoding="utf-8",
         )
         (folder / "12_rejected.csv").write_text("\ufeff" + header + row + "\n", encoding="utf-8")
 
