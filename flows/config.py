@@ -199,10 +199,34 @@ def load_sources(path: Path) -> SourcesConfig:
             raise _fail(path, f"sources '{earlier[source.renamed_from]}' and '{source.name}' are both "
                               f"renamed_from '{source.renamed_from}'")
         earlier[source.renamed_from] = source.name
+    _check_report_folders(path, sources)
     resolved = tuple(
         Source(**{**source.__dict__, "files": _resolve_files(path, source)}) for source in sources
     )
     return SourcesConfig(path=path, sources=resolved)
+
+
+# Characters no file system allows in a folder name.
+_UNSAFE_PATH = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+
+
+def department_folder(department: str) -> str:
+    """The department's name as its report folder's name, with characters no file system allows replaced."""
+    name = _UNSAFE_PATH.sub("_", department).strip().strip(".")
+    return name or "_"
+
+
+def _check_report_folders(path: Path, sources: list[Source]) -> None:
+    """Two departments whose names make one report folder (公安局/户政科 and 公安局_户政科; or
+    names differing in case only, one folder where the file system ignores case) would write
+    one report over the other: refused before the night."""
+    folders: dict[str, str] = {}
+    for source in sources:
+        folder = department_folder(source.department)
+        other = folders.setdefault(folder.casefold(), source.department)
+        if other != source.department:
+            raise _fail(path, f"departments '{other}' and '{source.department}' would share the report folder "
+                              f"reports/{folder}; name them apart")
 
 
 def _nearest_existing(path: Path) -> Path:

@@ -14,7 +14,6 @@ department's system must not run on a clerk's machine.
 from __future__ import annotations
 
 import csv
-import re
 import zipfile
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -28,12 +27,12 @@ import xlsxwriter.workbook
 from xlsxwriter.utility import xl_col_to_name
 from xlsxwriter.worksheet import Worksheet
 
+from flows.config import department_folder
 from linkage.reports import DepartmentReport
 
 WORKBOOK_NAME = "mismatch_report.xlsx"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_PATTERN = r"^[=+\-@\t\r]"
-_UNSAFE_PATH = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 _MAX_WIDTH = 60
 _XLSX_MAX_CELL = 32767
 _XLSX_COMPRESSLEVEL = 1
@@ -64,12 +63,6 @@ def escape_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
-
-
-def department_folder(department: str) -> str:
-    """The department's name as its folder name, with characters no file system allows replaced."""
-    name = _UNSAFE_PATH.sub("_", department).strip().strip(".")
-    return name or "_"
 
 
 def _escaped(frame: pl.DataFrame) -> pl.DataFrame:

@@ -103,3 +103,27 @@ def test_a_folder_given_as_the_sources_file_is_named_as_a_folder(tmp_path: Path)
     # A steward who passes the city folder was told "sources file not found" about a folder that exists.
     with pytest.raises(ConfigError, match="--sources names a folder; give the sources file"):
         load_sources(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "folder"),
+    [("公安局/户政科", "公安局_户政科", "公安局_户政科"), ("Civil Affairs", "civil affairs", "civil affairs")],
+)
+def test_departments_that_would_share_a_report_folder_are_refused(
+    tmp_path: Path, first: str, second: str, folder: str
+) -> None:
+    # Before, the second department's report was written over the first's in one folder.
+    text = (
+        "sources:\n"
+        f"  - {{name: a, department: '{first}', path: a.csv, columns: {{record_id: id, name: xm}}}}\n"
+        f"  - {{name: b, department: '{second}', path: b.csv, columns: {{record_id: id, name: xm}}}}\n"
+        f"  - {{name: c, department: '{first}', path: c.csv, columns: {{record_id: id, name: xm}}}}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_sources(write(tmp_path, text, files=("a.csv", "b.csv", "c.csv")))
+    message = str(error.value)
+    assert f"departments '{first}' and '{second}' would share the report folder reports/{folder}" in message
+    assert "\n" not in message and "sources.yaml" in message
+    # One department over several sources is one folder, not a clash.
+    same = text.replace(f"department: '{second}'", f"department: '{first}'")
+    assert len(load_sources(write(tmp_path, same, files=("a.csv", "b.csv", "c.csv"))).sources) == 3
