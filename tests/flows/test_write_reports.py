@@ -440,12 +440,8 @@ def _rejected_city(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
     民政局 (civil_roster) has nothing rejected. 教育局 (schools) has one row, with no
     record id: a department without a single record.
     """
-    import duckdb
     import yaml
 
-    from flows.config import load_sources
-    from flows.ingest import ingest_sources
-    from linkage.reports import iter_reports, report_inputs_from_duckdb
 
     extracts = {
         "hukou.csv": ["h1,王建国,330602198003010017", "=1+1,李秀英,330602198205020029,多余", ",张三,",
@@ -473,10 +469,22 @@ def _rejected_city(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
         ),
         encoding="utf-8",
     )
+    return _reports_of_sources_file(tmp_path)
+
+
+def _reports_of_sources_file(tmp_path: Path) -> tuple[Path, pl.DataFrame]:
+    """tmp_path/sources.yaml ingested and reported as publish does; the reports' folder and
+    the quarantine table. The later stages' tables are as small as the reports allow: each
+    record its own person, no finding."""
+    import duckdb
+
+    from flows.config import load_sources
+    from flows.ingest import ingest_sources
+    from linkage.reports import iter_reports, report_inputs_from_duckdb
+
     config = load_sources(tmp_path / "sources.yaml")
     con = duckdb.connect()
     ingest_sources(con, config, "test-run")
-    # The later stages' tables, as small as the reports allow: each record its own person.
     con.execute("create table int_persons_standardized as select * from raw_records")
     con.execute("create table entity_map as select record_key, source, record_id, record_id as person_id from raw_records")
     con.execute(
@@ -555,12 +563,8 @@ def test_a_rejected_row_of_a_workbook_split_over_sheets_names_its_sheet(tmp_path
     # another order): the row rejected on Sheet2 is its Excel row 3, the workbook's data row 4.
     # Before, the sheet showed 文件中的行号 3 with nothing to say which sheet: a clerk opening
     # the workbook lands on Sheet1, whose row 3 is another person's (王建国's neighbour 李秀英).
-    import duckdb
     import yaml
 
-    from flows.config import load_sources
-    from flows.ingest import ingest_sources
-    from linkage.reports import iter_reports, report_inputs_from_duckdb
 
     book = openpyxl.Workbook()
     first = book.active
@@ -574,16 +578,7 @@ def test_a_rejected_row_of_a_workbook_split_over_sheets_names_its_sheet(tmp_path
     source = {"name": "civil_roster", "department": "民政局", "path": "roster.xlsx", "format": "xlsx",
               "columns": {"record_id": "记录编号", "name": "姓名"}}
     (tmp_path / "sources.yaml").write_text(yaml.safe_dump({"sources": [source]}, allow_unicode=True), encoding="utf-8")
-    config = load_sources(tmp_path / "sources.yaml")
-    con = duckdb.connect()
-    ingest_sources(con, config, "test-run")
-    con.execute("create table int_persons_standardized as select * from raw_records")
-    con.execute("create table entity_map as select record_key, source, record_id, record_id as person_id from raw_records")
-    con.execute(
-        "create table household_findings (kind varchar, person_id varchar, source varchar, record_id varchar, detail varchar)"
-    )
-    out = tmp_path / "reports"
-    write_department_reports(out, iter_reports(report_inputs_from_duckdb(con, source_departments={"civil_roster": "民政局"})))
+    out, quarantine = _reports_of_sources_file(tmp_path)
     rows = _csv_rows(out / "民政局" / "12_rejected.csv")
     assert [row[:6] for row in rows] == [
         ["数据源", "文件", "工作表", "文件中的行号", "数据行号（不含表头）", "记录编号"],
@@ -593,7 +588,7 @@ def test_a_rejected_row_of_a_workbook_split_over_sheets_names_its_sheet(tmp_path
     sheet = openpyxl.load_workbook(out / "民政局" / WORKBOOK_NAME)["未入库记录"]
     assert [row[2:5] for row in sheet.iter_rows(min_row=2, values_only=True)] == [("Sheet2", 3, 4)]
     # quarantine.parquet keeps the contract's columns (and reason_code, file_row): the sheet is the report's.
-    assert "sheet" in con.execute("select * from quarantine").pl().columns
+    assert "sheet" in quarantine.columns
 
 
 def test_the_summary_counts_the_rejected_rows(rejected_city) -> None:
