@@ -126,6 +126,24 @@ def _fmt_pct(value: Any, digits: int = 1) -> str:
     return text
 
 
+def validation_verdict(validation: dict[str, Any]) -> tuple[str, str]:
+    """The night's validation in words, and its style: 通过 (ok), 有警告 n (warn) where only
+    warnings failed, 未通过 (ko) where a critical check failed or a suite could not run.
+
+    GX's success is false as soon as any check fails, a warning too, so a night that
+    published with a warning read 未通过 in red beside nights that did not publish at all."""
+    if not validation:
+        return "", ""
+    if validation.get("critical_failed") or validation.get("could_not_run"):
+        return "未通过", "ko"
+    warnings = validation.get("warnings_failed")
+    if warnings is None:  # a run from before warnings were counted apart
+        warnings = 0 if validation.get("success", True) else validation.get("failed") or 0
+    if warnings:
+        return f"有警告 {warnings}", "wn"
+    return "通过", "ok"
+
+
 def _ratio(numerator: Any, denominator: Any) -> float | None:
     if not denominator or numerator is None:
         return None
@@ -596,6 +614,7 @@ def write_run_dashboard(run_dir: Path) -> Path:
         linkage=_linkage_figures(metrics),
         reports=_report_links(run_dir),
         validation=validation,
+        validation_verdict=validation_verdict(validation),
         has_validation_site=(run_dir / "validation" / "index.html").is_file(),
         has_manifest=(run_dir / "manifest.json").is_file(),
         plotly_js=_plotly_js(),
@@ -877,8 +896,8 @@ def write_history(out_dir: Path, jump_band: float = 0.10) -> Path:
             "share_rate": _fmt_pct(_rate_value(m, "share_rate")),
             "consistency": _fmt_pct(_rate_value(m, "household_consistency_rate")),
             "duplicate": _fmt_pct(_rate_value(m, "duplicate_rate")),
-            "validation": "" if not validation else ("通过" if validation.get("success") else "未通过"),
-            "validation_ok": bool(validation.get("success", True)),
+            "validation": validation_verdict(validation)[0],
+            "validation_style": validation_verdict(validation)[1],
             "jumps": n.jumps, "superseded": n.superseded,
         })
     html = _environment().get_template("history.html.j2").render(

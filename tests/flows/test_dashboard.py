@@ -592,3 +592,33 @@ def test_a_share_short_of_all_is_not_shown_as_100_percent() -> None:
     assert (_fmt_pct(0.9995), _fmt_pct(1.0), _fmt_pct(0.0), _fmt_pct(0.805539), _fmt_pct(0.005113, 2)) == (
         ">99.9%", "100.0%", "0.0%", "80.6%", "0.51%"
     )
+
+
+@pytest.mark.parametrize(
+    ("validation", "shown", "style", "on_run_page"),
+    [
+        # GX's success is false for a failed warning: the night published all the same.
+        ({"success": False, "evaluated": 48, "failed": 1, "critical_failed": 0, "warnings_failed": 1,
+          "could_not_run": 0}, "有警告 1", "wn", "通过，有警告 passed with warnings"),
+        ({"success": True, "evaluated": 48, "failed": 0, "critical_failed": 0, "warnings_failed": 0},
+         "通过", "ok", "通过 passed"),
+        ({"success": False, "evaluated": 48, "failed": 1, "critical_failed": 1, "warnings_failed": 0},
+         "未通过", "ko", "未通过 failed"),
+        # A run from before warnings were counted apart.
+        ({"success": False, "evaluated": 48, "failed": 2, "critical_failed": 0}, "有警告 2", "wn",
+         "通过，有警告 passed with warnings"),
+    ],
+)  # fmt: skip
+def test_a_night_published_with_a_failed_warning_reads_as_a_warning_not_a_failure(
+    tmp_path: Path, validation: dict, shown: str, style: str, on_run_page: str
+) -> None:
+    # Before, the history listed such a night as 未通过 in red, as a night that did not publish.
+    out = tmp_path / "out"
+    run = make_run(out, "20261122T180000Z-ab12cd", "2026-11-22T18:00:00+00:00")
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    metrics["validation"] = validation
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    history = write_history(out).read_text(encoding="utf-8")
+    assert f'<span class="{style}">{shown}</span>' in history
+    page = write_run_dashboard(run).read_text(encoding="utf-8")
+    assert f'<span class="{style}">{on_run_page}</span>' in page
