@@ -236,10 +236,13 @@ def verify_run(run_dir: Path) -> list[str]:
     problems += _check_share_rates(run_dir)
     metrics = _read_metrics(run_dir)
     findings = _published_findings(run_dir, metrics)
-    problems += _check_metrics_figures(run_dir, metrics, findings)
+    # Read once for the checks below; None where unreadable (reported by the accounting check).
+    entity_persons = _read_published(run_dir, "entity_map.parquet", ["source", "person_id"])
+    quarantine = _read_published(run_dir, "quarantine.parquet")
+    problems += _check_metrics_figures(metrics, findings, entity_persons, quarantine)
     problems += _check_report_summaries(run_dir, findings)
-    problems += _check_summary_rows(run_dir, metrics)
-    problems += _check_rejected_sheets(run_dir, metrics)
+    problems += _check_summary_rows(run_dir, metrics, entity_persons)
+    problems += _check_rejected_sheets(run_dir, metrics, quarantine)
     problems += _check_validation_figures(run_dir, metrics, manifest)
     problems += check_no_full_id_numbers(run_dir)
     return problems
@@ -395,6 +398,28 @@ def _rate(numerator: int, denominator: int) -> float | None:
 _UNRECOUNTED_RATES = ("household_consistency_rate", "floating_registration_rate")
 
 
+def _read_published(run_dir: Path, name: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+    """A published parquet file (``columns`` of it); None when it cannot be read."""
+    import polars as pl
+
+    try:
+        return pl.read_parquet(run_dir / name, columns=columns)
+    except Exception:  # noqa: BLE001 - reported against the manifest and by the accounting check
+        return None
+
+
+def _department_sources(metrics: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Each department's report folder and its sources, as metrics.json names the sources'
+    departments (empty for a run from before it did)."""
+    from flows.reports import department_folder
+
+    sources_of: dict[str, set[str]] = {}
+    for name, entry in (metrics.get("sources") or {}).items():
+        if isinstance(entry, dict) and entry.get("department"):
+            sources_of.setdefault(department_folder(entry["department"]), set()).add(name)
+    return sources_of
+
+
 def _published_findings(run_dir: Path, metrics: Mapping[str, Any]) -> pl.DataFrame | None:
     """household_findings.parquet with each row's department (a file from before the column
     gets it from its source, as metrics.json names the sources' departments); None when the
@@ -417,7 +442,12 @@ def _findings_by_department_kind(findings: pl.DataFrame) -> dict[tuple[str, str]
     return {(department, kind): n for department, kind, n in findings.group_by("department", "kind").len().iter_rows()}
 
 
-def _check_metrics_figures(run_dir: Path, metrics: Mapping[str, Any], findings: pl.DataFrame | None) -> list[str]:
+def _check_metrics_figures(
+    metrics: Mapping[str, Any],
+    findings: pl.DataFrame | None,
+    entity_map: pl.DataFrame | None,
+    quarantine: pl.DataFrame | None,
+) -> list[str]:
     """metrics.json's figures, recounted from entity_map.parquet, quarantine.parquet and
     household_findings.parquet: persons, duplicate records, the overall share and duplicate
     rates, per source records in, accepted, quarantined, persons, shared persons, duplicate
@@ -427,12 +457,7 @@ def _check_metrics_figures(run_dir: Path, metrics: Mapping[str, Any], findings: 
     metrics.json does not carry is not checked."""
     import polars as pl
 
-    if not metrics:
-        return []
-    try:
-        entity_map = pl.read_parquet(run_dir / "entity_map.parquet", columns=["source", "person_id"])
-        quarantine = pl.read_parquet(run_dir / "quarantine.parquet")
-    except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
+    if not metrics or entity_map is None or quarantine is None:
         return []
     reasons: dict[str, dict[str, int]] = {}
     if "reason_code" in quarantine.columns:
@@ -616,7 +641,7 @@ def _check_report_summaries(run_dir: Path, findings: pl.DataFrame | None) -> lis
     return problems
 
 
-def _check_summary_rows(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
+def _check_summary_rows(run_dir: Path, metrics: Mapping[str, Any], entity_map: pl.DataFrame | None) -> list[str]:
     """Each department report's 汇总 (01_summary.csv) against its own sheets and entity_map:
     every sheet's (but 未入库记录's) 记录数 is its CSV's rows, its 人数 the CSV's distinct 人员编号 and its
     其中他部门记录 the CSV's rows shown on another department's record; 本部门数据源's 记录数 and
@@ -625,21 +650,13 @@ def _check_summary_rows(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
     another record of their source. A 汇总 row whose figure is empty is not checked."""
     import polars as pl
 
-    from flows.reports import department_folder
     from linkage.reports import KIND_LABELS
 
     # 未入库记录 is checked against quarantine.parquet (_check_rejected_sheets).
     keys_by_title = {title: kind for kind, title in KIND_LABELS.items()}
     keys_by_title.update({"重复登记": "duplicates", "与其他部门不一致": "conflicts"})
 
-    sources_of: dict[str, set[str]] = {}
-    for name, entry in (metrics.get("sources") or {}).items():
-        if isinstance(entry, dict) and entry.get("department"):
-            sources_of.setdefault(department_folder(entry["department"]), set()).add(name)
-    try:
-        entity_map = pl.read_parquet(run_dir / "entity_map.parquet", columns=["source", "person_id"])
-    except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
-        entity_map = None
+    sources_of = _department_sources(metrics)
     problems = []
     for summary in sorted((run_dir / "reports").glob("*/01_summary.csv")):
         folder = summary.parent
@@ -686,7 +703,7 @@ def _check_summary_rows(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _check_rejected_sheets(run_dir: Path, metrics: Mapping[str, Any]) -> list[str]:
+def _check_rejected_sheets(run_dir: Path, metrics: Mapping[str, Any], quarantine: pl.DataFrame | None) -> list[str]:
     """Each department report's sheet of rejected rows (未入库记录) against quarantine.parquet:
     its count in the 汇总 and the rows of its CSV are the rows of the department's sources
     (by metrics.json's sources and their departments), the CSV names no other source, and
@@ -695,19 +712,10 @@ def _check_rejected_sheets(run_dir: Path, metrics: Mapping[str, Any]) -> list[st
     such 汇总 row and no such CSV), are not checked."""
     import polars as pl
 
-    from flows.reports import department_folder
     from linkage.reports import REJECTED_KEY, REJECTED_TITLE
 
-    departments = {
-        name: entry["department"]
-        for name, entry in (metrics.get("sources") or {}).items()
-        if isinstance(entry, dict) and entry.get("department")
-    }
-    if not departments:
-        return []
-    try:
-        quarantine = pl.read_parquet(run_dir / "quarantine.parquet")
-    except Exception:  # noqa: BLE001 - missing or unreadable files are reported by the accounting check
+    sources_of = _department_sources(metrics)
+    if not sources_of or quarantine is None:
         return []
     rejected = dict(quarantine.group_by("source").len().iter_rows())
     # Each row as the sheet shows it: 数据源, 文件, 数据行号, 原因, and 文件中的行号 where
@@ -717,9 +725,6 @@ def _check_rejected_sheets(run_dir: Path, metrics: Mapping[str, Any]) -> list[st
     quarantined_rows: dict[str, Counter] = {}
     for row in quarantine.select(*row_keys, *(["file_row"] if has_file_row else [])).iter_rows():
         quarantined_rows.setdefault(row[0], Counter())[_sheet_key(row, has_file_row)] += 1
-    sources_of: dict[str, set[str]] = {}
-    for source, department in departments.items():
-        sources_of.setdefault(department_folder(department), set()).add(source)
     problems = []
     for folder, sources in sorted(sources_of.items()):
         expected = sum(rejected.get(source, 0) for source in sources)
