@@ -887,7 +887,7 @@ def write_history(out_dir: Path, jump_band: float = 0.10) -> Path:
     table = []
     for n in reversed(nights):
         m = n.metrics
-        validation = m.get("validation") or {}
+        verdict, verdict_style = validation_verdict(m.get("validation") or {})
         table.append({
             "night": n.night.isoformat(), "run_id": n.run_id, "href": n.href,
             "started_at": n.started_at.astimezone(NIGHT_TZ).strftime("%Y-%m-%d %H:%M"),
@@ -896,8 +896,8 @@ def write_history(out_dir: Path, jump_band: float = 0.10) -> Path:
             "share_rate": _fmt_pct(_rate_value(m, "share_rate")),
             "consistency": _fmt_pct(_rate_value(m, "household_consistency_rate")),
             "duplicate": _fmt_pct(_rate_value(m, "duplicate_rate")),
-            "validation": validation_verdict(validation)[0],
-            "validation_style": validation_verdict(validation)[1],
+            "validation": verdict,
+            "validation_style": verdict_style,
             "jumps": n.jumps, "superseded": n.superseded,
         })
     html = _environment().get_template("history.html.j2").render(
