@@ -31,7 +31,7 @@ from linkage.classify import (
 )
 from linkage.cluster import assign_person_ids, cluster_pairs
 from linkage.compare import DEFAULT_COMPARISONS, Comparison, compare_pairs, pair_frame
-from linkage.records import PreparedRecords
+from linkage.records import UNLIMITED_RECORDS, PreparedRecords
 
 # 2: level weights capped at 0 bits for disagreement and a birth year decades off no longer a
 # typo: pairs scored by version 1 are scored again on the next night.
@@ -296,7 +296,14 @@ def link_records(
     if isinstance(std, str):
         # The comparison fields are loaded after blocking, whose DuckDB work would otherwise
         # share memory with them; an incremental night loads only tonight's pairs' records.
-        records = PreparedRecords.from_table(con, std, load_frame=False)
+        # An incremental night loads the comparison fields of tonight's pairs' records only,
+        # which fit in polars at any size: its blocking fields are derived in DuckDB
+        # (int_link_records.sql) even past IN_MEMORY_MAX_RECORDS. Preparing every field in
+        # polars slices and comparing by DuckDB joins instead took 63 s to block and 20 s to
+        # compare at 10M records with 1% changed, against 39 s and 0.6 s.
+        records = PreparedRecords.from_table(
+            con, std, load_frame=False, max_in_memory=None if state is None else UNLIMITED_RECORDS
+        )
         key_order = records.select("record_key")
     else:
         records = PreparedRecords.from_frame(con, std)

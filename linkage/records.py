@@ -42,6 +42,8 @@ PREPARE_CHUNK_ROWS = 250_000
 FRAME_BATCH_ROWS = 125_000
 # Up to this many records the comparison fields are held in polars (~220 bytes a record).
 IN_MEMORY_MAX_RECORDS = 3_000_000
+# A max_in_memory for `PreparedRecords.from_table` that no city reaches.
+UNLIMITED_RECORDS = 2**62
 # What the in-memory frame holds: the comparison fields, and what clustering and person ids read.
 FRAME_COLUMNS: tuple[str, ...] = ("record_key", "source", "record_id", *PAIR_COLUMNS)
 

@@ -266,3 +266,33 @@ def test_someone_elses_id_is_told_alike_in_sql_polars_and_python() -> None:
     python_own = [b == ib or s or one_slip_apart(b, ib) for (b, ib), s in zip(pairs, swapped, strict=True)]
     assert sql_own.get_column("id_own").to_list() == polars_own == python_own
     assert 0 < sum(python_own) < len(pairs)
+
+
+def test_an_incremental_night_past_the_in_memory_limit_compares_from_a_frame_of_its_pairs_records(
+    std: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 1% night at 10M records needs the comparison fields of a few hundred thousand
+    # records: loaded into polars, not fetched by a DuckDB join per chunk of pairs.
+    from linkage import records as records_module
+    from linkage.link import LinkState
+
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    full = link_records(con, "int_persons_standardized", None)
+    monkeypatch.setattr(records_module, "IN_MEMORY_MAX_RECORDS", 0)
+    loaded: list[int] = []
+    load_frame = PreparedRecords.load_frame
+
+    def spy(self: PreparedRecords, keys: pl.Series | None = None) -> None:
+        loaded.append(-1 if keys is None else len(keys))
+        load_frame(self, keys)
+
+    monkeypatch.setattr(PreparedRecords, "load_frame", spy)
+    changed = std["record_key"].sort().head(5)
+    kept = full.pairs.filter(~pl.col("record_key_l").is_in(changed.implode()) & ~pl.col("record_key_r").is_in(changed.implode()))
+    state = LinkState(model=full.model, tf_tables=full.tf_tables, pairs=kept, changed_keys=changed)
+    again = link_records(con, "int_persons_standardized", None, state=state)
+    assert len(loaded) == 1 and 0 < loaded[0] < std.height
+    assert again.pairs.equals(full.pairs)
+    assert again.entity_map.equals(full.entity_map)
