@@ -90,11 +90,22 @@ def cluster_pairs(
     """
     keys = records["record_key"].to_numpy()
     n = len(keys)
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
+    # The flow's keys are nearly consecutive (ingest numbers rows; quarantined ones leave
+    # gaps): a key's row is read from a table over the key range. Sorting and searching
+    # ten million keys took 5 s a night.
+    low = int(keys.min()) if n else 0
+    if n and int(keys.max()) - low < 4 * n:
+        row_of_key = np.zeros(int(keys.max()) - low + 1, dtype=np.int64)
+        row_of_key[keys - low] = np.arange(n)
 
-    def index_of(k: np.ndarray) -> np.ndarray:
-        return order[np.searchsorted(sorted_keys, k)]
+        def index_of(k: np.ndarray) -> np.ndarray:
+            return row_of_key[k - low]
+    else:
+        order = np.argsort(keys)
+        sorted_keys = keys[order]
+
+        def index_of(k: np.ndarray) -> np.ndarray:
+            return order[np.searchsorted(sorted_keys, k)]
 
     li = index_of(matches["record_key_l"].to_numpy())
     ri = index_of(matches["record_key_r"].to_numpy())
@@ -106,8 +117,12 @@ def cluster_pairs(
     comp = records.select("record_key", "id_number", pl.col(valid_col).alias("id_valid"), "birth").with_columns(
         pl.Series("cluster", labels)
     )
-    # Components worth checking: several valid ids, several birth dates, or a forbidden pair inside.
-    stats = comp.group_by("cluster").agg(
+    # Components worth checking: several valid ids, several birth dates, or a forbidden pair
+    # inside. Only components of three or more records can be split, and most persons have
+    # fewer: the others are left out before the grouping (10M records: 3.1 s).
+    sizes = np.bincount(labels, minlength=1)
+    comp_large = comp.filter(pl.Series(sizes[labels] > 2))
+    stats = comp_large.group_by("cluster").agg(
         pl.len().alias("size"),
         pl.col("id_number").filter(pl.col("id_valid")).n_unique().alias("valid_ids"),
         pl.col("birth").drop_nulls().n_unique().alias("births"),

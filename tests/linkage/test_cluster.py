@@ -68,6 +68,23 @@ def test_cannot_link_pair_is_kept_apart():
     assert groups(res) == {frozenset({1, 2}), frozenset({3})}
 
 
+def test_sparse_and_unordered_keys_cluster_as_consecutive_ones():
+    # The flow's keys are nearly consecutive and found through a table over their range;
+    # keys spread far apart (a frame from elsewhere) are searched instead: same persons.
+    d = date(1990, 1, 2)
+    rows = [(1, ID_X, True, d), (2, None, False, d), (3, ID_Y, True, d), (4, None, False, None), (5, None, False, None)]
+    links = [(1, 2, 20.0), (2, 3, 3.0), (4, 5, 9.0)]
+    near = cluster_pairs(records(rows), edges(links))
+    assert groups(near) == {frozenset({1, 2}), frozenset({3}), frozenset({4, 5})}
+    spread = {1: 9_000_000_001, 2: 5, 3: 70_000, 4: 12, 5: 3_000_000_000}
+    far = cluster_pairs(
+        records([(spread[k], *rest) for k, *rest in reversed(rows)]),
+        edges([(min(spread[a], spread[b]), max(spread[a], spread[b]), w) for a, b, w in links]),
+    )
+    assert groups(far) == {frozenset(spread[k] for k in g) for g in groups(near)}
+    assert set(far.splits["record_key"]) == {spread[2], spread[3]}
+
+
 def clusters(assign: dict[str, int]) -> pl.DataFrame:
     return pl.DataFrame(
         {"record_key": list(range(len(assign))), "source": ["s"] * len(assign), "record_id": list(assign),
