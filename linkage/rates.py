@@ -466,19 +466,28 @@ def _field_completeness_db(
 ) -> dict[str, dict[str, float | None]]:
     """``field_completeness`` from one count per (source, column) made in DuckDB."""
     columns = [f's."{c}"' for name in COMPLETENESS_FIELDS for c in (name, f"{name}_raw") if c in present]
-    # The raw cells the stored table leaves out are counted where they are kept.
-    raw_join, raw_columns = raw_values_join(con, present, [f"{name}_raw" for name in COMPLETENESS_FIELDS], raw_values)
-    columns += raw_columns
     filled = ", ".join(f'count({c}) as {c.split(".", 1)[1]}' for c in columns)
     counts = {
         row["source"]: row
         for row in con.execute(
-            f"select s.source, count(*) as __rows{', ' + filled if filled else ''} "
-            f"from {standardized} s {raw_join} group by s.source"
+            f"select s.source, count(*) as __rows{', ' + filled if filled else ''} from {standardized} s group by s.source"
         )
         .pl()
         .iter_rows(named=True)
     }
+    # The raw cells the stored table leaves out are counted where they are kept, in a count
+    # of their own over the same records: joining the two tables row by row to count both
+    # at once took 9.3 of the 10M city's 9.9 s here.
+    raw_join, raw_columns = raw_values_join(con, present, [f"{name}_raw" for name in COMPLETENESS_FIELDS], raw_values)
+    if raw_join:
+        raw_filled = ", ".join(f'count({c}) as {c.split(".", 1)[1]}' for c in raw_columns)
+        raw_counts = con.execute(
+            f"select v.source, {raw_filled} from {raw_values} v "
+            f"semi join {standardized} s using (record_key) group by v.source"
+        ).pl()
+        for row in raw_counts.iter_rows(named=True):
+            if row["source"] in counts:
+                counts[row["source"]].update({c: n for c, n in row.items() if c != "source"})
     result: dict[str, dict[str, float | None]] = {}
     for source in sources.get_column("source").to_list():
         row = counts.get(source)

@@ -13,6 +13,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from linkage.fields import RAW_VALUES_VIEW
 from linkage.households import find_household_findings, find_household_findings_db, person_records_table
 from linkage.rates import Rates, compute_rates, compute_rates_db, rate
 from tests.linkage.city_builders import city_frames, record
@@ -287,3 +288,24 @@ def test_household_consistency_over_two_vintages_of_a_township_code() -> None:
 
     rates = checked_rates(*two_vintages_city())
     assert rates.metrics["household_consistency_rate"] == {"numerator": 1, "denominator": 1, "value": 1.0}
+
+
+def test_raw_cells_kept_in_the_raw_values_view_count_as_when_stored_with_the_record() -> None:
+    # The flow's standardized table leaves each record's raw cells to int_persons_raw_values
+    # (by record_key). The rental department's name column holds only placeholders: it is
+    # mapped, though no standard name survives, and only its raw cells show it.
+    rows = [{**row, "name": None, "name_raw": "不详"} if row["source"] == "rental" else row for row in ROWS]
+    std, entity_map = city(rows)
+    expected = compute_rates(std, entity_map, find_household_findings(std, entity_map))
+    assert expected.metrics["sources"]["rental"]["field_completeness"]["name"] == 0.0
+    with duckdb.connect() as con:
+        con.register("std_frame", std)
+        con.register("entity_map_frame", entity_map)
+        con.execute("create table int_persons_standardized as select * exclude (name_raw) from std_frame")
+        con.execute("create table raw_cells as select record_key, source, name_raw from std_frame")
+        con.execute(f"create view {RAW_VALUES_VIEW} as select * from raw_cells")
+        con.execute("create table entity_map as select * from entity_map_frame")
+        with person_records_table(con) as records:
+            findings = find_household_findings_db(con, records=records)
+            from_db = compute_rates_db(con, findings, records=records)
+    assert json.dumps(from_db.metrics, ensure_ascii=False) == json.dumps(expected.metrics, ensure_ascii=False)
