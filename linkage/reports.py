@@ -837,7 +837,11 @@ def report_inputs_from_duckdb(
         shown_columns = [
             f's."{c}"' for c in dict.fromkeys(REPORT_COLUMNS) if c in present and c not in ("department", "name_script")
         ]
-        raw_join, raw_columns = raw_values_join(con, present, dict.fromkeys(REPORT_COLUMNS), raw_values)
+        # A few per cent of the records are shown: both tables are cut to them before they are
+        # joined (10M city, 4% of the records shown: 8.3 -> 1.3 s for this query).
+        raw_join, raw_columns = raw_values_join(
+            con, present, dict.fromkeys(REPORT_COLUMNS), raw_values, only_keys="shown_keys"
+        )
         shown_columns += raw_columns
         con.register("__renhu__duplicate_keys", duplicates.select("record_key"))
         con.register("__renhu__finding_keys", finding_rows.select("source", "record_id"))
@@ -851,7 +855,7 @@ def report_inputs_from_duckdb(
                         select record_key from {records} semi join __renhu__finding_keys using (source, record_id)
                     )
                     select {", ".join(shown_columns)}
-                    from {standardized} s {raw_join} semi join shown_keys using (record_key)
+                    from (select * from {standardized} semi join shown_keys using (record_key)) s {raw_join}
                     order by s.record_key
                     """
                 ).pl()

@@ -39,10 +39,14 @@ def relation_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def raw_values_join(
-    con: duckdb.DuckDBPyConnection, present: set[str], wanted: Iterable[str], raw_values: str
+    con: duckdb.DuckDBPyConnection, present: set[str], wanted: Iterable[str], raw_values: str,
+    only_keys: str | None = None,
 ) -> tuple[str, list[str]]:
     """Where a standardized relation (alias ``s``, columns ``present``) lacks `<field>_raw`
     columns of ``wanted``, take them from ``raw_values`` (alias ``v``) by record_key.
+
+    ``only_keys``: a relation of the record_keys the query keeps. The raw values are cut to
+    them before the join: DuckDB otherwise joins every record's raw row first.
 
     Returns the join clause and the select expressions of the columns it adds; ("", []) when
     nothing is missing or ``raw_values`` does not exist (a frame that holds its raw copies).
@@ -54,7 +58,8 @@ def raw_values_join(
     taken = [c for c in missing if c in available]
     if not taken:
         return "", []
-    return f"left join {raw_values} v using (record_key)", [f'v."{c}"' for c in taken]
+    joined = raw_values if only_keys is None else f"(select * from {raw_values} semi join {only_keys} using (record_key))"
+    return f"left join {joined} v using (record_key)", [f'v."{c}"' for c in taken]
 
 
 def create_view(con: duckdb.DuckDBPyConnection, view: str) -> None:

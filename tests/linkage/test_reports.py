@@ -442,6 +442,41 @@ def _quarantine_rows(rows: list[tuple]) -> pl.DataFrame:
     ).with_columns(reason=pl.col("reason_code") + " 的原因")
 
 
+def test_duckdb_inputs_with_the_raw_cells_kept_apart_give_the_same_reports() -> None:
+    """As in the flow: the standardized table without its raw cells, which a view over the
+    raw rows gives by record_key. The clerk's own spellings in the reports are the same."""
+    import duckdb
+
+    from linkage.fields import RAW_VALUES_VIEW
+    from linkage.reports import iter_reports, report_inputs_from_duckdb
+
+    std, entity_map = _wider_city()
+    findings = find_household_findings(std, entity_map, as_of=AS_OF)
+    quarantine = _quarantine_rows([]).with_columns(file_row=pl.col("row_number") + 1)
+    expected = build_department_reports(std, entity_map, findings, quarantine)
+    raw_columns = [c for c in std.columns if c.endswith("_raw")]
+    assert "name_raw" in raw_columns
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute(f"create table int_persons_standardized as select * exclude ({', '.join(raw_columns)}) from std_frame")
+    con.execute(f"create table raw_cells as select record_key, source, {', '.join(raw_columns)} from std_frame")
+    con.execute(f"create view {RAW_VALUES_VIEW} as select * from raw_cells")
+    con.register("entity_frame", entity_map)
+    con.execute("create table entity_map as select * from entity_frame")
+    con.register("findings_frame", findings)
+    con.execute("create table household_findings as select * from findings_frame")
+    con.register("quarantine_frame", quarantine)
+    con.execute("create table quarantine as select * from quarantine_frame")
+    got = {r.department: r for r in iter_reports(report_inputs_from_duckdb(con))}
+    assert list(got) == list(expected)
+    shown = 0
+    for department, report in expected.items():
+        for sheet in report.sheets:
+            assert got[department].sheet(sheet.key).frame.equals(sheet.frame), (department, sheet.key)
+            shown += sheet.frame.height
+    assert shown
+
+
 def test_duckdb_inputs_give_the_same_reports() -> None:
     """report_inputs_from_duckdb reduces the tables in SQL; the reports must not change."""
     import duckdb
