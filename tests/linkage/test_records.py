@@ -17,15 +17,21 @@ from linkage.standardize import standardize_records
 from tests.linkage.test_link import background, raw_frame
 
 
+def _standardized_table(std: pl.DataFrame) -> duckdb.DuckDBPyConnection:
+    """A new DuckDB holding ``std`` as the flow's int_persons_standardized."""
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    con.execute("create table int_persons_standardized as select * from std_frame")
+    return con
+
+
 @pytest.fixture(scope="module")
 def std() -> pl.DataFrame:
     return standardize_records(raw_frame(background(120, seed=3)))
 
 
 def test_from_table_in_slices_equals_the_frame(std: pl.DataFrame) -> None:
-    con = duckdb.connect()
-    con.register("std_frame", std)
-    con.execute("create table int_persons_standardized as select * from std_frame")
+    con = _standardized_table(std)
     # Slices of 37 rows: many key ranges, the last one short (the DuckDB-only form, as at 10M).
     from_table = PreparedRecords.from_table(con, "int_persons_standardized", chunk_rows=37, max_in_memory=0)
     expected = prepare_link_records(std).sort("record_key")
@@ -79,9 +85,7 @@ def test_link_records_sql_equals_the_polars_preparation_on_edge_cases() -> None:
 
 
 def test_a_partial_frame_holds_only_the_asked_records(std: pl.DataFrame) -> None:
-    con = duckdb.connect()
-    con.register("std_frame", std)
-    con.execute("create table int_persons_standardized as select * from std_frame")
+    con = _standardized_table(std)
     records = PreparedRecords.from_table(con, "int_persons_standardized", load_frame=False)
     assert not records.in_memory
     keys = std["record_key"].sort()
@@ -116,9 +120,7 @@ def test_pair_frame_and_term_frequencies_equal_the_polars_ones(std: pl.DataFrame
 
 
 def test_linking_from_a_table_equals_linking_the_frame(std: pl.DataFrame) -> None:
-    con = duckdb.connect()
-    con.register("std_frame", std)
-    con.execute("create table int_persons_standardized as select * from std_frame")
+    con = _standardized_table(std)
     from_table = link_records(con, "int_persons_standardized", None)
     from_frame = link_records(duckdb.connect(), std, None)
     assert from_table.entity_map.equals(from_frame.entity_map)
@@ -151,9 +153,7 @@ def test_linking_past_the_in_memory_limit_equals_linking_in_memory(std: pl.DataF
     from linkage import records as records_module
     from linkage.link import LinkState
 
-    con = duckdb.connect()
-    con.register("std_frame", std)
-    con.execute("create table int_persons_standardized as select * from std_frame")
+    con = _standardized_table(std)
     in_memory = link_records(con, "int_persons_standardized", None)
     monkeypatch.setattr(records_module, "IN_MEMORY_MAX_RECORDS", 0)
     in_duckdb = link_records(con, "int_persons_standardized", None)
@@ -198,9 +198,7 @@ def test_the_frame_read_in_many_batches_equals_the_frame_read_in_one(
 ) -> None:
     import linkage.records as records_module
 
-    con = duckdb.connect()
-    con.register("std_frame", std)
-    con.execute("create table int_persons_standardized as select * from std_frame")
+    con = _standardized_table(std)
     whole = PreparedRecords.from_table(con, "int_persons_standardized")
     batches_read: list[int] = []
     next_batch = records_module._next_batch
@@ -276,9 +274,7 @@ def test_an_incremental_night_past_the_in_memory_limit_compares_from_a_frame_of_
     from linkage import records as records_module
     from linkage.link import LinkState
 
-    con = duckdb.connect()
-    con.register("std_frame", std)
-    con.execute("create table int_persons_standardized as select * from std_frame")
+    con = _standardized_table(std)
     full = link_records(con, "int_persons_standardized", None)
     monkeypatch.setattr(records_module, "IN_MEMORY_MAX_RECORDS", 0)
     loaded: list[int] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -442,11 +443,25 @@ def _quarantine_rows(rows: list[tuple]) -> pl.DataFrame:
     ).with_columns(reason=pl.col("reason_code") + " 的原因")
 
 
+def _run_tables(std: pl.DataFrame, entity_map: pl.DataFrame, findings: pl.DataFrame, quarantine: pl.DataFrame,
+                raw_apart: list[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """The run's tables the reports read, in a new DuckDB; ``raw_apart``: these raw columns go
+    to a table of their own (``raw_cells``: record_key, source and them) instead."""
+    con = duckdb.connect()
+    con.register("std_frame", std)
+    kept = f" exclude ({', '.join(raw_apart)})" if raw_apart else ""
+    con.execute(f"create table int_persons_standardized as select *{kept} from std_frame")
+    if raw_apart:
+        con.execute(f"create table raw_cells as select record_key, source, {', '.join(raw_apart)} from std_frame")
+    for table, frame in (("entity_map", entity_map), ("household_findings", findings), ("quarantine", quarantine)):
+        con.register(f"{table}_frame", frame)
+        con.execute(f"create table {table} as select * from {table}_frame")
+    return con
+
+
 def test_duckdb_inputs_with_the_raw_cells_kept_apart_give_the_same_reports() -> None:
     """As in the flow: the standardized table without its raw cells, which a view over the
     raw rows gives by record_key. The clerk's own spellings in the reports are the same."""
-    import duckdb
-
     from linkage.fields import RAW_VALUES_VIEW
     from linkage.reports import iter_reports, report_inputs_from_duckdb
 
@@ -456,17 +471,8 @@ def test_duckdb_inputs_with_the_raw_cells_kept_apart_give_the_same_reports() -> 
     expected = build_department_reports(std, entity_map, findings, quarantine)
     raw_columns = [c for c in std.columns if c.endswith("_raw")]
     assert "name_raw" in raw_columns
-    con = duckdb.connect()
-    con.register("std_frame", std)
-    con.execute(f"create table int_persons_standardized as select * exclude ({', '.join(raw_columns)}) from std_frame")
-    con.execute(f"create table raw_cells as select record_key, source, {', '.join(raw_columns)} from std_frame")
+    con = _run_tables(std, entity_map, findings, quarantine, raw_apart=raw_columns)
     con.execute(f"create view {RAW_VALUES_VIEW} as select * from raw_cells")
-    con.register("entity_frame", entity_map)
-    con.execute("create table entity_map as select * from entity_frame")
-    con.register("findings_frame", findings)
-    con.execute("create table household_findings as select * from findings_frame")
-    con.register("quarantine_frame", quarantine)
-    con.execute("create table quarantine as select * from quarantine_frame")
     got = {r.department: r for r in iter_reports(report_inputs_from_duckdb(con))}
     assert list(got) == list(expected)
     shown = 0
@@ -479,8 +485,6 @@ def test_duckdb_inputs_with_the_raw_cells_kept_apart_give_the_same_reports() -> 
 
 def test_duckdb_inputs_give_the_same_reports() -> None:
     """report_inputs_from_duckdb reduces the tables in SQL; the reports must not change."""
-    import duckdb
-
     from linkage.reports import iter_reports, report_inputs_from_duckdb
 
     std, entity_map = _wider_city()
@@ -497,15 +501,7 @@ def test_duckdb_inputs_give_the_same_reports() -> None:
     ).with_columns(file_row=pl.col("row_number") + 1)
     named = {"civil_lost": "民政局", "police_hukou": "公安局户政科"}
     expected = build_department_reports(std, entity_map, findings, quarantine, named)
-    con = duckdb.connect()
-    con.register("std_frame", std)
-    con.execute("create table int_persons_standardized as select * from std_frame")
-    con.register("entity_frame", entity_map)
-    con.execute("create table entity_map as select * from entity_frame")
-    con.register("findings_frame", findings)
-    con.execute("create table household_findings as select * from findings_frame")
-    con.register("quarantine_frame", quarantine)
-    con.execute("create table quarantine as select * from quarantine_frame")
+    con = _run_tables(std, entity_map, findings, quarantine)
     got = list(iter_reports(report_inputs_from_duckdb(con, source_departments=named)))
     assert [r.department for r in got] == list(expected) == ["公安局户政科", "流动人口服务中心", "民政局", "schools"]
     assert expected["民政局"].sources == ("civil_roster", "civil_extra", "civil_lost")
