@@ -343,6 +343,17 @@ def run_blocking(
 
     Pass tables are TEMP tables of ``con``: they never land in the run's DuckDB file.
     """
+    if changed_keys is not None and not len(changed_keys):
+        # Nothing new or changed (a night run again on the same extracts): no pair can touch
+        # a changed record, and keying every record for nothing took ~21 s at 10M.
+        return BlockingResult(
+            pairs=pl.DataFrame(schema={"record_key_l": pl.Int64, "record_key_r": pl.Int64, "passes": pl.Int32}),
+            report=[
+                {"pass": bp.name, "description": bp.description, "pairs": 0, "largest_block": 0,
+                 "capped_blocks": 0, "capped_records": 0, "max_block_size": max_block_size}
+                for bp in passes
+            ],
+        )
     # Materialised once: every pass scans it, and a registered frame is re-read per scan.
     # Only the columns the passes read: handing long address strings to DuckDB costs seconds.
     if isinstance(records, pl.DataFrame):

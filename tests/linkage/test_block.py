@@ -127,6 +127,27 @@ def test_changed_records_get_exactly_the_full_passes_pairs_that_touch_them():
     assert len(only) > 0 and len(only) < len(full)
 
 
+def test_a_night_with_nothing_changed_keys_no_record(monkeypatch):
+    # A night run again on the same extracts: no pass runs, and the result is what the passes
+    # would give with no changed record (no pairs, no blocks), in the usual form.
+    import linkage.block as block_module
+
+    rows = [{"id_number": ID_A, "id_valid": True, "phone": "13900000000"} for _ in range(3)]
+    records = prepare_link_records(std(rows))
+    some = run_blocking(duckdb.connect(), records, max_block_size=3, changed_keys=pl.Series([1], dtype=pl.Int64))
+    assert len(some.pairs) > 0
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a pass ran on a night with nothing changed")
+
+    monkeypatch.setattr(block_module, "pass_sql", no_pass)
+    none = run_blocking(duckdb.connect(), records, max_block_size=3, changed_keys=pl.Series([], dtype=pl.Int64))
+    assert none.pairs.is_empty() and none.pairs.schema == some.pairs.schema
+    assert [r["pass"] for r in none.report] == [r["pass"] for r in some.report]
+    assert {(r["pairs"], r["largest_block"], r["capped_blocks"], r["capped_records"]) for r in none.report} == {(0, 0, 0, 0)}
+    assert none.report[0].keys() == some.report[0].keys()
+
+
 def test_changed_records_of_a_city_get_the_full_passes_pairs_that_touch_them():
     # Every pass over a small city with slips, at a cap tight enough that popular names
     # (and the name pass's tenth of it) cap blocks: tonight's pairs for 10% changed records

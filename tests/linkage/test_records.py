@@ -292,3 +292,23 @@ def test_an_incremental_night_past_the_in_memory_limit_compares_from_a_frame_of_
     assert len(loaded) == 1 and 0 < loaded[0] < std.height
     assert again.pairs.equals(full.pairs)
     assert again.entity_map.equals(full.entity_map)
+
+
+@pytest.mark.parametrize("in_memory_max", [3_000_000, 0])
+def test_a_night_with_nothing_changed_keeps_last_nights_pairs_and_persons(
+    std: pl.DataFrame, monkeypatch: pytest.MonkeyPatch, in_memory_max: int
+) -> None:
+    from linkage import records as records_module
+    from linkage.link import LinkState
+
+    con = _standardized_table(std)
+    full = link_records(con, "int_persons_standardized", None)
+    monkeypatch.setattr(records_module, "IN_MEMORY_MAX_RECORDS", in_memory_max)
+    state = LinkState(model=full.model, tf_tables=full.tf_tables, pairs=full.pairs,
+                      changed_keys=pl.Series("record_key", [], dtype=pl.Int64))
+    again = link_records(con, "int_persons_standardized", full.entity_map.select("source", "record_id", "person_id"),
+                         state=state)
+    assert again.metrics["pairs_scored_tonight"] == 0
+    assert again.pairs.equals(full.pairs)
+    assert again.entity_map.equals(full.entity_map)
+    assert again.id_changes.is_empty()
