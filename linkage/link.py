@@ -295,12 +295,11 @@ def link_records(
     t0 = time.perf_counter()
     if isinstance(std, str):
         # The comparison fields are loaded after blocking, whose DuckDB work would otherwise
-        # share memory with them; an incremental night loads only tonight's pairs' records.
-        # An incremental night loads the comparison fields of tonight's pairs' records only,
-        # which fit in polars at any size: its blocking fields are derived in DuckDB
-        # (int_link_records.sql) even past IN_MEMORY_MAX_RECORDS. Preparing every field in
-        # polars slices and comparing by DuckDB joins instead took 63 s to block and 20 s to
-        # compare at 10M records with 1% changed, against 39 s and 0.6 s.
+        # share memory with them. An incremental night loads only those of tonight's pairs'
+        # records, which fit in polars at any size, so its blocking fields are derived in
+        # DuckDB (int_link_records.sql) even past IN_MEMORY_MAX_RECORDS. Preparing every
+        # field in polars slices and comparing by DuckDB joins instead took 63 s to block and
+        # 20 s to compare at 10M records with 1% changed, against 39 s and 0.6 s.
         records = PreparedRecords.from_table(
             con, std, load_frame=False, max_in_memory=None if state is None else UNLIMITED_RECORDS
         )

@@ -477,7 +477,7 @@ def _field_completeness_db(
     }
     # The raw cells the stored table leaves out are counted where they are kept, in a count
     # of their own over the same records: joining the two tables row by row to count both
-    # at once took 9.3 of the 10M city's 9.9 s here.
+    # at once took 9.3 s at 10M records, against 0.6 + 1.1 s for the two counts apart.
     raw_join, raw_columns = raw_values_join(con, present, [f"{name}_raw" for name in COMPLETENESS_FIELDS], raw_values)
     if raw_join:
         raw_filled = ", ".join(f'count({c}) as {c.split(".", 1)[1]}' for c in raw_columns)
