@@ -411,7 +411,7 @@ def _read_published(run_dir: Path, name: str, columns: list[str] | None = None) 
 def _department_sources(metrics: Mapping[str, Any]) -> dict[str, set[str]]:
     """Each department's report folder and its sources, as metrics.json names the sources'
     departments (empty for a run from before it did)."""
-    from flows.reports import department_folder
+    from flows.config import department_folder
 
     sources_of: dict[str, set[str]] = {}
     for name, entry in (metrics.get("sources") or {}).items():
@@ -844,9 +844,8 @@ def _check_validation_figures(
     if not any("missing_count" in c for c in checks):
         return []
     problems: list[str] = []
-    recorded: dict[tuple[str, str], list[tuple[int, int]]] = {}
-    # (unexpected, checked, rows, mostly, success) per suite and batch, as each page's
-    # statements must say them.
+    # (unexpected, checked, rows, mostly, success) of every map check per suite and batch, as
+    # each page's Observed Values (the first two) and statements must say them.
     verdicts: dict[tuple[str, str], list[tuple[int, int, int, float, bool]]] = {}
     # (evaluated, successful) of every check, map or not, per suite and batch: each page's
     # Status and Statistics.
@@ -861,7 +860,6 @@ def _check_validation_figures(
             continue
         name = f"{c.get('suite')}[{c.get('batch')}] {c.get('check')}"
         checked = rows - missing
-        recorded.setdefault((str(c.get("suite")), str(c.get("batch"))), []).append((unexpected, checked))
         verdicts.setdefault((str(c.get("suite")), str(c.get("batch"))), []).append(
             # Nothing to check states no threshold.
             (unexpected, checked, rows, float(c.get("mostly") or 1.0) if checked else 1.0, bool(c.get("success")))
@@ -911,7 +909,7 @@ def _check_validation_figures(
                 problems.append(
                     f"{where}: validation {key} = {stated_counts[key]}, but the checks in {VALIDATION_RESULTS} give {value}"
                 )
-    problems += _check_docs_pages(run_dir, recorded, verdicts, outcomes)
+    problems += _check_docs_pages(run_dir, verdicts, outcomes)
     return problems
 
 
@@ -958,9 +956,8 @@ def _check_against_suite_files(run_dir: Path, checks: list[dict[str, Any]]) -> l
 
 def _check_docs_pages(
     run_dir: Path,
-    recorded: Mapping[tuple[str, str], list[tuple[int, int]]],
-    verdicts: Mapping[tuple[str, str], list[tuple[int, int, int, float, bool]]] | None = None,
-    outcomes: Mapping[tuple[str, str], list[int]] | None = None,
+    verdicts: Mapping[tuple[str, str], list[tuple[int, int, int, float, bool]]],
+    outcomes: Mapping[tuple[str, str], list[int]],
 ) -> list[str]:
     """Each Data Docs validation page (validations/**/duckdb-<suite>[.<batch>].html) states
     the unexpected and checked counts results.json holds for its suite and batch, each with
@@ -970,6 +967,7 @@ def _check_docs_pages(
     from flows.validation_figures import percent, stated_checks, stated_figures
 
     problems = []
+    recorded = {key: [(unexpected, checked) for unexpected, checked, *_ in checks] for key, checks in verdicts.items()}
     pages = sorted((run_dir / "validation" / "validations").rglob("duckdb-*.html"))
     seen = set()
     for page in pages:
@@ -977,7 +975,8 @@ def _check_docs_pages(
         suite, _, batch = page.stem.removeprefix("duckdb-").partition(".")
         key = (suite, batch or "run")
         seen.add(key)
-        stated = stated_figures(page.read_text(encoding="utf-8", errors="replace"))
+        text = page.read_text(encoding="utf-8", errors="replace")
+        stated = stated_figures(text)
         for unexpected, checked, shown in stated:
             if checked and shown != percent(unexpected, checked):
                 problems.append(f"{rel}: shows {shown} for {unexpected} of {checked}, which is {percent(unexpected, checked)}")
@@ -986,11 +985,9 @@ def _check_docs_pages(
                 f"{rel}: states (unexpected, checked) {sorted((u, c) for u, c, _ in stated)}, "
                 f"{VALIDATION_RESULTS} holds {sorted(recorded.get(key, []))}"
             )
-        if outcomes is not None and key in outcomes:
-            problems += _check_page_status(rel, page.read_text(encoding="utf-8", errors="replace"), *outcomes[key])
-        if verdicts is None:
-            continue
-        statements = stated_checks(page.read_text(encoding="utf-8", errors="replace"))
+        if key in outcomes:
+            problems += _check_page_status(rel, text, *outcomes[key])
+        statements = stated_checks(text)
         for statement in statements:
             problems += [f"{rel}: a check's statement says {issue}" for issue in statement.problems]
         said = sorted(

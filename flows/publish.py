@@ -202,7 +202,8 @@ def _warm_up_dashboard() -> None:
 def write_reports(ctx: RunContext, reports_dir: Path) -> dict[str, int]:
     """Write every department's report; return the data rows of each CSV written, by path
     relative to the run folder (the manifest lists them without counting them again)."""
-    from flows.reports import csv_rows, department_folder, write_department_reports
+    from flows.config import department_folder
+    from flows.reports import csv_rows, write_department_reports
     from linkage.reports import iter_reports, report_inputs_from_duckdb
 
     rows: dict[str, int] = {}
