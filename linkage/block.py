@@ -348,11 +348,7 @@ def run_blocking(
         # a changed record, and keying every record for nothing took ~21 s at 10M.
         return BlockingResult(
             pairs=pl.DataFrame(schema={"record_key_l": pl.Int64, "record_key_r": pl.Int64, "passes": pl.Int32}),
-            report=[
-                {"pass": bp.name, "description": bp.description, "pairs": 0, "largest_block": 0,
-                 "capped_blocks": 0, "capped_records": 0, "max_block_size": max_block_size}
-                for bp in passes
-            ],
+            report=[_pass_report(bp, 0, 0, 0, 0, max_block_size) for bp in passes],
         )
     # Materialised once: every pass scans it, and a registered frame is re-read per scan.
     # Only the columns the passes read: handing long address strings to DuckDB costs seconds.
@@ -402,17 +398,7 @@ def run_blocking(
                 from {bp.table}__all
                 """
             ).fetchone()
-            report.append(
-                {
-                    "pass": bp.name,
-                    "description": bp.description,
-                    "pairs": int(n_pairs),
-                    "largest_block": int(largest),
-                    "capped_blocks": int(capped_blocks),
-                    "capped_records": int(capped_records),
-                    "max_block_size": max_block_size,
-                }
-            )
+            report.append(_pass_report(bp, n_pairs, largest, capped_blocks, capped_records, max_block_size))
         if passes == BLOCKING_PASSES:
             union_sql = (SQL_DIR / "int_pairs_blocked.sql").read_text(encoding="utf-8")
         else:
@@ -435,6 +421,20 @@ def run_blocking(
             con.execute(f"drop view if exists {LINK_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_RECORDS}")
     return BlockingResult(pairs=pairs, report=report)
+
+
+def _pass_report(bp: BlockingPass, pairs: int, largest_block: int, capped_blocks: int, capped_records: int,
+                 max_block_size: int) -> dict:
+    """A pass's line of the blocking report (metrics.json's linkage.blocking)."""
+    return {
+        "pass": bp.name,
+        "description": bp.description,
+        "pairs": int(pairs),
+        "largest_block": int(largest_block),
+        "capped_blocks": int(capped_blocks),
+        "capped_records": int(capped_records),
+        "max_block_size": max_block_size,
+    }
 
 
 # Pass pairs one grouping of the union takes at most: at 10M records the passes find 112M
