@@ -609,6 +609,26 @@ def test_the_freshest_row_is_kept_when_updated_at_carries_a_utc_offset(tmp_path:
     assert row_number == 3 and file_row == 3 and f"已被 r.jsonl 文件第1行(数据第1行，更新时间 2025-08-30T15:12:30{offset})取代" in reason
 
 
+def test_a_fresher_row_a_rule_rejects_does_not_replace_the_usable_row_with_its_record_id(tmp_path: Path) -> None:
+    # The fresher r1 has neither a name nor an id number: it is quarantined for that alone, and
+    # the older r1 is the one kept, not marked superseded by a row that is not kept either.
+    # Likewise r2's empty-named twin takes no part in r2's freshness ranking.
+    write_csv(tmp_path / "q.csv", [
+        ["r1", "张伟", "330602199001021237", "1990-01-02", "2025-01-01"],
+        ["r2", "李娜", "", "1991-03-04", "2025-01-01"],
+        ["r1", "不详", "", "", "2026-06-01"],
+        ["r2", "无", "无", "", "2026-06-01"],
+        ["r2", "李娜", "", "1991-03-04", "2024-01-01"],
+    ], "utf-8")
+    con, result = ingest(tmp_path, [entry("q", "q.csv", "csv")])
+    assert raw(con).select("record_id", "row_number").rows() == [("r1", 1), ("r2", 2)]
+    assert quarantine(con).select("row_number", "reason_code").rows() == [
+        (3, "no_name_or_id"), (4, "no_name_or_id"), (5, "superseded_duplicate_record_id"),
+    ]
+    assert "已被 q.csv 文件第3行(数据第2行" in quarantine(con)["reason"][2]
+    assert (result.accepted, result.quarantined) == (2, 3)
+
+
 def test_a_workbook_that_opens_on_its_notes_is_read_and_its_reasons_name_the_data_sheet(tmp_path: Path) -> None:
     # 说明 first, the export on 名册: read (before, preflight stopped the night on 说明's
     # first line), and a reason names 名册, the sheet the clerk must turn to.
