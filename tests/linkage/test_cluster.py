@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import polars as pl
+import pytest
 
 from linkage.cluster import assign_person_ids, cluster_pairs, new_person_id
 
@@ -145,6 +146,23 @@ def test_new_id_never_reuses_an_old_one():
     got = ids(res)
     assert got["b"] == old and got["a"] not in (old,)
     assert got["a"] == new_person_id("s", "a", 1)
+
+
+@pytest.mark.parametrize("salts_probed", [3, 0])
+def test_two_new_persons_whose_ids_would_repeat_get_distinct_ids(monkeypatch, salts_probed: int) -> None:
+    # Ids cut to 12 hex digits can repeat: made to here, by the record id's first letter.
+    # With no salt probed ahead, the ids are found against a set of every given id instead.
+    import linkage.cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "new_person_id",
+                        lambda source, record_id, salt=0: f"P{record_id[0]}{salt}")
+    monkeypatch.setattr(cluster_module, "_SALTS_PROBED", salts_probed)
+    prev = pl.DataFrame({"source": ["s"], "record_id": ["b1"], "person_id": ["Pc0"]})
+    got = ids(assign_person_ids(clusters({"a1": 0, "a2": 1, "b1": 2, "c1": 3}), prev))
+    # a2 repeats a1's id, and c1's is b1's kept one: each is salted in turn.
+    assert got == {"a1": "Pa0", "a2": "Pa1", "b1": "Pc0", "c1": "Pc1"}
+    # Night one, no earlier ids: only the repeat among the new ones.
+    assert ids(assign_person_ids(clusters({"a1": 0, "a2": 1}), None)) == {"a1": "Pa0", "a2": "Pa1"}
 
 
 def test_a_reused_record_id_does_not_take_the_id_from_the_unchanged_record():
