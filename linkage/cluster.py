@@ -230,17 +230,9 @@ def _new_person_ids(firsts: pl.DataFrame, given: pl.Series) -> list[str]:
     ]
     taken |= set(given.filter(given.is_in(pl.Series(salted, dtype=pl.String).implode())).to_list())
     probed = set(new_ids) | set(salted)
-    used = taken
-    assigned: list[str] = []
-    for (source, record_id), pid in zip(rows, new_ids, strict=True):
-        salt = 0
-        while pid in used:
-            salt += 1
-            pid = new_person_id(source, record_id, salt)
-            if pid not in probed:  # past the salts probed: a repeat of a repeat
-                return _new_person_ids_against_every_given(rows, given)
-        used.add(pid)
-        assigned.append(pid)
+    assigned = _salted_in_order(rows, taken, probed)
+    if assigned is None:  # past the salts probed (a repeat of a repeat): every given id after all
+        assigned = _salted_in_order(rows, set(given.to_list()))
     return assigned
 
 
@@ -248,8 +240,9 @@ def _new_person_ids(firsts: pl.DataFrame, given: pl.Series) -> list[str]:
 _SALTS_PROBED = 3
 
 
-def _new_person_ids_against_every_given(rows: list[tuple[str, str]], given: pl.Series) -> list[str]:
-    used = set(given.to_list())
+def _salted_in_order(rows: list[tuple[str, str]], used: set[str], probed: set[str] | None = None) -> list[str] | None:
+    """Each row's id, salted until it is not in ``used`` (to which it is added); None when a
+    salted id is not among ``probed``, whose given ones ``used`` holds."""
     assigned: list[str] = []
     for source, record_id in rows:
         salt = 0
@@ -257,6 +250,8 @@ def _new_person_ids_against_every_given(rows: list[tuple[str, str]], given: pl.S
         while pid in used:
             salt += 1
             pid = new_person_id(source, record_id, salt)
+            if probed is not None and pid not in probed:
+                return None
         used.add(pid)
         assigned.append(pid)
     return assigned
