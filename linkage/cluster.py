@@ -230,9 +230,9 @@ def _new_person_ids(firsts: pl.DataFrame, given: pl.Series) -> list[str]:
     ]
     taken |= set(given.filter(given.is_in(pl.Series(salted, dtype=pl.String).implode())).to_list())
     probed = set(new_ids) | set(salted)
-    assigned = _salted_in_order(rows, taken, probed)
+    assigned = _salted_in_order(rows, new_ids, taken, probed)
     if assigned is None:  # past the salts probed (a repeat of a repeat): every given id after all
-        assigned = _salted_in_order(rows, set(given.to_list()))
+        assigned = _salted_in_order(rows, new_ids, set(given.to_list()))
     return assigned
 
 
@@ -240,13 +240,14 @@ def _new_person_ids(firsts: pl.DataFrame, given: pl.Series) -> list[str]:
 _SALTS_PROBED = 3
 
 
-def _salted_in_order(rows: list[tuple[str, str]], used: set[str], probed: set[str] | None = None) -> list[str] | None:
-    """Each row's id, salted until it is not in ``used`` (to which it is added); None when a
-    salted id is not among ``probed``, whose given ones ``used`` holds."""
+def _salted_in_order(rows: list[tuple[str, str]], unsalted: list[str], used: set[str],
+                     probed: set[str] | None = None) -> list[str] | None:
+    """Each row's id (``unsalted``: its id before any salt), salted until it is not in ``used``
+    (to which it is added); None when a salted id is not among ``probed``, whose given ones
+    ``used`` holds."""
     assigned: list[str] = []
-    for source, record_id in rows:
+    for (source, record_id), pid in zip(rows, unsalted, strict=True):
         salt = 0
-        pid = new_person_id(source, record_id)
         while pid in used:
             salt += 1
             pid = new_person_id(source, record_id, salt)
