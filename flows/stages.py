@@ -76,6 +76,8 @@ class RunContext:
     # tonight's standardize stage (see STANDARDIZED_KEYS_RUN): the link stage carries last
     # night's pairs over only then.
     pairs_reusable: bool = True
+    # Likewise for the stored block keys (BLOCK_KEYS_RUN).
+    block_keys_reusable: bool = False
 
     @property
     def as_of(self) -> dt.date:
@@ -187,7 +189,8 @@ def ingest(ctx: RunContext, on_file=None) -> StageResult:
 # 4: *_township maps a code of another vintage to the township's learned code
 #    (std_region_township_aliases).
 # 5: an id number with digits a spreadsheet lost (330602199001021###) is no id.
-STANDARDIZE_VERSION = 5
+# 6: link_ref, each row's number for its stored block keys (linkage.block.StoredBlockKeys).
+STANDARDIZE_VERSION = 6
 # Rows standardized at a time on a full night: polars holds one slice, DuckDB the rest. Two
 # DuckDB row groups (122,880 rows each): an insert that ends on a partial row group costs the
 # next one a rewrite of it (writing the 1M city's table: 5.5 s in 250,000-row inserts, 4.2 s
@@ -205,6 +208,14 @@ INCREMENTAL_MAX_CHANGED_SHARE = 0.2
 # between leaves the two different and the next night scores every pair again.
 STANDARDIZED_KEYS_RUN = "standardized_keys_run"
 PAIRS_KEYS_RUN = "scored_pairs_keys_run"
+# The run whose standardized table the stored block keys (int_block_keys_*) were brought up
+# to, and the digest of what they were computed by: like the pairs, they are updated only
+# from the table the night before left, and built anew otherwise.
+BLOCK_KEYS_RUN = "block_keys_run"
+BLOCK_KEYS_VERSION = "block_keys_version"
+# The link_ref of each row an incremental standardize took out (gone, or changed since):
+# their stored block keys leave with them.
+RETIRED_LINK_REFS = "std_retired_link_refs"
 # Carried from tonight's row even when its standard values are last night's.
 _ROW_PROVENANCE = ("record_key", "source", "department", "source_kind", "record_id", "file", "row_number",
                    "file_sha256", "load_batch")
@@ -354,6 +365,11 @@ def _save_standardization_metrics(con: duckdb.DuckDBPyConnection, metrics: pl.Da
     con.unregister("metrics_frame")
 
 
+def _link_refs_from_keys() -> pl.Expr:
+    """A fully standardized row's link_ref: its record_key (numbers a later night continues)."""
+    return pl.col("record_key").cast(pl.Int64).alias("link_ref")
+
+
 def _standardize_full(ctx: RunContext) -> pl.DataFrame:
     """Every row, a key range at a time, with the region context learned over all of them.
 
@@ -421,7 +437,7 @@ def _standardize_full(ctx: RunContext) -> pl.DataFrame:
                 ).pl()
                 standardized = stored_standardized(
                     standardize_records(raw, as_of=ctx.as_of, context=context, names=names)
-                ).with_columns(raw["raw_row_hash"])
+                ).with_columns(raw["raw_row_hash"], _link_refs_from_keys())
                 del raw
                 metrics_parts.append(standardization_metrics(standardized))
                 if pending is not None:
@@ -435,7 +451,7 @@ def _standardize_full(ctx: RunContext) -> pl.DataFrame:
             empty = stored_standardized(
                 standardize_records(con.execute("select * from raw_records").pl(), as_of=ctx.as_of, context=context)
             )
-            write(empty.with_columns(pl.lit(None, dtype=pl.UInt64).alias("raw_row_hash")), True)
+            write(empty.with_columns(pl.lit(None, dtype=pl.UInt64).alias("raw_row_hash"), _link_refs_from_keys()), True)
     finally:
         writer.close()
     _save_region_context(con, context)
@@ -464,8 +480,12 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
         order by r.record_key
         """
     ).pl()
+    # New link_refs follow every one given so far, those of the rows taken out below included:
+    # a number is never given twice, so no stored block key can be taken for another row's.
+    next_link_ref = con.execute("select coalesce(max(link_ref) + 1, 0) from int_persons_standardized").fetchone()[0]
     changed = stored_standardized(standardize_records(changed_raw, as_of=ctx.as_of, context=context)).with_columns(
-        changed_raw["raw_row_hash"]
+        changed_raw["raw_row_hash"],
+        (pl.int_range(pl.len(), dtype=pl.Int64) + next_link_ref).alias("link_ref"),
     )
     del changed_raw
     # Last night's rows that are not reused (gone, or changed since) leave the metrics.
@@ -502,6 +522,10 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
     # column that changed (10M rows: 2.0 s to update and 0.9 s to commit with the join, 0.7
     # and 0.2 s without).
     raw_rows = " join raw_records r on r.record_key = u.record_key" if provenance else ""
+    con.execute(
+        f"create or replace temp table {RETIRED_LINK_REFS} as select link_ref from int_persons_standardized "
+        "where record_key not in (select previous_key from std_reused)"
+    )
     con.begin()
     try:
         con.execute("delete from int_persons_standardized where record_key not in (select previous_key from std_reused)")
@@ -539,6 +563,20 @@ def _metrics_from_table(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFr
     return combine_standardization_metrics(*parts)
 
 
+def _block_keys_reusable(con: duckdb.DuckDBPyConnection) -> bool:
+    """The stored block keys are those of the standardized table as the last night left it,
+    computed by tonight's code: before tonight's standardize changes the table."""
+    from linkage.block import BLOCKING_PASSES, stored_keys_version
+
+    keys_run = _state_value(con, BLOCK_KEYS_RUN)
+    return (
+        keys_run is not None
+        and keys_run == _state_value(con, STANDARDIZED_KEYS_RUN)
+        and _state_value(con, BLOCK_KEYS_VERSION) == stored_keys_version()
+        and all(_table_exists(con, bp.keys_table) for bp in BLOCKING_PASSES if bp.stored)
+    )
+
+
 def standardize(ctx: RunContext) -> StageResult:
     def body():
         # The stage makes millions of short-lived Python objects (distinct names, addresses)
@@ -561,6 +599,7 @@ def standardize(ctx: RunContext) -> StageResult:
         mode, why = standardize_plan(ctx)
         ctx.refresh, ctx.refresh_why = mode, why
         ctx.pairs_reusable = _state_value(con, STANDARDIZED_KEYS_RUN) == _state_value(con, PAIRS_KEYS_RUN)
+        ctx.block_keys_reusable = _block_keys_reusable(con)
         # Named before the table changes: if the night stops before its link stage has
         # written the pairs, the next night sees the two differ.
         set_state_value(con, STANDARDIZED_KEYS_RUN, ctx.run_id)
@@ -701,7 +740,23 @@ def _with_renamed_sources(ctx: RunContext, registry: str) -> str:
     return "person_registry_renamed"
 
 
+def _stored_block_keys(ctx: RunContext, state):
+    """Where tonight's link keeps the blocking passes' keys: updated by the records tonight's
+    incremental standardize changed when they are last night's, else built anew (then the
+    records' link_refs are made their record keys first)."""
+    from linkage.block import StoredBlockKeys
+
+    con = ctx.con
+    # An incremental night's standardize left RETIRED_LINK_REFS.
+    if state is not None and ctx.block_keys_reusable and ctx.refresh == "incremental":
+        return StoredBlockKeys(link_refs="int_persons_standardized", retired=RETIRED_LINK_REFS)
+    # After a full standardize they are already; a rebuild on an incremental night renumbers.
+    con.execute("update int_persons_standardized set link_ref = record_key where link_ref is distinct from record_key")
+    return StoredBlockKeys(link_refs="int_persons_standardized")
+
+
 def link(ctx: RunContext) -> StageResult:
+    from linkage.block import stored_keys_version
     from linkage.link import link_records
 
     def body():
@@ -716,8 +771,12 @@ def link(ctx: RunContext) -> StageResult:
         registry = _with_renamed_sources(ctx, _registry_to_start_from(ctx))
         previous = ctx.con.execute(f"select source, record_id, person_id from {registry}").pl()
         state = _link_state(ctx)
+        stored = _stored_block_keys(ctx, state)
         # The records stay in DuckDB: link_records reads the table a key range at a time.
-        result = link_records(ctx.con, "int_persons_standardized", previous if previous.height else None, state=state)
+        result = link_records(ctx.con, "int_persons_standardized", previous if previous.height else None, state=state,
+                              stored_keys=stored)
+        set_state_value(ctx.con, BLOCK_KEYS_RUN, ctx.run_id)
+        set_state_value(ctx.con, BLOCK_KEYS_VERSION, stored_keys_version())
         if state is None:
             _save_link_state(ctx.con, result.model, result.tf_tables)
         result.metrics["refresh_reason"] = _link_refresh_reason(ctx, state)

@@ -10,6 +10,7 @@ one such block of 50 000 records would otherwise make 1.25e9 pairs.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,9 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql" / "intermediate"
 LINK_RECORDS = "__renhu_link_records"
 # Reserved name of the keys of tonight's new and changed records, on an incremental night.
 CHANGED_RECORDS = "__renhu_changed_records"
+# Reserved names of the link records of those records, and of one pass's keys of them.
+CHANGED_LINK_RECORDS = "__renhu_changed_link_records"
+CHANGED_BLOCK_KEYS = "__renhu_changed_block_keys"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class BlockingPass:
     may hold several keys, so a pair can meet in several blocks and is listed once;
     ``latin_pairs``: only pairs where a side's ``latin`` key column is true.
     A pass with ``own_pairs`` (``int_pairs_<name>.sql``) builds its pairs itself.
+    ``keys_stored``: with `StoredBlockKeys`, the pass's keys are kept in the run's database
+    (table ``int_block_keys_<name>``) and only new and changed records are keyed on a later
+    night; false for a pass whose keys of one record depend on other records.
 
     ``apart_by_ids``: the pass leaves out a pair whose two records each carry their own
     valid id and the two ids differ. Classification would rule such a pair
@@ -59,10 +66,20 @@ class BlockingPass:
     latin_pairs: bool = False
     own_pairs: bool = False
     apart_by_ids: bool = True
+    keys_stored: bool = True
 
     @property
     def table(self) -> str:
         return f"int_pairs_{self.name}"
+
+    @property
+    def keys_table(self) -> str:
+        """The table the pass's keys are kept in between nights (`StoredBlockKeys`)."""
+        return f"int_block_keys_{self.name}"
+
+    @property
+    def stored(self) -> bool:
+        return self.keys_stored and not self.own_pairs
 
     @property
     def file(self) -> Path:
@@ -82,8 +99,10 @@ BLOCKING_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("surname_birth_region", "same surname pinyin, birth date and county", several_keys=True),
     BlockingPass("name_id_birth", "same name and birth-date digits of the id"),
     BlockingPass("phone", "same phone number"),
+    # Keys only the birth dates some latin-script record holds: a new such record would
+    # need records that did not change keyed anew, so the pass keys every record each night.
     BlockingPass("name_token_birth", "a romanized name sharing one word with the other name, and the same birth date",
-                 several_keys=True, latin_pairs=True),
+                 several_keys=True, latin_pairs=True, keys_stored=False),
     BlockingPass("name_pinyin", "same full-name pinyin in the same county, any birth date (capped at a tenth of the block limit)",
                  several_keys=True, cap_divisor=10),
     BlockingPass("initials_birth", "same name initials and birth date"),
@@ -133,6 +152,45 @@ STD_COLUMN_TYPES: dict[str, pl.DataType] = {
 
 # What a caller needs to load for linkage: nothing else of the standardized table is read.
 LINK_COLUMNS: tuple[str, ...] = tuple(STD_COLUMN_TYPES)
+
+
+@dataclass(frozen=True)
+class StoredBlockKeys:
+    """The stored passes' block keys, kept in the run's database from night to night.
+
+    Keying a record costs string work (pinyin forms, splits, unions of its regions): at
+    ten million records the passes spent ~18 s keying every record, on a night that paired
+    only the 1% that changed. Kept, a night keys only its new and changed records.
+
+    A stored key belongs to a record's ``link_ref``, not its record_key: ingest numbers the
+    rows anew each night, while a record's link_ref stays as long as its standardized row
+    does (int_persons_standardized.link_ref), so unchanged records' keys never move.
+
+    ``link_refs``: a relation of tonight's records with their ``link_ref`` and ``record_key``.
+    ``retired``: a relation of the ``link_ref`` of every record gone or changed since the
+    keys were stored; each stored table then loses those and gains tonight's changed
+    records' keys. None: every stored table is built anew from tonight's records, whose
+    record_key must then equal their link_ref.
+    """
+
+    link_refs: str
+    retired: str | None = None
+
+    @property
+    def build(self) -> bool:
+        return self.retired is None
+
+
+def stored_keys_version(passes: tuple[BlockingPass, ...] = BLOCKING_PASSES) -> str:
+    """A digest of everything a stored key depends on: the stored passes and their SQL, the
+    link records' SQL and the own-id hash. Stored keys of another digest are built anew."""
+    digest = hashlib.sha256(OWN_ID_SQL.encode())
+    digest.update((SQL_DIR / "int_link_records.sql").read_bytes())
+    for bp in passes:
+        if bp.stored:
+            digest.update(bp.name.encode())
+            digest.update(bp.file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -240,7 +298,7 @@ def _changed(column: str) -> str:
     return f"{column} in (select record_key from {CHANGED_RECORDS})"
 
 
-def pass_sql(bp: BlockingPass, only_changed: bool = False) -> str:
+def pass_sql(bp: BlockingPass, only_changed: bool = False, stored: StoredBlockKeys | None = None) -> str:
     """The pass's pairs and, in the same query, its block-size figures.
 
     Rows with ``row_kind`` 0 are pairs (record_key_l < record_key_r); 1 is the largest
@@ -253,6 +311,10 @@ def pass_sql(bp: BlockingPass, only_changed: bool = False) -> str:
     those blocks are sized and joined; a block's size still counts all its members, so
     the pairs are exactly the full pass's pairs that touch a changed record. The figures
     are then those of these blocks.
+
+    ``stored`` (a pass with ``stored`` keys): the keys are read from the pass's keys table
+    (`StoredBlockKeys`), in tonight's record keys; when it is updated rather than built, only
+    the blocks of tonight's changed records' keys (``__renhu_changed_block_keys``) are read.
     """
     if bp.own_pairs:
         body = _strip_final_select(bp.sql(), "select * from pairs")
@@ -267,8 +329,16 @@ def pass_sql(bp: BlockingPass, only_changed: bool = False) -> str:
             " union all select 1, null, null, coalesce(max(block_size), 0) from block_sizes"
             " union all select 2, null, null, block_size from block_sizes where block_size > $max_block_size"
         )
-    keys_sql = bp.sql()
+    keys_sql = key_file_sql = bp.sql()
     _strip_final_select(keys_sql, "select * from block_keys")
+    if stored is not None and bp.stored and stored.build:
+        keys_sql = f"select link_ref as record_key, * exclude (link_ref) from {bp.keys_table}"
+    elif stored is not None and bp.stored:
+        # The stored keys of the blocks a changed record is in, and only those: the members
+        # a pair can come from, each record in tonight's key.
+        keys_sql = f"""select r.record_key, k.* exclude (link_ref)
+    from {bp.keys_table} as k inner join {stored.link_refs} as r using (link_ref)
+    where k.block_key in (select block_key from {CHANGED_BLOCK_KEYS})"""
     # Materialized: the keys are read twice (sizes, members) and would otherwise be computed twice.
     keys = "with block_keys as materialized (\n" + keys_sql.rstrip().rstrip(";") + "\n)"
     cap = f"greatest($max_block_size // {bp.cap_divisor}, 2)" if bp.cap_divisor != 1 else "$max_block_size"
@@ -289,7 +359,7 @@ members as (
     pair_filter = f"\n    where {_changed('l.record_key')} or {_changed('r.record_key')}" if only_changed else ""
     own_id, ids_apart = "", ""
     if bp.apart_by_ids:
-        if "own_id" not in keys_sql:
+        if "own_id" not in key_file_sql:
             raise ValueError(f"{bp.file.name} must carry own_id in its keys: the pass leaves out pairs of two different ids")
         own_id = ", k.own_id"
         ids_apart = " and (l.own_id is null or r.own_id is null or l.own_id = r.own_id)"
@@ -332,6 +402,7 @@ def run_blocking(
     max_block_size: int = DEFAULT_MAX_BLOCK_SIZE,
     passes: tuple[BlockingPass, ...] = BLOCKING_PASSES,
     changed_keys: pl.Series | None = None,
+    stored: StoredBlockKeys | None = None,
 ) -> BlockingResult:
     """Run every pass over ``records`` (from :func:`prepare_link_records`, as a frame or as
     a `linkage.records.PreparedRecords` table) and union the pairs.
@@ -341,11 +412,21 @@ def run_blocking(
     members), but no pair between two unchanged records is formed. The report's pair
     counts are then tonight's new candidates.
 
+    ``stored``: the stored passes' keys are kept in (or read from) their tables in ``con``
+    (`StoredBlockKeys`); updating them needs ``changed_keys``. The pairs are the same.
+
     Pass tables are TEMP tables of ``con``: they never land in the run's DuckDB file.
     """
-    if changed_keys is not None and not len(changed_keys):
+    if stored is not None and not stored.build and changed_keys is None:
+        raise ValueError("stored block keys are updated on a night that pairs only its changed records")
+    if changed_keys is not None and not len(changed_keys) and (stored is None or not stored.build):
         # Nothing new or changed (a night run again on the same extracts): no pair can touch
-        # a changed record, and keying every record for nothing took ~21 s at 10M.
+        # a changed record, and keying every record for nothing took ~21 s at 10M. Records
+        # gone since still leave the stored keys.
+        if stored is not None:
+            for bp in passes:
+                if bp.stored:
+                    con.execute(f"delete from {bp.keys_table} where link_ref in (select link_ref from {stored.retired})")
         return BlockingResult(
             pairs=pl.DataFrame(schema={"record_key_l": pl.Int64, "record_key_r": pl.Int64, "passes": pl.Int32}),
             report=[_pass_report(bp, 0, 0, 0, 0, max_block_size) for bp in passes],
@@ -377,12 +458,19 @@ def run_blocking(
         con.register(f"{CHANGED_RECORDS}_frame", pl.DataFrame({"record_key": changed_keys.cast(pl.Int64)}))
         con.execute(f"create or replace temp table {CHANGED_RECORDS} as select * from {CHANGED_RECORDS}_frame")
         con.unregister(f"{CHANGED_RECORDS}_frame")
+        if stored is not None and not stored.build:
+            con.execute(
+                f"create or replace temp table {CHANGED_LINK_RECORDS} as select * from {LINK_RECORDS} "
+                f"where {_changed('record_key')}"
+            )
     report: list[dict] = []
     params = {"max_block_size": max_block_size}
     try:
         for bp in passes:
+            if stored is not None and bp.stored:
+                _store_keys(con, bp, stored)
             con.execute(
-                f"create or replace temp table {bp.table}__all as {pass_sql(bp, only_changed)}", params
+                f"create or replace temp table {bp.table}__all as {pass_sql(bp, only_changed, stored)}", params
             )
             con.execute(
                 f"create or replace temp view {bp.table} as "
@@ -420,7 +508,30 @@ def run_blocking(
         else:
             con.execute(f"drop view if exists {LINK_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_RECORDS}")
+        con.execute(f"drop table if exists {CHANGED_LINK_RECORDS}")
+        con.execute(f"drop table if exists {CHANGED_BLOCK_KEYS}")
     return BlockingResult(pairs=pairs, report=report)
+
+
+def _store_keys(con: duckdb.DuckDBPyConnection, bp: BlockingPass, stored: StoredBlockKeys) -> None:
+    """Build the pass's keys table from every record, or bring it to tonight's records: the
+    keys of records gone or changed leave it, the changed records' keys come in (kept in
+    ``__renhu_changed_block_keys`` too, for `pass_sql` to find their blocks)."""
+    keys_sql = bp.sql().rstrip().rstrip(";")
+    if stored.build:
+        con.execute(
+            f"create or replace table {bp.keys_table} as "
+            f"select record_key as link_ref, * exclude (record_key) from ({keys_sql})"
+        )
+        return
+    con.execute(f"delete from {bp.keys_table} where link_ref in (select link_ref from {stored.retired})")
+    con.execute(
+        f"create or replace temp table {CHANGED_BLOCK_KEYS} as {keys_sql.replace(LINK_RECORDS, CHANGED_LINK_RECORDS)}"
+    )
+    con.execute(
+        f"insert into {bp.keys_table} by name select r.link_ref, k.* exclude (record_key) "
+        f"from {CHANGED_BLOCK_KEYS} as k inner join {stored.link_refs} as r using (record_key)"
+    )
 
 
 def _pass_report(bp: BlockingPass, pairs: int, largest_block: int, capped_blocks: int, capped_records: int,

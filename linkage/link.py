@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from linkage.block import BLOCKING_PASSES, DEFAULT_MAX_BLOCK_SIZE, run_blocking
+from linkage.block import BLOCKING_PASSES, DEFAULT_MAX_BLOCK_SIZE, StoredBlockKeys, run_blocking
 from linkage.classify import (
     SAME_VALID_ID,
     VETO_RULES,
@@ -273,6 +273,7 @@ def link_records(
     settings: LinkageSettings | None = None,
     labels: pl.DataFrame | None = None,
     state: LinkState | None = None,
+    stored_keys: StoredBlockKeys | None = None,
 ) -> LinkageResult:
     """Link every standardized record to a person.
 
@@ -286,6 +287,8 @@ def link_records(
     ``state``: reuse an earlier night's model and scored pairs, and block, compare and
     score only the pairs that touch ``state.changed_keys``; clustering and person ids
     still run over every record, so the result has the same form as a full night's.
+    ``stored_keys``: the blocking passes' keys kept in ``con`` between nights
+    (`linkage.block.StoredBlockKeys`); the pairs are the same with or without.
     """
     settings = settings or LinkageSettings()
     if settings.training not in ("sessions", "random_pairs", "candidates"):
@@ -308,7 +311,8 @@ def link_records(
         records = PreparedRecords.from_frame(con, std)
         key_order = std.select(pl.col("record_key").cast(pl.Int64))
     blocking = run_blocking(
-        con, records, settings.max_block_size, changed_keys=state.changed_keys if state is not None else None
+        con, records, settings.max_block_size, changed_keys=state.changed_keys if state is not None else None,
+        stored=stored_keys,
     )
     if records.blocking_ready and not records.in_memory:
         if state is None:

@@ -236,3 +236,88 @@ def test_pairs_left_out_for_their_ids_are_the_pairs_the_rules_part():
     tf_tables = {c.tf_column: prepared.term_frequencies(c.tf_column) for c in comparisons if c.tf_column}
     ruled = compare_in_chunks(left_out, prepared, comparisons, tf_tables).rule
     assert set(ruled.tolist()) == {"different_valid_ids"}
+
+
+def _stored_keys(con: duckdb.DuckDBPyConnection, refs: str) -> dict[str, list[tuple]]:
+    """Each stored pass's keys, by tonight's record key; no key is left of a record not there tonight."""
+    for bp in BLOCKING_PASSES:
+        if bp.stored:
+            left = con.execute(f"select count(*) from {bp.keys_table} anti join {refs} using (link_ref)").fetchone()[0]
+            assert left == 0, f"{bp.keys_table} keeps {left} keys of records gone or changed"
+    return {
+        bp.name: con.execute(
+            f"select r.record_key, k.* exclude (link_ref) from {bp.keys_table} k join {refs} r using (link_ref) order by all"
+        ).fetchall()
+        for bp in BLOCKING_PASSES
+        if bp.stored
+    }
+
+
+def _built_keys(records: pl.DataFrame) -> dict[str, list[tuple]]:
+    from linkage.block import StoredBlockKeys
+
+    con = duckdb.connect()
+    con.register("records", records)
+    con.execute("create table refs as select record_key as link_ref, record_key from records")
+    run_blocking(con, records, max_block_size=4, stored=StoredBlockKeys("refs"))
+    return _stored_keys(con, "refs")
+
+
+def test_stored_keys_kept_night_after_night_give_the_pairs_of_keying_every_record():
+    # Night 1 builds the stored keys; night 2 renumbers every record, loses some, changes some
+    # (each becomes a copy of another record) and adds some. Keying only those against the
+    # stored keys gives the pairs and figures of keying every record, and leaves the stored
+    # keys as a build from night 2's records would.
+    import numpy as np
+
+    from linkage.block import StoredBlockKeys
+    from linkage.standardize import standardize_records
+    from tests.linkage.test_link import background, raw_frame
+
+    night1 = prepare_link_records(standardize_records(raw_frame(background(400, seed=11))))
+    con = duckdb.connect()
+    con.register("night1", night1)
+    con.execute("create table refs1 as select record_key as link_ref, record_key from night1")
+    built = run_blocking(con, night1, max_block_size=4, stored=StoredBlockKeys("refs1"))
+    assert built.pairs.equals(run_blocking(duckdb.connect(), night1, max_block_size=4).pairs)
+    assert all(rows for rows in _stored_keys(con, "refs1").values())
+
+    n = night1.height
+    order = np.random.default_rng(3).permutation(n)
+    gone, changed, donors, copied = order[:20], order[20:60], order[60:100], order[100:120]
+    kept = night1.filter(~pl.col("record_key").is_in(np.concatenate([gone, changed]).tolist()))
+    as_changed = night1[donors.tolist()].with_columns(pl.Series("record_key", changed, dtype=pl.Int64))
+    added = night1[copied.tolist()].with_columns(pl.Series("record_key", np.arange(n, n + 20), dtype=pl.Int64))
+    night2 = pl.concat([kept, as_changed, added]).sample(fraction=1.0, shuffle=True, seed=5)
+    # Tonight's keys are new; link_refs stay for unchanged records, changed and new ones get new ones.
+    unchanged = pl.col("record_key").is_in(kept["record_key"].implode())
+    refs2 = night2.select(
+        pl.when(unchanged).then(pl.col("record_key")).otherwise(n + 100 + pl.int_range(pl.len())).alias("link_ref"),
+        (1000 + pl.int_range(pl.len())).cast(pl.Int64).alias("record_key"),
+    )
+    night2 = night2.with_columns(refs2["record_key"]).sort("record_key")
+    tonight_changed = refs2.filter(pl.col("link_ref") >= n)["record_key"]
+    con.register("refs2_frame", refs2)
+    con.execute("create table refs2 as select * from refs2_frame")
+    con.register("retired_frame", pl.DataFrame({"link_ref": np.concatenate([gone, changed])}))
+    con.execute("create table retired as select * from retired_frame")
+
+    kept_keys = run_blocking(
+        con, night2, max_block_size=4, changed_keys=tonight_changed, stored=StoredBlockKeys("refs2", "retired")
+    )
+    keyed_anew = run_blocking(duckdb.connect(), night2, max_block_size=4, changed_keys=tonight_changed)
+    assert len(kept_keys.pairs) > 0
+    assert kept_keys.pairs.equals(keyed_anew.pairs)
+    assert kept_keys.report == keyed_anew.report
+    assert _stored_keys(con, "refs2") == _built_keys(night2)
+
+    # Night 3: only records gone. No pass runs, but their keys leave the stored tables.
+    night3 = night2.filter(pl.col("record_key") >= 1010)
+    con.execute("create table refs3 as select * from refs2 where record_key >= 1010")
+    con.execute("create table retired3 as select link_ref from refs2 where record_key < 1010")
+    nothing = run_blocking(
+        con, night3, max_block_size=4, changed_keys=pl.Series([], dtype=pl.Int64),
+        stored=StoredBlockKeys("refs3", "retired3"),
+    )
+    assert nothing.pairs.is_empty()
+    assert _stored_keys(con, "refs3") == _built_keys(night3)
