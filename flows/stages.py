@@ -846,7 +846,8 @@ def link(ctx: RunContext) -> StageResult:
             ctx.con.unregister("pairs_frame")
             # The pairs are now in the keys of tonight's int_persons_standardized.
             set_state_value(ctx.con, PAIRS_KEYS_RUN, ctx.run_id)
-        persons = entity_map["person_id"].n_unique()
+        # Counted once, by link_records (1.3 s over ten million ids).
+        persons = result.metrics["persons"]
         # The frames live on as tables; keep only what publish reads, so they can be freed.
         ctx.linkage = LinkageSummary(metrics=result.metrics, model=result.model)
         return entity_map.height, {"persons": persons, "mode": result.metrics.get("refresh", "full"),

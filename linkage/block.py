@@ -32,6 +32,8 @@ CHANGED_RECORDS = "__renhu_changed_records"
 # Reserved names of the link records of those records, and of one pass's keys of them.
 CHANGED_LINK_RECORDS = "__renhu_changed_link_records"
 CHANGED_BLOCK_KEYS = "__renhu_changed_block_keys"
+# Reserved name of the stored keys of the blocks those keys name.
+CHANGED_BLOCKS_STORED = "__renhu_changed_blocks_stored"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,11 @@ class BlockingPass:
     A pass with ``own_pairs`` (``int_pairs_<name>.sql``) builds its pairs itself.
     ``keys_stored``: with `StoredBlockKeys`, the pass's keys are kept in the run's database
     (table ``int_block_keys_<name>``) and only new and changed records are keyed on a later
-    night; false for a pass whose keys of one record depend on other records.
+    night. For the passes whose keying is string work (several name forms, regions,
+    initials, addresses: 16 s of 18 at ten million records); a pass keyed by one column
+    keys every record each night in well under a second, less than its table would cost
+    to write on a full night and to keep. Never for a pass whose keys of one record depend
+    on other records.
 
     ``apart_by_ids``: the pass leaves out a pair whose two records each carry their own
     valid id and the two ids differ. Classification would rule such a pair
@@ -66,7 +72,7 @@ class BlockingPass:
     latin_pairs: bool = False
     own_pairs: bool = False
     apart_by_ids: bool = True
-    keys_stored: bool = True
+    keys_stored: bool = False
 
     @property
     def table(self) -> str:
@@ -95,18 +101,20 @@ BLOCKING_PASSES: tuple[BlockingPass, ...] = (
     BlockingPass("id_near", "identity numbers one mistyped digit or one adjacent swap apart", own_pairs=True),
     BlockingPass("name_pinyin_birth", "same full-name pinyin and birth date"),
     BlockingPass("pinyin_sorted_birth", "same sorted name syllables and birth date (romanized either order)",
-                 several_keys=True),
-    BlockingPass("surname_birth_region", "same surname pinyin, birth date and county", several_keys=True),
+                 several_keys=True, keys_stored=True),
+    BlockingPass("surname_birth_region", "same surname pinyin, birth date and county", several_keys=True,
+                 keys_stored=True),
     BlockingPass("name_id_birth", "same name and birth-date digits of the id"),
     BlockingPass("phone", "same phone number"),
     # Keys only the birth dates some latin-script record holds: a new such record would
-    # need records that did not change keyed anew, so the pass keys every record each night.
+    # need records that did not change keyed anew, so its keys are not stored.
     BlockingPass("name_token_birth", "a romanized name sharing one word with the other name, and the same birth date",
-                 several_keys=True, latin_pairs=True, keys_stored=False),
+                 several_keys=True, latin_pairs=True),
     BlockingPass("name_pinyin", "same full-name pinyin in the same county, any birth date (capped at a tenth of the block limit)",
-                 several_keys=True, cap_divisor=10),
-    BlockingPass("initials_birth", "same name initials and birth date"),
-    BlockingPass("address_birth", "addresses starting alike (4 characters) and the same birth date", several_keys=True),
+                 several_keys=True, cap_divisor=10, keys_stored=True),
+    BlockingPass("initials_birth", "same name initials and birth date", keys_stored=True),
+    BlockingPass("address_birth", "addresses starting alike (4 characters) and the same birth date", several_keys=True,
+                 keys_stored=True),
 )
 
 DEFAULT_MAX_BLOCK_SIZE = 100
@@ -334,13 +342,14 @@ def pass_sql(bp: BlockingPass, only_changed: bool = False, stored: StoredBlockKe
     if stored is not None and bp.stored and stored.build:
         keys_sql = f"select link_ref as record_key, * exclude (link_ref) from {bp.keys_table}"
     elif stored is not None and bp.stored:
-        # The stored keys of the blocks a changed record is in, and only those: the members
-        # a pair can come from, each record in tonight's key.
+        # The stored keys of the blocks a changed record is in (`_store_keys`): the members a
+        # pair can come from, each record in tonight's key.
         keys_sql = f"""select r.record_key, k.* exclude (link_ref)
-    from {bp.keys_table} as k inner join {stored.link_refs} as r using (link_ref)
-    where k.block_key in (select block_key from {CHANGED_BLOCK_KEYS})"""
-    # Materialized: the keys are read twice (sizes, members) and would otherwise be computed twice.
-    keys = "with block_keys as materialized (\n" + keys_sql.rstrip().rstrip(";") + "\n)"
+    from {CHANGED_BLOCKS_STORED} as k inner join {stored.link_refs} as r using (link_ref)"""
+    # Materialized: the keys are read twice (sizes, members) and would otherwise be computed
+    # twice. A built keys table is only read: a copy of it cost the 10M night 1 seconds.
+    reads_table = stored is not None and bp.stored and stored.build
+    keys = f"with block_keys as {'' if reads_table else 'materialized '}(\n" + keys_sql.rstrip().rstrip(";") + "\n)"
     cap = f"greatest($max_block_size // {bp.cap_divisor}, 2)" if bp.cap_divisor != 1 else "$max_block_size"
     latin = ", k.latin" if bp.latin_pairs else ""
     if only_changed:
@@ -510,6 +519,7 @@ def run_blocking(
         con.execute(f"drop table if exists {CHANGED_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_LINK_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_BLOCK_KEYS}")
+        con.execute(f"drop table if exists {CHANGED_BLOCKS_STORED}")
     return BlockingResult(pairs=pairs, report=report)
 
 
@@ -531,6 +541,13 @@ def _store_keys(con: duckdb.DuckDBPyConnection, bp: BlockingPass, stored: Stored
     con.execute(
         f"insert into {bp.keys_table} by name select r.link_ref, k.* exclude (record_key) "
         f"from {CHANGED_BLOCK_KEYS} as k inner join {stored.link_refs} as r using (record_key)"
+    )
+    # A table of its own, so that joining it to tonight's keys builds its hash table from
+    # these few rows: within one query DuckDB took the ten million link_refs for that side
+    # and ran out of its 1 GB at 10M records.
+    con.execute(
+        f"create or replace temp table {CHANGED_BLOCKS_STORED} as select * from {bp.keys_table} "
+        f"where block_key in (select block_key from {CHANGED_BLOCK_KEYS})"
     )
 
 
