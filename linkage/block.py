@@ -32,7 +32,7 @@ CHANGED_RECORDS = "__renhu_changed_records"
 # Reserved names of the link records of those records, and of one pass's keys of them.
 CHANGED_LINK_RECORDS = "__renhu_changed_link_records"
 CHANGED_BLOCK_KEYS = "__renhu_changed_block_keys"
-# Reserved name of the stored keys of the blocks those keys name.
+# Reserved name (with _<pass>) of the stored keys of the blocks those keys name.
 CHANGED_BLOCKS_STORED = "__renhu_changed_blocks_stored"
 
 
@@ -322,7 +322,7 @@ def pass_sql(bp: BlockingPass, only_changed: bool = False, stored: StoredBlockKe
 
     ``stored`` (a pass with ``stored`` keys): the keys are read from the pass's keys table
     (`StoredBlockKeys`), in tonight's record keys; when it is updated rather than built, only
-    the blocks of tonight's changed records' keys (``__renhu_changed_block_keys``) are read.
+    those of the blocks tonight's changed records' keys name (`_store_keys`) are read.
     """
     if bp.own_pairs:
         body = _strip_final_select(bp.sql(), "select * from pairs")
@@ -345,7 +345,7 @@ def pass_sql(bp: BlockingPass, only_changed: bool = False, stored: StoredBlockKe
         # The stored keys of the blocks a changed record is in (`_store_keys`): the members a
         # pair can come from, each record in tonight's key.
         keys_sql = f"""select r.record_key, k.* exclude (link_ref)
-    from {CHANGED_BLOCKS_STORED} as k inner join {stored.link_refs} as r using (link_ref)"""
+    from {CHANGED_BLOCKS_STORED}_{bp.name} as k inner join {stored.link_refs} as r using (link_ref)"""
     # Materialized: the keys are read twice (sizes, members) and would otherwise be computed
     # twice. A built keys table is only read: a copy of it cost the 10M night 1 seconds.
     reads_table = stored is not None and bp.stored and stored.build
@@ -436,6 +436,7 @@ def run_blocking(
             for bp in passes:
                 if bp.stored:
                     con.execute(f"delete from {bp.keys_table} where link_ref in (select link_ref from {stored.retired})")
+            con.execute("checkpoint")  # as below: written rather than held in memory
         return BlockingResult(
             pairs=pl.DataFrame(schema={"record_key_l": pl.Int64, "record_key_r": pl.Int64, "passes": pl.Int32}),
             report=[_pass_report(bp, 0, 0, 0, 0, max_block_size) for bp in passes],
@@ -467,16 +468,23 @@ def run_blocking(
         con.register(f"{CHANGED_RECORDS}_frame", pl.DataFrame({"record_key": changed_keys.cast(pl.Int64)}))
         con.execute(f"create or replace temp table {CHANGED_RECORDS} as select * from {CHANGED_RECORDS}_frame")
         con.unregister(f"{CHANGED_RECORDS}_frame")
+    report: list[dict] = []
+    params = {"max_block_size": max_block_size}
+    try:
         if stored is not None and not stored.build:
             con.execute(
                 f"create or replace temp table {CHANGED_LINK_RECORDS} as select * from {LINK_RECORDS} "
                 f"where {_changed('record_key')}"
             )
-    report: list[dict] = []
-    params = {"max_block_size": max_block_size}
-    try:
+            for bp in passes:
+                if bp.stored:
+                    _store_keys(con, bp, stored)
+            # The deletes and inserts hold the row groups they touched in memory until a
+            # checkpoint writes them: ~600 MB at 10M records, which left the clustering's
+            # sort of every record out of DuckDB's 1 GB. Written now, in 0.5 s.
+            con.execute("checkpoint")
         for bp in passes:
-            if stored is not None and bp.stored:
+            if stored is not None and bp.stored and stored.build:
                 _store_keys(con, bp, stored)
             con.execute(
                 f"create or replace temp table {bp.table}__all as {pass_sql(bp, only_changed, stored)}", params
@@ -518,15 +526,15 @@ def run_blocking(
             con.execute(f"drop view if exists {LINK_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_RECORDS}")
         con.execute(f"drop table if exists {CHANGED_LINK_RECORDS}")
-        con.execute(f"drop table if exists {CHANGED_BLOCK_KEYS}")
-        con.execute(f"drop table if exists {CHANGED_BLOCKS_STORED}")
+        for bp in passes:
+            con.execute(f"drop table if exists {CHANGED_BLOCKS_STORED}_{bp.name}")
     return BlockingResult(pairs=pairs, report=report)
 
 
 def _store_keys(con: duckdb.DuckDBPyConnection, bp: BlockingPass, stored: StoredBlockKeys) -> None:
     """Build the pass's keys table from every record, or bring it to tonight's records: the
-    keys of records gone or changed leave it, the changed records' keys come in (kept in
-    ``__renhu_changed_block_keys`` too, for `pass_sql` to find their blocks)."""
+    keys of records gone or changed leave it, the changed records' keys come in, and the
+    stored keys of the blocks they name are kept for `pass_sql` (``__renhu_changed_blocks_stored_<pass>``)."""
     keys_sql = bp.sql().rstrip().rstrip(";")
     if stored.build:
         con.execute(
@@ -546,9 +554,10 @@ def _store_keys(con: duckdb.DuckDBPyConnection, bp: BlockingPass, stored: Stored
     # these few rows: within one query DuckDB took the ten million link_refs for that side
     # and ran out of its 1 GB at 10M records.
     con.execute(
-        f"create or replace temp table {CHANGED_BLOCKS_STORED} as select * from {bp.keys_table} "
+        f"create or replace temp table {CHANGED_BLOCKS_STORED}_{bp.name} as select * from {bp.keys_table} "
         f"where block_key in (select block_key from {CHANGED_BLOCK_KEYS})"
     )
+    con.execute(f"drop table {CHANGED_BLOCK_KEYS}")
 
 
 def _pass_report(bp: BlockingPass, pairs: int, largest_block: int, capped_blocks: int, capped_records: int,
