@@ -191,9 +191,13 @@ class StoredBlockKeys:
 
 def stored_keys_version(passes: tuple[BlockingPass, ...] = BLOCKING_PASSES) -> str:
     """A digest of everything a stored key depends on: the stored passes and their SQL, the
-    link records' SQL and the own-id hash. Stored keys of another digest are built anew."""
+    link records' SQL and its polars twin (a full night past three million records prepares
+    them in polars), and the own-id hash. Stored keys of another digest are built anew."""
+    import inspect
+
     digest = hashlib.sha256(OWN_ID_SQL.encode())
     digest.update((SQL_DIR / "int_link_records.sql").read_bytes())
+    digest.update(inspect.getsource(prepare_link_records).encode())
     for bp in passes:
         if bp.stored:
             digest.update(bp.name.encode())

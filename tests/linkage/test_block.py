@@ -321,3 +321,29 @@ def test_stored_keys_kept_night_after_night_give_the_pairs_of_keying_every_recor
     )
     assert nothing.pairs.is_empty()
     assert _stored_keys(con, "refs3") == _built_keys(night3)
+
+
+def test_stored_keys_version_follows_what_the_keys_are_computed_by(monkeypatch):
+    # Keys stored by other pass SQL or another preparation of the records are built anew.
+    import linkage.block as block_module
+    from linkage.block import stored_keys_version
+
+    before = stored_keys_version()
+    assert stored_keys_version() == before
+    monkeypatch.setattr(block_module, "OWN_ID_SQL", block_module.OWN_ID_SQL + " ")
+    assert stored_keys_version() != before
+    monkeypatch.undo()
+
+    def prepare_link_records(std):  # another preparation of the same name
+        return std
+
+    monkeypatch.setattr(block_module, "prepare_link_records", prepare_link_records)
+    assert stored_keys_version() != before
+    monkeypatch.undo()
+    unstored = tuple(
+        block_module.BlockingPass(bp.name, bp.description, several_keys=bp.several_keys, cap_divisor=bp.cap_divisor,
+                                  latin_pairs=bp.latin_pairs, own_pairs=bp.own_pairs, keys_stored=False)
+        if bp.name == "initials_birth" else bp
+        for bp in BLOCKING_PASSES
+    )
+    assert stored_keys_version(unstored) != before
