@@ -491,10 +491,15 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
     # Last night's rows that are not reused (gone, or changed since) leave the metrics.
     previous_columns = _columns(con, "int_persons_standardized")
     # raw_records holds tonight's rows only: last night's figures of a row are its stored flags.
+    # Their link_refs, read in the same scan, retire their stored block keys.
     gone = con.execute(
-        f"select source, {STANDARDIZATION_FLAGS} from int_persons_standardized "
+        f"select source, link_ref, {STANDARDIZATION_FLAGS} from int_persons_standardized "
         "where record_key not in (select previous_key from std_reused)"
     ).pl()
+    con.register("retired_frame", gone.select("link_ref"))
+    con.execute(f"create or replace temp table {RETIRED_LINK_REFS} as select * from retired_frame")
+    con.unregister("retired_frame")
+    gone = gone.drop("link_ref")
     # After a night stopped part way, std_metrics may be older than the table: count it again.
     previous_metrics = (
         con.execute("select * from std_metrics").pl()
@@ -522,10 +527,6 @@ def _standardize_incremental(ctx: RunContext) -> tuple[pl.DataFrame, int]:
     # column that changed (10M rows: 2.0 s to update and 0.9 s to commit with the join, 0.7
     # and 0.2 s without).
     raw_rows = " join raw_records r on r.record_key = u.record_key" if provenance else ""
-    con.execute(
-        f"create or replace temp table {RETIRED_LINK_REFS} as select link_ref from int_persons_standardized "
-        "where record_key not in (select previous_key from std_reused)"
-    )
     con.begin()
     try:
         con.execute("delete from int_persons_standardized where record_key not in (select previous_key from std_reused)")
@@ -747,8 +748,8 @@ def _stored_block_keys(ctx: RunContext, state):
     from linkage.block import StoredBlockKeys
 
     con = ctx.con
-    # An incremental night's standardize left RETIRED_LINK_REFS.
-    if state is not None and ctx.block_keys_reusable and ctx.refresh == "incremental":
+    # A state only on an incremental night, whose standardize left RETIRED_LINK_REFS.
+    if state is not None and ctx.block_keys_reusable:
         return StoredBlockKeys(link_refs="int_persons_standardized", retired=RETIRED_LINK_REFS)
     # After a full standardize they are already; a rebuild on an incremental night renumbers.
     con.execute("update int_persons_standardized set link_ref = record_key where link_ref is distinct from record_key")

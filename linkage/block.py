@@ -343,7 +343,8 @@ def pass_sql(bp: BlockingPass, only_changed: bool = False, stored: StoredBlockKe
         )
     keys_sql = key_file_sql = bp.sql()
     _strip_final_select(keys_sql, "select * from block_keys")
-    if stored is not None and bp.stored and stored.build:
+    reads_table = stored is not None and bp.stored and stored.build
+    if reads_table:
         keys_sql = f"select link_ref as record_key, * exclude (link_ref) from {bp.keys_table}"
     elif stored is not None and bp.stored:
         # The stored keys of the blocks a changed record is in (`_store_keys`): the members a
@@ -352,7 +353,6 @@ def pass_sql(bp: BlockingPass, only_changed: bool = False, stored: StoredBlockKe
     from {CHANGED_BLOCKS_STORED}_{bp.name} as k inner join {stored.link_refs} as r using (link_ref)"""
     # Materialized: the keys are read twice (sizes, members) and would otherwise be computed
     # twice. A built keys table is only read: a copy of it cost the 10M night 1 seconds.
-    reads_table = stored is not None and bp.stored and stored.build
     keys = f"with block_keys as {'' if reads_table else 'materialized '}(\n" + keys_sql.rstrip().rstrip(";") + "\n)"
     cap = f"greatest($max_block_size // {bp.cap_divisor}, 2)" if bp.cap_divisor != 1 else "$max_block_size"
     latin = ", k.latin" if bp.latin_pairs else ""
@@ -439,7 +439,7 @@ def run_blocking(
         if stored is not None:
             for bp in passes:
                 if bp.stored:
-                    con.execute(f"delete from {bp.keys_table} where link_ref in (select link_ref from {stored.retired})")
+                    _retire_keys(con, bp, stored)
             con.execute("checkpoint")  # as below: written rather than held in memory
         return BlockingResult(
             pairs=pl.DataFrame(schema={"record_key_l": pl.Int64, "record_key_r": pl.Int64, "passes": pl.Int32}),
@@ -535,6 +535,11 @@ def run_blocking(
     return BlockingResult(pairs=pairs, report=report)
 
 
+def _retire_keys(con: duckdb.DuckDBPyConnection, bp: BlockingPass, stored: StoredBlockKeys) -> None:
+    """The stored keys of the records gone or changed leave the pass's keys table."""
+    con.execute(f"delete from {bp.keys_table} where link_ref in (select link_ref from {stored.retired})")
+
+
 def _store_keys(con: duckdb.DuckDBPyConnection, bp: BlockingPass, stored: StoredBlockKeys) -> None:
     """Build the pass's keys table from every record, or bring it to tonight's records: the
     keys of records gone or changed leave it, the changed records' keys come in, and the
@@ -546,7 +551,7 @@ def _store_keys(con: duckdb.DuckDBPyConnection, bp: BlockingPass, stored: Stored
             f"select record_key as link_ref, * exclude (record_key) from ({keys_sql})"
         )
         return
-    con.execute(f"delete from {bp.keys_table} where link_ref in (select link_ref from {stored.retired})")
+    _retire_keys(con, bp, stored)
     con.execute(
         f"create or replace temp table {CHANGED_BLOCK_KEYS} as {keys_sql.replace(LINK_RECORDS, CHANGED_LINK_RECORDS)}"
     )

@@ -470,21 +470,9 @@ def test_a_date_that_was_in_the_future_is_read_on_a_later_incremental_night(city
 
 def stored_block_keys(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
     """Each stored blocking pass's keys by record key; none left of a record not there."""
-    from linkage.block import BLOCKING_PASSES
+    from tests.linkage.test_block import stored_keys
 
-    keys = {}
-    for bp in BLOCKING_PASSES:
-        if not bp.stored:
-            continue
-        left = con.execute(
-            f"select count(*) from {bp.keys_table} anti join int_persons_standardized using (link_ref)"
-        ).fetchone()[0]
-        assert left == 0, f"{bp.keys_table} keeps {left} keys of records gone or changed"
-        keys[bp.name] = con.execute(
-            f"select p.record_key, k.* exclude (link_ref) from {bp.keys_table} k "
-            "join int_persons_standardized p using (link_ref) order by all"
-        ).fetchall()
-    return keys
+    return stored_keys(con, "int_persons_standardized")
 
 
 @pytest.mark.slow

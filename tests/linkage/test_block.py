@@ -238,7 +238,7 @@ def test_pairs_left_out_for_their_ids_are_the_pairs_the_rules_part():
     assert set(ruled.tolist()) == {"different_valid_ids"}
 
 
-def _stored_keys(con: duckdb.DuckDBPyConnection, refs: str) -> dict[str, list[tuple]]:
+def stored_keys(con: duckdb.DuckDBPyConnection, refs: str) -> dict[str, list[tuple]]:
     """Each stored pass's keys, by tonight's record key; no key is left of a record not there tonight."""
     for bp in BLOCKING_PASSES:
         if bp.stored:
@@ -260,7 +260,7 @@ def _built_keys(records: pl.DataFrame) -> dict[str, list[tuple]]:
     con.register("records", records)
     con.execute("create table refs as select record_key as link_ref, record_key from records")
     run_blocking(con, records, max_block_size=4, stored=StoredBlockKeys("refs"))
-    return _stored_keys(con, "refs")
+    return stored_keys(con, "refs")
 
 
 def test_stored_keys_kept_night_after_night_give_the_pairs_of_keying_every_record():
@@ -280,7 +280,7 @@ def test_stored_keys_kept_night_after_night_give_the_pairs_of_keying_every_recor
     con.execute("create table refs1 as select record_key as link_ref, record_key from night1")
     built = run_blocking(con, night1, max_block_size=4, stored=StoredBlockKeys("refs1"))
     assert built.pairs.equals(run_blocking(duckdb.connect(), night1, max_block_size=4).pairs)
-    assert all(rows for rows in _stored_keys(con, "refs1").values())
+    assert all(rows for rows in stored_keys(con, "refs1").values())
 
     n = night1.height
     order = np.random.default_rng(3).permutation(n)
@@ -309,7 +309,7 @@ def test_stored_keys_kept_night_after_night_give_the_pairs_of_keying_every_recor
     assert len(kept_keys.pairs) > 0
     assert kept_keys.pairs.equals(keyed_anew.pairs)
     assert kept_keys.report == keyed_anew.report
-    assert _stored_keys(con, "refs2") == _built_keys(night2)
+    assert stored_keys(con, "refs2") == _built_keys(night2)
 
     # Night 3: only records gone. No pass runs, but their keys leave the stored tables.
     night3 = night2.filter(pl.col("record_key") >= 1010)
@@ -320,7 +320,7 @@ def test_stored_keys_kept_night_after_night_give_the_pairs_of_keying_every_recor
         stored=StoredBlockKeys("refs3", "retired3"),
     )
     assert nothing.pairs.is_empty()
-    assert _stored_keys(con, "refs3") == _built_keys(night3)
+    assert stored_keys(con, "refs3") == _built_keys(night3)
 
 
 def test_stored_keys_version_follows_what_the_keys_are_computed_by(monkeypatch):
